@@ -1,0 +1,320 @@
+"""Optics facts shared by the simulator, the features' spec check and the model bundle record.
+
+One place says what an objective, a camera and an LED array are, so the virtual microscope, the
+training data and the controller cannot disagree about them. Conventions (../shared/CONVENTIONS.md):
+lengths in µm (LED geometry in mm, as a datasheet gives it); an LED's illumination is recorded as
+the NA vector ``(na_x, na_y)`` of the light's direction of travel at the sample, in image axes
+(x along columns, y along rows of ``image[y, x]``), plus its brightness.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from controller.errors import FocuslockError
+
+
+class OpticsError(FocuslockError, ValueError):
+    """A physically impossible or inconsistent optical configuration."""
+
+
+class UndersampledWarning(UserWarning):
+    """The camera pixel at the sample is coarser than the coherent Nyquist limit."""
+
+
+@dataclass(frozen=True)
+class Optics:
+    """Objective, light and camera: everything that sets how a sample maps onto pixels."""
+
+    wavelength_um: float = 0.53
+    na: float = 0.5
+    immersion_index: float = 1.0
+    magnification: float = 20.0
+    camera_pixel_um: float = 6.5
+    frame_shape: tuple[int, int] = (2048, 2048)  # (rows, columns) as the camera delivers them
+    bit_depth: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("wavelength_um", "na", "immersion_index", "magnification", "camera_pixel_um"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise OpticsError(f"optics: {name} must be a positive number, got {value!r}")
+        if self.na >= self.immersion_index:
+            raise OpticsError(
+                f"optics: NA {self.na} must be smaller than the immersion index "
+                f"{self.immersion_index} (NA = n sin θ cannot reach n)"
+            )
+        rows, cols = self.frame_shape
+        if rows <= 0 or cols <= 0:
+            raise OpticsError(f"optics: frame_shape must be positive, got {self.frame_shape}")
+        if not 8 <= self.bit_depth <= 16:
+            raise OpticsError(f"optics: bit_depth must be 8..16, got {self.bit_depth}")
+        if self.pixel_um > self.nyquist_pixel_um:
+            warnings.warn(
+                f"optics: pixel at the sample {self.pixel_um:.3f} µm is coarser than the coherent "
+                f"Nyquist limit λ/(2NA) = {self.nyquist_pixel_um:.3f} µm; fine detail will alias",
+                UndersampledWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def pixel_um(self) -> float:
+        """Size of one camera pixel projected onto the sample."""
+        return self.camera_pixel_um / self.magnification
+
+    @property
+    def nyquist_pixel_um(self) -> float:
+        """Coarsest pixel that still samples the pupil's coherent passband (cutoff NA/λ)."""
+        return self.wavelength_um / (2.0 * self.na)
+
+    @property
+    def depth_of_field_um(self) -> float:
+        """Wave-optical depth of field n·λ/NA² (about 2 µm for the paper's 20x/0.5)."""
+        return self.immersion_index * self.wavelength_um / self.na**2
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["frame_shape"] = list(self.frame_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Optics:
+        d = dict(d)
+        if "frame_shape" in d:
+            d["frame_shape"] = tuple(d["frame_shape"])
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise OpticsError(f"optics: unknown keys {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Led:
+    """One lit LED: the NA vector of its light at the sample and its relative brightness."""
+
+    na_x: float
+    na_y: float
+    brightness: float = 1.0
+
+    @property
+    def na(self) -> float:
+        return math.hypot(self.na_x, self.na_y)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """An illumination pattern: mutually incoherent LEDs lit together."""
+
+    name: str
+    leds: tuple[Led, ...]
+
+    def __post_init__(self) -> None:
+        if not self.leds:
+            raise OpticsError(f"pattern {self.name!r}: no LED is lit")
+        for led in self.leds:
+            if led.na >= 1.0:
+                raise OpticsError(f"pattern {self.name!r}: LED NA {led.na:.3f} must be < 1 (air)")
+            if led.brightness < 0:
+                raise OpticsError(f"pattern {self.name!r}: negative brightness {led.brightness}")
+
+    def to_dict(self) -> dict[str, Any]:
+        leds = [[led.na_x, led.na_y, led.brightness] for led in self.leds]
+        return {"name": self.name, "leds": leds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Pattern:
+        try:
+            leds = tuple(Led(float(x), float(y), float(b)) for x, y, b in d["leds"])
+            return cls(name=str(d["name"]), leds=leds)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, OpticsError):
+                raise
+            raise OpticsError(f"pattern: malformed record {dict(d)!r}: {exc}") from exc
+
+    def is_close(self, other: Pattern, tol_na: float = 0.01) -> bool:
+        """Same LEDs (order-free) within ``tol_na``; brightness is ignored (exposure absorbs it)."""
+        if len(self.leds) != len(other.leds):
+            return False
+        remaining = list(other.leds)
+        for led in self.leds:
+            match = next(
+                (o for o in remaining
+                 if math.hypot(o.na_x - led.na_x, o.na_y - led.na_y) <= tol_na),
+                None,
+            )
+            if match is None:
+                return False
+            remaining.remove(match)
+        return True
+
+
+@dataclass(frozen=True)
+class LedArray:
+    """LED positions in mm relative to the sample; the light travels from the LED to the sample.
+
+    ``positions_mm[i] = (x, y, d)``: x along image columns, y along image rows, d > 0 the LED's
+    distance below the sample plane. An LED at +x sends light towards -x, so its ``na_x`` < 0.
+    """
+
+    positions_mm: tuple[tuple[float, float, float], ...]
+    medium_index: float = 1.0  # air between the LEDs and the sample
+
+    def __post_init__(self) -> None:
+        if not self.positions_mm:
+            raise OpticsError("LED array: no LEDs")
+        for x, y, d in self.positions_mm:
+            if d <= 0:
+                raise OpticsError(f"LED array: LED at ({x}, {y}, {d}) mm is not below the sample")
+
+    @classmethod
+    def planar_grid(cls, rows: int, cols: int, pitch_mm: float, distance_mm: float) -> LedArray:
+        """A flat square grid centred on the optical axis (index = row * cols + col)."""
+        if rows <= 0 or cols <= 0 or pitch_mm <= 0 or distance_mm <= 0:
+            raise OpticsError("LED array: rows, cols, pitch and distance must be positive")
+        positions = tuple(
+            ((c - (cols - 1) / 2) * pitch_mm, (r - (rows - 1) / 2) * pitch_mm, distance_mm)
+            for r in range(rows)
+            for c in range(cols)
+        )
+        return cls(positions)
+
+    @classmethod
+    def dome(cls, positions_mm: Iterable[tuple[float, float, float]]) -> LedArray:
+        """Any 3D list of LED positions (a quasi-dome, a ring, hand-placed LEDs)."""
+        return cls(tuple((float(x), float(y), float(d)) for x, y, d in positions_mm))
+
+    def __len__(self) -> int:
+        return len(self.positions_mm)
+
+    def na_of(self, index: int) -> tuple[float, float]:
+        x, y, d = self.positions_mm[index]
+        r = math.sqrt(x * x + y * y + d * d)
+        return (-x / r * self.medium_index, -y / r * self.medium_index)
+
+    def led(self, index: int, brightness: float = 1.0, exposure_compensation: bool = False) -> Led:
+        """The LED as lit; with compensation its brightness is divided by cos θ, like the paper's
+        exposure scaling that makes every angle deliver the same light per sample area."""
+        na_x, na_y = self.na_of(index)
+        if exposure_compensation:
+            cos_theta = math.sqrt(max(1.0 - (na_x**2 + na_y**2) / self.medium_index**2, 1e-6))
+            brightness /= cos_theta
+        return Led(na_x, na_y, brightness)
+
+    def nearest(self, na_x: float, na_y: float) -> int:
+        """Index of the LED whose NA vector is closest to the one asked for."""
+        return min(
+            range(len(self)),
+            key=lambda i: math.hypot(self.na_of(i)[0] - na_x, self.na_of(i)[1] - na_y),
+        )
+
+    def single(self, na_x: float, na_y: float, name: str = "autofocus") -> Pattern:
+        """One off-axis LED, the one nearest the requested NA vector."""
+        return Pattern(name, (self.led(self.nearest(na_x, na_y)),))
+
+    def line(self, na_from: tuple[float, float], na_to: tuple[float, float], count: int,
+             name: str = "autofocus-line") -> Pattern:
+        """LEDs along a line in NA space (the paper's best-performing family of patterns)."""
+        if count < 1:
+            raise OpticsError("line pattern: count must be >= 1")
+        picks: list[int] = []
+        for k in range(count):
+            t = k / max(count - 1, 1)
+            index = self.nearest(na_from[0] + t * (na_to[0] - na_from[0]),
+                                 na_from[1] + t * (na_to[1] - na_from[1]))
+            if index not in picks:
+                picks.append(index)
+        return Pattern(name, tuple(self.led(i) for i in picks))
+
+    def half_annulus(self, na_inner: float, na_outer: float, side: str = "bottom",
+                     name: str = "dpc-bottom") -> Pattern:
+        """Incoherent half annulus (DPC style) for ground truth: the LEDs with
+        na_inner <= NA <= na_outer on one side. ``bottom`` keeps na_y < 0, ``top`` na_y > 0,
+        ``left`` na_x < 0, ``right`` na_x > 0.
+        """
+        keep = {
+            "bottom": lambda x, y: y < 0,
+            "top": lambda x, y: y > 0,
+            "left": lambda x, y: x < 0,
+            "right": lambda x, y: x > 0,
+        }
+        if side not in keep:
+            raise OpticsError(f"half annulus: unknown side {side!r}; use one of {sorted(keep)}")
+        chosen = [
+            i for i in range(len(self))
+            if na_inner <= math.hypot(*self.na_of(i)) <= na_outer and keep[side](*self.na_of(i))
+        ]
+        if not chosen:
+            raise OpticsError(
+                f"half annulus {na_inner}..{na_outer}: no LED of the array lies in it"
+            )
+        return Pattern(name, tuple(self.led(i, exposure_compensation=True) for i in chosen))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, complete optical system: optics, LED array and the two channels' patterns."""
+
+    name: str
+    optics: Optics
+    leds: LedArray
+    autofocus: Pattern
+    ground_truth: Pattern
+    description: str = field(default="", compare=False)
+
+    def pattern(self, name: str) -> Pattern:
+        for pattern in (self.autofocus, self.ground_truth):
+            if pattern.name == name:
+                return pattern
+        raise OpticsError(
+            f"preset {self.name!r}: unknown pattern {name!r}; "
+            f"known: {self.autofocus.name!r}, {self.ground_truth.name!r}"
+        )
+
+
+def _paper() -> Preset:
+    # 20x/0.5 dry, 6.5 µm camera pixels (0.325 µm at the sample), green light. A 15x15 array of
+    # 6 mm pitch 60 mm below the sample gives an NA step of ~0.1; the autofocus LED tilts along y
+    # like the original, whose spectrum crop was wide along y.
+    leds = LedArray.planar_grid(15, 15, pitch_mm=6.0, distance_mm=60.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndersampledWarning)
+        optics = Optics()
+    return Preset(
+        name="paper",
+        optics=optics,
+        leds=leds,
+        autofocus=leds.single(0.0, 0.35),
+        ground_truth=leds.half_annulus(0.4, 0.5, side="bottom"),
+        description="Pinkard et al. 2019: Zeiss 20x/0.5, 2048² sCMOS, LED array a few cm below",
+    )
+
+
+def _pi_hq() -> Preset:
+    # The low-cost box: Raspberry Pi HQ camera (IMX477, 2x2-binned 2028x1520 mode, 3.1 µm pixels)
+    # behind a retrofitted 10x/0.25 objective, and an 8x8 WS2812 matrix 40 mm below the sample.
+    leds = LedArray.planar_grid(8, 8, pitch_mm=5.0, distance_mm=40.0)
+    optics = Optics(wavelength_um=0.53, na=0.25, magnification=10.0, camera_pixel_um=3.1,
+                    frame_shape=(1520, 2028), bit_depth=12)
+    return Preset(
+        name="pi-hq",
+        optics=optics,
+        leds=leds,
+        autofocus=leds.single(0.0, 0.18),
+        ground_truth=leds.half_annulus(0.05, 0.25, side="bottom"),
+        description="Low-cost retrofit: Pi HQ camera, 10x/0.25 objective, 8x8 WS2812 matrix",
+    )
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (_paper(), _pi_hq())}
+
+
+def preset(name: str) -> Preset:
+    """The named optical system; the error lists the known names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise OpticsError(f"unknown optics preset {name!r}; known: {sorted(PRESETS)}") from None

@@ -1,0 +1,1 @@
+"""Shared pytest set-up: tests run from the source tree, never touch real hardware."""
