@@ -1,0 +1,102 @@
+"""The gates between a prediction and a move: nothing moves on an untrusted reading.
+
+../shared/CONVENTIONS.md (Safety): low confidence, a bad frame (dark, saturated, empty field), a
+prediction outside the trained range, or a stale frame means no move. Each gate that fails
+yields a Rejection with a short name (for logs and counters) and a sentence a person can act on.
+The frame checks are cheap whole-frame statistics, so they cost little next to the features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from controller.config import GateSettings
+from controller.hardware.interfaces import Frame
+
+BLOCK = 16  # pixels; averaging 16x16 blocks lowers shot noise 16x while keeping cell-sized detail
+
+
+class Prediction(Protocol):
+    """What the loop needs from a model's answer (controller.model.Prediction provides it)."""
+
+    @property
+    def defocus_um(self) -> float: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def in_range(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Rejection:
+    gate: str  # stale | dark | saturated | empty | invalid | confidence | range
+    reason: str
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    mean_fraction: float  # mean / full scale
+    saturated_fraction: float  # pixels at full scale / all pixels
+    contrast: float  # std / mean of the 16x16 block means
+
+
+def frame_stats(image: np.ndarray, full_scale: int) -> FrameStats:
+    rows = image.shape[0] - image.shape[0] % BLOCK
+    cols = image.shape[1] - image.shape[1] % BLOCK
+    blocks = image[:rows, :cols].reshape(rows // BLOCK, BLOCK, cols // BLOCK, BLOCK)
+    block_means = blocks.mean(axis=(1, 3), dtype=np.float64)
+    mean = float(block_means.mean())
+    contrast = float(block_means.std() / mean) if mean > 0 else 0.0
+    saturated = float(np.count_nonzero(image >= full_scale)) / image.size
+    return FrameStats(mean / full_scale, saturated, contrast)
+
+
+def check_frame(frame: Frame, *, settled_at: float, now: float, full_scale: int,
+                settings: GateSettings) -> list[Rejection]:
+    """Frame-quality and staleness gates."""
+    rejections: list[Rejection] = []
+    if frame.exposure_start < settled_at:
+        rejections.append(Rejection(
+            "stale", f"frame exposed {settled_at - frame.exposure_start:.3f} s before the drive "
+                     f"settled"))
+    elif now - frame.exposure_start > settings.max_frame_age_s:
+        rejections.append(Rejection(
+            "stale", f"frame is {now - frame.exposure_start:.2f} s old "
+                     f"(limit {settings.max_frame_age_s} s)"))
+    stats = frame_stats(frame.image, full_scale)
+    if stats.mean_fraction < settings.dark_fraction:
+        rejections.append(Rejection(
+            "dark", f"too dark: mean {stats.mean_fraction:.1%} of full scale "
+                    f"(limit {settings.dark_fraction:.1%}); is the LED on?"))
+    if stats.saturated_fraction > settings.saturated_fraction:
+        rejections.append(Rejection(
+            "saturated", f"saturated: {stats.saturated_fraction:.1%} of pixels at full scale "
+                         f"(limit {settings.saturated_fraction:.1%})"))
+    if stats.mean_fraction >= settings.dark_fraction and stats.contrast < settings.min_contrast:
+        rejections.append(Rejection(
+            "empty", f"empty field: contrast {stats.contrast:.4f} "
+                     f"(limit {settings.min_contrast}); no sample in view?"))
+    return rejections
+
+
+def check_prediction(prediction: Prediction, settings: GateSettings) -> list[Rejection]:
+    """Confidence, range and sanity gates on the model's answer."""
+    if not (math.isfinite(prediction.defocus_um) and math.isfinite(prediction.confidence)):
+        return [Rejection("invalid", f"model returned a non-finite value "
+                                     f"({prediction.defocus_um}, {prediction.confidence})")]
+    rejections: list[Rejection] = []
+    if prediction.confidence < settings.min_confidence:
+        rejections.append(Rejection(
+            "confidence", f"low confidence {prediction.confidence:.2f} "
+                          f"(limit {settings.min_confidence}): the image patches disagree"))
+    if not prediction.in_range:
+        rejections.append(Rejection(
+            "range", f"prediction {prediction.defocus_um:+.1f} µm is outside the model's "
+                     f"trained range"))
+    return rejections

@@ -1,0 +1,402 @@
+"""Focus now and the continuous focus lock: one step, the control law, and the state machine.
+
+A step: light the autofocus pattern, capture a frame exposed after the drive settled
+(``not_before=drive.settled_at``), check the frame, predict the correction
+(``defocus_um = z_focus - z``), check the prediction, then move by the control law and let the
+drive settle. Any failed gate means no move (../shared/CONVENTIONS.md, Safety). The lock holds
+``z = z_focus + offset_um``, so the correction it wants is ``error_um = defocus_um + offset_um``.
+
+Control law (lock): no move when ``|error| <= dead_band``; else ``gain * error``, clipped to
+``max_step`` and to the travel window (± half of ``travel_window_um`` around where the lock
+started, inside the drive's own limits). A correction the window forbids entirely counts as a
+rejected reading, so a focus outside the window ends in ``lost``, not in pushing on a limit.
+
+States (the same for focus now and the lock; documented for users in docs/loop.md)::
+
+    idle ──start──────────────────────────────► focusing
+    focusing ──K consecutive in-tolerance readings──► locked
+    locked ──reading rejected──► holding (no move)
+    holding ──trusted, in tolerance──► locked
+    locked, holding ──trusted, out of tolerance──► focusing (and corrects)
+    focusing, holding ──N consecutive rejections──► lost (no moves, says why)
+    lost ──trusted reading, if recover_from_lost──► focusing
+    lost ──run ends, if not recover_from_lost
+    any running state ──camera, drive or model fault──► fault (drive stopped, LEDs off, run ends)
+    any ──stop──► idle (LEDs off)
+
+K is ``lock.in_tolerance_count``, N is ``lock.rejections_before_lost``. Focus now starts in
+``focusing`` and ends in ``idle`` (within tolerance), ``lost`` or ``fault``. Every step is
+handed to a record sink (the run log) as a StepRecord.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+
+from controller.clock import Clock, MonotonicClock
+from controller.config import FocusSettings, GateSettings, LockSettings
+from controller.errors import FocuslockError
+from controller.gates import Prediction, Rejection, check_frame, check_prediction
+from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
+from controller.optics import Pattern
+from controller.runlog import StepRecord
+
+NO_MOVE_UM = 1e-6  # a clipped correction smaller than this is no correction
+
+
+class Predictor(Protocol):
+    """A model that turns one frame into a correction (controller.model.FocusModel is one)."""
+
+    def predict(self, image: np.ndarray) -> Prediction: ...
+
+
+class LoopState(StrEnum):
+    IDLE = "idle"
+    FOCUSING = "focusing"
+    LOCKED = "locked"
+    HOLDING = "holding"
+    LOST = "lost"
+    FAULT = "fault"
+
+
+def control_move(error_um: float, z_um: float, *, gain: float, dead_band_um: float,
+                 max_step_um: float, window: tuple[float, float]) -> tuple[float, str]:
+    """The move for a trusted ``error_um`` at ``z_um``, and which limit clipped it ('' if none)."""
+    if abs(error_um) <= dead_band_um:
+        return 0.0, ""
+    move = gain * error_um
+    limited = ""
+    if abs(move) > max_step_um:
+        move = math.copysign(max_step_um, move)
+        limited = "max_step"
+    low, high = window
+    target = min(max(z_um + move, low), high)
+    if target != z_um + move:
+        move = target - z_um
+        limited = "travel_window"
+    return move, limited
+
+
+@dataclass(frozen=True)
+class FocusReport:
+    """The outcome of focus now."""
+
+    success: bool
+    moves: int
+    steps: int
+    z_um: float | None  # where the drive ended
+    error_um: float | None  # the last trusted reading's remaining correction
+    state: LoopState
+    reason: str
+
+
+@dataclass
+class LockReport:
+    """The outcome of a lock run (counts, not rows: a lock may run for days)."""
+
+    steps: int = 0
+    moves: int = 0
+    locked_steps: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    final_state: LoopState = LoopState.IDLE
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.final_state not in (LoopState.FAULT, LoopState.LOST)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    z_um: float
+    prediction: Prediction | None
+    rejections: list[Rejection]
+
+
+class FocusLoop:
+    """Runs focus now or the lock on one camera, focus drive, illuminator and model."""
+
+    def __init__(self, camera: Camera, drive: FocusDrive, illuminator: Illuminator,
+                 predictor: Predictor, pattern: Pattern, *, lock: LockSettings,
+                 gates: GateSettings, full_scale: int, camera_timeout_s: float = 2.0,
+                 clock: Clock | None = None,
+                 record_sink: Callable[[StepRecord], None] | None = None) -> None:
+        self.camera = camera
+        self.drive = drive
+        self.illuminator = illuminator
+        self.predictor = predictor
+        self.pattern = pattern
+        self.lock_settings = lock
+        self.gate_settings = gates
+        self.full_scale = full_scale
+        self.camera_timeout_s = camera_timeout_s
+        self.clock: Clock = clock or MonotonicClock()
+        self.record_sink = record_sink
+        self.state = LoopState.IDLE
+        self.reason = ""
+        self._step = 0
+        self._in_tolerance = 0
+        self._rejections = 0
+        self._window = (-math.inf, math.inf)
+
+    # -- the lock ---------------------------------------------------------------------------
+
+    def start_lock(self) -> None:
+        """Light the autofocus pattern and fix the travel window around the current z."""
+        self._reset(LoopState.FOCUSING)
+        try:
+            self.illuminator.show(self.pattern)
+            z = self.drive.position_um()
+        except FocuslockError as exc:
+            self._enter_fault(exc)
+            return
+        half = self.lock_settings.travel_window_um / 2
+        low, high = self.drive.travel_um
+        self._window = (max(z - half, low), min(z + half, high))
+
+    def lock_step(self) -> StepRecord:
+        """One lock step: read, gate, apply the control law, move, update the state."""
+        t = self.clock.now()
+        self._step += 1
+        settings = self.lock_settings
+        try:
+            reading = self._read()
+        except FocuslockError as exc:
+            return self._record(t, None, None, [], 0.0, "", self._enter_fault(exc))
+        prediction = reading.prediction
+        rejections = reading.rejections
+        error = move = None
+        limited = ""
+        if prediction is not None and not rejections:
+            error = prediction.defocus_um + settings.offset_um
+            move, limited = control_move(
+                error, reading.z_um, gain=settings.gain, dead_band_um=settings.dead_band_um,
+                max_step_um=settings.max_step_um, window=self._window)
+            in_tolerance = abs(error) <= settings.tolerance_um
+            if limited == "travel_window" and abs(move) < NO_MOVE_UM and not in_tolerance:
+                low, high = self._window
+                rejections = [Rejection(
+                    "window", f"the correction {error:+.2f} µm would leave the travel window "
+                              f"[{low:.1f}, {high:.1f}] µm")]
+        if rejections:
+            self._on_rejected(rejections)
+            return self._record(t, reading.z_um, prediction, rejections, 0.0, "", self.reason)
+        assert error is not None and move is not None  # trusted readings have both
+        if self.state is LoopState.LOST and not settings.recover_from_lost:
+            return self._record(t, reading.z_um, prediction, [], 0.0, "", self.reason)
+        self._on_trusted(abs(error) <= settings.tolerance_um)
+        if abs(move) >= NO_MOVE_UM:
+            try:
+                self.drive.move_by(move)
+            except FocuslockError as exc:
+                return self._record(t, reading.z_um, prediction, [], 0.0, limited,
+                                    self._enter_fault(exc))
+        else:
+            move = 0.0
+        return self._record(t, reading.z_um, prediction, [], move, limited, self.reason)
+
+    def run_lock(self, *, duration_s: float | None = None, max_steps: int | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_step: Callable[[StepRecord], None] | None = None) -> LockReport:
+        """Lock at ``lock.rate_hz`` until the duration, the step count or ``should_stop`` ends
+        it, or a fault (or lost, without recovery) does. LEDs are off afterwards."""
+        report = LockReport()
+        self.start_lock()
+        start = next_due = self.clock.now()
+        period = 1.0 / self.lock_settings.rate_hz
+        try:
+            while self.state is not LoopState.FAULT:
+                if duration_s is not None and self.clock.now() - start >= duration_s:
+                    break
+                if (max_steps is not None and report.steps >= max_steps) or (
+                        should_stop is not None and should_stop()):
+                    break
+                record = self.lock_step()
+                report.steps += 1
+                report.moves += record.move_um != 0.0
+                report.locked_steps += record.state == LoopState.LOCKED
+                for gate in filter(None, record.rejected.split("+")):
+                    report.rejected[gate] += 1
+                if on_step is not None:
+                    on_step(record)
+                if self.state is LoopState.LOST and not self.lock_settings.recover_from_lost:
+                    break
+                next_due += period
+                delay = next_due - self.clock.now()
+                if delay > 0:
+                    self.clock.sleep(delay)
+                else:  # slower than the rate: go on at once, without a burst to catch up
+                    next_due = self.clock.now()
+        finally:
+            report.final_state = self.state
+            report.reason = self.reason
+            if self.state is not LoopState.FAULT:
+                self.stop()
+        return report
+
+    # -- focus now ---------------------------------------------------------------------------
+
+    def focus_now(self, settings: FocusSettings) -> FocusReport:
+        """Move until a trusted reading is within tolerance, at most ``settings.max_steps``
+        moves; stop early (lost) after ``rejections_before_lost`` consecutive rejections."""
+        self._reset(LoopState.FOCUSING)
+        moves = steps = 0
+        error: float | None = None
+        z: float | None = None
+        try:
+            self.illuminator.show(self.pattern)
+            window = self.drive.travel_um
+        except FocuslockError as exc:
+            return FocusReport(False, 0, 0, None, None, self.state, self._enter_fault(exc))
+        while True:
+            t = self.clock.now()
+            steps += 1
+            self._step += 1
+            try:
+                reading = self._read()
+            except FocuslockError as exc:
+                reason = self._enter_fault(exc)
+                self._record(t, z, None, [], 0.0, "", reason)
+                return FocusReport(False, moves, steps, z, error, self.state, reason)
+            z = reading.z_um
+            if reading.rejections or reading.prediction is None:
+                self._rejections += 1
+                if self._rejections >= self.lock_settings.rejections_before_lost:
+                    self._go_lost(reading.rejections)
+                else:
+                    self.reason = "; ".join(r.reason for r in reading.rejections)
+                self._record(t, z, reading.prediction, reading.rejections, 0.0, "", self.reason)
+                if self.state is LoopState.LOST:
+                    return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+                continue
+            self._rejections = 0
+            error = reading.prediction.defocus_um + self.lock_settings.offset_um
+            if abs(error) <= settings.tolerance_um:
+                self.reason = f"within {settings.tolerance_um} µm after {moves} moves"
+                self.state = LoopState.IDLE
+                self._record(t, z, reading.prediction, [], 0.0, "", self.reason)
+                self._lights_off()
+                return FocusReport(True, moves, steps, z, error, self.state, self.reason)
+            if moves >= settings.max_steps:
+                self.reason = (f"still {error:+.2f} µm from focus after {moves} moves "
+                               f"(limit {settings.max_steps})")
+                self.state = LoopState.IDLE
+                self._record(t, z, reading.prediction, [], 0.0, "", self.reason)
+                self._lights_off()
+                return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+            move, limited = control_move(error, z, gain=settings.gain, dead_band_um=0.0,
+                                         max_step_um=settings.max_step_um, window=window)
+            try:
+                self.drive.move_by(move)
+            except FocuslockError as exc:
+                reason = self._enter_fault(exc)
+                self._record(t, z, reading.prediction, [], 0.0, limited, reason)
+                return FocusReport(False, moves, steps, z, error, self.state, reason)
+            moves += 1
+            self.reason = f"moved {move:+.2f} µm"
+            self._record(t, z, reading.prediction, [], move, limited, self.reason)
+
+    def stop(self) -> None:
+        """End any run: LEDs off, state idle (a fault stays a fault until the next start)."""
+        self._lights_off()
+        if self.state is not LoopState.FAULT:
+            self.state = LoopState.IDLE
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _reset(self, state: LoopState) -> None:
+        self.state = state
+        self.reason = ""
+        self._step = 0
+        self._in_tolerance = 0
+        self._rejections = 0
+
+    def _read(self) -> _Reading:
+        """Capture a frame exposed after the drive settled, check it, predict if it is good."""
+        settled_at = self.drive.settled_at
+        frame = self.camera.capture(not_before=settled_at, timeout_s=self.camera_timeout_s)
+        z = self.drive.position_um()
+        rejections = check_frame(frame, settled_at=settled_at, now=self.clock.now(),
+                                 full_scale=self.full_scale, settings=self.gate_settings)
+        if rejections:  # a bad frame is not worth a prediction, and may not survive one
+            return _Reading(z, None, rejections)
+        prediction = self.predictor.predict(frame.image)
+        return _Reading(z, prediction, check_prediction(prediction, self.gate_settings))
+
+    def _on_rejected(self, rejections: list[Rejection]) -> None:
+        self._rejections += 1
+        self._in_tolerance = 0
+        if self.state is LoopState.LOST:
+            return
+        if self._rejections >= self.lock_settings.rejections_before_lost:
+            self._go_lost(rejections)
+            return
+        if self.state is LoopState.LOCKED:
+            self.state = LoopState.HOLDING
+        self.reason = "; ".join(r.reason for r in rejections)
+
+    def _go_lost(self, rejections: list[Rejection]) -> None:
+        self.state = LoopState.LOST
+        last = "; ".join(r.reason for r in rejections)
+        self.reason = (f"{self._rejections} consecutive untrusted readings, not moving; "
+                       f"last: {last}")
+
+    def _on_trusted(self, in_tolerance: bool) -> None:
+        self._rejections = 0
+        count = self.lock_settings.in_tolerance_count
+        if not in_tolerance:
+            self._in_tolerance = 0
+            self.state = LoopState.FOCUSING
+            self.reason = "correcting"
+            return
+        self._in_tolerance += 1
+        if self.state in (LoopState.LOCKED, LoopState.HOLDING) or self._in_tolerance >= count:
+            self.state = LoopState.LOCKED
+            self.reason = "in tolerance"
+        else:
+            self.state = LoopState.FOCUSING
+            self.reason = f"in tolerance {self._in_tolerance}/{count}"
+
+    def _enter_fault(self, exc: FocuslockError) -> str:
+        """Safe stop: halt the drive, LEDs off, and say what failed."""
+        self.state = LoopState.FAULT
+        problems = [f"{type(exc).__name__}: {exc}"]
+        try:
+            self.drive.stop()
+        except FocuslockError as stop_exc:
+            problems.append(f"drive stop also failed ({stop_exc})")
+        try:
+            self.illuminator.off()
+        except FocuslockError as off_exc:
+            problems.append(f"LEDs off also failed ({off_exc})")
+        self.reason = "safe stop: " + "; ".join(problems)
+        return self.reason
+
+    def _lights_off(self) -> None:
+        try:
+            self.illuminator.off()
+        except FocuslockError as exc:
+            self._enter_fault(exc)
+
+    def _record(self, t: float, z_um: float | None, prediction: Prediction | None,
+                rejections: list[Rejection], move_um: float, limited: str,
+                reason: str) -> StepRecord:
+        error = None
+        if prediction is not None and math.isfinite(prediction.defocus_um):
+            error = prediction.defocus_um + self.lock_settings.offset_um
+        record = StepRecord(
+            t=t, step=self._step, state=self.state.value, z_um=z_um,
+            defocus_um=None if prediction is None else float(prediction.defocus_um),
+            confidence=None if prediction is None else float(prediction.confidence),
+            error_um=error, rejected="+".join(r.gate for r in rejections), move_um=move_um,
+            limited=limited, reason=reason)
+        if self.record_sink is not None:
+            self.record_sink(record)
+        return record

@@ -1,0 +1,89 @@
+"""The loop's structured record of every step, written as it happens.
+
+One JSON object per line (``.jsonl``: what a program reads back) and optionally the same rows
+as CSV (what a person opens in a spreadsheet). Each line is flushed at once, so a crash or a
+power cut loses at most the step in flight. Callers may add columns (the digital twin adds the
+true focus error, which a real box cannot know).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of focus-now or the lock. Lengths in µm, times in seconds (loop clock)."""
+
+    t: float  # when the step began
+    step: int  # counts from 1 within a run
+    state: str  # the loop's state after the step
+    z_um: float | None  # drive position at capture (None: not known, e.g. a fault)
+    defocus_um: float | None  # the model's prediction, z_focus - z
+    confidence: float | None
+    error_um: float | None  # correction wanted: defocus_um + offset_um
+    rejected: str  # failed gate names joined by '+', '' when trusted
+    move_um: float  # the move made (0 when none)
+    limited: str  # '', 'max_step' or 'travel_window' when the control law clipped the move
+    reason: str  # why the state is what it is, or what failed
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+STEP_COLUMNS = tuple(f.name for f in fields(StepRecord))
+
+
+class RunLog:
+    """Append-only JSON-lines (and optionally CSV) log of a run."""
+
+    def __init__(self, jsonl_path: str | os.PathLike[str],
+                 csv_path: str | os.PathLike[str] | None = None,
+                 extra_columns: tuple[str, ...] = ()) -> None:
+        self.jsonl_path = Path(jsonl_path)
+        self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+        self._jsonl: IO[str] = self.jsonl_path.open("w", encoding="utf-8")
+        self.csv_path = None if csv_path is None else Path(csv_path)
+        self._csv_file: IO[str] | None = None
+        self._csv: csv.DictWriter[str] | None = None
+        self._columns = STEP_COLUMNS + tuple(extra_columns)
+        if self.csv_path is not None:
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            self._csv_file = self.csv_path.open("w", encoding="utf-8", newline="")
+            self._csv = csv.DictWriter(self._csv_file, fieldnames=self._columns)
+            self._csv.writeheader()
+
+    def write(self, record: StepRecord, **extra: Any) -> None:
+        unknown = set(extra) - set(self._columns)
+        if unknown:
+            raise ValueError(f"run log: undeclared columns {sorted(unknown)}")  # a caller's bug
+        row = record.to_row() | extra
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        if self._csv is not None and self._csv_file is not None:
+            self._csv.writerow(row)
+            self._csv_file.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._csv_file is not None:
+            self._csv_file.close()
+
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def read_run(jsonl_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines run log, in order."""
+    with Path(jsonl_path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,79 @@
+"""Each gate on its own: the frame statistics and the prediction checks that veto a move."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from controller.config import GateSettings
+from controller.gates import check_frame, check_prediction, frame_stats
+from controller.hardware.interfaces import Frame
+
+FULL = 65535
+SETTINGS = GateSettings()
+
+
+@dataclass(frozen=True)
+class Answer:
+    defocus_um: float
+    confidence: float
+    in_range: bool
+
+
+def textured(mean=20000.0, contrast=0.05, seed=0, shape=(256, 256)):
+    """Shot-noise-like pixels over cell-sized (32 px) blobs of the given relative contrast."""
+    rng = np.random.default_rng(seed)
+    blobs = np.kron(rng.standard_normal((shape[0] // 32, shape[1] // 32)), np.ones((32, 32)))
+    signal = mean * (1 + contrast * blobs)
+    return np.clip(rng.poisson(signal), 0, FULL).astype(np.uint16)
+
+
+def gates(image, *, exposure_start=10.0, settled_at=9.0, now=10.1):
+    frame = Frame(image, exposure_start=exposure_start, exposure_s=0.005, sequence=1)
+    return [r.gate for r in check_frame(frame, settled_at=settled_at, now=now, full_scale=FULL,
+                                        settings=SETTINGS)]
+
+
+def test_a_good_frame_passes():
+    assert gates(textured()) == []
+
+
+def test_dark_frame_is_rejected():
+    assert gates(textured(mean=300.0)) == ["dark"]
+
+
+def test_saturated_frame_is_rejected():
+    image = textured(mean=20000.0)
+    image[:40] = FULL  # 15 % of the rows clipped
+    assert gates(image) == ["saturated"]
+
+
+def test_empty_field_is_rejected_but_noise_alone_is_not_contrast():
+    flat = textured(contrast=0.0)  # uniform light, shot noise only: no sample in view
+    assert frame_stats(flat, FULL).contrast < SETTINGS.min_contrast
+    assert gates(flat) == ["empty"]
+
+
+def test_stale_frames_are_rejected_both_ways():
+    # exposed before the drive settled (the image shows the sample mid-move)
+    assert gates(textured(), exposure_start=8.5, settled_at=9.0) == ["stale"]
+    # exposed after settling, but too long ago to describe the present
+    assert gates(textured(), exposure_start=9.5, settled_at=9.0, now=11.0) == ["stale"]
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    (Answer(3.0, 0.9, True), []),
+    (Answer(3.0, 0.2, True), ["confidence"]),
+    (Answer(45.0, 0.9, False), ["range"]),
+    (Answer(45.0, 0.1, False), ["confidence", "range"]),
+    (Answer(float("nan"), 0.9, True), ["invalid"]),
+    (Answer(1.0, float("inf"), True), ["invalid"]),
+])
+def test_prediction_gates(answer, expected):
+    assert [r.gate for r in check_prediction(answer, SETTINGS)] == expected
+
+
+def test_rejections_say_what_to_check():
+    (dark,) = check_frame(Frame(textured(mean=100.0), 10.0, 0.005, 1), settled_at=9.0, now=10.0,
+                          full_scale=FULL, settings=SETTINGS)
+    assert "LED" in dark.reason
