@@ -1,0 +1,269 @@
+"""The focus board's wire format: frames, CRC and payload layouts, shared by host and board.
+
+This one file runs under CPython (the host driver) and under MicroPython (the firmware imports it
+as ``focusboard/protocol.py``, a symlink to this file), so the two ends cannot drift apart. It is
+therefore written in the subset both interpreters share: no ``__future__`` imports, no
+dataclasses or enums, annotations only with built-in types. ``firmware/PROTOCOL.md`` describes
+the format in prose; ``tests/firmware/frame_vectors.json`` pins it to bytes.
+
+Frame (little-endian)::
+
+    sync 0xF5 | length u8 | seq u8 | code u8 | session u32 | payload | crc u16
+
+``length`` counts seq..payload; the CRC-16/CCITT-FALSE covers length..payload. In a request
+``code`` is the command and ``session`` the board's boot nonce as the host knows it; in a reply
+``code`` is the status (0 = OK) and ``session`` the board's own boot nonce.
+"""
+
+import struct
+
+PROTOCOL_VERSION = 1
+SYNC = 0xF5
+HEADER_LEN = 6  # seq, code, session: the part of ``length`` that is not payload
+MAX_PAYLOAD = 255 - HEADER_LEN
+
+# Commands (request ``code``).
+IDENTIFY = 0x01
+STATUS = 0x02
+HEARTBEAT = 0x03
+CLEAR_FAULT = 0x04
+LED_GEOMETRY = 0x05
+RELEASE = 0x06
+MOVE = 0x10
+STOP = 0x11
+HOME = 0x12
+SET_POSITION = 0x13
+SET_LEDS = 0x20
+LEDS_OFF = 0x21
+CONFIGURE = 0x30
+GET_CONFIG = 0x31
+
+# Reply status (reply ``code``); an error reply's payload is UTF-8 text saying why.
+OK = 0
+E_UNKNOWN_COMMAND = 1
+E_BAD_ARGUMENT = 2
+E_STALE_SESSION = 3
+E_BAD_SEQUENCE = 4
+E_FAULT = 5
+E_POSITION_UNKNOWN = 6
+E_LIMIT = 7
+E_BUSY = 8
+E_NOT_SUPPORTED = 9
+ERROR_NAMES = {
+    E_UNKNOWN_COMMAND: "unknown command",
+    E_BAD_ARGUMENT: "bad argument",
+    E_STALE_SESSION: "stale session",
+    E_BAD_SEQUENCE: "bad sequence",
+    E_FAULT: "board in fault state",
+    E_POSITION_UNKNOWN: "position unknown",
+    E_LIMIT: "outside travel limits",
+    E_BUSY: "busy",
+    E_NOT_SUPPORTED: "not supported",
+}
+
+# Faults the board latches until the host clears them (status ``fault``).
+FAULT_NONE = 0
+FAULT_HEARTBEAT = 1
+FAULT_ENDSTOP = 2
+FAULT_HOMING = 3
+FAULT_WATCHDOG_RESET = 4
+FAULT_INTERNAL = 5
+FAULT_NAMES = {
+    FAULT_NONE: "none",
+    FAULT_HEARTBEAT: "heartbeat deadline missed",
+    FAULT_ENDSTOP: "endstop hit during a move",
+    FAULT_HOMING: "homing found no endstop",
+    FAULT_WATCHDOG_RESET: "board was reset by its watchdog",
+    FAULT_INTERNAL: "internal firmware error",
+}
+
+# Status flags.
+F_MOVING = 0x01
+F_POSITION_KNOWN = 0x02
+F_MOTOR_ENABLED = 0x04
+F_ENDSTOP_MIN = 0x08
+F_ENDSTOP_MAX = 0x10
+F_FAULT = 0x20
+
+# Capabilities (identify).
+CAP_ENDSTOP_MIN = 0x01
+CAP_ENDSTOP_MAX = 0x02
+CAP_LED_MATRIX = 0x04
+CAP_LED_PWM = 0x08
+CAP_SIMULATED = 0x80
+
+MOVE_RELATIVE = 0
+MOVE_ABSOLUTE = 1
+
+# Payload layouts (struct formats); variable parts are described beside their helpers.
+IDENTIFY_REPLY = "<BBBB8sHHB"  # protocol, fw major, minor, patch, board id, caps, LEDs, next seq
+STATUS_REPLY = "<iiBBHHH"  # position, target, flags, fault, LEDs lit, pattern tag, rx errors;
+# then the fault's detail as UTF-8 text
+MOVE_REQUEST = "<BiI"  # mode, steps, speed (steps/s; 0 = configured speed)
+MOVE_REPLY = "<iI"  # target, planned duration in ms
+HOME_REQUEST = "<I"  # speed (steps/s; 0 = configured speed)
+HOME_REPLY = "<I"  # longest duration in ms
+SET_POSITION_REQUEST = "<i"
+CONFIG = "<iiiIIH"  # limit min, limit max, home position, speed, acceleration, heartbeat ms
+LED_GEOMETRY_REQUEST = "<H"  # first index
+LED_GEOMETRY_HEAD = "<HB"  # first index, count; then count x LED_POSITION
+LED_POSITION = "<hhh"  # x, y, d in 0.1 mm
+LED_GEOMETRY_PAGE = 40
+SET_LEDS_HEAD = "<HB"  # pattern tag, count; then count x LED_LEVEL
+LED_LEVEL = "<HB"  # index, brightness 0..255
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), bytewise without a table."""
+    for byte in data:
+        x = ((crc >> 8) ^ byte) & 0xFF
+        x ^= x >> 4
+        crc = ((crc << 8) ^ (x << 12) ^ (x << 5) ^ x) & 0xFFFF
+    return crc
+
+
+class Frame:
+    """One decoded frame; the same shape serves requests and replies."""
+
+    __slots__ = ("code", "payload", "seq", "session")
+
+    def __init__(self, seq: int, code: int, session: int, payload: bytes = b"") -> None:
+        self.seq = seq
+        self.code = code
+        self.session = session
+        self.payload = bytes(payload)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Frame)
+            and self.seq == other.seq
+            and self.code == other.code
+            and self.session == other.session
+            and self.payload == other.payload
+        )
+
+    def __repr__(self) -> str:
+        return (f"Frame(seq={self.seq}, code={self.code}, session={self.session}, "
+                f"payload={self.payload!r})")
+
+    def encode(self) -> bytes:
+        if len(self.payload) > MAX_PAYLOAD:
+            raise ValueError(f"payload of {len(self.payload)} bytes exceeds {MAX_PAYLOAD}")
+        body = struct.pack(
+            "<BBBI", HEADER_LEN + len(self.payload), self.seq & 0xFF, self.code & 0xFF,
+            self.session & 0xFFFFFFFF,
+        ) + self.payload
+        return bytes([SYNC]) + body + struct.pack("<H", crc16(body))
+
+
+class FrameParser:
+    """Turns a byte stream into frames; drops garbage and corrupt frames, then resynchronises.
+
+    A corrupt frame costs only its sync byte: scanning restarts one byte later, so a good frame
+    hidden behind garbage is still found. Counters say how much was thrown away.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self.crc_errors = 0
+        self.dropped_bytes = 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list:
+        self._buf = self._buf + bytes(data)
+        frames: list = []
+        while True:
+            buf = self._buf
+            start = buf.find(bytes([SYNC]))
+            if start < 0:
+                self.dropped_bytes += len(buf)
+                self._buf = b""
+                return frames
+            if start:
+                self.dropped_bytes += start
+                buf = buf[start:]
+            self._buf = buf
+            if len(buf) < 2:
+                return frames
+            length = buf[1]
+            if length < HEADER_LEN:
+                self._skip_sync()
+                continue
+            end = 2 + length
+            if len(buf) < end + 2:
+                return frames
+            if crc16(buf[1:end]) != buf[end] | (buf[end + 1] << 8):
+                self.crc_errors += 1
+                self._skip_sync()
+                continue
+            session = struct.unpack("<I", buf[4:8])[0]
+            frames.append(Frame(buf[2], buf[3], session, buf[8:end]))
+            self._buf = buf[end + 2:]
+
+    def discard_partial(self) -> list:
+        """Give up on a partial frame that stopped arriving (its sync byte was garbage)."""
+        if not self._buf:
+            return []
+        self._skip_sync()
+        return self.feed(b"")
+
+    def _skip_sync(self) -> None:
+        self.dropped_bytes += 1
+        self._buf = self._buf[1:]
+
+
+def error_text(code: int, payload: bytes) -> str:
+    """A reply's error as one line: its name and the board's own words."""
+    name = ERROR_NAMES.get(code, f"error {code}")
+    detail = payload.decode() if payload else ""
+    return name + ": " + detail if detail else name
+
+
+def pack_set_leds(tag: int, levels: list) -> bytes:
+    """SET_LEDS payload from ``[(index, brightness 0..255), ...]``; the pattern replaces all."""
+    out = struct.pack(SET_LEDS_HEAD, tag, len(levels))
+    for index, brightness in levels:
+        out += struct.pack(LED_LEVEL, index, brightness)
+    return out
+
+
+def unpack_set_leds(payload: bytes) -> tuple:
+    """``(tag, [(index, brightness), ...])``; ValueError when the payload's length is wrong."""
+    head = struct.calcsize(SET_LEDS_HEAD)
+    item = struct.calcsize(LED_LEVEL)
+    if len(payload) < head:
+        raise ValueError("SET_LEDS payload too short")
+    tag, count = struct.unpack(SET_LEDS_HEAD, payload[:head])
+    if len(payload) != head + count * item:
+        raise ValueError(
+            f"SET_LEDS payload holds {len(payload)} bytes, expected {head + count * item}")
+    levels = []
+    for k in range(count):
+        at = head + k * item
+        levels.append(struct.unpack(LED_LEVEL, payload[at:at + item]))
+    return tag, levels
+
+
+def pack_led_geometry(first: int, positions_dmm: list) -> bytes:
+    """LED_GEOMETRY reply: positions ``(x, y, d)`` in 0.1 mm from LED ``first`` on."""
+    out = struct.pack(LED_GEOMETRY_HEAD, first, len(positions_dmm))
+    for x, y, d in positions_dmm:
+        out += struct.pack(LED_POSITION, x, y, d)
+    return out
+
+
+def unpack_led_geometry(payload: bytes) -> tuple:
+    """``(first, [(x, y, d) in 0.1 mm, ...])``."""
+    head = struct.calcsize(LED_GEOMETRY_HEAD)
+    item = struct.calcsize(LED_POSITION)
+    first, count = struct.unpack(LED_GEOMETRY_HEAD, payload[:head])
+    if len(payload) != head + count * item:
+        raise ValueError("LED_GEOMETRY payload has the wrong length")
+    return first, [
+        struct.unpack(LED_POSITION, payload[head + k * item:head + (k + 1) * item])
+        for k in range(count)
+    ]

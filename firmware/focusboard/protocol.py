@@ -1,0 +1,1 @@
+../../controller/hardware/protocol.py

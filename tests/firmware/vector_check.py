@@ -1,0 +1,55 @@
+"""Checks a frame codec against frame_vectors.json; runs under CPython and MicroPython alike.
+
+The same function tests the codec under both interpreters, so one set of vectors (bytes <->
+frames) pins the wire format on the host and on the board. Run as a script under MicroPython:
+``micropython vector_check.py <firmware dir> <vectors.json>``; it prints ``OK <count>``.
+"""
+
+import binascii
+import json
+import sys
+
+
+def check(protocol, vectors):
+    """Return a list of failures (empty when the codec matches every vector) and the count."""
+    failures = []
+    checked = 0
+    unhex = binascii.unhexlify
+    crc = vectors["crc_check"]
+    if protocol.crc16(unhex(crc["data"])) != crc["crc"]:
+        failures.append("crc16 check value")
+    frames = []
+    for v in vectors["frames"]:
+        frame = protocol.Frame(v["seq"], v["code"], v["session"], unhex(v["payload"]))
+        frames.append(frame)
+        if frame.encode() != unhex(v["bytes"]):
+            failures.append("encode: " + v["name"])
+        parsed = protocol.FrameParser().feed(unhex(v["bytes"]))
+        if parsed != [frame]:
+            failures.append("decode: " + v["name"])
+        checked += 1
+    for s in vectors["streams"]:
+        parser = protocol.FrameParser()
+        got = []
+        for chunk in s["chunks"]:
+            got.extend(parser.feed(unhex(chunk)))
+        if s["discard_partial"]:
+            got.extend(parser.discard_partial())
+        if got != [frames[i] for i in s["frames"]]:
+            failures.append("stream: " + s["name"])
+        if s["crc_errors"] is not None and parser.crc_errors != s["crc_errors"]:
+            failures.append("stream crc errors: " + s["name"])
+        checked += 1
+    return failures, checked
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, sys.argv[1])
+    from focusboard import protocol as firmware_protocol
+
+    with open(sys.argv[2]) as f:
+        problems, count = check(firmware_protocol, json.load(f))
+    if problems:
+        print("FAIL " + "; ".join(problems))
+        sys.exit(1)
+    print(f"OK {count}")
