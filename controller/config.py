@@ -63,6 +63,8 @@ class CameraSettings:
     analogue_gain: float = _setting(1.0, (lambda v: v >= 1, "must be >= 1"))
     timeout_s: float = _setting(2.0, _positive(), doc="no frame within this -> camera fault")
     camera_index: int = _setting(0, _non_negative(), doc="picamera2: which camera")
+    plane: str = _setting("raw", _one_of("raw", "luminance"),
+                          doc="picamera2: the raw sensor plane or the ISP's luminance")
 
 
 @dataclass(frozen=True)
