@@ -1,0 +1,84 @@
+"""Simulated focal stacks with a known focal plane: the training data of the autofocus network."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from controller import __version__
+from controller.optics import Pattern, Preset
+from controller.optics import preset as named_preset
+from controller.sim.camera import CameraModel
+from controller.sim.errors import SimError
+from controller.sim.imaging import Imager, ImagingSettings
+from controller.sim.samples import Sample
+from controller.stackio import FocalStack
+
+Progress = Callable[[int, int], None]  # (planes done, planes in all)
+
+
+def resolve_preset(preset: Preset | str) -> Preset:
+    return named_preset(preset) if isinstance(preset, str) else preset
+
+
+def resolve_patterns(preset: Preset,
+                     patterns: Sequence[Pattern | str] | None) -> tuple[Pattern, ...]:
+    """Patterns given as objects or by name (the preset's ``autofocus`` and ground-truth
+    pattern); by default the preset's pair, autofocus first."""
+    if patterns is None:
+        return (preset.autofocus, preset.ground_truth)
+    resolved = tuple(p if isinstance(p, Pattern) else preset.pattern(p) for p in patterns)
+    if not resolved:
+        raise SimError("stack: no illumination pattern given")
+    return resolved
+
+
+def render_stack(
+    sample: Sample,
+    z_um: Sequence[float] | np.ndarray,
+    *,
+    preset: Preset | str = "paper",
+    patterns: Sequence[Pattern | str] | None = None,
+    focus_z_um: float = 0.0,
+    camera: CameraModel | None = None,
+    settings: ImagingSettings | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> FocalStack:
+    """Image ``sample`` at each focus-drive position ``z_um`` under each pattern (one channel per
+    pattern, named after it). The sample's focal plane is at ``focus_z_um``, so plane z has
+    ``defocus_um = focus_z_um - z``. ``seed`` drives the camera noise only (the sample carries its
+    own seed). Frames have the sample's shape divided by the oversampling factor."""
+    system = resolve_preset(preset)
+    channels = resolve_patterns(system, patterns)
+    z = np.asarray(z_um, dtype=np.float64).ravel()
+    if z.size == 0:
+        raise SimError("stack: the list of z positions is empty")
+    if not (np.all(np.isfinite(z)) and math.isfinite(focus_z_um)):
+        raise SimError("stack: z positions and focus_z_um must be finite numbers")
+    sensor = camera or CameraModel.for_bit_depth(system.optics.bit_depth)
+    imager = Imager(system.optics, sample, settings)
+    optics = dataclasses.replace(system.optics, frame_shape=imager.frame_shape,
+                                 bit_depth=sensor.bit_depth)
+    rng = np.random.default_rng(seed)
+    images = np.empty((len(channels), z.size, *imager.frame_shape), dtype=np.uint16)
+    defocus = focus_z_um - z
+    total = len(channels) * z.size
+    for c, pattern in enumerate(channels):
+        for p, intensity in enumerate(imager.planes(pattern, defocus)):
+            images[c, p] = sensor.expose(intensity, rng)
+            if progress is not None:
+                progress(c * z.size + p + 1, total)
+    metadata = {
+        "source": f"focuslock {__version__} virtual microscope",
+        "preset": system.name,
+        "sample": sample.describe(),
+        "imaging": imager.settings.to_dict(),
+        "oversample": imager.oversample,
+        "camera": sensor.to_dict(),
+        "noise_seed": int(seed),
+    }
+    return FocalStack(images, z, channels, optics, float(focus_z_um), metadata)
