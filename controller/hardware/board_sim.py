@@ -45,7 +45,7 @@ class SimBoardSettings:
 
     board_id: str = "53494d424f415244"  # 16 hex digits, like an RP2040's unique id
     motor_steps: int = 0  # where the mechanism starts (kept across reboots in the state file)
-    endstop_min_steps: int | None = -30000  # mechanical position of the min switch; None: none
+    endstop_min_steps: int | None = -12000  # mechanical position of the min switch; None: none
     endstop_max_steps: int | None = None
     max_speed: int = 100000  # steps/s the simulated driver accepts
     max_accel: int = 4000000

@@ -1,7 +1,7 @@
 """A monotonic microsecond clock that does not wrap (MicroPython's ticks wrap every ~18 min)."""
 
 try:
-    from time import ticks_diff, ticks_us
+    from time import ticks_diff, ticks_us  # type: ignore[attr-defined]
 except ImportError:  # CPython: the firmware's logic under unit tests
     from time import monotonic_ns
 

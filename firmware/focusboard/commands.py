@@ -16,6 +16,10 @@ from .leds import Leds
 from .motion import Axis
 from .safety import Safety
 
+TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing module
+if TYPE_CHECKING:
+    from .hal import Hardware
+
 STALE_PARTIAL_US = 50000  # a frame that stopped arriving this long ago began with garbage
 
 
@@ -29,7 +33,7 @@ def _args(fmt: str, payload: bytes) -> tuple:
 class Board:
     """The firmware's logic over one hardware layer (``hal_rp2`` or ``hal_sim``)."""
 
-    def __init__(self, hal: object, config: MotionConfig) -> None:
+    def __init__(self, hal: "Hardware", config: MotionConfig) -> None:
         config.validate(hal.max_speed, hal.max_accel)
         self.hal = hal
         self.config = config
@@ -39,7 +43,7 @@ class Board:
         self.parser = protocol.FrameParser()
         self.session = hal.boot_nonce
         self._last_seq = 0
-        self._cached = None
+        self._cached: "bytes | None" = None
         self._last_rx_us = 0
         hal.stepper.enable(False)
         if hal.watchdog_reset:
@@ -67,7 +71,7 @@ class Board:
         self._last_rx_us = now_us
         return [self.handle(frame, now_us) for frame in self.parser.feed(data)]
 
-    def handle(self, frame: protocol.Frame, now_us: int) -> bytes:
+    def handle(self, frame: "protocol.Frame", now_us: int) -> bytes:
         if frame.code == protocol.IDENTIFY:
             return self._reply(frame.seq, protocol.OK, self._identify())
         if frame.session != self.session:
@@ -100,7 +104,7 @@ class Board:
         """Safety work between commands; returns replies to frames a stalled partial hid."""
         fault = self.axis.update(now_us)
         if fault:
-            self._enter_fault(fault, protocol.FAULT_NAMES[fault], now_us)
+            self._enter_fault(fault, f"stopped at step {self.axis.position}", now_us)
         if self.safety.expired(now_us):
             self.safety.disarm()
             self._enter_fault(protocol.FAULT_HEARTBEAT,

@@ -15,13 +15,17 @@ import sys
 from . import protocol
 from .clock import Clock
 
+TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing module
+if TYPE_CHECKING:
+    from .motion import Ramp
+
 PUBLISH_EVERY_US = 20000
 
 
 class Motor:
     """The mechanism: where it really is, in steps from an arbitrary mechanical zero."""
 
-    def __init__(self, steps: int, endstop_min: object, endstop_max: object) -> None:
+    def __init__(self, steps: int, endstop_min: "int | None", endstop_max: "int | None") -> None:
         self.steps = steps
         self.endstop_min = endstop_min
         self.endstop_max = endstop_max
@@ -41,10 +45,10 @@ class Stepper:
         self.clock = clock
         self.enabled = False
         self.halted_by_endstop = False
-        self._ramp = None
+        self._ramp: "Ramp | None" = None
         self._direction = 1
         self._start_us = 0
-        self._halt_after = None
+        self._halt_after: "int | None" = None
         self._done_steps = 0
 
     def enable(self, on: bool) -> None:
@@ -52,7 +56,7 @@ class Stepper:
             self.halt(self.clock.now_us())
         self.enabled = on
 
-    def run(self, ramp: object, direction: int, now_us: int, halt_min: bool,
+    def run(self, ramp: "Ramp", direction: int, now_us: int, halt_min: bool,
             halt_max: bool) -> None:
         self._commit(now_us)
         self._done_steps = 0
@@ -112,7 +116,7 @@ class LedDriver:
     def __init__(self, positions_dmm: list) -> None:
         self.positions_dmm = [tuple(p) for p in positions_dmm]
         self.count = len(self.positions_dmm)
-        self.levels = {}
+        self.levels: "dict[int, int]" = {}
 
     def write(self, levels: dict) -> None:
         self.levels = dict(levels)
@@ -145,9 +149,8 @@ class SimHardware:
             self.capabilities |= protocol.CAP_ENDSTOP_MIN
         if high is not None:
             self.capabilities |= protocol.CAP_ENDSTOP_MAX
-        self._poll = select.poll()
-        self._poll.register(sys.stdin.buffer, select.POLLIN)
-        self._published = None
+        self._poll: "select.poll | None" = None
+        self._published: "dict | None" = None
         self._published_us = -PUBLISH_EVERY_US
 
     def now_us(self) -> int:
@@ -161,6 +164,9 @@ class SimHardware:
 
     def read(self, timeout_ms: int) -> bytes:
         """Bytes from the host, waiting at most ``timeout_ms``; raise EOFError when it hung up."""
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(sys.stdin.buffer, select.POLLIN)
         data = b""
         events = self._poll.poll(timeout_ms)
         while events and len(data) < 512:
@@ -204,7 +210,7 @@ class SimHardware:
         self._published = state
         self._published_us = now_us
 
-    def _read_state(self) -> object:
+    def _read_state(self) -> "dict | None":
         if self.state_file is None:
             return None
         try:

@@ -3,20 +3,24 @@
 from . import protocol
 from .errors import CommandError
 
+TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing module
+if TYPE_CHECKING:
+    from .hal import LedDriver
+
 
 class Leds:
     """Holds the lit LEDs and writes every change to the hardware layer's LED driver."""
 
-    def __init__(self, driver: object) -> None:
+    def __init__(self, driver: "LedDriver") -> None:
         self.driver = driver
         self.count = driver.count
-        self.levels = {}
+        self.levels: "dict[int, int]" = {}
         self.tag = 0
         driver.write({})
 
     def show(self, tag: int, levels: list) -> None:
         """Light exactly ``levels`` ([(index, 0..255)]); nothing changes if one is invalid."""
-        pattern = {}
+        pattern: "dict[int, int]" = {}
         for index, brightness in levels:
             if index >= self.count:
                 raise CommandError(protocol.E_BAD_ARGUMENT,

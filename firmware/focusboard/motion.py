@@ -9,6 +9,11 @@ import math
 
 from . import protocol
 
+TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing module
+if TYPE_CHECKING:
+    from .config import MotionConfig
+    from .hal import StepperDriver
+
 
 class Ramp:
     """Move ``distance`` whole steps: accelerate from ``v0`` to at most ``v_max``, cruise, stop.
@@ -80,7 +85,7 @@ class Axis:
     Positions are logical steps; they mean something only while ``known`` is true.
     """
 
-    def __init__(self, stepper: object, config: object) -> None:
+    def __init__(self, stepper: "StepperDriver", config: "MotionConfig") -> None:
         self.stepper = stepper
         self.config = config
         self.position = 0
@@ -89,7 +94,7 @@ class Axis:
         self._origin = 0
         self._direction = 1
         self._kind = MOVE
-        self._ramp = None
+        self._ramp: "Ramp | None" = None
         self._start_us = 0
 
     @property

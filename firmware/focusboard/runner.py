@@ -6,11 +6,15 @@ from the logic puts the board into its safe state with an internal fault instead
 
 from .commands import Board
 
+TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing module
+if TYPE_CHECKING:
+    from .hal import Hardware
+
 IDLE_POLL_MS = 20
 MOVING_POLL_MS = 5
 
 
-def run(hal: object, board: Board) -> None:
+def run(hal: "Hardware", board: Board) -> None:
     while True:
         hal.feed_watchdog()
         data = hal.read(MOVING_POLL_MS if board.axis.moving else IDLE_POLL_MS)

@@ -12,7 +12,7 @@ class Safety:
         self.heartbeat_ms = heartbeat_ms
         self.fault = protocol.FAULT_NONE
         self.detail = ""
-        self._deadline_us = None
+        self._deadline_us: "int | None" = None
 
     @property
     def armed(self) -> bool:

@@ -1,0 +1,527 @@
+"""The host driver of the focus board: a focus drive in µm and an illuminator over USB serial.
+
+The board executes and protects itself; this side decides. One command is in flight at a time;
+a command whose reply does not come is sent again with the same sequence number (the board
+answers a repeat from its cache and never runs it twice). The board's boot nonce is the session:
+when it changes the board has rebooted or been replaced, and the driver raises PositionUnknown
+instead of trusting the old position. Pulled cables are reopened by path. A heartbeat thread
+keeps the board's deadline fed while the driver is connected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import serial
+from serial.tools import list_ports
+
+from controller.hardware import protocol
+from controller.hardware.interfaces import (
+    DriveFault,
+    FocusDrive,
+    HardwareError,
+    Illuminator,
+    PositionUnknown,
+)
+from controller.optics import LedArray, Pattern
+
+log = logging.getLogger(__name__)
+
+
+class BoardError(HardwareError):
+    """The board refused a command; ``code`` is the protocol's error code."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LinkLost(HardwareError):
+    """No answer from the board (no cable, no power, or a line too noisy to get through)."""
+
+
+class TravelLimit(DriveFault):
+    """The move would leave the soft travel limits the board enforces."""
+
+
+class BoardFault(DriveFault):
+    """The board has latched a fault (heartbeat, endstop, homing...) that the host must clear."""
+
+
+@dataclass(frozen=True)
+class BoardSettings:
+    """How to reach the board and what its steps and LEDs mean.
+
+    ``steps_per_um`` > 0: positive steps move the objective away from the sample (CONVENTIONS);
+    wire the driver's DIR (or set ``dir_invert`` in the board's settings) to make it so.
+    """
+
+    port: str = "/dev/focusboard"  # the udev symlink (deploy/), or any serial device path
+    serial_number: str | None = None  # find the board by its USB serial number instead
+    baudrate: int = 115200
+    steps_per_um: float = 10.0
+    travel_um: tuple[float, float] = (-1000.0, 1000.0)
+    speed_um_s: float = 200.0
+    accel_um_s2: float = 2000.0
+    home_clearance_um: float = 10.0  # the min endstop sits this far below the lower limit
+    heartbeat_s: float = 0.5  # the board's deadline; the driver beats at a quarter of it
+    settle_s: float = 0.05  # mechanics settle after the last step
+    reply_timeout_s: float = 0.1  # before a command is sent again
+    retries: int = 8
+    reconnect_s: float = 5.0  # how long a lost port is looked for before giving up
+    leds: LedArray | None = None  # None: use the geometry the board reports
+    led_na_tolerance: float = 0.02  # how far a pattern's LED may be from a real one
+    led_geometry_tolerance_mm: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.steps_per_um > 0:
+            raise HardwareError(f"board: steps_per_um must be > 0, got {self.steps_per_um}")
+        if not self.travel_um[0] < self.travel_um[1]:
+            raise HardwareError(f"board: travel_um must be (min, max), got {self.travel_um}")
+        if not (self.speed_um_s > 0 and self.accel_um_s2 > 0 and self.heartbeat_s > 0):
+            raise HardwareError("board: speed, acceleration and heartbeat must be > 0")
+
+
+@dataclass(frozen=True)
+class BoardInfo:
+    protocol_version: int
+    firmware_version: str
+    board_id: str
+    capabilities: int
+    led_count: int
+    session: int
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.capabilities & protocol.CAP_SIMULATED)
+
+    @property
+    def has_min_endstop(self) -> bool:
+        return bool(self.capabilities & protocol.CAP_ENDSTOP_MIN)
+
+
+@dataclass(frozen=True)
+class BoardStatus:
+    position_steps: int
+    target_steps: int
+    moving: bool
+    position_known: bool
+    motor_enabled: bool
+    endstop_min: bool
+    endstop_max: bool
+    fault: int
+    fault_detail: str
+    leds_lit: int
+    pattern_tag: int
+    rx_errors: int
+
+    @property
+    def fault_text(self) -> str:
+        name = protocol.FAULT_NAMES.get(self.fault, f"fault {self.fault}")
+        return f"{name} ({self.fault_detail})" if self.fault_detail else name
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> BoardStatus:
+        size = struct.calcsize(protocol.STATUS_REPLY)
+        position, target, flags, fault, lit, tag, rx_errors = struct.unpack(
+            protocol.STATUS_REPLY, payload[:size])
+        return cls(
+            position_steps=position, target_steps=target,
+            moving=bool(flags & protocol.F_MOVING),
+            position_known=bool(flags & protocol.F_POSITION_KNOWN),
+            motor_enabled=bool(flags & protocol.F_MOTOR_ENABLED),
+            endstop_min=bool(flags & protocol.F_ENDSTOP_MIN),
+            endstop_max=bool(flags & protocol.F_ENDSTOP_MAX),
+            fault=fault, fault_detail=payload[size:].decode(errors="replace"),
+            leds_lit=lit, pattern_tag=tag, rx_errors=rx_errors,
+        )
+
+
+def find_port(settings: BoardSettings) -> str:
+    """The board's device path: by USB serial number when one is given, else ``port``."""
+    if settings.serial_number is None:
+        return settings.port
+    for port in list_ports.comports():
+        if port.serial_number == settings.serial_number:
+            return str(port.device)
+    raise LinkLost(f"no USB serial device with serial number {settings.serial_number!r}")
+
+
+_ERRORS: dict[int, type[HardwareError]] = {
+    protocol.E_POSITION_UNKNOWN: PositionUnknown,
+    protocol.E_FAULT: BoardFault,
+    protocol.E_LIMIT: TravelLimit,
+    protocol.E_BUSY: DriveFault,
+}
+
+
+class BoardLink:
+    """Framed request/reply over one serial port: sequence numbers, retries, sessions.
+
+    ``on_new_session(info)`` runs (inside the link's lock) when the board answers with a new
+    boot nonce, before PositionUnknown is raised to the caller, so the owner can reconfigure it.
+    """
+
+    def __init__(self, settings: BoardSettings,
+                 on_new_session: Callable[[BoardInfo], None] | None = None) -> None:
+        self.settings = settings
+        self.on_new_session = on_new_session
+        self.info: BoardInfo | None = None
+        self.retransmissions = 0
+        self.last_activity = 0.0
+        self._serial: serial.Serial | None = None
+        self._parser = protocol.FrameParser()
+        self._lock = threading.RLock()
+        self._next_seq = 0
+        self._last_reply_session = 0
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def open(self) -> BoardInfo:
+        """Open the port and learn the board's session; check the protocol version."""
+        with self._lock:
+            self._open_port()
+            info = self.identify()
+            self.info = info
+            return info
+
+    def close(self) -> None:
+        with self._lock:
+            if self._serial is not None:
+                self._serial.close()
+                self._serial = None
+
+    def _open_port(self) -> None:
+        path = find_port(self.settings)
+        try:
+            self._serial = serial.Serial(path, self.settings.baudrate, timeout=0.01,
+                                         write_timeout=1.0)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkLost(f"cannot open the focus board at {path}: {exc}") from exc
+        self._serial.reset_input_buffer()
+        self._parser = protocol.FrameParser()
+
+    def _reopen(self) -> None:
+        """The port vanished (cable pulled): look for it again for ``reconnect_s``."""
+        self.close()
+        deadline = time.monotonic() + self.settings.reconnect_s
+        while True:
+            try:
+                self._open_port()
+                log.warning("focus board: port reopened after it was lost")
+                return
+            except LinkLost:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def identify(self) -> BoardInfo:
+        payload = self._exchange(protocol.IDENTIFY, b"", session=0)[1]
+        size = struct.calcsize(protocol.IDENTIFY_REPLY)
+        if len(payload) < 1 or payload[0] != protocol.PROTOCOL_VERSION:
+            version = payload[0] if payload else "none"
+            raise BoardError(f"focus board speaks protocol {version}, this driver "
+                             f"{protocol.PROTOCOL_VERSION}: update the firmware or the host")
+        version, major, minor, patch, board_id, caps, leds, next_seq = struct.unpack(
+            protocol.IDENTIFY_REPLY, payload[:size])
+        self._next_seq = next_seq
+        return BoardInfo(version, f"{major}.{minor}.{patch}", board_id.hex(), caps, leds,
+                         self._last_reply_session)
+
+    def call(self, command: int, payload: bytes = b"") -> bytes:
+        """Run one command; return the reply payload or raise the error the board gave."""
+        with self._lock:
+            if self.info is None:
+                raise LinkLost("the focus board link is not open")
+            for _ in range(2):
+                code, reply = self._exchange(command, payload, self.info.session)
+                if code == protocol.E_BAD_SEQUENCE:
+                    # Not executed; the two ends disagree about the count (the board restarted
+                    # its count without a reboot is impossible, so the host lost track).
+                    self.identify()
+                    continue
+                if code == protocol.E_STALE_SESSION or self._last_reply_session != (
+                        self.info.session):
+                    self._new_session()
+                if code != protocol.OK:
+                    error = _ERRORS.get(code, BoardError)
+                    text = protocol.error_text(code, reply)
+                    if error is BoardError:
+                        raise BoardError(f"focus board: {text}", code)
+                    raise error(f"focus board: {text}")
+                return reply
+            raise BoardError("focus board: sequence numbers would not agree")
+
+    def _new_session(self) -> None:
+        old = self.info
+        new = self.identify()
+        self.info = new
+        replaced = old is not None and old.board_id != new.board_id
+        what = (f"was replaced (id {old.board_id} -> {new.board_id})" if replaced and old
+                else "rebooted")
+        log.warning("focus board %s; its position is unknown", what)
+        if self.on_new_session is not None:
+            self.on_new_session(new)
+        raise PositionUnknown(
+            f"focus board {what}: its position is unknown until it is homed or set")
+
+    def _exchange(self, command: int, payload: bytes, session: int) -> tuple[int, bytes]:
+        """Send until the reply with our sequence number arrives; (status code, payload)."""
+        seq = self._next_seq
+        frame = protocol.Frame(seq, command, session, payload).encode()
+        attempts = self.settings.retries + 1
+        for attempt in range(attempts):
+            if attempt:
+                self.retransmissions += 1
+            try:
+                if self._serial is None:
+                    self._reopen()
+                assert self._serial is not None
+                self._serial.write(frame)
+                reply = self._await(seq, self.settings.reply_timeout_s * (1 + attempt // 2))
+            except (serial.SerialException, OSError):
+                self._reopen()
+                continue
+            if reply is not None:
+                self._next_seq = (seq + 1) & 0xFF
+                self._last_reply_session = reply.session
+                self.last_activity = time.monotonic()
+                return reply.code, reply.payload
+        raise LinkLost(f"no reply from the focus board after {attempts} tries "
+                       f"(command {command})")
+
+    def _await(self, seq: int, timeout_s: float) -> protocol.Frame | None:
+        assert self._serial is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            data = self._serial.read(self._serial.in_waiting or 1)
+            frames = self._parser.feed(data) if data else []
+            for frame in frames:
+                if frame.seq == seq:
+                    return frame
+                log.debug("focus board: dropped a stale reply %r", frame)
+            if time.monotonic() > deadline:
+                for frame in self._parser.discard_partial():
+                    if frame.seq == seq:
+                        return frame
+                return None
+
+
+class FocusBoard(FocusDrive, Illuminator):
+    """The focus board as the controller's focus drive (µm) and illuminator (LED patterns)."""
+
+    def __init__(self, settings: BoardSettings | None = None) -> None:
+        self.settings = settings or BoardSettings()
+        self.link = BoardLink(self.settings, on_new_session=self._configure_board)
+        self.leds: LedArray | None = None
+        self._settled_at = time.monotonic()
+        self._pattern_tag = 0
+        self._beating = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self.heartbeat_error: HardwareError | None = None
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def connect(self) -> FocusBoard:
+        info = self.link.open()
+        self._configure_board(info)
+        self._beating.set()
+        self._heartbeat = threading.Thread(target=self._beat, name="focus-board-heartbeat",
+                                           daemon=True)
+        self._heartbeat.start()
+        return self
+
+    def __enter__(self) -> FocusBoard:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def info(self) -> BoardInfo:
+        if self.link.info is None:
+            raise LinkLost("the focus board is not connected")
+        return self.link.info
+
+    def _configure_board(self, info: BoardInfo) -> None:
+        """Send limits, speed, acceleration and deadline; learn and check the LED geometry."""
+        s = self.settings
+        low, high = (round(z * s.steps_per_um) for z in s.travel_um)
+        config = struct.pack(
+            protocol.CONFIG, low, high, low - max(1, round(s.home_clearance_um * s.steps_per_um)),
+            max(1, round(s.speed_um_s * s.steps_per_um)),
+            max(1, round(s.accel_um_s2 * s.steps_per_um)), round(s.heartbeat_s * 1000))
+        self.link.call(protocol.CONFIGURE, config)
+        board_leds = self._read_led_geometry(info.led_count)
+        if s.leds is not None and board_leds is not None:
+            self._check_led_geometry(s.leds, board_leds)
+        self.leds = s.leds or board_leds
+
+    def _read_led_geometry(self, count: int) -> LedArray | None:
+        positions: list[tuple[float, float, float]] = []
+        while len(positions) < count:
+            payload = self.link.call(protocol.LED_GEOMETRY,
+                                     struct.pack(protocol.LED_GEOMETRY_REQUEST, len(positions)))
+            _, page = protocol.unpack_led_geometry(payload)
+            if not page:
+                break
+            positions.extend((x / 10, y / 10, d / 10) for x, y, d in page)
+        return LedArray.dome(positions) if positions else None
+
+    def _check_led_geometry(self, configured: LedArray, board: LedArray) -> None:
+        if len(configured) != len(board):
+            raise HardwareError(f"focus board has {len(board)} LEDs, the configuration "
+                                f"{len(configured)}")
+        for i, (a, b) in enumerate(zip(configured.positions_mm, board.positions_mm, strict=True)):
+            if math.dist(a, b) > self.settings.led_geometry_tolerance_mm:
+                raise HardwareError(f"focus board LED {i} is at {b} mm, the configuration "
+                                    f"says {a} mm")
+
+    def close(self) -> None:
+        """Stop the motor, darken the LEDs, and tell the board the host is leaving."""
+        self._beating.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=2)
+            self._heartbeat = None
+        if self.link.info is not None:
+            try:
+                self.link.call(protocol.RELEASE)
+            except HardwareError as exc:
+                log.warning("focus board: could not release it cleanly: %s", exc)
+        self.link.close()
+
+    def _beat(self) -> None:
+        period = self.settings.heartbeat_s / 4
+        while self._beating.is_set():
+            time.sleep(period / 4)
+            if time.monotonic() - self.link.last_activity < period:
+                continue
+            try:
+                self.link.call(protocol.HEARTBEAT)
+                self.heartbeat_error = None
+            except HardwareError as exc:  # seen by the next command; keep beating
+                if self.heartbeat_error is None:
+                    log.warning("focus board heartbeat: %s", exc)
+                self.heartbeat_error = exc
+                time.sleep(period)
+
+    # -- board commands ------------------------------------------------------------------------
+
+    def status(self) -> BoardStatus:
+        return BoardStatus.from_payload(self.link.call(protocol.STATUS))
+
+    def clear_fault(self) -> None:
+        self.link.call(protocol.CLEAR_FAULT)
+
+    def home(self) -> float:
+        """Seek the min endstop; afterwards the position is the lower limit minus the clearance."""
+        reply = self.link.call(protocol.HOME, struct.pack(protocol.HOME_REQUEST, 0))
+        (duration_ms,) = struct.unpack(protocol.HOME_REPLY, reply)
+        return self._wait_for_motion(duration_ms)
+
+    def set_position_um(self, z_um: float) -> None:
+        """Declare where the drive is now (re-reference without an endstop)."""
+        steps = round(z_um * self.settings.steps_per_um)
+        self.link.call(protocol.SET_POSITION, struct.pack(protocol.SET_POSITION_REQUEST, steps))
+
+    # -- FocusDrive ----------------------------------------------------------------------------
+
+    def position_um(self) -> float:
+        status = self.status()
+        self._raise_for(status)
+        return status.position_steps / self.settings.steps_per_um
+
+    def move_by(self, delta_um: float) -> float:
+        return self._move(protocol.MOVE_RELATIVE, round(delta_um * self.settings.steps_per_um))
+
+    def move_to(self, z_um: float) -> float:
+        return self._move(protocol.MOVE_ABSOLUTE, round(z_um * self.settings.steps_per_um))
+
+    def stop(self) -> None:
+        try:
+            self.link.call(protocol.STOP)
+        except PositionUnknown:
+            pass  # a rebooted board is not moving
+        except LinkLost as exc:
+            log.warning("focus board: stop not delivered: %s", exc)
+
+    @property
+    def travel_um(self) -> tuple[float, float]:
+        return self.settings.travel_um
+
+    @property
+    def settled_at(self) -> float:
+        return self._settled_at
+
+    def _move(self, mode: int, steps: int) -> float:
+        reply = self.link.call(protocol.MOVE, struct.pack(protocol.MOVE_REQUEST, mode, steps, 0))
+        _, duration_ms = struct.unpack(protocol.MOVE_REPLY, reply)
+        return self._wait_for_motion(duration_ms)
+
+    def _wait_for_motion(self, duration_ms: int) -> float:
+        """Poll until the board stopped; the patience is sized from the planned duration."""
+        deadline = time.monotonic() + duration_ms / 1000 * 1.5 + 1.0
+        while True:
+            time.sleep(min(0.02, max(0.002, duration_ms / 1000 / 10)))
+            status = self.status()
+            if not status.moving:
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise DriveFault(f"focus board: a move planned for {duration_ms} ms "
+                                 "did not finish; stopped it")
+        self._raise_for(status)
+        time.sleep(self.settings.settle_s)
+        self._settled_at = time.monotonic()
+        return status.position_steps / self.settings.steps_per_um
+
+    @staticmethod
+    def _raise_for(status: BoardStatus) -> None:
+        if status.fault:
+            raise BoardFault(f"focus board fault: {status.fault_text}")
+        if not status.position_known:
+            raise PositionUnknown("focus board: position unknown until homed or set")
+
+    # -- Illuminator ---------------------------------------------------------------------------
+
+    def show(self, pattern: Pattern) -> None:
+        levels = self.led_levels(pattern)
+        self._pattern_tag = self._pattern_tag % 0xFFFF + 1
+        self.link.call(protocol.SET_LEDS, protocol.pack_set_leds(self._pattern_tag, levels))
+
+    def led_levels(self, pattern: Pattern) -> list[tuple[int, int]]:
+        """The board's (LED index, 0..255) for a pattern; brightness 1 is full scale, and a
+        pattern brighter than that (exposure compensation) is scaled down as a whole."""
+        if self.leds is None:
+            raise HardwareError("focus board: no LED geometry known (connect first)")
+        leds = self.leds
+        scale = 255 / max(1.0, *(led.brightness for led in pattern.leds))
+        levels: dict[int, int] = {}
+        for led in pattern.leds:
+            index = leds.nearest(led.na_x, led.na_y)
+            na_x, na_y = leds.na_of(index)
+            if math.hypot(na_x - led.na_x, na_y - led.na_y) > self.settings.led_na_tolerance:
+                raise HardwareError(
+                    f"pattern {pattern.name!r}: no LED at NA ({led.na_x:.3f}, {led.na_y:.3f}); "
+                    f"the nearest, LED {index}, is at ({na_x:.3f}, {na_y:.3f})")
+            if index in levels:
+                raise HardwareError(f"pattern {pattern.name!r}: LED {index} is asked for twice")
+            levels[index] = max(1, min(255, round(led.brightness * scale))) if (
+                led.brightness > 0) else 0
+        return sorted(levels.items())
+
+    def off(self) -> None:
+        self.link.call(protocol.LEDS_OFF)
+
+    @property
+    def pattern_tag(self) -> int:
+        """The tag of the last pattern sent; the board's status echoes it while it is lit."""
+        return self._pattern_tag
