@@ -78,6 +78,8 @@ class BoardSettings:
     serial_number: str = _setting("", doc="USB serial number of the board to use")
     steps_per_um: float = _setting(10.0, _positive(), doc="motor steps per µm of focus travel")
     heartbeat_s: float = _setting(0.5, _positive(), doc="board stops when the host falls silent")
+    travel_min_um: float = _setting(-1000.0, doc="soft limit the board itself enforces")
+    travel_max_um: float = _setting(1000.0, doc="soft limit the board itself enforces")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class Config:
     log_dir: str = _setting("focuslock-runs", doc="where run logs, CSVs and plots go")
 
     def __post_init__(self) -> None:
+        if not self.board.travel_min_um < self.board.travel_max_um:
+            raise ConfigError("board.travel_max_um: must be greater than board.travel_min_um")
         if self.camera.backend == "virtual" and self.board.backend == "serial":
             raise ConfigError("board.backend: 'serial' drives a real microscope, which the "
                               "virtual camera cannot see; use camera.backend = 'picamera2'")

@@ -18,6 +18,9 @@ from controller.config import GateSettings
 from controller.hardware.interfaces import Frame
 
 BLOCK = 16  # pixels; averaging 16x16 blocks lowers shot noise 16x while keeping cell-sized detail
+# Sensors clip at their full well, often a little below the ADC's largest value (an sCMOS with
+# 30k e- at 0.46 e-/count tops out near 65300 of 65535), so "at full scale" means this close.
+SATURATION_LEVEL = 0.98
 
 
 class Prediction(Protocol):
@@ -42,7 +45,7 @@ class Rejection:
 @dataclass(frozen=True)
 class FrameStats:
     mean_fraction: float  # mean / full scale
-    saturated_fraction: float  # pixels at full scale / all pixels
+    saturated_fraction: float  # pixels at (SATURATION_LEVEL of) full scale / all pixels
     contrast: float  # std / mean of the 16x16 block means
 
 
@@ -53,7 +56,7 @@ def frame_stats(image: np.ndarray, full_scale: int) -> FrameStats:
     block_means = blocks.mean(axis=(1, 3), dtype=np.float64)
     mean = float(block_means.mean())
     contrast = float(block_means.std() / mean) if mean > 0 else 0.0
-    saturated = float(np.count_nonzero(image >= full_scale)) / image.size
+    saturated = float(np.count_nonzero(image >= SATURATION_LEVEL * full_scale)) / image.size
     return FrameStats(mean / full_scale, saturated, contrast)
 
 
@@ -74,11 +77,13 @@ def check_frame(frame: Frame, *, settled_at: float, now: float, full_scale: int,
         rejections.append(Rejection(
             "dark", f"too dark: mean {stats.mean_fraction:.1%} of full scale "
                     f"(limit {settings.dark_fraction:.1%}); is the LED on?"))
-    if stats.saturated_fraction > settings.saturated_fraction:
+    saturated = stats.saturated_fraction > settings.saturated_fraction
+    if saturated:
         rejections.append(Rejection(
             "saturated", f"saturated: {stats.saturated_fraction:.1%} of pixels at full scale "
                          f"(limit {settings.saturated_fraction:.1%})"))
-    if stats.mean_fraction >= settings.dark_fraction and stats.contrast < settings.min_contrast:
+    dark = stats.mean_fraction < settings.dark_fraction
+    if not (dark or saturated) and stats.contrast < settings.min_contrast:
         rejections.append(Rejection(
             "empty", f"empty field: contrast {stats.contrast:.4f} "
                      f"(limit {settings.min_contrast}); no sample in view?"))

@@ -1,0 +1,39 @@
+"""A small in-process virtual microscope (simulated time) and a loop factory for the tests."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from controller.config import Config, GateSettings, LockSettings, TwinSettings
+from controller.hardware.rig import Rig, virtual_rig
+from controller.loop import FocusLoop
+from controller.optics import preset
+from tests.loop.doubles import OraclePredictor
+
+FRAME = (128, 128)  # small frames: the gates and the state machine do not need 2048²
+
+
+@pytest.fixture
+def make_rig():
+    def make(**twin: object) -> Rig:
+        settings = dataclasses.replace(TwinSettings(), **twin)  # type: ignore[arg-type]
+        return virtual_rig(preset("paper"), settings, frame_shape=FRAME)
+    return make
+
+
+@pytest.fixture
+def rig(make_rig) -> Rig:
+    return make_rig()
+
+
+def make_loop(rig: Rig, predictor=None, *, records=None, gates: GateSettings | None = None,
+              **lock: object) -> FocusLoop:
+    assert rig.scope is not None
+    return FocusLoop(
+        rig.camera, rig.drive, rig.illuminator,
+        predictor or OraclePredictor(rig.scope), rig.preset.autofocus,
+        lock=dataclasses.replace(LockSettings(), **lock),  # type: ignore[arg-type]
+        gates=gates or Config().gates, full_scale=rig.full_scale, clock=rig.clock,
+        record_sink=None if records is None else records.append)
