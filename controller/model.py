@@ -1,0 +1,231 @@
+"""The model bundle on the box: load, verify against the hardware, predict the distance to focus.
+
+A bundle is a directory with ``model.tflite`` (full int8: int8 input and output) and
+``record.json`` (how it was made: feature spec, frozen standardisation, the optics and the
+autofocus illumination it was trained for, data, code version, hyper-parameters, metrics, the
+trained defocus range and the sha256 of ``model.tflite``). ``training/export.py`` writes it.
+
+API for the focus loop::
+
+    model = FocusModel.load("controller/models/default", optics=preset.optics,
+                            pattern=preset.autofocus)        # refuses a bundle that does not fit
+    p = model.predict(frame.image)                            # one 2D frame, any integer dtype
+    p.defocus_um        # median over patches; move the drive by +defocus_um to focus
+    p.confidence        # 0..1 from the patches' agreement (0 when it cannot be judged)
+    p.spread_um         # robust spread (1.4826 x MAD) of the patch predictions
+    p.patch_defocus_um  # every patch's own prediction
+    p.in_range          # inside the defocus range the model was trained on
+
+Inference runs on ai-edge-litert (LiteRT), tflite-runtime being the fallback; TensorFlow is never
+imported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.errors import FocuslockError
+from controller.features import FeatureError, FeatureSpec, Standardizer, featurize
+from controller.optics import Optics, OpticsError, Pattern
+
+BUNDLE_FORMAT = 1
+WEIGHTS_FILE = "model.tflite"
+RECORD_FILE = "record.json"
+DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
+
+# How far the bundle's optics may be from the configured ones (relative for sizes, absolute NA).
+_REL_TOLERANCE = 0.02
+_NA_TOLERANCE = 0.01
+
+
+class ModelError(FocuslockError, ValueError):
+    """A model bundle that is missing, corrupt, or does not fit the configured hardware."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One frame's answer: the correction to apply and how far to trust it."""
+
+    defocus_um: float
+    confidence: float
+    spread_um: float
+    patch_defocus_um: tuple[float, ...]
+    in_range: bool
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_record(bundle: str | os.PathLike[str]) -> dict[str, Any]:
+    """The bundle's JSON record, checked for its format version (no weights are loaded)."""
+    path = Path(bundle) / RECORD_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{bundle}: not a model bundle (no {RECORD_FILE})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable record: {exc}") from exc
+    if not isinstance(record, dict) or record.get("focuslock_model") != BUNDLE_FORMAT:
+        raise ModelError(f"{path}: not a focuslock model record of format {BUNDLE_FORMAT}")
+    return record
+
+
+def check_fit(record: dict[str, Any], optics: Optics | None, pattern: Pattern | None) -> None:
+    """Refuse a bundle trained for other optics or another autofocus illumination."""
+    trained_optics = Optics.from_dict(record["optics"])
+    trained_pattern = Pattern.from_dict(record["illumination"])
+    if optics is not None:
+        problems = []
+        for name, value, trained in (
+            ("wavelength_um", optics.wavelength_um, trained_optics.wavelength_um),
+            ("pixel size at the sample (µm)", optics.pixel_um, trained_optics.pixel_um),
+        ):
+            if abs(value - trained) > _REL_TOLERANCE * trained:
+                problems.append(f"{name} {value:g} (trained for {trained:g})")
+        for name, value, trained in (
+            ("NA", optics.na, trained_optics.na),
+            ("immersion_index", optics.immersion_index, trained_optics.immersion_index),
+        ):
+            if abs(value - trained) > _NA_TOLERANCE:
+                problems.append(f"{name} {value:g} (trained for {trained:g})")
+        if problems:
+            raise ModelError("model bundle does not fit the configured optics: "
+                             + "; ".join(problems))
+        spec = FeatureSpec.from_dict(record["feature_spec"])
+        try:
+            spec.grid(optics.frame_shape)
+        except FeatureError as exc:
+            raise ModelError(f"model bundle does not fit the configured camera: {exc}") from exc
+    if pattern is not None and not pattern.is_close(trained_pattern):
+        raise ModelError(
+            f"model bundle does not fit the configured autofocus illumination: "
+            f"{pattern.name!r} lights LEDs at NA {_leds(pattern)}, the model was trained for "
+            f"{trained_pattern.name!r} at NA {_leds(trained_pattern)}"
+        )
+
+
+def _leds(pattern: Pattern) -> str:
+    return ", ".join(f"({led.na_x:+.3f}, {led.na_y:+.3f})" for led in pattern.leds)
+
+
+def _interpreter(model_path: Path) -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - LiteRT is a dependency on Linux
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise ModelError("no TFLite runtime: install ai-edge-litert (or tflite-runtime)") \
+                from None
+    try:
+        return Interpreter(model_path=str(model_path), num_threads=1)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{model_path}: not a loadable TFLite model: {exc}") from exc
+
+
+class FocusModel:
+    """A verified bundle ready to turn frames into defocus predictions."""
+
+    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+        self.path = path
+        self.record = record
+        try:
+            self.spec = FeatureSpec.from_dict(record["feature_spec"])
+            self.standardizer = Standardizer.from_dict(record["standardizer"])
+            self.optics = Optics.from_dict(record["optics"])
+            self.pattern = Pattern.from_dict(record["illumination"])
+            low, high = (float(v) for v in record["defocus_range_um"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: incomplete or invalid record: {exc}") from exc
+        if self.standardizer.mean.size != self.spec.n_features:
+            raise ModelError(f"{path}: standardisation has {self.standardizer.mean.size} "
+                             f"features, the spec makes {self.spec.n_features}")
+        self.defocus_range_um = (low, high)
+        self._interpreter = _interpreter(path / WEIGHTS_FILE)
+        self._interpreter.allocate_tensors()
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        if inp["dtype"] != np.int8 or out["dtype"] != np.int8:
+            raise ModelError(f"{path}: {WEIGHTS_FILE} must be full int8 (int8 input and output), "
+                             f"has {np.dtype(inp['dtype']).name} in, "
+                             f"{np.dtype(out['dtype']).name} out")
+        if int(inp["shape"][-1]) != self.spec.n_features:
+            raise ModelError(f"{path}: the network takes {int(inp['shape'][-1])} inputs, the "
+                             f"feature spec makes {self.spec.n_features}")
+        self._in_index, self._out_index = inp["index"], out["index"]
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_scale, self._out_zero = out["quantization"]
+        self._batch = int(inp["shape"][0])
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] = DEFAULT_BUNDLE, optics: Optics | None = None,
+             pattern: Pattern | None = None) -> FocusModel:
+        """Load and verify a bundle: checksum of the weights, and (when given) that it was
+        trained for these optics and this autofocus pattern."""
+        path = Path(path)
+        record = read_record(path)
+        weights = path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ModelError(f"{path}: no {WEIGHTS_FILE} in the bundle")
+        actual = sha256_of(weights)
+        if actual != record.get("weights_sha256"):
+            raise ModelError(f"{weights}: checksum {actual[:12]}… does not match the record's "
+                             f"{str(record.get('weights_sha256'))[:12]}…: corrupt or replaced")
+        try:
+            check_fit(record, optics, pattern)
+        except (KeyError, OpticsError, FeatureError) as exc:
+            raise ModelError(f"{path}: invalid optics or illumination in the record: {exc}") \
+                from exc
+        return cls(path, record)
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """Defocus (µm) for each row of raw (unstandardised) feature vectors."""
+        x = self.standardizer.apply(np.asarray(features, np.float32).reshape(-1,
+                                                                            self.spec.n_features))
+        q = np.clip(np.round(x / self._in_scale + self._in_zero), -128, 127).astype(np.int8)
+        if q.shape[0] != self._batch:
+            self._interpreter.resize_tensor_input(self._in_index, [q.shape[0], q.shape[1]])
+            self._interpreter.allocate_tensors()
+            self._batch = q.shape[0]
+        self._interpreter.set_tensor(self._in_index, q)
+        self._interpreter.invoke()
+        out = self._interpreter.get_tensor(self._out_index).reshape(-1).astype(np.float32)
+        return (out - self._out_zero) * self._out_scale
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """The correction for one frame, combined over its patches by the median."""
+        patches = self.predict_features(featurize(image, self.spec)[0])
+        return self.combine(patches)
+
+    def combine(self, patch_defocus_um: np.ndarray) -> Prediction:
+        """Median of the patches; confidence falls as they disagree beyond the model's own
+        validation error (one patch alone cannot be judged: confidence 0)."""
+        defocus = float(np.median(patch_defocus_um))
+        if patch_defocus_um.size < 2:
+            spread, confidence = math.nan, 0.0
+        else:
+            spread = 1.4826 * float(np.median(np.abs(patch_defocus_um - defocus)))
+            confidence = math.exp(-spread / self.spread_scale_um)
+        low, high = self.defocus_range_um
+        return Prediction(defocus, confidence, spread, tuple(float(v) for v in patch_defocus_um),
+                          low <= defocus <= high)
+
+    @property
+    def spread_scale_um(self) -> float:
+        """Patch disagreement at which confidence is 1/e: the model's per-patch validation RMSE
+        (at least a quarter of a depth of field, so a perfect fit does not make it brittle)."""
+        rmse = float(self.record.get("metrics", {}).get("patch_rmse_um", 0.0))
+        return max(rmse, 0.25 * self.optics.depth_of_field_um)

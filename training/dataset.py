@@ -1,0 +1,255 @@
+"""A folder of focal-stack files -> a featurised dataset of (features, defocus_um, stack).
+
+Every stack contributes each plane of its autofocus channel, cut into feature patches; its label
+``defocus_um = z_focus - z`` comes from the stack's own incoherent channel (training/groundtruth),
+as it would on a real microscope. Featurised stacks are cached beside each other (one .npz per
+stack, keyed by the file's size and mtime and the feature spec), so adding stacks or retraining
+costs only the new ones. Damaged or incomplete stacks, or stacks made with other optics or another
+autofocus pattern, are reported and skipped; an empty result is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from controller.errors import FocuslockError
+from controller.features import FeatureSpec, featurize
+from controller.optics import Optics, Pattern
+from controller.stackio import AUTOFOCUS_CHANNEL, read_stack, read_stack_record
+from training.groundtruth import METHOD, find_focus
+
+log = logging.getLogger(__name__)
+STACK_SUFFIXES = (".ome.tif", ".ome.tiff")
+
+
+class DatasetError(FocuslockError, ValueError):
+    """No usable training data."""
+
+
+@dataclass(frozen=True)
+class StackFeatures:
+    """One stack, featurised: every plane's patches and its label."""
+
+    name: str
+    features: np.ndarray  # float32 (planes, patches, n_features)
+    defocus_um: np.ndarray  # float64 (planes,): z_focus - z, z_focus from the ground truth
+    true_defocus_um: np.ndarray  # float64 (planes,): from the simulator's focus; NaN if unknown
+    sample: str
+
+
+@dataclass
+class Dataset:
+    """Rows are patches; ``plane`` groups a frame's patches, ``stack`` its position."""
+
+    features: np.ndarray  # float32 (rows, n_features)
+    defocus_um: np.ndarray  # float32 (rows,)
+    true_defocus_um: np.ndarray  # float32 (rows,), NaN where the true focus is unknown
+    stack: np.ndarray  # int (rows,): index into ``names``
+    plane: np.ndarray  # int (rows,): a frame's id, unique across the dataset
+    names: list[str]
+    samples: list[str]  # each stack's sample type
+    optics: Optics
+    pattern: Pattern
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    def subset(self, stacks: Sequence[int] | np.ndarray) -> Dataset:
+        """The rows of the given stacks (indices into ``names``)."""
+        keep = np.isin(self.stack, np.asarray(stacks))
+        return Dataset(self.features[keep], self.defocus_um[keep], self.true_defocus_um[keep],
+                       self.stack[keep], self.plane[keep], self.names, self.samples, self.optics,
+                       self.pattern, self.skipped)
+
+    def split(self, validation_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+        """Train and validation by whole stacks (positions), never by plane."""
+        n = len(self.names)
+        if n < 2:
+            raise DatasetError(f"need at least 2 stacks to split into train and validation, "
+                               f"got {n}")
+        order = np.random.default_rng(seed).permutation(n)
+        n_val = min(n - 1, max(1, round(validation_fraction * n)))
+        return self.subset(order[n_val:]), self.subset(order[:n_val])
+
+    def summary(self) -> dict[str, object]:
+        present = sorted(set(self.stack.tolist()))
+        by_sample: dict[str, int] = {}
+        for i in present:
+            by_sample[self.samples[i]] = by_sample.get(self.samples[i], 0) + 1
+        return {
+            "stacks": [self.names[i] for i in present],
+            "n_stacks": len(present),
+            "n_frames": int(np.unique(self.plane).size),
+            "n_patches": int(self.features.shape[0]),
+            "stacks_by_sample": by_sample,
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+        }
+
+
+def stack_files(data_dir: str | os.PathLike[str]) -> list[Path]:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DatasetError(f"{data_dir}: no such data folder")
+    files = sorted(p for p in data_dir.iterdir() if p.name.endswith(STACK_SUFFIXES))
+    if not files:
+        raise DatasetError(f"{data_dir}: no focal-stack files (*.ome.tif) in it")
+    return files
+
+
+def featurize_stack(path: Path, spec: FeatureSpec) -> StackFeatures:
+    """Read one stack, find its focus, featurise its autofocus planes."""
+    stack = read_stack(path)
+    truth = find_focus(stack)
+    features = featurize(stack.channel(AUTOFOCUS_CHANNEL), spec)
+    known = stack.focus_z_um if stack.focus_z_um is not None else np.nan
+    return StackFeatures(
+        name=path.name,
+        features=features,
+        defocus_um=truth.focus_z_um - stack.z_um,
+        true_defocus_um=known - stack.z_um,
+        sample=_sample_kind(stack.metadata),
+    )
+
+
+def _sample_kind(metadata: dict[str, Any]) -> str:
+    """The sample type a stack shows (simulated stacks record a description with a kind)."""
+    sample = metadata.get("sample", "unknown")
+    return str(sample.get("kind", "unknown")) if isinstance(sample, dict) else str(sample)
+
+
+def _cache_path(path: Path, spec: FeatureSpec, cache_dir: Path) -> Path:
+    st = path.stat()
+    key = json.dumps([path.name, st.st_size, st.st_mtime_ns, spec.to_dict(), METHOD],
+                     sort_keys=True)
+    return cache_dir / f"{path.name}.{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _load_one(path: Path, spec: FeatureSpec, cache_dir: Path | None) -> StackFeatures | str:
+    """The stack's features (from the cache when fresh), or the reason it is unusable."""
+    cached = _cache_path(path, spec, cache_dir) if cache_dir else None
+    if cached is not None and cached.is_file():
+        with np.load(cached) as z:
+            return StackFeatures(path.name, z["features"], z["defocus_um"],
+                                 z["true_defocus_um"], str(z["sample"]))
+    try:
+        result = featurize_stack(path, spec)
+    except FocuslockError as exc:  # damaged file, no focus found, frames too small ...
+        return str(exc)
+    if cached is not None:
+        tmp = cached.with_suffix(".part.npz")
+        np.savez(tmp, features=result.features, defocus_um=result.defocus_um,
+                 true_defocus_um=result.true_defocus_um, sample=result.sample)
+        os.replace(tmp, cached)
+    return result
+
+
+def _compatible(path: Path, optics: Optics, pattern: Pattern) -> str | None:
+    """Why a stack cannot join a dataset of the given optics and autofocus pattern, if so."""
+    try:
+        record = read_stack_record(path)
+        stack_optics = Optics.from_dict(record["optics"])
+        patterns = [Pattern.from_dict(c) for c in record["channels"]]
+    except (FocuslockError, KeyError, TypeError) as exc:
+        return str(exc)
+    auto = next((p for p in patterns if p.name == AUTOFOCUS_CHANNEL), None)
+    if auto is None:
+        return f"no {AUTOFOCUS_CHANNEL!r} channel"
+    if abs(stack_optics.pixel_um - optics.pixel_um) > 1e-3 * optics.pixel_um or \
+            abs(stack_optics.na - optics.na) > 1e-3 or \
+            abs(stack_optics.wavelength_um - optics.wavelength_um) > 1e-3:
+        return "optics differ from the dataset's first stack"
+    if not auto.is_close(pattern):
+        return "autofocus illumination differs from the dataset's first stack"
+    return None
+
+
+def _first_identity(files: Sequence[Path]) -> tuple[Optics, Pattern]:
+    """Optics and autofocus pattern of the first readable stack: the dataset's identity."""
+    for path in files:
+        try:
+            record = read_stack_record(path)
+            optics = Optics.from_dict(record["optics"])
+            for c in record["channels"]:
+                if c.get("name") == AUTOFOCUS_CHANNEL:
+                    return optics, Pattern.from_dict(c)
+        except (FocuslockError, KeyError, TypeError, AttributeError):
+            continue
+    raise DatasetError("no stack in the folder is readable and has an autofocus channel")
+
+
+def _results(files: Sequence[Path], spec: FeatureSpec, cache_dir: Path | None,
+             workers: int) -> Iterator[StackFeatures | str]:
+    if workers <= 1:
+        for path in files:
+            yield _load_one(path, spec, cache_dir)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(_load_one, files, [spec] * len(files), [cache_dir] * len(files))
+
+
+def load_dataset(data_dir: str | os.PathLike[str], spec: FeatureSpec, *,
+                 cache_dir: str | os.PathLike[str] | None = None, workers: int = 1,
+                 progress: bool = True) -> Dataset:
+    """Featurise every stack of a folder (in ``workers`` processes), skipping bad ones."""
+    files = stack_files(data_dir)
+    cache = Path(cache_dir) if cache_dir is not None else Path(data_dir) / ".features"
+    cache.mkdir(parents=True, exist_ok=True)
+    optics, pattern = _first_identity(files)
+    skipped: list[tuple[str, str]] = []
+    usable = []
+    for path in files:
+        reason = _compatible(path, optics, pattern)
+        if reason is None:
+            usable.append(path)
+        else:
+            skipped.append((path.name, reason))
+    loaded: list[StackFeatures] = []
+    bar = tqdm(total=len(usable), desc="featurising stacks", unit="stack", disable=not progress)
+    for path, result in zip(usable, _results(usable, spec, cache, workers), strict=True):
+        if isinstance(result, str):
+            skipped.append((path.name, result))
+        else:
+            loaded.append(result)
+        bar.update()
+    bar.close()
+    for name, reason in skipped:
+        log.warning("skipped %s: %s", name, reason)
+    if not loaded:
+        raise DatasetError(f"{data_dir}: none of {len(files)} stack files is usable "
+                           f"(first problem: {skipped[0][0]}: {skipped[0][1]})")
+    return _assemble(loaded, optics, pattern, skipped)
+
+
+def _assemble(loaded: Sequence[StackFeatures], optics: Optics, pattern: Pattern,
+              skipped: list[tuple[str, str]]) -> Dataset:
+    rows, labels, truths, stacks, planes = [], [], [], [], []
+    plane_id = 0
+    for index, s in enumerate(loaded):
+        n_planes, n_patches, n_features = s.features.shape
+        rows.append(s.features.reshape(-1, n_features))
+        labels.append(np.repeat(s.defocus_um, n_patches))
+        truths.append(np.repeat(s.true_defocus_um, n_patches))
+        stacks.append(np.full(n_planes * n_patches, index))
+        planes.append(np.repeat(np.arange(plane_id, plane_id + n_planes), n_patches))
+        plane_id += n_planes
+    return Dataset(
+        features=np.concatenate(rows).astype(np.float32, copy=False),
+        defocus_um=np.concatenate(labels).astype(np.float32),
+        true_defocus_um=np.concatenate(truths).astype(np.float32),
+        stack=np.concatenate(stacks),
+        plane=np.concatenate(planes),
+        names=[s.name for s in loaded],
+        samples=[s.sample for s in loaded],
+        optics=optics,
+        pattern=pattern,
+        skipped=skipped,
+    )

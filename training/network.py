@@ -1,0 +1,115 @@
+"""The paper's network: a plain MLP from standardised spectrum features to defocus in µm.
+
+Dropout on the input only (the features are many and redundant; hidden layers are small), a stack
+of ReLU layers, one linear output, MSE loss, Adam. Training stops when the validation RMSE has not
+improved for ``patience`` epochs and keeps the best weights (the original exported the last ones).
+TensorFlow/Keras is imported by the functions that need it, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from controller.errors import FocuslockError
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(FocuslockError, ValueError):
+    """Hyper-parameters or data that training cannot use."""
+
+
+@dataclass(frozen=True)
+class HyperParams:
+    depth: int = 10  # hidden layers
+    width: int = 100  # units per hidden layer
+    dropout: float = 0.6  # on the input features only (paper: 0.6)
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    max_epochs: int = 400
+    patience: int = 30  # epochs without a better validation RMSE before stopping
+    output_scale_um: float = 10.0  # the last layer's output is multiplied by this (µm)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "batch_size", "max_epochs", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise TrainingError(f"hyper-parameter {name} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise TrainingError(f"hyper-parameter dropout must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0 or self.output_scale_um <= 0:
+            raise TrainingError("learning_rate and output_scale_um must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HyperParams:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TrainingError(f"unknown hyper-parameters {sorted(unknown)}")
+        return cls(**d)
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ start-up chatter buries the progress output; keep errors only."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build(n_inputs: int, hp: HyperParams) -> Any:
+    """The uncompiled Keras model."""
+    quiet_tensorflow()
+    import keras
+
+    keras.utils.set_random_seed(hp.seed)
+    layers: list[Any] = [keras.Input(shape=(n_inputs,), name="features")]
+    if hp.dropout > 0:
+        layers.append(keras.layers.Dropout(hp.dropout))
+    layers += [keras.layers.Dense(hp.width, activation="relu") for _ in range(hp.depth)]
+    layers += [keras.layers.Dense(1), keras.layers.Rescaling(hp.output_scale_um)]
+    return keras.Sequential(layers, name="focuslock_mlp")
+
+
+@dataclass
+class History:
+    train_rmse_um: list[float]
+    val_rmse_um: list[float]
+    best_epoch: int  # 0-based index of the epoch whose weights were kept
+
+
+def fit(model: Any, hp: HyperParams, x_train: np.ndarray, y_train: np.ndarray,
+        x_val: np.ndarray, y_val: np.ndarray, verbose: int = 2) -> History:
+    """Train with early stopping on validation RMSE; the model ends with its best weights."""
+    if x_train.shape[0] == 0 or x_val.shape[0] == 0:
+        raise TrainingError("training and validation sets must both be non-empty")
+    quiet_tensorflow()
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="mse",
+                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+    stop = keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=hp.patience,
+                                         restore_best_weights=True)
+    result = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=hp.max_epochs,
+                       batch_size=hp.batch_size, shuffle=True, callbacks=[stop], verbose=verbose)
+    val = [float(v) for v in result.history["val_rmse"]]
+    return History([float(v) for v in result.history["rmse"]], val, int(np.argmin(val)))
+
+
+def weights_to_arrays(model: Any) -> dict[str, np.ndarray]:
+    """The float weights, for the bundle (fine-tuning starts from them)."""
+    return {f"w{i:02d}": np.asarray(w, np.float32) for i, w in enumerate(model.get_weights())}
+
+
+def weights_from_arrays(model: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    expected = [np.shape(w) for w in model.get_weights()]
+    given = [arrays[k] for k in sorted(arrays)]
+    if [w.shape for w in given] != expected:
+        raise TrainingError("the bundle's float weights do not fit this network "
+                            "(different depth, width or number of features)")
+    model.set_weights(given)
