@@ -187,7 +187,11 @@ class BoardLink:
         """Open the port and learn the board's session; check the protocol version."""
         with self._lock:
             self._open_port()
-            info = self.identify()
+            try:
+                info = self.identify()
+            except HardwareError:
+                self.close()
+                raise
             self.info = info
             return info
 
@@ -286,7 +290,7 @@ class BoardLink:
                     self._reopen()
                 assert self._serial is not None
                 self._serial.write(frame)
-                reply = self._await(seq, self.settings.reply_timeout_s * (1 + attempt // 2))
+                reply = self._await(seq, self.settings.reply_timeout_s)
             except (serial.SerialException, OSError):
                 self._reopen()
                 continue
@@ -327,6 +331,7 @@ class FocusBoard(FocusDrive, Illuminator):
         self._beating = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self.heartbeat_error: HardwareError | None = None
+        self._unheard_reboot: PositionUnknown | None = None  # found by the heartbeat thread
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -407,6 +412,8 @@ class FocusBoard(FocusDrive, Illuminator):
             try:
                 self.link.call(protocol.HEARTBEAT)
                 self.heartbeat_error = None
+            except PositionUnknown as exc:  # the board rebooted: tell the next drive command
+                self._unheard_reboot = exc
             except HardwareError as exc:  # seen by the next command; keep beating
                 if self.heartbeat_error is None:
                     log.warning("focus board heartbeat: %s", exc)
@@ -423,18 +430,27 @@ class FocusBoard(FocusDrive, Illuminator):
 
     def home(self) -> float:
         """Seek the min endstop; afterwards the position is the lower limit minus the clearance."""
+        self._unheard_reboot = None
         reply = self.link.call(protocol.HOME, struct.pack(protocol.HOME_REQUEST, 0))
         (duration_ms,) = struct.unpack(protocol.HOME_REPLY, reply)
         return self._wait_for_motion(duration_ms)
 
     def set_position_um(self, z_um: float) -> None:
         """Declare where the drive is now (re-reference without an endstop)."""
+        self._unheard_reboot = None  # whatever happened before, the position is now known
         steps = round(z_um * self.settings.steps_per_um)
         self.link.call(protocol.SET_POSITION, struct.pack(protocol.SET_POSITION_REQUEST, steps))
 
     # -- FocusDrive ----------------------------------------------------------------------------
 
+    def _raise_unheard_reboot(self) -> None:
+        """A reboot the heartbeat noticed is reported once, by the next drive command."""
+        notice, self._unheard_reboot = self._unheard_reboot, None
+        if notice is not None:
+            raise notice
+
     def position_um(self) -> float:
+        self._raise_unheard_reboot()
         status = self.status()
         self._raise_for(status)
         return status.position_steps / self.settings.steps_per_um
@@ -462,6 +478,7 @@ class FocusBoard(FocusDrive, Illuminator):
         return self._settled_at
 
     def _move(self, mode: int, steps: int) -> float:
+        self._raise_unheard_reboot()
         reply = self.link.call(protocol.MOVE, struct.pack(protocol.MOVE_REQUEST, mode, steps, 0))
         _, duration_ms = struct.unpack(protocol.MOVE_REPLY, reply)
         return self._wait_for_motion(duration_ms)

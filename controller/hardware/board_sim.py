@@ -125,6 +125,7 @@ class SimulatedBoard:
         self._slave: int | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._queue: list[tuple[float, int, str, bytes]] = []  # (due, order, direction, data)
+        self._queue_lock = threading.Lock()
         self._order = itertools.count()
         self._last_due = {"to_board": 0.0, "to_host": 0.0}
         self._closing = False
@@ -228,6 +229,13 @@ class SimulatedBoard:
         """LED index -> brightness (0..255) of the LEDs lit right now."""
         return {int(i): int(v) for i, v in self.state()["leds"]}
 
+    def inject(self, direction: str, data: bytes) -> None:
+        """Put bytes on the line as if noise made them: ``to_board`` or ``to_host``."""
+        if direction not in self._last_due:
+            raise ValueError(f"direction must be to_board or to_host, not {direction!r}")
+        self._enqueue(direction, data, 0.0)
+        self._wake()
+
     # -- the relay -----------------------------------------------------------------------------
 
     def _plug(self) -> None:
@@ -254,7 +262,9 @@ class SimulatedBoard:
             if proc is not None and proc is not self._finished_proc and proc.stdout:
                 board_out = proc.stdout.fileno()
             readers = [self._wake_r] + [fd for fd in (master, board_out) if fd is not None]
-            timeout = max(0.0, self._queue[0][0] - time.monotonic()) if self._queue else 0.5
+            with self._queue_lock:
+                due = self._queue[0][0] if self._queue else time.monotonic() + 0.5
+            timeout = max(0.0, due - time.monotonic())
             try:
                 ready, _, _ = select.select(readers, [], [], timeout)
             except (OSError, ValueError):
@@ -281,17 +291,23 @@ class SimulatedBoard:
         if not data:
             return
         faults = self.to_board if direction == "to_board" else self.to_host
-        data = faults.apply(data)
+        self._enqueue(direction, faults.apply(data), faults.delay_s)
+
+    def _enqueue(self, direction: str, data: bytes, delay_s: float) -> None:
         if not data:
             return
-        due = max(time.monotonic() + faults.delay_s, self._last_due[direction])
-        self._last_due[direction] = due
-        heapq.heappush(self._queue, (due, next(self._order), direction, data))
+        with self._queue_lock:  # bytes keep their order even when some are delayed
+            due = max(time.monotonic() + delay_s, self._last_due[direction])
+            self._last_due[direction] = due
+            heapq.heappush(self._queue, (due, next(self._order), direction, data))
 
     def _deliver(self, master: int | None, proc: subprocess.Popen[bytes] | None) -> None:
         now = time.monotonic()
-        while self._queue and self._queue[0][0] <= now:
-            _, _, direction, data = heapq.heappop(self._queue)
+        while True:
+            with self._queue_lock:
+                if not self._queue or self._queue[0][0] > now:
+                    return
+                _, _, direction, data = heapq.heappop(self._queue)
             try:
                 if direction == "to_board" and proc is not None and proc.stdin is not None:
                     proc.stdin.write(data)

@@ -260,7 +260,8 @@ class Board:
 
     def _refuse_in_fault(self) -> None:
         if self.safety.faulted:
-            raise CommandError(protocol.E_FAULT, self.safety.detail)
+            raise CommandError(protocol.E_FAULT, protocol.FAULT_NAMES[self.safety.fault] + ": "
+                               + self.safety.detail)
 
     def _refuse_while_moving(self) -> None:
         if self.axis.moving:

@@ -98,6 +98,10 @@ class Stepper:
         """Stop emitting steps at once (the motor stops where the last step put it)."""
         self._commit(now_us)
 
+    @property
+    def moving(self) -> bool:
+        return self._ramp is not None
+
     def position(self, now_us: int) -> int:
         if self._ramp is None:
             return self.motor.steps
@@ -187,13 +191,15 @@ class SimHardware:
 
     def publish(self, now_us: int) -> None:
         """Write the motor's true position and the lit LEDs to the state file when they change
-        (during a move at most every PUBLISH_EVERY_US, so motion costs little CPU)."""
+        (during a move at most every PUBLISH_EVERY_US, so motion costs little CPU; at once when
+        a move starts or ends)."""
         if self.state_file is None:
             return
         state = {
             "boot_nonce": self.boot_nonce,
             "motor_steps": self.stepper.position(now_us),
             "motor_enabled": self.stepper.enabled,
+            "moving": self.stepper.moving,
             "leds": sorted([i, v] for i, v in self.leds.levels.items()),
         }
         last = self._published
@@ -201,7 +207,8 @@ class SimHardware:
             return
         if (last is not None and now_us - self._published_us < PUBLISH_EVERY_US
                 and state["leds"] == last["leds"]
-                and state["motor_enabled"] == last["motor_enabled"]):
+                and state["motor_enabled"] == last["motor_enabled"]
+                and state["moving"] == last["moving"]):
             return  # only the position changed, and it was published moments ago
         temporary = self.state_file + ".tmp"
         with open(temporary, "w") as f:

@@ -26,6 +26,6 @@ def run(hal: "Hardware", board: Board) -> None:
             hal.log("internal fault: " + repr(exc))
             board.internal_fault(repr(exc), now)
             replies = []
+        hal.publish(now)  # before the replies: the side channel is never behind the protocol
         for reply in replies:
             hal.write(reply)
-        hal.publish(now)
