@@ -91,6 +91,15 @@ class VirtualScope:
     def frame_shape(self) -> tuple[int, int]:
         return self.imager.frame_shape
 
+    def replace_sample(self, sample: Sample) -> None:
+        """Another field of view (the same grid): what moving the slide does."""
+        if sample.shape != self.sample.shape or sample.pixel_um != self.sample.pixel_um:
+            raise HardwareError(f"virtual scope: new sample grid {sample.shape} at "
+                                f"{sample.pixel_um} µm differs from {self.sample.shape}")
+        self.sample = sample
+        self.imager = Imager(self.preset.optics, sample)
+        self._empty_imager = None
+
     @property
     def full_scale(self) -> int:
         return self.sensor.max_adu
