@@ -12,7 +12,8 @@ Scalar wave optics on the sample's periodic grid (docs/simulator.md has the full
   LED's NA exceeds the objective's: its undiffracted light misses the pupil);
 - defocus: the image at ``defocus_um = D`` is the field at the focal plane propagated by ``-D``
   along the direction of travel, ``H = exp(2πi k_z (-D))``, ``k_z = sqrt((n/λ)² - |k|²)`` in the
-  immersion index n (../shared/CONVENTIONS.md); for a thick sample the focal plane is its middle;
+  immersion index n (../shared/CONVENTIONS.md); a thick sample's focal plane is its optical
+  centre of detail (``Sample.focus_depth_um``: the middle of a uniform section);
 - the camera sees ``Σ brightness·|field|²``, integrated over its pixels when the sample grid is
   finer than the camera's (an integer oversampling factor).
 
@@ -254,11 +255,11 @@ class Imager:
         return _Band(wavelength, kz_box, fields)
 
     def _focus_shift(self, k2: np.ndarray, wavelength: float) -> np.ndarray:
-        """Back-propagation from the sample's exit plane (the last slice) to its middle, the plane
-        a real microscope calls in focus; 1 for a thin sample."""
+        """Back-propagation from the last slice, where beam propagation ends, to the sample's
+        focal plane (its optical centre of mass); 1 for a thin sample."""
         sample = self.sample
-        distance = -(sample.slices - 1) * sample.slice_um / 2.0
-        if distance == 0:
+        distance = sample.focus_depth_um - (sample.slices - 0.5) * sample.slice_um
+        if sample.slices == 1 or distance == 0:
             return np.ones(k2.shape, dtype=np.complex64)
         return propagator(k2, distance, sample.medium_index, wavelength)
 
