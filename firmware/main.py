@@ -16,6 +16,8 @@ def main() -> None:
     if sys.platform == "rp2":
         from focusboard import hal_rp2
 
+        if hal_rp2.maintenance_requested():
+            return  # the REPL stays available for mpremote
         board_settings = settings.merged(settings.REFERENCE, hal_rp2.load_overrides())
         hal = hal_rp2.Rp2Hardware(board_settings)
     else:

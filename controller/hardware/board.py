@@ -510,7 +510,10 @@ class FocusBoard(FocusDrive, Illuminator):
     # -- Illuminator ---------------------------------------------------------------------------
 
     def show(self, pattern: Pattern) -> None:
-        levels = self.led_levels(pattern)
+        self.set_leds(self.led_levels(pattern))
+
+    def set_leds(self, levels: list[tuple[int, int]]) -> None:
+        """Light exactly these (LED index, 0..255); the board refuses an index it lacks."""
         self._pattern_tag = self._pattern_tag % 0xFFFF + 1
         self.link.call(protocol.SET_LEDS, protocol.pack_set_leds(self._pattern_tag, levels))
 

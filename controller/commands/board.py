@@ -1,0 +1,198 @@
+"""``focuslock board``: talk to the focus board by hand (identify, status, move, LEDs, faults).
+
+Every subcommand connects, does its one thing and releases the board (motor off, LEDs off), so
+``leds`` holds its pattern until Ctrl-C or ``--hold`` seconds. ``board sim`` runs the real
+firmware under MicroPython behind a pty, to try all of this without a board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controller.errors import FocuslockError
+
+if TYPE_CHECKING:
+    from controller.hardware.board import BoardSettings, FocusBoard
+
+DEFAULT_PORT = "/dev/focusboard"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    board = subparsers.add_parser(
+        "board", help="the focus board: info, status, moves, LEDs, faults, a simulated board",
+        description="Talk to the focus board over its framed serial protocol "
+                    "(firmware/PROTOCOL.md). Positions are in µm, positive away from the sample.")
+    actions = board.add_subparsers(dest="board_command", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help_text, description=help_text)
+        parser.add_argument("--config", help="TOML config whose [board] table to use")
+        parser.add_argument("--port", help=f"serial device (default: {DEFAULT_PORT})")
+        parser.add_argument("--serial-number", help="find the board by its USB serial number")
+        parser.add_argument("--steps-per-um", type=float, help="motor steps per µm")
+        return parser
+
+    action("info", "identity, versions, capabilities, LEDs, state").set_defaults(func=run_info)
+    action("status", "position, motion, endstops, fault, LEDs").set_defaults(func=run_status)
+    move = action("move", "move the focus and wait until it settled")
+    where = move.add_mutually_exclusive_group(required=True)
+    where.add_argument("--by", type=float, metavar="UM", help="relative move")
+    where.add_argument("--to", type=float, metavar="UM", help="absolute move")
+    move.set_defaults(func=run_move)
+    action("home", "seek the min endstop; the position becomes known").set_defaults(
+        func=run_home)
+    set_position = action("set-position", "declare the current position (re-reference)")
+    set_position.add_argument("z_um", type=float, metavar="UM")
+    set_position.set_defaults(func=run_set_position)
+    leds = action("leds", "light LEDs by pattern or index and hold them")
+    what = leds.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pattern", help="a pattern of the optics preset (e.g. autofocus)")
+    what.add_argument("--index", nargs="+", metavar="I[:LEVEL]",
+                      help="LED indices, each with a brightness 0..255 (default 255)")
+    leds.add_argument("--preset", default="pi-hq", help="optics preset (default: %(default)s)")
+    leds.add_argument("--hold", type=float, default=0.0,
+                      help="seconds to keep them lit (default: until Ctrl-C)")
+    leds.set_defaults(func=run_leds)
+    action("clear-fault", "clear a latched fault (after fixing its cause)").set_defaults(
+        func=run_clear_fault)
+    sim = actions.add_parser(
+        "sim", help="run the real firmware under MicroPython behind a pty until Ctrl-C",
+        description="Start the simulated board and print its port, for --port elsewhere.")
+    sim.add_argument("--workdir", help="where the port symlink and state file go "
+                                       "(default: a new temporary directory)")
+    sim.set_defaults(func=run_sim)
+
+
+def settings_from(args: argparse.Namespace) -> BoardSettings:
+    """BoardSettings from the config's [board] table, then the command line on top."""
+    from controller.hardware.board import BoardSettings
+
+    port, serial_number, steps_per_um = DEFAULT_PORT, None, BoardSettings.steps_per_um
+    travel, heartbeat = BoardSettings.travel_um, BoardSettings.heartbeat_s
+    if args.config:
+        from controller.config import load_config
+
+        board = load_config(args.config).board
+        port = board.port or port
+        serial_number = board.serial_number or None
+        steps_per_um, heartbeat = board.steps_per_um, board.heartbeat_s
+        travel = (board.travel_min_um, board.travel_max_um)
+    return BoardSettings(
+        port=args.port or port,
+        serial_number=args.serial_number or serial_number,
+        steps_per_um=args.steps_per_um or steps_per_um,
+        travel_um=travel, heartbeat_s=heartbeat)
+
+
+def _connect(args: argparse.Namespace) -> FocusBoard:
+    from controller.hardware.board import FocusBoard
+
+    return FocusBoard(settings_from(args)).connect()
+
+
+def _print_status(board: FocusBoard) -> None:
+    status = board.status()
+    spu = board.settings.steps_per_um
+    where = (f"{status.position_steps / spu:.3f} µm ({status.position_steps} steps)"
+             if status.position_known else f"unknown ({status.position_steps} steps counted)")
+    print(f"position: {where}")
+    print(f"moving: {status.moving}  motor enabled: {status.motor_enabled}")
+    print(f"endstops: min {status.endstop_min}, max {status.endstop_max}")
+    print(f"fault: {status.fault_text if status.fault else 'none'}")
+    print(f"LEDs lit: {status.leds_lit} (pattern tag {status.pattern_tag})")
+    print(f"frames dropped as corrupt: {status.rx_errors}")
+
+
+def run_info(args: argparse.Namespace) -> int:
+    with _connect(args) as board:
+        info = board.info
+        print(f"board id: {info.board_id}{'  (simulated)' if info.simulated else ''}")
+        print(f"firmware {info.firmware_version}, protocol {info.protocol_version}")
+        print(f"min endstop: {info.has_min_endstop}; LEDs: {info.led_count}")
+        print(f"travel: {board.travel_um[0]} .. {board.travel_um[1]} µm")
+        _print_status(board)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with _connect(args) as board:
+        _print_status(board)
+    return 0
+
+
+def run_move(args: argparse.Namespace) -> int:
+    with _connect(args) as board:
+        z = board.move_by(args.by) if args.by is not None else board.move_to(args.to)
+        print(f"at {z:.3f} µm")
+    return 0
+
+
+def run_home(args: argparse.Namespace) -> int:
+    with _connect(args) as board:
+        print(f"homed: at {board.home():.3f} µm")
+    return 0
+
+
+def run_set_position(args: argparse.Namespace) -> int:
+    with _connect(args) as board:
+        board.set_position_um(args.z_um)
+        print(f"position set to {board.position_um():.3f} µm")
+    return 0
+
+
+def _parse_levels(items: list[str]) -> list[tuple[int, int]]:
+    levels = []
+    for item in items:
+        index, _, level = item.partition(":")
+        try:
+            levels.append((int(index), int(level) if level else 255))
+        except ValueError:
+            raise FocuslockError(f"--index {item!r}: expected INDEX or INDEX:LEVEL") from None
+        if not 0 <= levels[-1][1] <= 255:
+            raise FocuslockError(f"--index {item!r}: brightness must be 0..255")
+    return levels
+
+
+def run_leds(args: argparse.Namespace) -> int:
+    with _connect(args) as board:
+        if args.pattern:
+            from controller.optics import preset
+
+            board.show(preset(args.preset).pattern(args.pattern))
+        else:
+            board.set_leds(_parse_levels(args.index))
+        print(f"{board.status().leds_lit} LEDs lit; "
+              + (f"holding {args.hold} s" if args.hold else "Ctrl-C to turn them off"))
+        with contextlib.suppress(KeyboardInterrupt):
+            _hold(args.hold)
+    return 0
+
+
+def _hold(seconds: float) -> None:
+    end = time.monotonic() + seconds if seconds else float("inf")
+    while time.monotonic() < end:
+        time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+
+
+def run_clear_fault(args: argparse.Namespace) -> int:
+    with _connect(args) as board:
+        board.clear_fault()
+        print("fault cleared")
+    return 0
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    from controller.hardware.board_sim import SimulatedBoard
+
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="focusboard-"))
+    with SimulatedBoard(workdir) as sim:
+        print(f"simulated focus board on {sim.port} (motor state: {sim.state_file}); Ctrl-C ends",
+              flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            _hold(0)
+    return 0
