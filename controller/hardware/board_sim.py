@@ -206,6 +206,12 @@ class SimulatedBoard:
         self.close()
 
     @property
+    def pid(self) -> int | None:
+        """The firmware process (for CPU accounting); None while the board is off."""
+        with self._lock:
+            return self._proc.pid if self._proc is not None else None
+
+    @property
     def alive(self) -> bool:
         with self._lock:
             return self._proc is not None and self._proc.poll() is None
