@@ -1,15 +1,17 @@
 """The camera sensor: relative intensity in, uint16 counts out, with the noise of a real sensor.
 
-Electrons per pixel = intensity x flux x exposure + dark current x exposure + stray light; shot
-noise is Poisson in those electrons; the well clips at full well; read noise (Gaussian, in
-electrons) is added before the ADC, which divides by the gain (electrons per count), adds the
-black-level offset, rounds and clips to the bit depth. Frames are uint16 whatever the bit depth
-(a 12-bit camera delivers 0..4095), as the camera drivers deliver them.
+Electrons per pixel = intensity x flux x exposure x the sensor's fixed response pattern (pixel
+gain scatter and vignetting) + dark current x exposure + stray light. Shot noise is Poisson in
+those electrons; the well clips at full well; read noise (Gaussian, in electrons) is added before
+the ADC, which divides by the gain (electrons per count), adds the black-level offset, rounds and
+clips to the bit depth. Frames are uint16 whatever the bit depth (a 12-bit camera delivers
+0..4095), as the camera drivers deliver them.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -34,14 +36,19 @@ class CameraModel:
     flux_e_per_s: float = 1.2e6  # electrons per pixel per second at relative intensity 1
     exposure_s: float = 0.01
     bit_depth: int = 16
+    prnu: float = 0.005  # rms pixel-to-pixel gain variation (photo-response non-uniformity)
+    vignetting: float = 0.02  # signal lost in the frame's corners (smooth radial falloff)
+    sensor_seed: int = 0  # the fixed pattern of this particular sensor
 
     def __post_init__(self) -> None:
         for name in ("full_well_e", "e_per_adu", "flux_e_per_s", "exposure_s"):
             if not getattr(self, name) > 0:
                 raise SimError(f"camera: {name} must be positive, got {getattr(self, name)}")
-        for name in ("read_noise_e", "offset_adu", "dark_e_per_s", "stray_e"):
+        for name in ("read_noise_e", "offset_adu", "dark_e_per_s", "stray_e", "prnu"):
             if getattr(self, name) < 0:
                 raise SimError(f"camera: {name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.vignetting < 1:
+            raise SimError(f"camera: vignetting must be in [0, 1), got {self.vignetting}")
         if not 8 <= self.bit_depth <= 16:
             raise SimError(f"camera: bit_depth must be 8..16, got {self.bit_depth}")
 
@@ -50,12 +57,16 @@ class CameraModel:
         return (1 << self.bit_depth) - 1
 
     def mean_electrons(self, intensity: np.ndarray) -> np.ndarray:
-        """Expected electrons per pixel before noise (float32)."""
-        signal = np.float32(self.flux_e_per_s * self.exposure_s) * intensity
+        """Expected electrons per pixel before noise (float32), fixed pattern included."""
+        rows, cols = intensity.shape
+        gain = _fixed_pattern((rows, cols), self.prnu, self.vignetting, self.sensor_seed)
+        signal = np.float32(self.flux_e_per_s * self.exposure_s) * intensity * gain
         return signal + np.float32(self.dark_e_per_s * self.exposure_s + self.stray_e)
 
     def expose(self, intensity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One frame (uint16, same shape) of a relative-intensity image."""
+        if intensity.ndim != 2:
+            raise SimError(f"camera: a frame is 2D, got shape {intensity.shape}")
         mean = np.maximum(self.mean_electrons(np.asarray(intensity, dtype=np.float32)), 0.0)
         # Shot and read noise of bright pixels in one normal draw (their variances add); the
         # read noise of a pixel clipped at full well is lost with the clip.
@@ -88,3 +99,18 @@ class CameraModel:
         return cls(full_well_e=8000.0, e_per_adu=8000.0 / ((1 << bit_depth) - 1 - offset),
                    read_noise_e=3.0, offset_adu=offset, flux_e_per_s=4.0e5, exposure_s=0.01,
                    bit_depth=bit_depth)
+
+
+@lru_cache(maxsize=4)
+def _fixed_pattern(shape: tuple[int, int], prnu: float, vignetting: float,
+                   seed: int) -> np.ndarray:
+    """Relative response of each pixel: the same in every frame of one sensor."""
+    rows, cols = shape
+    y = np.linspace(-1.0, 1.0, rows, dtype=np.float32)[:, None]
+    x = np.linspace(-1.0, 1.0, cols, dtype=np.float32)[None, :]
+    gain = 1.0 - np.float32(vignetting / 2.0) * (y**2 + x**2)
+    if prnu > 0:
+        rng = np.random.default_rng([seed, rows, cols])
+        gain = gain * (1.0 + np.float32(prnu) * rng.standard_normal(shape, dtype=np.float32))
+    gain.flags.writeable = False
+    return gain

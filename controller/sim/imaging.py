@@ -86,7 +86,9 @@ class _Fft2:
     def __init__(self, shape: tuple[int, int]) -> None:
         self.input = pyfftw.zeros_aligned(shape, dtype=np.complex64)
         self.output = pyfftw.zeros_aligned(shape, dtype=np.complex64)
-        flags = ("FFTW_MEASURE",) if shape[0] * shape[1] <= 1 << 20 else ("FFTW_ESTIMATE",)
+        # Measuring costs ~0.3 s (1024²) to 1.5 s (2048²) once per shape and process, and makes
+        # each transform ~4x faster than an estimated plan at 2048².
+        flags = ("FFTW_MEASURE",)
         self._forward = pyfftw.FFTW(self.input, self.output, axes=(0, 1),
                                     direction="FFTW_FORWARD", flags=flags, threads=1)
         self._inverse = pyfftw.FFTW(self.input, self.output, axes=(0, 1),

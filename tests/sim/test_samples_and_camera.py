@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.ndimage import uniform_filter
 
 from controller.errors import FocuslockError
 from controller.optics import Led, Pattern, preset
@@ -115,7 +116,7 @@ def test_render_stack_is_deterministic_and_records_its_truth():
 
 @pytest.mark.parametrize("intensity", [1.0, 0.3, 0.002])
 def test_camera_counts_have_the_mean_and_variance_of_shot_and_read_noise(intensity):
-    camera = CameraModel()
+    camera = CameraModel(prnu=0.0, vignetting=0.0)
     frame = camera.expose(np.full((256, 256), intensity, np.float32), np.random.default_rng(1))
     assert frame.dtype == np.uint16
     electrons = intensity * camera.flux_e_per_s * camera.exposure_s \
@@ -127,10 +128,11 @@ def test_camera_counts_have_the_mean_and_variance_of_shot_and_read_noise(intensi
 
 
 def test_dim_pixels_get_poisson_statistics():
-    camera = CameraModel(read_noise_e=0.0, e_per_adu=1.0, offset_adu=0.0, dark_e_per_s=0.0)
+    camera = CameraModel(read_noise_e=0.0, e_per_adu=1.0, offset_adu=0.0, dark_e_per_s=0.0,
+                         prnu=0.0, vignetting=0.0)
     mean_e = 3.0
-    flat = np.full(200_000, mean_e / (camera.flux_e_per_s * camera.exposure_s), np.float32)
-    counts = camera.expose(flat, np.random.default_rng(2)).astype(int)
+    flat = np.full((400, 500), mean_e / (camera.flux_e_per_s * camera.exposure_s), np.float32)
+    counts = camera.expose(flat, np.random.default_rng(2)).astype(int).ravel()
     observed = np.bincount(counts, minlength=8)[:8] / counts.size
     poisson = np.exp(-mean_e) * mean_e ** np.arange(8) / np.cumprod([1, 1, 2, 3, 4, 5, 6, 7])
     np.testing.assert_allclose(observed, poisson, atol=3e-3)
@@ -147,3 +149,21 @@ def test_camera_saturates_at_full_well_and_never_exceeds_its_bit_depth():
     assert frame.max() == 4095
     dark = twelve.expose(np.zeros((64, 64), np.float32), np.random.default_rng(3))
     assert dark.mean() == pytest.approx(twelve.offset_adu, abs=1.0)
+
+
+def test_the_sensor_fixed_pattern_repeats_in_every_frame_and_corners_are_darker():
+    camera = CameraModel(prnu=0.01, vignetting=0.05)
+    flat = np.full((128, 128), 0.8, np.float32)
+    rng = np.random.default_rng(4)
+    a = np.mean([camera.expose(flat, rng) for _ in range(8)], axis=0) - camera.offset_adu
+    b = np.mean([camera.expose(flat, rng) for _ in range(8)], axis=0) - camera.offset_adu
+    # Shot noise averages down across frames; the fixed pattern does not.
+    assert np.corrcoef((a / a.mean()).ravel(), (b / b.mean()).ravel())[0, 1] > 0.5
+    assert a[:8, :8].mean() < 0.96 * a[60:68, 60:68].mean()
+    other = CameraModel(prnu=0.01, vignetting=0.05, sensor_seed=1)
+    c = np.mean([other.expose(flat, rng) for _ in range(8)], axis=0) - other.offset_adu
+
+    def detail(x):
+        return x - uniform_filter(x, 9, mode="wrap")
+
+    assert abs(np.corrcoef(detail(a).ravel(), detail(c).ravel())[0, 1]) < 0.1  # another sensor
