@@ -248,8 +248,8 @@ class BoardLink:
             for _ in range(2):
                 code, reply = self._exchange(command, payload, self.info.session)
                 if code == protocol.E_BAD_SEQUENCE:
-                    # Not executed; the two ends disagree about the count (the board restarted
-                    # its count without a reboot is impossible, so the host lost track).
+                    # Nothing ran: the host lost count (e.g. another host talked to the board).
+                    # Learn the board's next number and send the command once more.
                     self.identify()
                     continue
                 if code == protocol.E_STALE_SESSION or self._last_reply_session != (
@@ -337,7 +337,11 @@ class FocusBoard(FocusDrive, Illuminator):
 
     def connect(self) -> FocusBoard:
         info = self.link.open()
-        self._configure_board(info)
+        try:
+            self._configure_board(info)
+        except HardwareError:
+            self._release()
+            raise
         self._beating.set()
         self._heartbeat = threading.Thread(target=self._beat, name="focus-board-heartbeat",
                                            daemon=True)
@@ -396,6 +400,9 @@ class FocusBoard(FocusDrive, Illuminator):
         if self._heartbeat is not None:
             self._heartbeat.join(timeout=2)
             self._heartbeat = None
+        self._release()
+
+    def _release(self) -> None:
         if self.link.info is not None:
             try:
                 self.link.call(protocol.RELEASE)

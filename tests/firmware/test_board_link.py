@@ -24,7 +24,7 @@ from controller.hardware.board import (
 )
 from controller.hardware.board_sim import SimBoardSettings, SimulatedBoard
 from controller.hardware.interfaces import HardwareError, PositionUnknown
-from controller.optics import Led, Pattern, preset
+from controller.optics import Led, LedArray, Pattern, preset
 
 pytestmark = pytest.mark.firmware
 
@@ -233,6 +233,17 @@ def test_garbage_on_the_line_crashes_neither_side(sim, drive):
     assert drive.move_by(3.0) == 3.0
     assert sim.motor_steps() == 30
     assert drive.status().rx_errors > 0  # the board saw the garbage, and threw it away
+
+
+def test_a_configured_led_geometry_must_match_the_boards(sim):
+    other = LedArray.planar_grid(8, 8, pitch_mm=6.0, distance_mm=40.0)
+    with pytest.raises(HardwareError, match="LED 0 is at"):
+        FocusBoard(settings_for(sim, leds=other)).connect()
+    with pytest.raises(HardwareError, match="has 64 LEDs, the configuration 225"):
+        FocusBoard(settings_for(sim, leds=preset("paper").leds)).connect()
+    same = preset("pi-hq").leds
+    with FocusBoard(settings_for(sim, leds=same)) as drive:
+        assert drive.leds is same
 
 
 def test_the_board_refuses_to_talk_to_a_host_of_another_protocol_version(sim, monkeypatch):
