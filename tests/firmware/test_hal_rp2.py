@@ -1,0 +1,112 @@
+"""The RP2040 layer's step chunking, checked on CPython against a stand-in for the chip.
+
+There is no RP2040 here, so `machine`, `rp2` and `micropython` are small stand-ins that record
+what the layer asks of them. What is checked is the layer's own arithmetic: the words it puts
+into the PIO FIFO must add up to exactly the ramp's steps, at the ramp's pace, in the encoding
+the PIO program decodes (low half: steps - 1, high half: delay cycles).
+"""
+
+import importlib
+import sys
+import types
+
+import pytest
+
+from firmware.focusboard.clock import Clock
+from firmware.focusboard.motion import Ramp
+
+
+class StateMachine:
+    def __init__(self, *args, **kwargs):
+        self.words = []
+        self.active_calls = []
+
+    def active(self, on):
+        self.active_calls.append(on)
+
+    def restart(self):
+        pass
+
+    def tx_fifo(self):
+        return 0  # the PIO drains each chunk before the next timer tick
+
+    def put(self, word):
+        self.words.append(word)
+
+
+class Pin:
+    OUT = IN = PULL_UP = IRQ_FALLING = IRQ_RISING = 0
+
+    def __init__(self, *args, **kwargs):
+        self.level = 0
+
+    def value(self, level=None):
+        if level is None:
+            return self.level
+        self.level = level
+        return None
+
+
+class Timer:
+    PERIODIC = 0
+
+    def __init__(self, **kwargs):
+        self.callback = kwargs["callback"]
+
+
+class FakeClock(Clock):
+    def __init__(self):
+        self.t = 0
+
+    def now_us(self):
+        return self.t
+
+
+@pytest.fixture
+def hal_rp2(monkeypatch):
+    machine = types.SimpleNamespace(Pin=Pin, Timer=Timer, disable_irq=lambda: 0,
+                                    enable_irq=lambda state: None)
+    rp2 = types.SimpleNamespace(asm_pio=lambda **kw: (lambda f: f), StateMachine=StateMachine,
+                                PIO=types.SimpleNamespace(OUT_LOW=0, SHIFT_RIGHT=0))
+    monkeypatch.setitem(sys.modules, "machine", machine)
+    monkeypatch.setitem(sys.modules, "rp2", rp2)
+    monkeypatch.setitem(sys.modules, "micropython", types.SimpleNamespace())
+    monkeypatch.delitem(sys.modules, "firmware.focusboard.hal_rp2", raising=False)
+    # Imported by name: the module is MicroPython-only (its PIO assembler names are not Python).
+    return importlib.import_module("firmware.focusboard.hal_rp2")
+
+
+def test_chunks_add_up_to_the_ramp_at_its_pace(hal_rp2):
+    settings = {"pins": {"step": 2, "dir": 3, "enable": 4}, "enable_active_low": True}
+    clock = FakeClock()
+    stepper = hal_rp2.Stepper(settings, clock)
+    ramp = Ramp(6000, 20000, 200000)
+    stepper.enable(True)
+    stepper.run(ramp, 1, 0, False, True)
+    chunks = []
+    while not stepper.done(clock.t):
+        stepper._timer.callback(stepper._timer)
+        clock.t += hal_rp2.CHUNK_US
+        chunks.append(len(stepper._sm.words))
+        assert clock.t < 10**6, "the ramp never finished"
+    words = stepper._sm.words
+    counts = [(w & 0xFFFF) + 1 for w in words]
+    delays = [w >> 16 for w in words]
+    assert sum(counts) == 6000 == stepper.steps_done(clock.t)
+    assert clock.t / 1e6 == pytest.approx(ramp.duration, abs=0.002)
+    for count, delay in zip(counts, delays, strict=True):
+        period_us = delay + hal_rp2.STEP_OVERHEAD_CYCLES
+        assert count * period_us <= hal_rp2.CHUNK_US  # a chunk fits its millisecond
+        assert count * period_us > hal_rp2.CHUNK_US - period_us  # and fills it
+    assert max(counts) == 20  # cruising at 20000 steps/s is 20 steps per millisecond
+
+
+def test_enable_pin_is_active_low_and_direction_follows_the_sign(hal_rp2):
+    settings = {"pins": {"step": 2, "dir": 3, "enable": 4}, "enable_active_low": True,
+                "dir_invert": True}
+    stepper = hal_rp2.Stepper(settings, FakeClock())
+    assert stepper._enable.value() == 1  # disabled at boot
+    stepper.enable(True)
+    assert stepper._enable.value() == 0
+    stepper.run(Ramp(10, 100, 1000), 1, 0, False, True)
+    assert stepper._dir.value() == 0  # inverted
