@@ -7,11 +7,13 @@ the PIO program decodes (low half: steps - 1, high half: delay cycles).
 """
 
 import importlib
+import subprocess
 import sys
 import types
 
 import pytest
 
+from controller.hardware.board_sim import FIRMWARE_DIR, micropython_command
 from firmware.focusboard.clock import Clock
 from firmware.focusboard.motion import Ramp
 
@@ -110,3 +112,12 @@ def test_enable_pin_is_active_low_and_direction_follows_the_sign(hal_rp2):
     assert stepper._enable.value() == 0
     stepper.run(Ramp(10, 100, 1000), 1, 0, False, True)
     assert stepper._dir.value() == 0  # inverted
+
+
+@pytest.mark.firmware
+def test_the_rp2_layer_compiles_under_micropython():
+    source = FIRMWARE_DIR / "focusboard" / "hal_rp2.py"
+    script = f"compile(open({str(source)!r}).read(), 'hal_rp2.py', 'exec'); print('ok')"
+    result = subprocess.run([*micropython_command(), "-c", script], capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert result.stdout.strip() == "ok", result.stderr
