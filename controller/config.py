@@ -93,7 +93,12 @@ class LockSettings:
 
     rate_hz: float = _setting(2.0, _positive(), doc="steps per second")
     offset_um: float = _setting(0.0, doc="hold z = z_focus + offset_um")
-    gain: float = _setting(0.6, _unit_interval_open_low(), doc="fraction of the error corrected")
+    gain: float = _setting(0.6, _unit_interval_open_low(),
+                           doc="fraction of a small error corrected per step (filters noise)")
+    capture_gain: float = _setting(0.9, _unit_interval_open_low(),
+                                   doc="fraction of a large error corrected (a knock, a start)")
+    capture_beyond_um: float = _setting(2.0, _non_negative(),
+                                        doc="errors larger than this are large")
     dead_band_um: float = _setting(0.1, _non_negative(), doc="no move for smaller errors")
     max_step_um: float = _setting(10.0, _positive(), doc="largest single correction")
     travel_window_um: float = _setting(
@@ -130,7 +135,7 @@ class GateSettings:
     )
     min_contrast: float = _setting(
         0.004, _non_negative(),
-        doc="std/mean of 16x16-pixel block means below this: empty field (no sample)",
+        doc="neighbouring 16x16-pixel block means differ less than this: empty field",
     )
     max_frame_age_s: float = _setting(1.0, _positive(), doc="older frames are stale")
 

@@ -46,7 +46,7 @@ class Rejection:
 class FrameStats:
     mean_fraction: float  # mean / full scale
     saturated_fraction: float  # pixels at (SATURATION_LEVEL of) full scale / all pixels
-    contrast: float  # std / mean of the 16x16 block means
+    contrast: float  # rms difference of neighbouring 16x16 block means / (√2 · mean)
 
 
 def frame_stats(image: np.ndarray, full_scale: int) -> FrameStats:
@@ -55,7 +55,12 @@ def frame_stats(image: np.ndarray, full_scale: int) -> FrameStats:
     blocks = image[:rows, :cols].reshape(rows // BLOCK, BLOCK, cols // BLOCK, BLOCK)
     block_means = blocks.mean(axis=(1, 3), dtype=np.float64)
     mean = float(block_means.mean())
-    contrast = float(block_means.std() / mean) if mean > 0 else 0.0
+    # Neighbouring blocks' differences see cell-sized structure but not the smooth shading
+    # (vignetting, uneven illumination) that an empty field has too.
+    steps = np.concatenate([np.diff(block_means, axis=0).ravel(),
+                            np.diff(block_means, axis=1).ravel()])
+    rms_step = float(np.sqrt(np.mean(steps**2))) if steps.size else 0.0
+    contrast = rms_step / (math.sqrt(2.0) * mean) if mean > 0 else 0.0
     saturated = float(np.count_nonzero(image >= SATURATION_LEVEL * full_scale)) / image.size
     return FrameStats(mean / full_scale, saturated, contrast)
 

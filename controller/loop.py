@@ -6,8 +6,10 @@ A step: light the autofocus pattern, capture a frame exposed after the drive set
 drive settle. Any failed gate means no move (../shared/CONVENTIONS.md, Safety). The lock holds
 ``z = z_focus + offset_um``, so the correction it wants is ``error_um = defocus_um + offset_um``.
 
-Control law (lock): no move when ``|error| <= dead_band``; else ``gain * error``, clipped to
-``max_step`` and to the travel window (± half of ``travel_window_um`` around where the lock
+Control law (lock): no move when ``|error| <= dead_band``; else ``gain * error`` (a gain below 1
+averages the model's noise while locked) or, for errors beyond ``capture_beyond_um``,
+``capture_gain * error`` (a knock is corrected in one or two steps), clipped to ``max_step`` and
+to the travel window (± half of ``travel_window_um`` around where the lock
 started, inside the drive's own limits). A correction the window forbids entirely counts as a
 rejected reading, so a focus outside the window ends in ``lost``, not in pushing on a limit.
 
@@ -67,11 +69,13 @@ class LoopState(StrEnum):
 
 
 def control_move(error_um: float, z_um: float, *, gain: float, dead_band_um: float,
-                 max_step_um: float, window: tuple[float, float]) -> tuple[float, str]:
+                 max_step_um: float, window: tuple[float, float], capture_gain: float | None = None,
+                 capture_beyond_um: float = math.inf) -> tuple[float, str]:
     """The move for a trusted ``error_um`` at ``z_um``, and which limit clipped it ('' if none)."""
     if abs(error_um) <= dead_band_um:
         return 0.0, ""
-    move = gain * error_um
+    large = capture_gain is not None and abs(error_um) > capture_beyond_um
+    move = (capture_gain if large and capture_gain is not None else gain) * error_um
     limited = ""
     if abs(move) > max_step_um:
         move = math.copysign(max_step_um, move)
@@ -178,7 +182,9 @@ class FocusLoop:
             error = prediction.defocus_um + settings.offset_um
             move, limited = control_move(
                 error, reading.z_um, gain=settings.gain, dead_band_um=settings.dead_band_um,
-                max_step_um=settings.max_step_um, window=self._window)
+                max_step_um=settings.max_step_um, window=self._window,
+                capture_gain=settings.capture_gain,
+                capture_beyond_um=settings.capture_beyond_um)
             in_tolerance = abs(error) <= settings.tolerance_um
             if limited == "travel_window" and abs(move) < NO_MOVE_UM and not in_tolerance:
                 low, high = self._window

@@ -31,3 +31,13 @@ def test_max_step_clips_keeping_direction():
 def test_travel_window_clips_to_its_edge():
     assert move(8.0, z=48.0, window=(-50.0, 50.0)) == (2.0, "travel_window")
     assert move(-8.0, z=-50.0, window=(-50.0, 50.0)) == (0.0, "travel_window")
+
+
+def test_large_errors_use_the_capture_gain():
+    def law(error):
+        return control_move(error, 0.0, gain=0.5, dead_band_um=0.1, max_step_um=10.0,
+                            window=WIDE, capture_gain=0.9, capture_beyond_um=2.0)
+
+    assert law(1.0) == (0.5, "")
+    assert law(-2.0) == (-1.0, "")
+    assert law(4.0)[0] == pytest.approx(3.6)

@@ -81,7 +81,7 @@ def test_knock_drops_to_focusing_and_relocks(rig):
     rig.scope.focal_plane.knock(5.0)
     record = loop.lock_step()
     assert record.state == "focusing"
-    assert record.move_um == pytest.approx(0.6 * 5.0, abs=0.2)
+    assert record.move_um == pytest.approx(0.9 * 5.0, abs=0.2)  # capture gain: a large error
     step_until(loop, LoopState.LOCKED, limit=8)
     assert abs(rig.scope.defocus_um()) <= 0.5
 
@@ -103,7 +103,7 @@ def test_each_gate_vetoes_the_move(rig, bad):
     elif bad == "confidence":
         predictor.confidence = 0.2
     else:
-        predictor.trained_range_um = 1.0
+        predictor.trained_range_um = 0.3
     z = rig.drive.position_um()
     record = loop.lock_step()
     assert record.rejected == bad
@@ -122,10 +122,10 @@ def test_max_step_clips_large_corrections(make_rig):
 def test_travel_window_stops_at_its_edge_and_then_gives_up(rig):
     loop = make_loop(rig, travel_window_um=10.0)  # start 8 µm: the window is [3, 13] µm
     loop.start_lock()
-    records = [loop.lock_step() for _ in range(8)]
-    assert records[0].limited == "" and records[1].limited == "travel_window"
+    records = [loop.lock_step() for _ in range(7)]
+    assert records[0].limited == "travel_window"
     assert rig.drive.position_um() == pytest.approx(3.0)
-    assert [r.rejected for r in records[2:7]] == ["window"] * 5
+    assert [r.rejected for r in records[1:6]] == ["window"] * 5
     assert loop.state is LoopState.LOST and "travel window" in loop.reason
 
 

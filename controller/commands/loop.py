@@ -1,0 +1,226 @@
+"""``focuslock focus | lock | collect | demo``: the closed loop from the command line.
+
+All four take ``--config`` (TOML, controller/config.py); without it the virtual microscope and
+the bundled model are used, so every command runs on any machine. Run logs (JSON lines and CSV)
+go to a timestamped folder under ``log_dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controller.config import Config, load_config
+
+if TYPE_CHECKING:
+    from controller.hardware.rig import Rig
+    from controller.loop import FocusLoop
+    from controller.model import FocusModel
+    from controller.runlog import RunLog, StepRecord
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    focus = subparsers.add_parser("focus", help="focus now: move until in focus, then report")
+    _config_option(focus)
+    focus.add_argument("--max-steps", type=int, help="moves at most (default: focus.max_steps)")
+    focus.set_defaults(func=run_focus)
+
+    lock = subparsers.add_parser("lock", help="hold the sample in focus until stopped")
+    _config_option(lock)
+    lock.add_argument("--duration", type=float, metavar="S",
+                      help="stop after S seconds (default: until Ctrl-C)")
+    lock.set_defaults(func=run_lock)
+
+    collect = subparsers.add_parser(
+        "collect", help="acquire focal stacks of your sample for training (both patterns)")
+    _config_option(collect)
+    collect.add_argument("--out", required=True, type=Path, help="folder for the stack files")
+    collect.add_argument("--positions", type=int, default=1,
+                         help="sample positions (one stack each; default 1)")
+    collect.add_argument("--range", type=float, default=30.0, dest="range_um", metavar="UM",
+                         help="planes from -UM to +UM around the current z (default 30)")
+    collect.add_argument("--step", type=float, default=1.0, dest="step_um", metavar="UM",
+                         help="plane spacing (default 1)")
+    collect.set_defaults(func=run_collect)
+
+    demo = subparsers.add_parser(
+        "demo", help="the focus lock on the digital twin: drift, a knock, a blank field")
+    _config_option(demo)
+    demo.add_argument("--duration", type=float, default=90.0, metavar="S",
+                      help="length of the run (default 90 s)")
+    demo.add_argument("--out", type=Path, help="folder for the CSV, log and plot "
+                                               "(default: a new folder under log_dir)")
+    demo.add_argument("--frame-size", type=int, metavar="PX",
+                      help="square frames of PX pixels (default: the optics preset's frame)")
+    demo.set_defaults(func=run_demo)
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
+
+
+def _open(config: Config) -> tuple[Rig, FocusModel]:
+    from controller.hardware.rig import open_rig
+
+    rig = open_rig(config)
+    try:
+        return rig, _load_model(config, rig)
+    except BaseException:
+        rig.close()
+        raise
+
+
+def _load_model(config: Config, rig: Rig) -> FocusModel:
+    from controller.model import DEFAULT_BUNDLE, FocusModel
+
+    return FocusModel.load(config.model.bundle or DEFAULT_BUNDLE, optics=rig.preset.optics,
+                           pattern=rig.preset.autofocus)
+
+
+def _loop(config: Config, rig: Rig, model: FocusModel, log: RunLog) -> FocusLoop:
+    from controller.loop import FocusLoop
+
+    return FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
+                     lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
+                     camera_timeout_s=config.camera.timeout_s, clock=rig.clock,
+                     record_sink=log.write)
+
+
+def _run_log(config: Config, prefix: str) -> RunLog:
+    from controller.demo import timestamped_dir
+    from controller.runlog import RunLog
+
+    folder = timestamped_dir(Path(config.log_dir), prefix)
+    return RunLog(folder / "steps.jsonl", folder / "steps.csv")
+
+
+def run_focus(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    config = load_config(args.config)
+    settings = config.focus
+    if args.max_steps is not None:
+        settings = dataclasses.replace(settings, max_steps=args.max_steps)
+    rig, model = _open(config)
+    try:
+        with _run_log(config, "focus") as log:
+            report = _loop(config, rig, model, log).focus_now(settings)
+            print(f"focus now: {'in focus' if report.success else 'FAILED'} after "
+                  f"{report.moves} moves ({report.steps} readings), ended {report.state.value}: "
+                  f"{report.reason}; log: {log.jsonl_path}")
+    finally:
+        rig.close()
+    return 0 if report.success else 1
+
+
+def run_lock(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    rig, model = _open(config)
+    try:
+        with _run_log(config, "lock") as log:
+            loop = _loop(config, rig, model, log)
+
+            def show(record: StepRecord) -> None:
+                reading = "--" if record.error_um is None else f"{record.error_um:+.2f} µm"
+                print(f"step {record.step:5d}  {record.state:<8}  reading {reading:<11} "
+                      f"move {record.move_um:+.2f} µm  {record.rejected or ''}", flush=True)
+
+            try:
+                report = loop.run_lock(duration_s=args.duration, on_step=show)
+            except KeyboardInterrupt:
+                print("lock: stopped by the user", file=sys.stderr)
+                return 0
+            print(f"lock ended {report.final_state.value}: {report.reason or 'as asked'}; "
+                  f"{report.steps} steps, {report.moves} moves, "
+                  f"{report.locked_steps} locked; log: {log.jsonl_path}")
+    finally:
+        rig.close()
+    return 0 if report.ok else 1
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from controller.collect import collect
+    from controller.hardware.rig import open_rig
+    from controller.sim import make_sample
+
+    config = load_config(args.config)
+    if args.positions < 1 or args.step_um <= 0 or args.range_um <= 0:
+        from controller.errors import FocuslockError
+
+        raise FocuslockError("collect: --positions, --range and --step must be positive")
+    offsets = np.arange(-args.range_um, args.range_um + args.step_um / 2, args.step_um).tolist()
+    rig = open_rig(config)
+
+    def next_position(i: int) -> None:
+        if rig.scope is not None:  # simulated: the next field of view is the next seed
+            rig.scope.replace_sample(make_sample(config.twin.sample, rig.camera.shape,
+                                                 rig.preset.optics.pixel_um,
+                                                 config.twin.seed + i))
+        elif i > 0:
+            input(f"move the sample to position {i + 1} of {args.positions}, focus roughly, "
+                  f"then press Enter ")
+
+    def progress(position: int, positions: int, plane: int, planes: int) -> None:
+        end = "\n" if plane == planes else ""
+        print(f"\rposition {position}/{positions}: plane {plane}/{planes}", end=end, flush=True)
+
+    try:
+        paths = collect(rig, args.out, positions=args.positions, offsets_um=offsets,
+                        next_position=next_position, progress=progress)
+    finally:
+        rig.close()
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from controller.demo import (
+        TRUTH_COLUMNS,
+        LiveView,
+        plot_run,
+        run_twin_lock,
+        score_run,
+        summary_lines,
+        timestamped_dir,
+    )
+    from controller.optics import preset
+    from controller.runlog import RunLog
+    from controller.twin import demo_scenario, open_twin
+
+    config = load_config(args.config)
+    twin_settings = config.twin
+    if args.config is None:  # the demo's bad day: drift, noise, 8 µm out at the start
+        twin_settings = dataclasses.replace(twin_settings, drift_um_per_min=1.0,
+                                            random_walk_um_per_sqrt_s=0.01, start_z_um=8.0)
+    frame = None if args.frame_size is None else (args.frame_size, args.frame_size)
+    out = args.out or timestamped_dir(Path(config.log_dir), "demo")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"focuslock demo: {args.duration:.0f} s lock on the digital twin (virtual microscope, "
+          f"real firmware under MicroPython), drift {twin_settings.drift_um_per_min} µm/min")
+    twin = open_twin(preset(config.optics.preset), twin_settings,
+                     steps_per_um=config.board.steps_per_um, frame_shape=frame)
+    try:
+        model = _load_model(config, twin.rig)
+        with RunLog(out / "run.jsonl", out / "run.csv", extra_columns=TRUTH_COLUMNS) as log:
+            rows = run_twin_lock(twin, model, config, duration_s=args.duration,
+                                 events=demo_scenario(args.duration), log=log,
+                                 view=LiveView(args.duration))
+    finally:
+        twin.close()
+    tolerance = config.lock.tolerance_um
+    score = score_run(rows, tolerance)
+    verdict = "OK" if score.ok else "FAILED"
+    plot = plot_run(rows, out / "focus-error.png", tolerance_um=tolerance,
+                    title=f"focuslock demo: lock on the digital twin ({verdict})")
+    print()
+    for line in summary_lines(score, tolerance_um=tolerance):
+        print(line)
+    print(f"run: {out / 'run.csv'}\nplot: {plot}")
+    return 0 if score.ok else 1

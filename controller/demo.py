@@ -1,0 +1,261 @@
+"""The main job, shown on the digital twin: a continuous lock through a bad day.
+
+The real firmware drives the virtual focus (controller/twin.py); the bundled model reads the
+virtual camera; the focal plane drifts (thermal drift plus a random walk), the sample is knocked,
+leaves the field of view, the light path is blocked and overexposed. Every step is logged with
+the truth only the twin knows, then scored against the project's goals:
+
+- locked RMS focus error (frames taken while the loop called itself locked, normal view);
+- moves made on a frame of an empty, dark or saturated view (goal: none);
+- corrective steps after the knock until a frame is back within tolerance (goal: at most 3).
+
+The run fails (non-zero exit) when the lock never locks, ends lost or in a fault, moves on a bad
+frame, or its locked RMS error exceeds the lock tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from controller.config import Config
+from controller.hardware.virtual import VirtualScope
+from controller.loop import FocusLoop, LoopState, Predictor
+from controller.runlog import RunLog, StepRecord
+from controller.twin import DigitalTwin, Event, Scenario
+
+TRUTH_COLUMNS = ("elapsed_s", "true_defocus_um", "focus_error_um", "condition", "events")
+RMS_GOAL_UM = 0.25
+RELOCK_GOAL_STEPS = 3
+
+
+@dataclass
+class RunScore:
+    """What a lock run on the twin achieved, from its logged rows."""
+
+    steps: int = 0
+    first_locked_s: float | None = None
+    locked_rms_um: float | None = None
+    locked_max_um: float | None = None
+    locked_frames: int = 0
+    bad_frames: int = 0
+    moves_on_bad_frames: int = 0
+    relock_steps: list[int | None] = field(default_factory=list)  # one per knock
+    rejected: Counter[str] = field(default_factory=Counter)
+    final_state: str = ""
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def score_run(rows: list[dict[str, Any]], tolerance_um: float) -> RunScore:
+    """Score rows of a twin run (StepRecord fields plus TRUTH_COLUMNS)."""
+    score = RunScore(steps=len(rows))
+    locked_errors: list[float] = []
+    previous_state = ""
+    recovering = False  # from a knock until locked again: a transient, not holding error
+    for i, row in enumerate(rows):
+        if row["rejected"]:
+            for gate in row["rejected"].split("+"):
+                score.rejected[gate] += 1
+        if row["state"] == "locked" and score.first_locked_s is None:
+            score.first_locked_s = row["elapsed_s"]
+        if row["condition"]:
+            score.bad_frames += 1
+            score.moves_on_bad_frames += row["move_um"] != 0.0
+        elif previous_state in ("locked", "holding") and not recovering:
+            locked_errors.append(row["focus_error_um"])
+        previous_state = row["state"]
+        recovering = recovering and row["state"] != "locked"
+        if "knock" in row["events"]:
+            score.relock_steps.append(_steps_back_in_tolerance(rows[i + 1:], tolerance_um))
+            recovering = True
+    if locked_errors:
+        score.locked_frames = len(locked_errors)
+        score.locked_rms_um = math.sqrt(sum(e * e for e in locked_errors) / len(locked_errors))
+        score.locked_max_um = max(abs(e) for e in locked_errors)
+    score.final_state = rows[-1]["state"] if rows else ""
+    if score.first_locked_s is None:
+        score.failures.append("never locked")
+    if score.final_state in (LoopState.FAULT, LoopState.LOST):
+        score.failures.append(f"ended {score.final_state}")
+    if score.moves_on_bad_frames:
+        score.failures.append(f"{score.moves_on_bad_frames} moves on untrustworthy frames")
+    if score.locked_rms_um is not None and score.locked_rms_um > tolerance_um:
+        score.failures.append(f"locked RMS error {score.locked_rms_um:.2f} µm exceeds the "
+                              f"tolerance {tolerance_um} µm")
+    return score
+
+
+def _steps_back_in_tolerance(after: list[dict[str, Any]], tolerance_um: float) -> int | None:
+    for steps, row in enumerate(after):
+        if not row["condition"] and abs(row["focus_error_um"]) <= tolerance_um:
+            return steps
+    return None
+
+
+class LiveView:
+    """One status line per step: rewritten in place on a terminal, appended otherwise."""
+
+    def __init__(self, duration_s: float, out: TextIO = sys.stdout) -> None:
+        self.duration_s = duration_s
+        self.out = out
+        self.tty = out.isatty()
+
+    def step(self, row: dict[str, Any]) -> None:
+        # the model's reading of the focus error is minus the correction it asks for
+        predicted = "   -- " if row["error_um"] is None else f"{-row['error_um']:+6.2f}"
+        flag = f" rejected: {row['rejected']}" if row["rejected"] else ""
+        line = (f"{row['elapsed_s']:6.1f}/{self.duration_s:.0f} s  {row['state']:<8}  "
+                f"z {row['z_um']:+7.2f} µm  focus error: model {predicted} µm, "
+                f"true {row['focus_error_um']:+6.2f} µm{flag}")
+        if self.tty:
+            self.out.write("\r\x1b[2K" + line)
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        self.out.write(("\n" if self.tty else "") + f"  >> {text}\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+def run_twin_lock(twin: DigitalTwin, predictor: Predictor, config: Config, *,
+                  duration_s: float, events: list[Event], log: RunLog,
+                  view: LiveView | None = None) -> list[dict[str, Any]]:
+    """Lock on the twin for ``duration_s`` while playing ``events``; every row is logged."""
+    rig = twin.rig
+    scope = twin.scope
+    scenario = Scenario(events)
+    loop = FocusLoop(rig.camera, rig.drive, rig.illuminator, predictor, rig.preset.autofocus,
+                     lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
+                     camera_timeout_s=config.camera.timeout_s, clock=rig.clock)
+    rows: list[dict[str, Any]] = []
+    start = rig.clock.now()
+    offset = config.lock.offset_um
+
+    def on_step(record: StepRecord) -> None:
+        truth = _truth(scope, offset, Scenario.condition(scope))  # as the frame was taken
+        fired = scenario.advance(scope, rig.clock.now() - start)
+        truth["elapsed_s"] = record.t - start
+        truth["events"] = "; ".join(e.describe() for e in fired)
+        log.write(record, **truth)
+        row = record.to_row() | truth
+        rows.append(row)
+        if view is not None:
+            view.step(row)
+            for event in fired:
+                view.note(f"{event.describe()} at {truth['elapsed_s']:.1f} s")
+
+    report = loop.run_lock(duration_s=duration_s, on_step=on_step)
+    if rows and report.final_state is LoopState.FAULT:
+        rows[-1]["state"] = report.final_state.value
+    if view is not None:
+        view.close()
+    return rows
+
+
+def _truth(scope: VirtualScope, offset_um: float, condition: str) -> dict[str, Any]:
+    true_defocus = scope.last_defocus_um
+    return {"true_defocus_um": true_defocus,
+            "focus_error_um": -true_defocus - offset_um,  # z - (z_focus + offset)
+            "condition": condition}
+
+
+def plot_run(rows: list[dict[str, Any]], path: Path, *, tolerance_um: float,
+             title: str) -> Path:
+    """Focus error over time (truth and the model's reading), bad-view intervals shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [r["elapsed_s"] for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    top.axhspan(-tolerance_um, tolerance_um, color="tab:green", alpha=0.15,
+                label=f"tolerance ±{tolerance_um} µm")
+    top.plot(t, [r["focus_error_um"] for r in rows], color="black", lw=1.2,
+             label="true focus error")
+    reading = [(r["elapsed_s"], -r["error_um"]) for r in rows if r["error_um"] is not None]
+    if reading:
+        top.plot(*zip(*reading, strict=True), ".", color="tab:blue", ms=3,
+                 label="model's reading (trusted or not)")
+    _shade_conditions(top, rows)
+    _shade_conditions(bottom, rows)
+    for r in rows:
+        if r["events"]:
+            top.axvline(r["elapsed_s"], color="tab:red", ls=":", lw=1)
+            top.annotate(r["events"], (r["elapsed_s"], 0.95), xycoords=("data", "axes fraction"),
+                         fontsize=8, color="tab:red", rotation=90, va="top", ha="right")
+    top.set_ylabel("z − (z_focus + offset)  [µm]")
+    limit = max(3.0, min(12.0, max(abs(r["focus_error_um"]) for r in rows) * 1.1))
+    top.set_ylim(-limit, limit)
+    top.legend(loc="lower right", fontsize=8)
+    top.set_title(title)
+    states = ["idle", "focusing", "locked", "holding", "lost", "fault"]
+    bottom.step(t, [states.index(r["state"]) for r in rows], where="post", color="tab:purple")
+    bottom.set_yticks(range(len(states)), states, fontsize=8)
+    bottom.set_xlabel("time [s]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _shade_conditions(axis: Any, rows: list[dict[str, Any]]) -> None:
+    colours = {"empty-field": "tab:gray", "dark": "black", "saturated": "gold"}
+    labelled: set[str] = set()
+    for i, row in enumerate(rows):
+        condition = row["condition"]
+        if not condition:
+            continue
+        end = rows[i + 1]["elapsed_s"] if i + 1 < len(rows) else row["elapsed_s"] + 0.5
+        label = None if condition in labelled else condition
+        labelled.add(condition)
+        axis.axvspan(row["elapsed_s"], end, color=colours[condition], alpha=0.2, lw=0,
+                     label=label)
+
+
+def summary_lines(score: RunScore, *, tolerance_um: float) -> list[str]:
+    def goal(met: bool) -> str:
+        return "goal met" if met else "GOAL MISSED"
+
+    lines = [f"steps: {score.steps}; final state: {score.final_state}"]
+    lines.append("first locked after: " + (
+        "never" if score.first_locked_s is None else f"{score.first_locked_s:.1f} s"))
+    if score.locked_rms_um is not None and score.locked_max_um is not None:
+        lines.append(f"locked RMS focus error: {score.locked_rms_um:.3f} µm over "
+                     f"{score.locked_frames} frames (max {score.locked_max_um:.2f} µm; goal "
+                     f"≤ {RMS_GOAL_UM} µm: {goal(score.locked_rms_um <= RMS_GOAL_UM)})")
+    lines.append(f"moves on empty/dark/saturated frames: {score.moves_on_bad_frames} of "
+                 f"{score.bad_frames} such frames ({goal(score.moves_on_bad_frames == 0)})")
+    for steps in score.relock_steps:
+        text = "never" if steps is None else f"{steps} steps"
+        met = steps is not None and steps <= RELOCK_GOAL_STEPS
+        lines.append(f"back within {tolerance_um} µm after the knock: {text} "
+                     f"(goal ≤ {RELOCK_GOAL_STEPS}: {goal(met)})")
+    if score.rejected:
+        lines.append("rejected readings: " + ", ".join(
+            f"{gate} {count}" for gate, count in score.rejected.most_common()))
+    lines.append("result: " + ("LOCK OK" if score.ok else "LOCK FAILED: "
+                               + "; ".join(score.failures)))
+    return lines
+
+
+def timestamped_dir(root: Path, prefix: str) -> Path:
+    path = root / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
