@@ -280,6 +280,9 @@ class BoardLink:
     def _exchange(self, command: int, payload: bytes, session: int) -> tuple[int, bytes]:
         """Send until the reply with our sequence number arrives; (status code, payload)."""
         seq = self._next_seq
+        # The number is used up even if no reply comes: the board may have run the command,
+        # and a later command under the same number would get that command's cached reply.
+        self._next_seq = (seq + 1) & 0xFF
         frame = protocol.Frame(seq, command, session, payload).encode()
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
@@ -295,7 +298,6 @@ class BoardLink:
                 self._reopen()
                 continue
             if reply is not None:
-                self._next_seq = (seq + 1) & 0xFF
                 self._last_reply_session = reply.session
                 self.last_activity = time.monotonic()
                 return reply.code, reply.payload

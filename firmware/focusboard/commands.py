@@ -78,6 +78,8 @@ class Board:
             return self._reply(frame.seq, protocol.E_STALE_SESSION,
                                f"this boot's session is {self.session}".encode())
         if frame.seq == self._last_seq and self._cached is not None:
+            if self.safety.armed:  # a retransmission still shows the host is alive
+                self.safety.feed(now_us)
             return self._cached
         expected = (self._last_seq + 1) & 0xFF
         if frame.seq != expected:

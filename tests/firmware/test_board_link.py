@@ -159,6 +159,17 @@ def test_a_silent_host_makes_the_board_stop_within_its_deadline(sim, drive):
     assert sim.motor_steps() == stopped + 10
 
 
+def test_a_move_whose_replies_are_all_lost_runs_once_and_the_link_recovers(sim, drive):
+    drive.set_position_um(0.0)
+    sim.to_host.silent = True  # every reply lost: the host sends the MOVE nine times
+    with pytest.raises(LinkLost, match="no reply"):
+        drive.move_by(5.0)
+    assert drive.link.retransmissions >= 8
+    sim.to_host.silent = False
+    assert drive.position_um() == 5.0  # the board ran it once; the host asks, not assumes
+    assert wait_until_still(sim) == 50
+
+
 def test_a_board_killed_mid_move_is_never_trusted_and_never_resumes(sim, drive):
     drive.set_position_um(0.0)
     outcome = []

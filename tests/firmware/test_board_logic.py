@@ -287,3 +287,20 @@ def test_garbage_never_moves_anything_nor_breaks_the_link(rig):
     assert hal.motor.steps == 0
     status = host.status()
     assert status["rx_errors"] > 900 and status["position"] == 0
+
+
+def test_retransmissions_feed_the_deadline_but_never_rearm_a_released_board():
+    board, _ = make_board(heartbeat_ms=500)
+    host = Host(board)
+    host.ok(p.HEARTBEAT)
+    repeat = p.Frame(host.seq, p.HEARTBEAT, board.session).encode()
+    for ms in (400, 800, 1200):  # the host lost the replies and keeps asking
+        host.at(ms)
+        board.receive(repeat, ms * MS)
+    host.at(1600)
+    assert board.safety.fault == p.FAULT_NONE
+    host.ok(p.RELEASE)
+    release = p.Frame(host.seq, p.RELEASE, board.session).encode()
+    board.receive(release, 1700 * MS)
+    host.at(5000)
+    assert board.safety.fault == p.FAULT_NONE and not board.safety.armed
