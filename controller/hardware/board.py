@@ -268,9 +268,10 @@ class BoardLink:
         old = self.info
         new = self.identify()
         self.info = new
-        replaced = old is not None and old.board_id != new.board_id
-        what = (f"was replaced (id {old.board_id} -> {new.board_id})" if replaced and old
-                else "rebooted")
+        if old is not None and old.board_id != new.board_id:
+            what = f"was replaced (id {old.board_id} -> {new.board_id})"
+        else:
+            what = "rebooted"
         log.warning("focus board %s; its position is unknown", what)
         if self.on_new_session is not None:
             self.on_new_session(new)
