@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from controller.config import Config
+from controller.hardware.rig import Rig
 from controller.hardware.virtual import VirtualScope
 from controller.loop import FocusLoop, LoopState, Predictor
 from controller.runlog import RunLog, StepRecord
-from controller.twin import DigitalTwin, Event, Scenario
+from controller.twin import Event, Scenario
 
 TRUTH_COLUMNS = ("elapsed_s", "true_defocus_um", "focus_error_um", "condition", "events")
 RMS_GOAL_UM = 0.25
@@ -131,12 +132,14 @@ class LiveView:
             self.out.write("\n")
 
 
-def run_twin_lock(twin: DigitalTwin, predictor: Predictor, config: Config, *,
-                  duration_s: float, events: list[Event], log: RunLog,
-                  view: LiveView | None = None) -> list[dict[str, Any]]:
-    """Lock on the twin for ``duration_s`` while playing ``events``; every row is logged."""
-    rig = twin.rig
-    scope = twin.scope
+def run_scenario_lock(rig: Rig, predictor: Predictor, config: Config, *,
+                      duration_s: float, events: list[Event], log: RunLog,
+                      view: LiveView | None = None) -> list[dict[str, Any]]:
+    """Lock on simulated hardware (the twin, or the in-process virtual rig) for ``duration_s``
+    while playing ``events``; every row is logged with the truth."""
+    scope = rig.scope
+    if scope is None:
+        raise ValueError("a scenario needs simulated hardware (a rig with a scope)")  # a bug
     scenario = Scenario(events)
     loop = FocusLoop(rig.camera, rig.drive, rig.illuminator, predictor, rig.preset.autofocus,
                      lock=config.lock, gates=config.gates, full_scale=rig.full_scale,

@@ -14,7 +14,6 @@ a list of timed events played against the twin while the loop runs.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ from controller.hardware.interfaces import Illuminator
 from controller.hardware.rig import Rig
 from controller.hardware.virtual import FocalPlane, VirtualCamera, VirtualScope
 from controller.optics import LedArray, Pattern, Preset
-
-log = logging.getLogger(__name__)
 
 TWIN_TRAVEL_UM = (-500.0, 500.0)
 BLOCKED, OVEREXPOSED = 0.0, 40.0  # light scales of the dark and saturated intervals
@@ -168,7 +165,6 @@ class Scenario:
                 scope.light_scale = {"dark": BLOCKED, "saturated": OVEREXPOSED,
                                      "light-normal": 1.0}[event.kind]
             self.fired.append((elapsed_s, event))
-            log.info("scenario at %.1f s: %s", elapsed_s, event.describe())
         return due
 
     @staticmethod

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 from controller.config import Config, load_config
 
+DEMO_RANDOM_WALK = 0.01  # µm/√s on top of the drift: 0.08 µm rms per minute
+DEMO_START_OUT_UM = 8.0  # the demo starts this far from focus
+
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
     from controller.loop import FocusLoop
@@ -52,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="length of the run (default 90 s)")
     demo.add_argument("--out", type=Path, help="folder for the CSV, log and plot "
                                                "(default: a new folder under log_dir)")
+    demo.add_argument("--drift", type=float, default=1.0, metavar="UM_PER_MIN",
+                      help="thermal drift of the focal plane (default 1 µm/min)")
     demo.add_argument("--frame-size", type=int, metavar="PX",
                       help="square frames of PX pixels (default: the optics preset's frame)")
     demo.set_defaults(func=run_demo)
@@ -185,7 +190,7 @@ def run_demo(args: argparse.Namespace) -> int:
         TRUTH_COLUMNS,
         LiveView,
         plot_run,
-        run_twin_lock,
+        run_scenario_lock,
         score_run,
         summary_lines,
         timestamped_dir,
@@ -195,10 +200,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from controller.twin import demo_scenario, open_twin
 
     config = load_config(args.config)
-    twin_settings = config.twin
-    if args.config is None:  # the demo's bad day: drift, noise, 8 µm out at the start
-        twin_settings = dataclasses.replace(twin_settings, drift_um_per_min=1.0,
-                                            random_walk_um_per_sqrt_s=0.01, start_z_um=8.0)
+    twin_settings = dataclasses.replace(  # the demo's bad day, whatever the config's twin says
+        config.twin, drift_um_per_min=args.drift, random_walk_um_per_sqrt_s=DEMO_RANDOM_WALK,
+        start_z_um=config.twin.focus_z_um + DEMO_START_OUT_UM)
     frame = None if args.frame_size is None else (args.frame_size, args.frame_size)
     out = args.out or timestamped_dir(Path(config.log_dir), "demo")
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +213,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         model = _load_model(config, twin.rig)
         with RunLog(out / "run.jsonl", out / "run.csv", extra_columns=TRUTH_COLUMNS) as log:
-            rows = run_twin_lock(twin, model, config, duration_s=args.duration,
+            rows = run_scenario_lock(twin.rig, model, config, duration_s=args.duration,
                                  events=demo_scenario(args.duration), log=log,
                                  view=LiveView(args.duration))
     finally:
