@@ -13,6 +13,7 @@ Not exercised by the test suite (no RP2040 here); hal_sim is its tested twin.
 import json
 import os
 import sys
+from time import ticks_diff, ticks_us
 
 import machine
 import micropython
@@ -77,7 +78,7 @@ class Stepper:
         self.enabled = False
         self.halted_by_endstop = False
         self._ramp: "Ramp | None" = None
-        self._start_us = 0
+        self._start_ticks = 0  # raw ticks: the timer callback must not touch the shared Clock
         self._pushed = 0
         self._halt_min = False
         self._halt_max = False
@@ -95,7 +96,7 @@ class Stepper:
             halt_max: bool) -> None:
         state = machine.disable_irq()
         self._ramp = ramp
-        self._start_us = now_us
+        self._start_ticks = ticks_us()
         self._pushed = 0
         self.halted_by_endstop = False
         self._halt_min = halt_min
@@ -137,7 +138,7 @@ class Stepper:
         ramp = self._ramp
         if ramp is None or self._sm.tx_fifo() > 0:
             return
-        t = (self.clock.now_us() - self._start_us + CHUNK_US) / 1e6
+        t = (ticks_diff(ticks_us(), self._start_ticks) + CHUNK_US) / 1e6
         count = ramp.steps_at(t) - self._pushed
         if count <= 0:
             return

@@ -9,6 +9,7 @@ the PIO program decodes (low half: steps - 1, high half: delay cycles).
 import importlib
 import subprocess
 import sys
+import time
 import types
 
 import pytest
@@ -57,6 +58,8 @@ class Timer:
 
 
 class FakeClock(Clock):
+    """Both the firmware's Clock and the chip's raw tick counter, stepped by the test."""
+
     def __init__(self):
         self.t = 0
 
@@ -65,7 +68,15 @@ class FakeClock(Clock):
 
 
 @pytest.fixture
-def hal_rp2(monkeypatch):
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(time, "ticks_us", fake.now_us, raising=False)
+    monkeypatch.setattr(time, "ticks_diff", lambda a, b: a - b, raising=False)
+    return fake
+
+
+@pytest.fixture
+def hal_rp2(monkeypatch, clock):
     machine = types.SimpleNamespace(Pin=Pin, Timer=Timer, disable_irq=lambda: 0,
                                     enable_irq=lambda state: None)
     rp2 = types.SimpleNamespace(asm_pio=lambda **kw: (lambda f: f), StateMachine=StateMachine,
@@ -78,9 +89,8 @@ def hal_rp2(monkeypatch):
     return importlib.import_module("firmware.focusboard.hal_rp2")
 
 
-def test_chunks_add_up_to_the_ramp_at_its_pace(hal_rp2):
+def test_chunks_add_up_to_the_ramp_at_its_pace(hal_rp2, clock):
     settings = {"pins": {"step": 2, "dir": 3, "enable": 4}, "enable_active_low": True}
-    clock = FakeClock()
     stepper = hal_rp2.Stepper(settings, clock)
     ramp = Ramp(6000, 20000, 200000)
     stepper.enable(True)
@@ -103,10 +113,10 @@ def test_chunks_add_up_to_the_ramp_at_its_pace(hal_rp2):
     assert max(counts) == 20  # cruising at 20000 steps/s is 20 steps per millisecond
 
 
-def test_enable_pin_is_active_low_and_direction_follows_the_sign(hal_rp2):
+def test_enable_pin_is_active_low_and_direction_follows_the_sign(hal_rp2, clock):
     settings = {"pins": {"step": 2, "dir": 3, "enable": 4}, "enable_active_low": True,
                 "dir_invert": True}
-    stepper = hal_rp2.Stepper(settings, FakeClock())
+    stepper = hal_rp2.Stepper(settings, clock)
     assert stepper._enable.value() == 1  # disabled at boot
     stepper.enable(True)
     assert stepper._enable.value() == 0
