@@ -19,8 +19,11 @@ from controller.errors import FocuslockError
 # Command groups, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "controller.commands.sim",
+    "controller.commands.config",
+    "controller.commands.predict",
     "controller.commands.loop",  # focus, lock, collect, demo
     "controller.commands.board",
+    "training.commands",  # train, evaluate, train-data: TensorFlow is imported only when run
 )
 
 

@@ -1,0 +1,92 @@
+"""The deploy files: a unit systemd accepts, a udev rule for the board, an installer that stages
+a working box layout, and configs the program accepts."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from controller.commands.config import to_toml
+from controller.config import Config, config_from_dict, load_config
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_service_unit_passes_systemd_verify(tmp_path):
+    # verify insists that ExecStart exists: point it at this checkout's installed command.
+    exe = Path(sys.executable).with_name("focuslock")
+    unit = (DEPLOY / "focuslock.service").read_text()
+    assert "/opt/focuslock/venv/bin/focuslock" in unit
+    staged = tmp_path / "focuslock.service"
+    staged.write_text(unit.replace("/opt/focuslock/venv/bin/focuslock", str(exe)))
+    result = subprocess.run(["systemd-analyze", "verify", str(staged)],
+                            capture_output=True, text=True, check=False)
+    problems = [line for line in result.stderr.splitlines() if "focuslock.service" in line]
+    assert problems == [], result.stderr
+
+
+def test_udev_rule_names_the_pico_and_the_symlink_the_configs_use():
+    rule = (DEPLOY / "99-focuslock.rules").read_text()
+    active = [line for line in rule.splitlines() if line and not line.startswith("#")]
+    assert len(active) == 1
+    assert 'ATTRS{idVendor}=="2e8a"' in active[0] and 'SYMLINK+="focusboard"' in active[0]
+    assert load_config(DEPLOY / "focuslock.box.toml").board.port == "/dev/focusboard"
+
+
+@pytest.mark.parametrize("name", ["focuslock.box.toml", "focuslock.example.toml"])
+def test_shipped_configs_are_valid(name, capsys):
+    assert main(["config", "check", str(DEPLOY / name)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_example_config_shows_the_defaults():
+    assert load_config(DEPLOY / "focuslock.example.toml") == Config()
+
+
+def test_config_show_round_trips(tmp_path):
+    import tomllib
+
+    config = load_config(DEPLOY / "focuslock.box.toml")
+    assert config_from_dict(tomllib.loads(to_toml(config))) == config
+
+
+def test_config_check_names_a_bad_key(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[lock]\ngian = 0.5\n")
+    assert main(["config", "check", str(bad)]) == 2
+    assert "lock.gian: unknown key" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_installer_stages_a_complete_box(tmp_path):
+    root = tmp_path / "root"
+    result = subprocess.run(
+        ["bash", str(DEPLOY / "install.sh"), "--root", str(root), "--no-start",
+         "--python", sys.executable],
+        capture_output=True, text=True, check=False, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (root / "etc/systemd/system/focuslock.service").is_file()
+    assert (root / "etc/udev/rules.d/99-focuslock.rules").is_file()
+    config = root / "etc/focuslock/focuslock.toml"
+    assert load_config(config).camera.backend == "picamera2"
+    version = subprocess.run([str(root / "opt/focuslock/venv/bin/focuslock"), "--version"],
+                             capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("focuslock ")
+    # A second run upgrades in place and keeps the user's edited config.
+    config.write_text(config.read_text() + "\n# edited by the user\n")
+    again = subprocess.run(
+        ["bash", str(DEPLOY / "install.sh"), "--root", str(root), "--no-start",
+         "--python", sys.executable],
+        capture_output=True, text=True, check=False, timeout=900,
+    )
+    assert again.returncode == 0, again.stderr
+    assert "edited by the user" in config.read_text()
+    removed = subprocess.run(["bash", str(DEPLOY / "uninstall.sh"), "--root", str(root)],
+                             capture_output=True, text=True, check=False)
+    assert removed.returncode == 0, removed.stderr
+    assert not (root / "opt/focuslock").exists() and config.exists()
