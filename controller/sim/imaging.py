@@ -180,7 +180,8 @@ class Imager:
         self.frame_shape = (rows // self.oversample, cols // self.oversample)
         ky, kx = spatial_frequencies(sample.shape, sample.pixel_um)
         self._k2 = (ky**2 + kx**2).astype(np.float32)
-        self._spectra: dict[float, np.ndarray] = {}
+        self._spectra: dict[float, np.ndarray] = {}  # thin: the sample's spectrum
+        self._thick: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._bands: OrderedDict[Pattern, list[_Band]] = OrderedDict()
 
     def planes(self, pattern: Pattern,
@@ -285,20 +286,26 @@ class Imager:
             raise SimError(f"an LED at this angle is beyond the sample grid's Nyquist limit "
                            f"(λ/(2·{sample.pixel_um:.3g} µm) in NA); a thick sample needs finer "
                            f"pixels for it")
-        transmittance = sample.transmittance(wavelength)
-        step = propagator(self._k2, sample.slice_um, sample.medium_index, wavelength)
+        first, rest, step = self._thick_optics(wavelength)
         fft = _fft(sample.shape)
         ramp = (np.exp(2j * np.pi * shift[0] * np.arange(rows) / rows)[:, None]
                 * np.exp(2j * np.pi * shift[1] * np.arange(cols) / cols)[None, :])
-        field = (ramp * transmittance[0]).astype(np.complex64)
-        for t in transmittance[1:]:
-            fft.input[:] = field
-            spectrum = fft.forward()
-            spectrum *= step
-            fft.input[:] = spectrum
-            field = fft.inverse() * np.complex64(1.0 / (rows * cols)) * t
-        fft.input[:] = field
+        np.multiply(ramp, first, out=fft.input)
+        for transmittance in rest:
+            np.multiply(fft.forward(), step, out=fft.input)
+            np.multiply(fft.inverse(), transmittance, out=fft.input)
         return np.roll(fft.forward(), (-shift[0], -shift[1]), axis=(0, 1))
+
+    def _thick_optics(self, wavelength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first slice's transmittance, the others' (with the inverse FFT's 1/N folded in)
+        and the slice-to-slice propagator: computed once per wavelength, shared by all LEDs."""
+        if wavelength not in self._thick:
+            sample = self.sample
+            transmittance = sample.transmittance(wavelength)
+            transmittance[1:] *= np.complex64(1.0 / (sample.shape[0] * sample.shape[1]))
+            step = propagator(self._k2, sample.slice_um, sample.medium_index, wavelength)
+            self._thick[wavelength] = (transmittance[0], transmittance[1:], step)
+        return self._thick[wavelength]
 
 
 def _gather(spectrum: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class Sample:
     def thickness_um(self) -> float:
         return self.slices * self.slice_um
 
-    @property
+    @cached_property
     def focus_depth_um(self) -> float:
         """Depth of the plane the simulator calls in focus, from the lower edge of the first
         slice: each slice's centre weighted by the detail it holds (the energy of its path's
@@ -72,16 +73,23 @@ class Sample:
         if self.slices == 1:
             return 0.0
         centres = (np.arange(self.slices) + 0.5) * self.slice_um
-        path = self.path_um
-        weights = (np.abs(path - np.roll(path, 1, axis=1)) ** 2
-                   + np.abs(path - np.roll(path, 1, axis=2)) ** 2).sum(axis=(1, 2))
+        weights = np.array([np.sum(np.abs(np.diff(layer, axis=0, append=layer[:1])) ** 2)
+                            + np.sum(np.abs(np.diff(layer, axis=1, append=layer[:, :1])) ** 2)
+                            for layer in self.path_um])
         if not weights.sum() > 0:
             return float(centres.mean())
         return float(np.average(centres, weights=weights))
 
     def transmittance(self, wavelength_um: float) -> np.ndarray:
-        """complex64 (slices, rows, cols): exp(2πi·path/λ)."""
-        return np.exp(np.complex64(2j * np.pi / wavelength_um) * self.path_um)
+        """complex64 (slices, rows, cols): exp(2πi·path/λ), in float32 parts (a complex exp is
+        several times slower)."""
+        k = np.float32(2.0 * np.pi / wavelength_um)
+        phase = self.path_um.real * k
+        amplitude = np.exp(-k * self.path_um.imag)
+        out = np.empty(self.path_um.shape, dtype=np.complex64)
+        out.real = amplitude * np.cos(phase)
+        out.imag = amplitude * np.sin(phase)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready record for stack metadata: kind, seed, the parameters used, the geometry."""
@@ -365,12 +373,14 @@ def _tissue(rng: np.random.Generator, shape: tuple[int, int], pixel_um: float,
     texture = _random_field(rng, (slices, *shape), pixel_um, corr_um=rng.uniform(0.6, 2.0),
                             corr_z_px=1.0 / dz)
     lumen = _random_field(rng, shape, pixel_um, corr_um=rng.uniform(8.0, 20.0))
-    threshold = float(np.quantile(texture, 1.0 - fill))
-    density = 1.0 / (1.0 + np.exp(-(texture - threshold) / 0.3))
+    threshold = float(np.quantile(texture.ravel()[::7], 1.0 - fill))  # a subsample suffices
+    density = np.float32(1.0) / (np.float32(1.0) + np.exp((threshold - texture) / np.float32(0.3)))
+    del texture
     density *= (lumen > rng.uniform(-2.0, -0.5))[None]
-    path = (density * dz * complex(dn_tissue, kappa_stroma)).astype(np.complex64)
     vol = _Volume(slices, shape, thickness)
-    vol.path += path
+    vol.path.real = density * np.float32(dz * dn_tissue)
+    vol.path.imag = density * np.float32(dz * kappa_stroma)
+    del density
     area_mm2 = shape[0] * shape[1] * pixel_um**2 / 1e6
     for _ in range(rng.poisson(nuclei_per_mm2 * area_mm2)):
         radius = rng.uniform(2.0, 4.0)
