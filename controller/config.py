@@ -145,6 +145,8 @@ class TwinSettings:
     """The virtual microscope behind the virtual and firmware-sim backends."""
 
     sample: str = _setting("sparse-cells", doc="simulator sample type")
+    frame_size: int = _setting(0, _non_negative(),
+                               doc="square frames of this many pixels; 0: the optics preset's")
     seed: int = _setting(0)
     focus_z_um: float = _setting(0.0, doc="true focal plane in drive coordinates")
     start_z_um: float = _setting(8.0, doc="where the drive starts")

@@ -24,7 +24,7 @@ from controller.config import TwinSettings
 from controller.hardware.board import BoardSettings, FocusBoard
 from controller.hardware.board_sim import SimBoardSettings, SimulatedBoard
 from controller.hardware.interfaces import Illuminator
-from controller.hardware.rig import Rig
+from controller.hardware.rig import Rig, twin_frame_shape
 from controller.hardware.virtual import FocalPlane, VirtualCamera, VirtualScope
 from controller.optics import LedArray, Pattern, Preset
 
@@ -89,7 +89,7 @@ def open_twin(system: Preset, settings: TwinSettings, *, steps_per_um: float = 1
     from controller.sim import make_sample
 
     clock = clock or MonotonicClock()
-    shape = frame_shape or system.optics.frame_shape
+    shape = frame_shape or twin_frame_shape(system, settings)
     system = dataclasses.replace(system, optics=dataclasses.replace(system.optics,
                                                                     frame_shape=shape))
     sample = make_sample(settings.sample, shape, system.optics.pixel_um, settings.seed)

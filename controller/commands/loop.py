@@ -58,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--drift", type=float, default=1.0, metavar="UM_PER_MIN",
                       help="thermal drift of the focal plane (default 1 µm/min)")
     demo.add_argument("--frame-size", type=int, metavar="PX",
-                      help="square frames of PX pixels (default: the optics preset's frame)")
+                      help="square frames of PX pixels (default: twin.frame_size, else the "
+                           "optics preset's frame)")
     demo.set_defaults(func=run_demo)
 
 
@@ -202,14 +203,14 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     twin_settings = dataclasses.replace(  # the demo's bad day, whatever the config's twin says
         config.twin, drift_um_per_min=args.drift, random_walk_um_per_sqrt_s=DEMO_RANDOM_WALK,
-        start_z_um=config.twin.focus_z_um + DEMO_START_OUT_UM)
-    frame = None if args.frame_size is None else (args.frame_size, args.frame_size)
+        start_z_um=config.twin.focus_z_um + DEMO_START_OUT_UM,
+        frame_size=config.twin.frame_size if args.frame_size is None else args.frame_size)
     out = args.out or timestamped_dir(Path(config.log_dir), "demo")
     out.mkdir(parents=True, exist_ok=True)
     print(f"focuslock demo: {args.duration:.0f} s lock on the digital twin (virtual microscope, "
           f"real firmware under MicroPython), drift {twin_settings.drift_um_per_min} µm/min")
     twin = open_twin(preset(config.optics.preset), twin_settings,
-                     steps_per_um=config.board.steps_per_um, frame_shape=frame)
+                     steps_per_um=config.board.steps_per_um)
     try:
         model = _load_model(config, twin.rig)
         with RunLog(out / "run.jsonl", out / "run.csv", extra_columns=TRUTH_COLUMNS) as log:

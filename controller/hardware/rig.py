@@ -62,7 +62,7 @@ def virtual_rig(system: Preset, settings: TwinSettings, *, clock: Clock | None =
     from controller.sim import make_sample
 
     clock = clock or SimulatedClock()
-    shape = frame_shape or system.optics.frame_shape
+    shape = frame_shape or twin_frame_shape(system, settings)
     system = dataclasses.replace(system, optics=dataclasses.replace(system.optics,
                                                                     frame_shape=shape))
     sample = make_sample(settings.sample, shape, system.optics.pixel_um, settings.seed)
@@ -77,6 +77,12 @@ def virtual_rig(system: Preset, settings: TwinSettings, *, clock: Clock | None =
     scope = VirtualScope(system, sample, focal_plane, drive.mechanism_um, seed=settings.seed)
     camera = VirtualCamera(scope, illuminator.lit, clock)
     return Rig(camera, drive, illuminator, clock, system, scope.full_scale, scope)
+
+
+def twin_frame_shape(system: Preset, settings: TwinSettings) -> tuple[int, int]:
+    """The simulated camera's frame: the preset's, or a smaller square one to save time."""
+    size = settings.frame_size
+    return (size, size) if size else system.optics.frame_shape
 
 
 def open_rig(config: Config) -> Rig:

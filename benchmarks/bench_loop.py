@@ -1,0 +1,250 @@
+"""Benchmarks of the closed loop (issue 5), on the virtual microscope with a model bundle.
+
+  compute    features + inference for one 2048x2048 uint16 frame, one thread, against a
+             paper-faithful reference: numpy complex FFT of four 1024² patches, the paper's crop
+             (rows [:307] and [-307:], columns [:51]), magnitude, L2 norm, standardisation and
+             the paper's network shape (31,314 inputs, 10 dense ReLU layers of 100) in numpy.
+             Goal: at least 5x faster and under 10 ms.
+  memory     peak RSS of a process doing the box's per-frame work (model, features, gates on
+             2048² frames; no simulator loaded), and of a whole in-process virtual lock
+             (simulator included, an upper bound). Goal: under 250 MB.
+  focus-now  focus now from random starts within ±30 µm (several samples). Goal: within 0.5 µm
+             in at most 3 moves for 95 % of starts; prints the distributions.
+  lock       a lock in simulated time under 1 µm/min drift plus noise, with the demo's knock,
+             empty field, dark and saturated intervals. Goals: locked RMS error ≤ 0.25 µm, no
+             move on a bad frame, back within tolerance ≤ 3 steps after the knock.
+
+Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|all]
+          [--bundle PATH] [--starts 40] [--duration 180]
+"""
+
+from __future__ import annotations
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")  # one thread, as the goals say, before numpy loads
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import itertools  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from controller.config import Config, TwinSettings  # noqa: E402
+from controller.model import DEFAULT_BUNDLE, FocusModel  # noqa: E402
+from controller.optics import preset  # noqa: E402
+
+FRAME = (2048, 2048)
+PAPER_PATCH, PAPER_ROWS, PAPER_COLS = 1024, 307, 51
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _median_ms(work: object, repeats: int) -> float:
+    assert callable(work)
+    work()
+    work()  # plans, caches, first-call costs
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def _frame(defocus_um: float = 5.0, seed: int = 1) -> np.ndarray:
+    from controller.hardware.rig import virtual_rig
+
+    rig = virtual_rig(preset("paper"), TwinSettings(seed=seed, start_z_um=-defocus_um),
+                      frame_shape=FRAME)
+    rig.illuminator.show(rig.preset.autofocus)
+    return rig.camera.capture().image
+
+
+class PaperReference:
+    """The 2018 notebook's per-frame path with the paper's network shape (random weights: the
+    cost of a forward pass does not depend on their values)."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        n_in = 2 * PAPER_ROWS * PAPER_COLS
+        sizes = [n_in] + [100] * 10 + [1]
+        self.layers = [(rng.standard_normal((a, b), dtype=np.float32) / np.sqrt(a),
+                        np.zeros(b, np.float32)) for a, b in itertools.pairwise(sizes)]
+        self.mean = rng.standard_normal(n_in).astype(np.float32)
+        self.std = (1 + rng.random(n_in)).astype(np.float32)
+
+    def predict(self, frame: np.ndarray) -> float:
+        vectors = []
+        for r in range(0, frame.shape[0], PAPER_PATCH):
+            for c in range(0, frame.shape[1], PAPER_PATCH):
+                patch = frame[r:r + PAPER_PATCH, c:c + PAPER_PATCH].astype(np.float64)
+                spectrum = np.fft.fft2(patch - patch.mean())
+                crop = np.concatenate([spectrum[:PAPER_ROWS, :PAPER_COLS],
+                                       spectrum[-PAPER_ROWS:, :PAPER_COLS]])
+                magnitude = np.abs(crop).ravel()
+                vectors.append(magnitude / np.linalg.norm(magnitude))
+        x = (np.asarray(vectors, np.float32) - self.mean) / self.std
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if i < len(self.layers) - 1:
+                np.maximum(x, 0, out=x)
+        return float(np.median(x))
+
+
+def bench_compute(bundle: Path) -> None:
+    from controller.features import featurize
+
+    model = FocusModel.load(bundle)
+    frame = _frame()
+    ours = _median_ms(lambda: model.predict(frame), 20)
+    features_ms = _median_ms(lambda: featurize(frame, model.spec), 20)
+    vectors = featurize(frame, model.spec)[0]
+    inference_ms = _median_ms(lambda: model.predict_features(vectors), 20)
+    reference = PaperReference()
+    paper = _median_ms(lambda: reference.predict(frame), 5)
+    print(f"compute, 2048x2048 uint16, one thread: focuslock {ours:.1f} ms "
+          f"(features {features_ms:.1f} ms on {model.spec.patch}² patches, int8 LiteRT "
+          f"{inference_ms:.2f} ms), paper reference {paper:.1f} ms "
+          f"-> {paper / ours:.1f}x faster (goal ≥ 5x and < 10 ms: "
+          f"{'met' if paper / ours >= 5 and ours < 10 else 'MISSED'})")
+
+
+def memory_child(bundle: Path, what: str, steps: int) -> None:
+    """Runs in its own process so its peak RSS is its own."""
+    config = Config()
+    if what == "box":
+        from controller.gates import check_frame
+        from controller.hardware.interfaces import Frame
+
+        model = FocusModel.load(bundle)
+        rng = np.random.default_rng(0)
+        for i in range(steps):
+            image = rng.integers(20000, 30000, FRAME, dtype=np.uint16)
+            check_frame(Frame(image, 0.0, 0.01, i), settled_at=0.0, now=0.0,
+                        full_scale=65535, settings=config.gates)
+            model.predict(image)
+        assert "controller.sim" not in sys.modules
+    else:
+        from controller.hardware.rig import virtual_rig
+        from controller.loop import FocusLoop
+
+        rig = virtual_rig(preset("paper"), TwinSettings(drift_um_per_min=1.0),
+                          frame_shape=FRAME)
+        model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
+        FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
+                  lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
+                  clock=rig.clock).run_lock(max_steps=steps)
+    print(f"{_peak_mb():.1f}")
+
+
+def bench_memory(bundle: Path) -> None:
+    figures = {}
+    for what in ("box", "virtual-lock"):
+        out = subprocess.run([sys.executable, __file__, "memory-child", what, "--bundle",
+                              str(bundle)], check=True, capture_output=True, text=True)
+        figures[what] = float(out.stdout.split()[-1])
+    print(f"memory: peak RSS of the box's per-frame work (model + features + gates, 2048² "
+          f"frames) {figures['box']:.0f} MB (goal < 250 MB: "
+          f"{'met' if figures['box'] < 250 else 'MISSED'}); a whole in-process virtual lock, "
+          f"simulator included, {figures['virtual-lock']:.0f} MB")
+
+
+def bench_focus_now(bundle: Path, starts: int) -> None:
+    from controller.hardware.rig import virtual_rig
+    from controller.loop import FocusLoop
+    from controller.sim import make_sample
+
+    config = Config()
+    rig = virtual_rig(preset("paper"), TwinSettings(), frame_shape=FRAME)
+    assert rig.scope is not None
+    model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
+    loop = FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
+                     lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
+                     clock=rig.clock)
+    rng = np.random.default_rng(2024)
+    kinds = ("sparse-cells", "dense-cells")
+    moves, errors, successes = [], [], []
+    for i in range(starts):
+        if i % 5 == 0:  # a new field of view every five starts
+            rig.scope.replace_sample(make_sample(kinds[(i // 5) % 2], FRAME,
+                                                 rig.preset.optics.pixel_um, seed=100 + i))
+        rig.drive.move_to(rig.scope.focal_plane.z_um() + rng.uniform(-30.0, 30.0))
+        report = loop.focus_now(config.focus)
+        moves.append(report.moves)
+        errors.append(abs(rig.scope.defocus_um()))
+        successes.append(report.success)
+    moves_a, errors_a = np.array(moves), np.array(errors)
+    good = float(np.mean((errors_a <= 0.5) & (moves_a <= 3)))
+    verdict = "met" if good >= 0.95 else "MISSED"
+    print(f"focus now, {starts} starts uniform in ±30 µm (sparse and dense cells, 2048²): "
+          f"{good:.0%} within 0.5 µm in ≤ 3 moves (goal 95 %: {verdict})")
+    print("  moves: " + ", ".join(f"{k}: {int(np.sum(moves_a == k))}"
+                                  for k in range(int(moves_a.max()) + 1)))
+    print(f"  final |error| µm: median {np.median(errors_a):.2f}, 90th pct "
+          f"{np.percentile(errors_a, 90):.2f}, max {errors_a.max():.2f}; loop reported success "
+          f"{np.mean(successes):.0%}")
+
+
+def bench_lock(bundle: Path, duration_s: float) -> None:
+    import tempfile
+
+    from controller.demo import TRUTH_COLUMNS, run_scenario_lock, score_run, summary_lines
+    from controller.hardware.rig import virtual_rig
+    from controller.runlog import RunLog
+    from controller.twin import demo_scenario
+
+    config = Config()
+    settings = dataclasses.replace(TwinSettings(), drift_um_per_min=1.0,
+                                   random_walk_um_per_sqrt_s=0.01, start_z_um=8.0)
+    rig = virtual_rig(preset("paper"), settings, frame_shape=FRAME)
+    model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
+    with tempfile.TemporaryDirectory() as folder:
+        log = RunLog(Path(folder) / "run.jsonl", extra_columns=TRUTH_COLUMNS)
+        rows = run_scenario_lock(rig, model, config, duration_s=duration_s,
+                                 events=demo_scenario(duration_s), log=log)
+        log.close()
+    score = score_run(rows, config.lock.tolerance_um)
+    print(f"lock, {duration_s:.0f} s simulated at {config.lock.rate_hz} Hz, 1 µm/min drift + "
+          f"0.01 µm/√s random walk, knock, empty field, dark, saturated (2048², sparse cells):")
+    for line in summary_lines(score, tolerance_um=config.lock.tolerance_um):
+        print("  " + line)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="?", default="all",
+                        choices=["compute", "memory", "focus-now", "lock", "all",
+                                 "memory-child"])
+    parser.add_argument("child", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
+    parser.add_argument("--starts", type=int, default=40)
+    parser.add_argument("--duration", type=float, default=180.0, help="simulated seconds")
+    parser.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.what == "memory-child":
+        memory_child(args.bundle, args.child, args.steps)
+        return 0
+    print(f"model bundle: {args.bundle}")
+    if args.what in ("compute", "all"):
+        bench_compute(args.bundle)
+    if args.what in ("memory", "all"):
+        bench_memory(args.bundle)
+    if args.what in ("focus-now", "all"):
+        bench_focus_now(args.bundle, args.starts)
+    if args.what in ("lock", "all"):
+        bench_lock(args.bundle, args.duration)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
