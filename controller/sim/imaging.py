@@ -24,10 +24,10 @@ each plane costs one propagator, and each (LED, plane) one inverse FFT through a
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -104,9 +104,20 @@ class _Fft2:
         return self.output
 
 
-@lru_cache(maxsize=4)
+_per_thread = threading.local()
+
+
 def _fft(shape: tuple[int, int]) -> _Fft2:
-    return _Fft2(shape)
+    """This thread's plans for the shape (buffers are shared by every Imager of the thread, so
+    threads must not share them); the four most recent shapes are kept."""
+    plans: OrderedDict[tuple[int, int], _Fft2] = _per_thread.__dict__.setdefault(
+        "plans", OrderedDict())
+    if shape not in plans:
+        plans[shape] = _Fft2(shape)
+        while len(plans) > 4:
+            plans.popitem(last=False)
+    plans.move_to_end(shape)
+    return plans[shape]
 
 
 def _kz(k2: np.ndarray, index: float, wavelength_um: float) -> np.ndarray:
@@ -158,8 +169,8 @@ class Imager:
 
     The sample grid must equal the camera's pixel at the sample or be an integer factor finer
     (then each camera pixel integrates factor x factor samples). Intensities are relative: 1 is
-    the unobstructed brightfield of the pattern (its LEDs' brightness summed). Not thread-safe:
-    FFT plans and buffers are shared per shape.
+    the unobstructed brightfield of the pattern (its LEDs' brightness summed). One Imager
+    belongs to one thread (its caches are not locked); FFT buffers are per thread.
     """
 
     def __init__(self, optics: Optics, sample: Sample,
