@@ -32,8 +32,10 @@ CROP = 1024  # the paper's crop; smaller frames are used whole
 LOW_FRACTION = 0.5  # sharpness sums radii from this fraction of Nyquist ...
 HIGH_FRACTION = 1.0  # ... to this one
 FIT_HALF_WIDTH = 3  # planes on each side of the sharpest one in the parabola fit
+MIN_PROMINENCE = 5.0  # the peak must rise this many times the plane-to-plane noise
 # Everything the result depends on: feature caches are keyed by it.
-METHOD = {"crop": CROP, "band": [LOW_FRACTION, HIGH_FRACTION], "fit_half_width": FIT_HALF_WIDTH}
+METHOD = {"crop": CROP, "band": [LOW_FRACTION, HIGH_FRACTION], "fit_half_width": FIT_HALF_WIDTH,
+          "min_prominence": MIN_PROMINENCE}
 
 
 class GroundTruthError(FocuslockError, ValueError):
@@ -93,6 +95,10 @@ def find_focus(stack: FocalStack) -> GroundTruth:
         raise GroundTruthError("stack has repeated z positions")
     curve = sharpness(stack.images[ground_truth_channel(stack)][order])
     peak = int(np.argmax(curve))
+    noise = float(np.median(np.abs(np.diff(curve))))
+    if curve[peak] - np.min(curve) < MIN_PROMINENCE * noise:
+        raise GroundTruthError("no sharpness peak stands out of the plane-to-plane noise: "
+                               "an empty or featureless field?")
     if peak < h or peak > z.size - 1 - h:
         raise GroundTruthError(f"the sharpest plane (z = {z[peak]:g} µm) is at the stack's end: "
                                f"focus is not inside the stack's z range")

@@ -66,8 +66,11 @@ def build(n_inputs: int, hp: HyperParams) -> Any:
     """The uncompiled Keras model."""
     quiet_tensorflow()
     import keras
+    import tensorflow as tf
 
+    # the same data and seed give the same model: a bundle's record can be reproduced
     keras.utils.set_random_seed(hp.seed)
+    tf.config.experimental.enable_op_determinism()
     layers: list[Any] = [keras.Input(shape=(n_inputs,), name="features")]
     if hp.dropout > 0:
         layers.append(keras.layers.Dropout(hp.dropout))

@@ -1,0 +1,114 @@
+"""A tiny real training run: stacks -> features -> Keras -> int8 TFLite -> the controller's loader.
+
+Few small stacks and a small network, so the run takes seconds; the full-size run is the
+documented ``focuslock train`` command (docs/training.md), not a test.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from controller.cli import main
+from controller.model import FocusModel
+from controller.optics import preset
+from controller.stackio import write_stack
+from training.groundtruth import find_focus
+
+from .conftest import sim_stack
+
+pytestmark = [pytest.mark.training, pytest.mark.slow]
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """A new sample the network never saw, 512² so each frame has 4 patches to combine."""
+    stack = sim_stack("dense-cells", 901, size=512, half_range=10)
+    return write_stack(tmp_path_factory.mktemp("held") / "held-out.ome.tif", stack), stack
+
+
+def test_bundle_records_how_it_was_made(bundle):
+    record = json.loads((bundle / "record.json").read_text())
+    assert record["data"]["train"]["n_stacks"] == 24
+    assert record["data"]["validation"]["n_stacks"] == 8
+    assert record["hyperparameters"]["depth"] == 3
+    assert record["feature_spec"]["patch"] == 256
+    assert record["illumination"]["name"] == "autofocus"
+    m = record["metrics"]
+    assert m["int8"]["rmse_um"] > 0 and m["float32"]["rmse_um"] > 0
+    assert isinstance(m["int8_within_5_percent_of_float32"], bool)
+    low, high = record["defocus_range_um"]
+    assert -11 < low < -9 and 9 < high < 11
+    for name in ("pred_vs_true.png", "error_vs_defocus.png", "training_curve.png",
+                 "metrics.json"):
+        assert (bundle / "report" / name).stat().st_size > 0
+
+
+def test_controller_predicts_sign_and_size_of_defocus(bundle, held_out):
+    _, stack = held_out
+    p = preset("paper")
+    model = FocusModel.load(bundle, optics=p.optics, pattern=p.autofocus)
+    inside = np.abs(stack.focus_z_um - stack.z_um) <= 8  # the edges of ±10 µm are barely trained
+    truth = (stack.focus_z_um - stack.z_um)[inside]
+    predicted = np.array([model.predict(f).defocus_um
+                          for f in stack.channel("autofocus")[inside]])
+    far = np.abs(truth) >= 3
+    assert np.mean(np.sign(predicted[far]) == np.sign(truth[far])) >= 0.8
+    # rough size: far better than always answering "in focus", and growing with the defocus
+    assert np.sqrt(np.mean((predicted - truth) ** 2)) < 0.6 * np.sqrt(np.mean(truth**2))
+    assert np.corrcoef(predicted, truth)[0, 1] > 0.8
+
+
+def test_prediction_is_the_median_of_the_patches_with_a_confidence(bundle, held_out):
+    _, stack = held_out
+    model = FocusModel.load(bundle)
+    p = model.predict(stack.channel("autofocus")[10])
+    assert len(p.patch_defocus_um) == 4
+    assert p.defocus_um == pytest.approx(float(np.median(p.patch_defocus_um)))
+    assert 0.0 < p.confidence <= 1.0 and p.spread_um >= 0 and p.in_range
+    agreeing = model.combine(np.array([2.0, 2.1, 1.9, 2.0]))
+    split = model.combine(np.array([-8.0, 2.0, 9.0, 15.0]))
+    assert agreeing.confidence > 0.8 > 0.2 > split.confidence
+    assert model.combine(np.array([3.0])).confidence == 0.0  # one patch cannot be judged
+    assert not model.combine(np.array([40.0, 40.0])).in_range
+
+
+def test_predict_command_prints_one_json_line_per_plane(bundle, held_out, capsys):
+    path, stack = held_out
+    assert main(["predict", str(bundle), str(path), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == stack.z_um.size
+    assert [r["plane"] for r in lines] == list(range(stack.z_um.size))
+    assert lines[3]["z_um"] == pytest.approx(stack.z_um[3])
+    assert lines[3]["file"] == str(path)
+    assert all(math.isfinite(r["defocus_um"]) and 0 <= r["confidence"] <= 1 for r in lines)
+
+
+def test_evaluate_command_reports_what_the_controller_predicts(bundle, held_out):
+    path, stack = held_out
+    report = path.parent / "report"
+    assert main(["evaluate", str(bundle), str(path.parent), "--report", str(report)]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    model = FocusModel.load(bundle)
+    predicted = np.array([model.predict(f).defocus_um for f in stack.channel("autofocus")])
+    labels = find_focus(stack).focus_z_um - stack.z_um
+    assert metrics["n"] == 21
+    assert metrics["rmse_um"] == pytest.approx(np.sqrt(np.mean((predicted - labels) ** 2)),
+                                               rel=1e-4)
+    truth = stack.focus_z_um - stack.z_um
+    assert metrics["vs_simulated_truth"]["rmse_um"] == pytest.approx(
+        np.sqrt(np.mean((predicted - truth) ** 2)), rel=1e-4)
+    assert (report / "pred_vs_true.png").is_file()
+    assert (report / "pred_vs_true.png").is_file()
+
+
+def test_finetune_keeps_features_and_normalisation(bundle, train_dir, tmp_path):
+    out = tmp_path / "tuned"
+    assert main(["train", str(train_dir), "--out", str(out), "--finetune", str(bundle),
+                 "--max-epochs", "3", "--validation-fraction", "0.25"]) == 0
+    base = json.loads((bundle / "record.json").read_text())
+    tuned = json.loads((out / "record.json").read_text())
+    assert tuned["standardizer"] == base["standardizer"]
+    assert tuned["feature_spec"] == base["feature_spec"]
+    assert tuned["hyperparameters"]["depth"] == 3
+    assert tuned["fine_tuned_from"]["weights_sha256"] == base["weights_sha256"]
