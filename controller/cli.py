@@ -19,6 +19,7 @@ from controller.errors import FocuslockError
 # Command groups, in the order ``--help`` lists them.
 COMMAND_MODULES = (
     "controller.commands.sim",
+    "controller.commands.config",
     "controller.commands.predict",
     "controller.commands.loop",  # focus, lock, collect, demo
     "controller.commands.board",
