@@ -189,8 +189,6 @@ class Imager:
             raise SimError(f"sample shape {sample.shape} is not a multiple of the oversampling "
                            f"factor {self.oversample}")
         self.frame_shape = (rows // self.oversample, cols // self.oversample)
-        ky, kx = spatial_frequencies(sample.shape, sample.pixel_um)
-        self._k2 = (ky**2 + kx**2).astype(np.float32)
         self._spectra: dict[float, np.ndarray] = {}  # thin: the sample's spectrum
         self._thick: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._bands: OrderedDict[Pattern, list[_Band]] = OrderedDict()
@@ -270,7 +268,7 @@ class Imager:
 
     def _focus_shift(self, k2: np.ndarray, wavelength: float) -> np.ndarray:
         """Back-propagation from the last slice, where beam propagation ends, to the sample's
-        focal plane (its optical centre of mass); 1 for a thin sample."""
+        focal plane (its centre of detail, ``Sample.focus_depth_um``); 1 for a thin sample."""
         sample = self.sample
         distance = sample.focus_depth_um - (sample.slices - 0.5) * sample.slice_um
         if sample.slices == 1 or distance == 0:
@@ -314,7 +312,8 @@ class Imager:
             sample = self.sample
             transmittance = sample.transmittance(wavelength)
             transmittance[1:] *= np.complex64(1.0 / (sample.shape[0] * sample.shape[1]))
-            step = propagator(self._k2, sample.slice_um, sample.medium_index, wavelength)
+            ky, kx = spatial_frequencies(sample.shape, sample.pixel_um)
+            step = propagator(ky**2 + kx**2, sample.slice_um, sample.medium_index, wavelength)
             self._thick[wavelength] = (transmittance[0], transmittance[1:], step)
         return self._thick[wavelength]
 

@@ -119,6 +119,8 @@ def make_sample(kind: str, shape: tuple[int, int], pixel_um: float, seed: int,
         raise SimError(f"sample: shape must be at least 8x8 pixels, got {shape}")
     if not (isinstance(pixel_um, int | float) and math.isfinite(pixel_um) and pixel_um > 0):
         raise SimError(f"sample: pixel_um must be a positive number, got {pixel_um!r}")
+    if int(seed) < 0:
+        raise SimError(f"sample: seed must be >= 0, got {seed}")
     maker, known = SAMPLE_KINDS[kind]
     unknown = set(params) - known
     if unknown:
@@ -143,6 +145,19 @@ def _param(params: dict[str, Any], name: str, draw: Callable[[], Any]) -> Any:
         value = value.item()
     params[name] = value
     return value
+
+
+def _range(params: dict[str, Any], name: str, default: tuple[float, float]) -> tuple[float, float]:
+    """A (low, high) range parameter; a single number means exactly that value."""
+    value = _param(params, name, lambda: list(default))
+    try:
+        low, high = (float(value), float(value)) if isinstance(value, int | float) else \
+            (float(value[0]), float(value[1]))
+    except (TypeError, ValueError, IndexError):
+        raise SimError(f"sample: {name} must be a number or [low, high], got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise SimError(f"sample: {name} must be finite with low <= high, got {value!r}")
+    return low, high
 
 
 def _positive(name: str, value: float) -> float:
@@ -248,13 +263,14 @@ def _sparse_cells(rng: np.random.Generator, shape: tuple[int, int], pixel_um: fl
     medium = float(_param(params, "medium_index", lambda: 1.33))
     per_mm2 = _positive("density_per_mm2",
                         _param(params, "density_per_mm2", lambda: rng.uniform(150.0, 1500.0)))
-    d_lo, d_hi = _param(params, "diameter_um", lambda: [8.0, 12.0])
-    h_lo, h_hi = _param(params, "height_um", lambda: [3.0, 6.0])
-    n_lo, n_hi = _param(params, "cell_index", lambda: [1.36, 1.39])
+    d_lo, d_hi = _range(params, "diameter_um", (8.0, 12.0))
+    h_lo, h_hi = _range(params, "height_um", (3.0, 6.0))
+    n_lo, n_hi = _range(params, "cell_index", (1.36, 1.39))
     absorb = float(_param(params, "kappa", lambda: rng.uniform(2e-4, 1.5e-3)))
     granularity = float(_param(params, "granularity", lambda: rng.uniform(0.0, 0.01)))
     slices = _slices_of(params, 1)
     _positive("diameter_um", d_lo)
+    _positive("height_um", h_lo)
     thickness = h_hi + 1.0
     vol = _Volume(slices, shape, thickness)
     area_mm2 = shape[0] * shape[1] * pixel_um**2 / 1e6
@@ -322,7 +338,7 @@ def _dense_cells(rng: np.random.Generator, shape: tuple[int, int], pixel_um: flo
     cell_um = _positive("cell_size_um", _param(params, "cell_size_um",
                                                  lambda: rng.uniform(12.0, 22.0)))
     height = _positive("height_um", _param(params, "height_um", lambda: rng.uniform(2.0, 5.0)))
-    dn_lo, dn_hi = _param(params, "index_contrast", lambda: [0.015, 0.045])
+    dn_lo, dn_hi = _range(params, "index_contrast", (0.015, 0.045))
     absorb = float(_param(params, "kappa", lambda: rng.uniform(2e-4, 1.5e-3)))
     texture = float(_param(params, "texture_opd_um", lambda: rng.uniform(0.0, 0.03)))
     slices = _slices_of(params, 1)
