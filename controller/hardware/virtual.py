@@ -177,6 +177,9 @@ class VirtualCamera(Camera):
         start = max(self.clock.now(), not_before if not_before is not None else -math.inf)
         self.clock.sleep(start - self.clock.now())
         image = self.scope.render(self.lit())
+        # Rendering is the simulation's own cost, not the camera's: on a real clock the frame is
+        # stamped as exposed once it has been computed, so it is as fresh as a real one.
+        start = max(start, self.clock.now())
         self.clock.sleep(self.exposure_s)
         self._sequence += 1
         self._last = Frame(image, exposure_start=start, exposure_s=self.exposure_s,
