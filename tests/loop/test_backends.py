@@ -92,3 +92,16 @@ def test_a_dead_camera_times_out(rig):
     with pytest.raises(CameraTimeout):
         rig.camera.capture(timeout_s=0.2)
     assert time.monotonic() - start < 1.0
+
+
+def test_pi_camera_says_how_to_get_picamera2_where_it_is_missing():
+    try:
+        import picamera2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("picamera2 is installed: this is a Pi")
+    from controller.hardware.picamera import PiCamera
+
+    with pytest.raises(HardwareError, match="python3-picamera2"):
+        PiCamera(frame_shape=(1520, 2028), exposure_us=5000, analogue_gain=1.0)
