@@ -192,3 +192,25 @@ def test_the_pupil_follows_the_objective_na():
     narrow = next(Imager(narrow_optics, thin(grating + 0.02j)).planes(coherent(0, 0), [0.8]))
     assert wide.std() > 0.002
     assert narrow.std() < 1e-4
+
+
+def fine_detail(intensity: np.ndarray) -> float:
+    """rms of the image's spectrum above 0.15 cycles/pixel (the fringes, not the shadow)."""
+    ky, kx = np.meshgrid(np.fft.fftfreq(N), np.fft.fftfreq(N), indexing="ij")
+    spectrum = np.fft.fft2(intensity - intensity.mean()) * (np.hypot(ky, kx) > 0.15)
+    return float(np.sqrt(np.sum(np.abs(spectrum) ** 2)))
+
+
+@pytest.mark.parametrize(("settings", "far_ratio"), [
+    (ImagingSettings(bandwidth_um=0.06, wavelengths=5), 0.8),  # temporal coherence
+    (ImagingSettings(led_radius_na=0.03, led_points=7), 0.5),  # spatial coherence
+])
+def test_spectral_bandwidth_and_led_size_wash_out_far_defocus_fringes(settings, far_ratio):
+    # The fringes around a small object far from focus blur when the LED has a spectrum or a
+    # size; in focus the image hardly changes.
+    dot = thin(0.3j * blobs(N, 1, 0.4, seed=9))
+    pattern = coherent(0.0, 0.2)
+    far = fine_detail(image(dot, pattern, 40.0, settings)) / fine_detail(image(dot, pattern, 40.0))
+    near = fine_detail(image(dot, pattern, 0.0, settings)) / fine_detail(image(dot, pattern, 0.0))
+    assert far < far_ratio
+    assert 0.9 < near < 1.1
