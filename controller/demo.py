@@ -5,7 +5,8 @@ virtual camera; the focal plane drifts (thermal drift plus a random walk), the s
 leaves the field of view, the light path is blocked and overexposed. Every step is logged with
 the truth only the twin knows, then scored against the project's goals:
 
-- locked RMS focus error (frames taken while the loop called itself locked, normal view);
+- locked RMS focus error: every frame of a normal view after the first lock, except while
+  re-acquiring after a knock or a lost spell (those are scored as steps to re-lock);
 - moves made on a frame of an empty, dark or saturated view (goal: none);
 - corrective steps after the knock until a frame is back within tolerance (goal: at most 3).
 
@@ -60,8 +61,8 @@ def score_run(rows: list[dict[str, Any]], tolerance_um: float) -> RunScore:
     """Score rows of a twin run (StepRecord fields plus TRUTH_COLUMNS)."""
     score = RunScore(steps=len(rows))
     locked_errors: list[float] = []
-    previous_state = ""
-    recovering = False  # from a knock until locked again: a transient, not holding error
+    acquired = False  # locked at least once
+    recovering = False  # after a knock or a lost spell, until locked again: re-acquisition
     for i, row in enumerate(rows):
         if row["rejected"]:
             for gate in row["rejected"].split("+"):
@@ -71,10 +72,12 @@ def score_run(rows: list[dict[str, Any]], tolerance_um: float) -> RunScore:
         if row["condition"]:
             score.bad_frames += 1
             score.moves_on_bad_frames += row["move_um"] != 0.0
-        elif previous_state in ("locked", "holding") and not recovering:
+        elif acquired and not recovering:
             locked_errors.append(row["focus_error_um"])
-        previous_state = row["state"]
-        recovering = recovering and row["state"] != "locked"
+        if row["state"] == "locked":
+            acquired, recovering = True, False
+        elif row["state"] == "lost":
+            recovering = True
         if "knock" in row["events"]:
             score.relock_steps.append(_steps_back_in_tolerance(rows[i + 1:], tolerance_um))
             recovering = True

@@ -27,7 +27,7 @@ def test_scores_locked_error_bad_frame_moves_and_relock():
     score = score_run(rows, tolerance_um=0.5)
     assert score.first_locked_s == 1.5
     assert score.relock_steps == [1]  # 4.7 -> 0.5: back in tolerance one step later
-    # frames taken while the loop was locked (or holding), in a normal view, outside a transient
+    # normal-view frames after the first lock, except the re-acquisition after the knock
     locked = [-0.3, -0.2, 0.1]
     assert score.locked_rms_um == pytest.approx((sum(e * e for e in locked) / 3) ** 0.5)
     assert (score.bad_frames, score.moves_on_bad_frames) == (2, 1)
