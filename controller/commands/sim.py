@@ -50,10 +50,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stack.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="a sample parameter (JSON value), e.g. density_per_mm2=800; "
                             "repeatable")
-    for name, unit in (("na", ""), ("immersion-index", ""), ("wavelength-um", ""),
-                       ("magnification", ""), ("camera-pixel-um", "")):
+    for name, what in (("na", "objective NA"), ("immersion-index", "immersion index"),
+                       ("wavelength-um", "wavelength (µm)"), ("magnification", "magnification"),
+                       ("camera-pixel-um", "camera pixel (µm, on the sensor)")):
         stack.add_argument(f"--{name}", type=float, default=None,
-                           help=f"override the preset's {name.replace('-', ' ')}{unit}")
+                           help=f"override the preset's {what}")
     stack.add_argument("--montage", default=None, metavar="PNG",
                        help="also draw the stack's montage there")
     stack.set_defaults(func=run_stack)
