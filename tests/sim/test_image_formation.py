@@ -145,25 +145,32 @@ def test_brightfield_of_a_clear_sample_is_uniform_at_any_defocus_and_bandwidth()
 
 
 def sharpness(planes: np.ndarray) -> np.ndarray:
-    """High-frequency spectral power per plane (a quarter of the range to the edge)."""
-    spectra = np.abs(np.fft.fft2(planes - planes.mean(axis=(1, 2), keepdims=True))) ** 2
-    ky = np.fft.fftfreq(planes.shape[1])[:, None]
-    kx = np.fft.fftfreq(planes.shape[2])[None, :]
-    band = (np.hypot(ky, kx) > 0.125) & (np.hypot(ky, kx) < 0.5)
-    return np.asarray(spectra[:, band].sum(axis=1))
+    """Mean log radial power in the upper half of the frequency range, per plane: the
+    paper's ground-truth measure, in the band least biased by strong phase objects."""
+    n = planes.shape[1]
+    power = np.abs(np.fft.fft2(planes - planes.mean(axis=(1, 2), keepdims=True))) ** 2
+    radius = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :])
+    ring = np.minimum((radius * n).astype(int), n // 2)
+    counts = np.bincount(ring.ravel(), minlength=n // 2 + 1)
+    radial = np.array([np.bincount(ring.ravel(), p.ravel(), minlength=n // 2 + 1) / counts
+                       for p in power])
+    return np.asarray(np.log(radial[:, n // 4:n // 2]).mean(axis=1))
 
 
-@pytest.mark.parametrize(("kind", "focus_z"), [("sparse-cells", 2.0), ("dense-cells", -1.0),
-                                               ("tissue", 1.0)])
+@pytest.mark.parametrize(("kind", "focus_z"), [("sparse-cells", 1.0), ("dense-cells", -1.0),
+                                               ("tissue", 0.0)])
 def test_half_annulus_stack_is_sharpest_at_the_true_focal_plane(kind, focus_z):
     system = preset("paper")
-    sample = make_sample(kind, (N * 2, N * 2), PIXEL, seed=7, density_per_mm2=1500.0) \
-        if kind == "sparse-cells" else make_sample(kind, (N * 2, N * 2), PIXEL, seed=7)
+    params = {"density_per_mm2": 1500.0} if kind == "sparse-cells" else {}
+    sample = make_sample(kind, (N * 2, N * 2), PIXEL, seed=7, **params)
     z = np.arange(-6.0, 7.0, 1.0)
     stack = render_stack(sample, z, preset=system, patterns=["dpc-bottom"], focus_z_um=focus_z,
                          seed=1)
     score = sharpness(stack.channel("dpc-bottom").astype(np.float64))
-    assert abs(z[np.argmax(score)] - focus_z) <= 1.0
+    peak = int(np.argmax(score))
+    assert z[peak] == focus_z
+    a, b, _ = np.polyfit(z[peak - 2:peak + 3], score[peak - 2:peak + 3], 2)
+    assert abs(-b / (2 * a) - focus_z) < 0.4  # strong phase objects bias it by tenths of a µm
 
 
 def test_oversampled_grid_integrates_pixels_and_agrees_with_the_camera_grid():
