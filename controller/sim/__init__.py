@@ -1,20 +1,28 @@
 """The virtual microscope: LED-array transmitted-light microscope simulated with scalar wave optics.
 
-API summary (details in docs/simulator.md):
+API summary (model, approximations and figures in docs/simulator.md):
 
-- ``make_sample(kind, shape, pixel_um, seed, **params) -> Sample``: kinds ``sparse-cells``,
-  ``dense-cells``, ``tissue`` (multi-slice, 5 µm), ``image`` (``image=PATH or ARRAY``); unset
-  parameters are drawn from realistic ranges with the seed and recorded in ``sample.params``.
-- ``render_stack(sample, z_um, preset="paper", patterns=None, focus_z_um=0.0, camera=None,
+- ``make_sample(kind, shape, pixel_um, seed, **params) -> Sample``: kinds (``SAMPLE_KINDS``)
+  ``sparse-cells``, ``dense-cells``, ``tissue`` (5 µm, multi-slice) and ``image``
+  (``image=PATH or ARRAY``). Unset parameters are drawn from realistic ranges with the seed and
+  recorded in ``sample.params``. A ``Sample`` is complex optical path per slice;
+  ``sample.focus_depth_um`` is where in a thick sample the focal plane lies.
+- ``render_stack(sample, z_um, *, preset="paper", patterns=None, focus_z_um=0.0, camera=None,
   settings=None, seed=0, progress=None) -> controller.stackio.FocalStack``: one channel per
-  pattern (default: the preset's autofocus and ground-truth patterns), ``defocus_um =
-  focus_z_um - z``; write it with ``controller.stackio.write_stack``.
-- ``Imager(optics, sample, settings).planes(pattern, defocus_um)``: noise-free intensities.
-- ``CameraModel``: full well, gain, read/shot noise, offset, bit depth; ``expose(I, rng)``.
+  pattern (default: the preset's autofocus and ground-truth patterns, named after them), plane
+  z has ``defocus_um = focus_z_um - z``; ``seed`` drives the camera noise. Write it with
+  ``controller.stackio.write_stack`` (docs/stack-format.md).
+- ``Imager(optics, sample, settings).planes(pattern, defocus_um)``: noise-free intensities
+  (1 = the pattern's unobstructed brightfield), one float32 frame per defocus.
+- ``CameraModel(...).expose(intensity, rng) -> uint16``: full well, gain, read and shot noise,
+  black level, fixed pattern, bit depth; ``CameraModel.for_bit_depth(bits)``.
 - ``ImagingSettings``: spectral bandwidth and finite LED size (off by default).
+- ``propagate(field, distance_um, pixel_um, wavelength_um, index)``: angular-spectrum step.
 
 A sample's grid is the camera pixel at the sample (``optics.pixel_um``) or a whole-number
-fraction of it (then pixels integrate the finer samples).
+fraction of it (then each camera pixel integrates the finer points). The loop's virtual camera,
+focus drive and focal-plane drift (``controller/hardware/virtual.py``) are built on ``Imager``
+and ``CameraModel``.
 """
 
 from controller.sim.camera import CameraModel
