@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from controller.optics import Led, Optics, Pattern, preset
-from controller.sim import Imager, ImagingSettings, Sample, make_sample, propagate, render_stack
+from controller.sim import (
+    Imager,
+    ImagingSettings,
+    Sample,
+    SimError,
+    make_sample,
+    propagate,
+    render_stack,
+)
 
 OPTICS = preset("paper").optics  # 20x/0.5 dry, λ 0.53 µm, 0.325 µm pixels at the sample
 PIXEL = OPTICS.pixel_um
@@ -183,7 +191,7 @@ def test_oversampled_grid_integrates_pixels_and_agrees_with_the_camera_grid():
     b = next(Imager(coarse_optics, fine).planes(pattern, [3.0]))
     assert b.shape == a.shape
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
-    with pytest.raises(Exception, match="whole number"):
+    with pytest.raises(SimError, match="whole number"):
         Imager(coarse_optics, Sample(fine_path.astype(np.complex64)[None], PIXEL / 1.5))
 
 
