@@ -14,8 +14,8 @@ Scalar wave optics on the sample's periodic grid (docs/simulator.md has the full
   along the direction of travel, ``H = exp(2πi k_z (-D))``, ``k_z = sqrt((n/λ)² - |k|²)`` in the
   immersion index n (../shared/CONVENTIONS.md); a thick sample's focal plane is its optical
   centre of detail (``Sample.focus_depth_um``: the middle of a uniform section);
-- the camera sees ``Σ brightness·|field|²``, integrated over its pixels when the sample grid is
-  finer than the camera's (an integer oversampling factor).
+- the camera sees ``Σ brightness·|field|²`` integrated over each pixel's square aperture, on
+  the camera's grid or on one an integer factor finer (``PixelAperture``).
 
 Speed: the pupil keeps only a box of the spectrum, so each LED's box is gathered once per pattern,
 each plane costs one propagator, and each (LED, plane) one inverse FFT through a reused FFTW plan.
@@ -167,8 +167,9 @@ class _Band:
 class Imager:
     """Renders noise-free camera intensities of one sample under given patterns and defoci.
 
-    The sample grid must equal the camera's pixel at the sample or be an integer factor finer
-    (then each camera pixel integrates factor x factor samples). Intensities are relative: 1 is
+    The sample grid must equal the camera's pixel at the sample or be an integer factor finer;
+    either way each camera pixel integrates the intensity over its area. Intensities are
+    relative: 1 is
     the unobstructed brightfield of the pattern (its LEDs' brightness summed). One Imager
     belongs to one thread (its caches are not locked); FFT buffers are per thread.
     """
@@ -189,6 +190,7 @@ class Imager:
             raise SimError(f"sample shape {sample.shape} is not a multiple of the oversampling "
                            f"factor {self.oversample}")
         self.frame_shape = (rows // self.oversample, cols // self.oversample)
+        self._pixels = PixelAperture(sample.shape, sample.pixel_um, self.oversample)
         self._spectra: dict[float, np.ndarray] = {}  # thin: the sample's spectrum
         self._thick: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._bands: OrderedDict[Pattern, list[_Band]] = OrderedDict()
@@ -217,14 +219,7 @@ class Imager:
                         magnitude *= magnitude
                         acc += magnitude
                 acc /= np.float32(total)
-            yield self._bin(acc)
-
-    def _bin(self, intensity: np.ndarray) -> np.ndarray:
-        k = self.oversample
-        if k == 1:
-            return intensity
-        rows, cols = self.frame_shape
-        return intensity.reshape(rows, k, cols, k).mean(axis=(1, 3), dtype=np.float32)
+            yield self._pixels(acc)
 
     def _bands_of(self, pattern: Pattern) -> list[_Band]:
         """Per-wavelength pupil boxes of the pattern's sources, kept for the last two patterns
@@ -316,6 +311,39 @@ class Imager:
             step = propagator(ky**2 + kx**2, sample.slice_um, sample.medium_index, wavelength)
             self._thick[wavelength] = (transmittance[0], transmittance[1:], step)
         return self._thick[wavelength]
+
+
+class PixelAperture:
+    """Camera pixels as the square apertures they are: the intensity on the simulation grid is
+    convolved with a box of one camera pixel (a sinc in frequency) and sampled at the pixel
+    centres. Exact where the grid holds the intensity without aliasing; on the camera's own grid
+    the part of the spectrum between its Nyquist frequency and 2NA/λ is folded first, as a
+    camera folds it, but then weighted by the aperture at its folded frequency."""
+
+    def __init__(self, shape: tuple[int, int], grid_pixel_um: float, factor: int) -> None:
+        self.factor = factor
+        pixel = grid_pixel_um * factor
+        offset = (factor - 1) / 2.0 * grid_pixel_um  # a pixel's centre, from its first point
+        ky = np.fft.fftfreq(shape[0], d=grid_pixel_um)[:, None]
+        kx = np.fft.rfftfreq(shape[1], d=grid_pixel_um)[None, :]
+        transfer = np.sinc(ky * pixel) * np.sinc(kx * pixel) * np.exp(
+            2j * np.pi * (ky + kx) * offset) / (shape[0] * shape[1])
+        self.transfer = transfer.astype(np.complex64)
+        self._image = pyfftw.empty_aligned(shape, dtype=np.float32)
+        self._spectrum = pyfftw.empty_aligned(self.transfer.shape, dtype=np.complex64)
+        self._forward = pyfftw.FFTW(self._image, self._spectrum, axes=(0, 1),
+                                    flags=("FFTW_MEASURE",), threads=1)
+        self._inverse = pyfftw.FFTW(self._spectrum, self._image, axes=(0, 1),
+                                    direction="FFTW_BACKWARD",
+                                    flags=("FFTW_MEASURE", "FFTW_DESTROY_INPUT"), threads=1)
+
+    def __call__(self, intensity: np.ndarray) -> np.ndarray:
+        self._image[:] = intensity
+        self._forward()
+        self._spectrum *= self.transfer  # the 1/N of the inverse transform included
+        self._inverse(normalise_idft=False)
+        k = self.factor
+        return np.array(self._image[::k, ::k], dtype=np.float32)
 
 
 def _gather(spectrum: np.ndarray, iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
