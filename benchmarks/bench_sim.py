@@ -24,7 +24,7 @@ def main() -> int:
     parser.add_argument("--sample", default="sparse-cells")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--oversample", type=int, default=1,
-                        help="simulation grid points per camera pixel (pixel integration)")
+                        help="simulation grid points per camera pixel and axis")
     args = parser.parse_args()
     system = preset("paper")
     z = np.arange(-30.0, 30.5, 1.0)

@@ -40,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stack.add_argument("--patterns", default=DEFAULT_PATTERNS,
                        help="comma-separated pattern names of the preset (default: %(default)s)")
     stack.add_argument("--oversample", type=int, default=1,
-                       help="simulate on a grid this many times finer than the camera pixel and "
-                            "integrate over each pixel (default: %(default)s)")
+                       help="simulate on a grid this many times finer than the camera pixel, "
+                            "for sample detail beyond the camera's Nyquist frequency "
+                            "(default: %(default)s)")
     stack.add_argument("--bandwidth-nm", type=float, default=0.0,
                        help="LED spectral FWHM, sampled at 3 wavelengths (default: 0, one)")
     stack.add_argument("--led-radius-na", type=float, default=0.0,
