@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "controller.commands.predict",
     "controller.commands.loop",  # focus, lock, collect, demo
     "controller.commands.board",
+    "controller.commands.serve",  # the headless service: HTTP API, dashboard, systemd notify
     "training.commands",  # train, evaluate, train-data: TensorFlow is imported only when run
 )
 

@@ -157,6 +157,17 @@ class TwinSettings:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    """``focuslock serve``: where the HTTP API listens and what it does at start."""
+
+    host: str = _setting("127.0.0.1", (lambda v: v != "", "must not be empty"),
+                         doc="address to listen on; 127.0.0.1 keeps the API on this machine")
+    port: int = _setting(8470, (lambda v: 0 <= v <= 65535, "must be in [0, 65535]"),
+                         doc="TCP port; 0: any free port")
+    autostart_lock: bool = _setting(False, doc="start the focus lock as soon as the service runs")
+
+
+@dataclass(frozen=True)
 class Config:
     optics: OpticsSettings = field(default_factory=OpticsSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
@@ -166,6 +177,7 @@ class Config:
     focus: FocusSettings = field(default_factory=FocusSettings)
     gates: GateSettings = field(default_factory=GateSettings)
     twin: TwinSettings = field(default_factory=TwinSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
     log_dir: str = _setting("focuslock-runs", doc="where run logs, CSVs and plots go")
 
     def __post_init__(self) -> None:

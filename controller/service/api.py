@@ -1,0 +1,326 @@
+"""The HTTP API and the dashboard, on the standard library's threading HTTP server.
+
+JSON in and out. A request the service refuses gets a JSON ``{"error": "..."}`` that names the
+problem: 400 for bad JSON, unknown fields or values out of range, 404/405 for a wrong path or
+method, 409 for a request that contradicts what is running, 413 for an oversized body, 415 when
+a POST/PUT body is not declared ``application/json``. Requiring that type is what keeps a web
+page in a browser on the box from moving the motor: a cross-site request with it needs a CORS
+preflight, which this server never grants. Endpoints: docs/service.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from controller.errors import FocuslockError
+from controller.service.daemon import (
+    Conflict,
+    FocusService,
+    InvalidRequest,
+    ServiceError,
+    StillRunning,
+    Unavailable,
+)
+from controller.service.metrics import CONTENT_TYPE as METRICS_TYPE
+from controller.service.metrics import render_metrics
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+LOG_LIMIT_DEFAULT = 100
+LOG_LIMIT_MAX = 500
+FOCUS_TIMEOUT_DEFAULT_S = 60.0
+FOCUS_TIMEOUT_MAX_S = 600.0
+JSON_TYPE = "application/json"
+
+_STATUS_OF: list[tuple[type[ServiceError], HTTPStatus]] = [
+    (InvalidRequest, HTTPStatus.BAD_REQUEST),
+    (Conflict, HTTPStatus.CONFLICT),
+    (StillRunning, HTTPStatus.GATEWAY_TIMEOUT),
+    (Unavailable, HTTPStatus.SERVICE_UNAVAILABLE),
+]
+
+
+class HttpError(FocuslockError):
+    """A refused request: its HTTP status and the sentence the client gets."""
+
+    def __init__(self, status: HTTPStatus, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: HTTPStatus
+    body: bytes
+    content_type: str
+
+
+Route = Callable[["_Request"], Reply]
+
+
+@dataclass(frozen=True)
+class _Request:
+    service: FocusService
+    query: dict[str, list[str]]
+    body: dict[str, Any]
+
+
+class ApiServer(ThreadingHTTPServer):
+    """Serves one FocusService; one thread per connection, the loop untouched by any of them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], service: FocusService) -> None:
+        try:
+            super().__init__(address, _Handler)
+        except OSError as exc:
+            raise FocuslockError(f"cannot listen on {address[0]}:{address[1]}: "
+                                 f"{exc.strerror or exc}") from exc
+        self.service = service
+        self.dashboard = resources.files("controller.service").joinpath(
+            "dashboard.html").read_bytes()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = str(host)
+        return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+    def start(self) -> threading.Thread:
+        """Serve in a background thread; ``shutdown()`` ends it."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
+                                  name="focuslock-http", daemon=True)
+        thread.start()
+        return thread
+
+
+def _json(value: Any, status: HTTPStatus = HTTPStatus.OK) -> Reply:
+    return Reply(status, json.dumps(value, allow_nan=False).encode(), JSON_TYPE)
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+
+def _status(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.status())
+
+
+def _health(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    healthy, why = request.service.health()
+    state = request.service.status()["state"]
+    return _json({"healthy": healthy, "reason": why, "state": state},
+                 HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE)
+
+
+def _log(request: _Request) -> Reply:
+    _fields(request, query=("since", "limit"), body=())
+    since = _int_query(request, "since", 0, low=0)
+    limit = _int_query(request, "limit", LOG_LIMIT_DEFAULT, low=1, high=LOG_LIMIT_MAX)
+    page = request.service.steps_since(since, limit)
+    return _json({"records": page.entries, "last_seq": page.last_seq, "missed": page.missed,
+                  "more": page.more})
+
+
+def _metrics(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return Reply(HTTPStatus.OK, render_metrics(request.service.status()).encode(), METRICS_TYPE)
+
+
+def _focus(request: _Request) -> Reply:
+    _fields(request, query=(), body=("timeout_s",))
+    timeout = request.body.get("timeout_s", FOCUS_TIMEOUT_DEFAULT_S)
+    if not _is_number(timeout) or not 0 < timeout <= FOCUS_TIMEOUT_MAX_S:
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"timeout_s: must be a number in "
+                                                f"(0, {FOCUS_TIMEOUT_MAX_S:g}], got {timeout!r}")
+    return _json(request.service.focus_now(float(timeout)))
+
+
+def _lock_start(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.start_lock())
+
+
+def _lock_stop(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.stop_lock())
+
+
+def _offset(request: _Request) -> Reply:
+    _fields(request, query=(), body=("offset_um",))
+    if "offset_um" not in request.body:
+        raise HttpError(HTTPStatus.BAD_REQUEST, 'missing field "offset_um"')
+    return _json(request.service.set_offset(request.body["offset_um"]))
+
+
+ROUTES: dict[str, dict[str, Route]] = {
+    "/api/status": {"GET": _status},
+    "/api/health": {"GET": _health},
+    "/api/log": {"GET": _log},
+    "/metrics": {"GET": _metrics},
+    "/api/focus": {"POST": _focus},
+    "/api/lock/start": {"POST": _lock_start},
+    "/api/lock/stop": {"POST": _lock_stop},
+    "/api/offset": {"PUT": _offset},
+}
+
+
+def _fields(request: _Request, *, query: tuple[str, ...], body: tuple[str, ...]) -> None:
+    for given, known, where in ((request.query, query, "query parameter"),
+                                (request.body, body, "field")):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            expected = ", ".join(known) if known else "none"
+            raise HttpError(HTTPStatus.BAD_REQUEST,
+                            f'unknown {where} "{unknown[0]}" (expected: {expected})')
+
+
+def _int_query(request: _Request, name: str, default: int, *, low: int,
+               high: int | None = None) -> int:
+    values = request.query.get(name)
+    if not values:
+        return default
+    text = values[-1]
+    bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+    try:
+        value = int(text)
+    except ValueError:
+        raise HttpError(HTTPStatus.BAD_REQUEST,
+                        f"{name}: must be an integer {bounds}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"{name}: must be {bounds}, got {value}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# -- the handler ----------------------------------------------------------------------------------
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ApiServer
+    protocol_version = "HTTP/1.1"  # keep-alive: the dashboard polls over one connection
+    server_version = "focuslock"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            reply = self._reply(method)
+        except HttpError as exc:
+            self._send(_json({"error": str(exc)}, exc.status), exc.headers)
+        except ServiceError as exc:
+            status = next(code for kind, code in _STATUS_OF if isinstance(exc, kind))
+            self._send(_json({"error": str(exc)}, status))
+        except Exception as exc:  # a bug: say so, keep serving
+            log.exception("HTTP %s %s failed", method, self.path)
+            self._send(_json({"error": f"internal error: {type(exc).__name__}: {exc}"},
+                             HTTPStatus.INTERNAL_SERVER_ERROR))
+        else:
+            self._send(reply)
+
+    def _reply(self, method: str) -> Reply:
+        parts = urlsplit(self.path)
+        raw = self._raw_body()  # read even when refused, so keep-alive stays in step
+        if parts.path in ("/", "/index.html"):
+            if method != "GET":
+                raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} / is not allowed",
+                                {"Allow": "GET"})
+            return Reply(HTTPStatus.OK, self.server.dashboard, "text/html; charset=utf-8")
+        methods = ROUTES.get(parts.path)
+        if methods is None:
+            raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {parts.path}")
+        route = methods.get(method)
+        if route is None:
+            allowed = ", ".join(methods)
+            raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED,
+                            f"{method} {parts.path} is not allowed (use {allowed})",
+                            {"Allow": allowed})
+        try:
+            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+        except ValueError:
+            raise HttpError(HTTPStatus.BAD_REQUEST,
+                            f"malformed query string: {parts.query!r}") from None
+        return route(_Request(self.server.service, query, self._json_body(method, raw)))
+
+    def _raw_body(self) -> bytes:
+        length_text = self.headers.get("Content-Length", "0")
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise HttpError(HTTPStatus.BAD_REQUEST,
+                            f"Content-Length: not a number: {length_text!r}") from None
+        if length < 0:
+            raise HttpError(HTTPStatus.BAD_REQUEST, "Content-Length: must be >= 0")
+        if length > MAX_BODY:
+            self.close_connection = True  # the rest of the body is not read
+            raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            f"request body of {length} bytes; at most {MAX_BODY}")
+        return self.rfile.read(length) if length else b""
+
+    def _json_body(self, method: str, raw: bytes) -> dict[str, Any]:
+        if method not in ("POST", "PUT"):
+            if raw.strip():
+                raise HttpError(HTTPStatus.BAD_REQUEST, f"{method} takes no request body")
+            return {}
+        if self.headers.get_content_type() != JSON_TYPE:
+            raise HttpError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                            f"Content-Type must be {JSON_TYPE}, got "
+                            f"{self.headers.get('Content-Type') or 'none'}")
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw, parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"request body is not valid JSON: {exc}") \
+                from None
+        if not isinstance(body, dict):
+            raise HttpError(HTTPStatus.BAD_REQUEST,
+                            f"request body must be a JSON object, got {type(body).__name__}")
+        return body
+
+    def _send(self, reply: Reply, headers: dict[str, str] | None = None) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(reply.body)

@@ -1,0 +1,48 @@
+"""The service's recent step records, numbered, for clients that poll ``/api/log?since=SEQ``.
+
+A lock runs for days, so only the newest ``capacity`` entries are kept (the run log on disk has
+them all). Sequence numbers start at 1 and never repeat within a service's life, so a client
+that remembers the last number it saw gets exactly the entries it has not seen, and learns how
+many it missed if it fell behind the buffer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[dict[str, Any]]  # oldest first, each with its "seq"
+    last_seq: int  # the newest sequence number so far (0: none yet)
+    missed: int  # entries after ``since`` that fell out of the buffer before this request
+    more: bool  # the limit cut the page short: ask again with the last entry's seq
+
+
+class StepHistory:
+    """A bounded, thread-safe buffer of numbered entries (the worker appends, HTTP reads)."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("history capacity must be >= 1")  # a caller's bug
+        self._entries: deque[dict[str, Any]] = deque(maxlen=capacity)
+        self._last_seq = 0
+        self._lock = threading.Lock()
+
+    def append(self, entry: dict[str, Any]) -> int:
+        """Store ``entry`` (a new dict gets its ``seq``) and return its sequence number."""
+        with self._lock:
+            self._last_seq += 1
+            self._entries.append({"seq": self._last_seq, **entry})
+            return self._last_seq
+
+    def since(self, seq: int, limit: int) -> Page:
+        """Up to ``limit`` entries with a sequence number above ``seq``, oldest first."""
+        with self._lock:
+            oldest = self._entries[0]["seq"] if self._entries else self._last_seq + 1
+            missed = max(0, min(oldest, self._last_seq + 1) - max(seq, 0) - 1)
+            newer = [e for e in self._entries if e["seq"] > seq]
+            return Page(newer[:limit], self._last_seq, missed, len(newer) > limit)

@@ -1,0 +1,129 @@
+"""A real service on loopback: the worker thread, the HTTP server and the in-process virtual
+microscope from a config, with the truth-reading model stand-in of the loop tests."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from controller.config import Config, config_from_dict
+from controller.hardware.rig import open_rig
+from controller.service.api import ApiServer
+from controller.service.daemon import FocusService, Hardware
+from controller.service.sdnotify import Notifier
+from tests.loop.doubles import OraclePredictor
+
+FOCUS_Z_UM = 0.0  # the twin's focal plane (no drift unless a test asks)
+START_Z_UM = 8.0
+
+
+def service_config(tmp_path, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "log_dir": str(tmp_path / "runs"),
+        "twin": {"frame_size": 128, "start_z_um": START_Z_UM, "focus_z_um": FOCUS_Z_UM},
+        "lock": {"rate_hz": 20.0},
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    return config_from_dict(data)
+
+
+def oracle_hardware(config: Config, **oracle: Any) -> Hardware:
+    """The virtual rig the config asks for, read by a model that knows the truth."""
+    rig = open_rig(config)
+    assert rig.scope is not None
+    return Hardware(rig, OraclePredictor(rig.scope, **oracle), {"id": "oracle@test"})
+
+
+@dataclass
+class Client:
+    """Plain HTTP on loopback: one request per connection, like curl."""
+
+    port: int
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                content_type: str | None = "application/json",
+                raw: bytes | None = None) -> tuple[int, Any, http.client.HTTPResponse]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        payload = raw if raw is not None else (None if body is None else json.dumps(body))
+        if payload is None and method in ("POST", "PUT"):
+            payload = b""
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        kind = response.getheader("Content-Type", "")
+        return response.status, json.loads(data) if kind.startswith("application/json") \
+            else data.decode(), response
+
+    def get(self, path: str) -> tuple[int, Any]:
+        status, data, _ = self.request("GET", path)
+        return status, data
+
+    def post(self, path: str, body: Any = None) -> tuple[int, Any]:
+        status, data, _ = self.request("POST", path, body)
+        return status, data
+
+    def put(self, path: str, body: Any) -> tuple[int, Any]:
+        status, data, _ = self.request("PUT", path, body)
+        return status, data
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 15.0,
+                 what: str = "") -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            _, status = self.get("/api/status")
+            if predicate(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what or predicate}: {status}")
+            time.sleep(0.02)
+
+
+@dataclass
+class Running:
+    service: FocusService
+    server: ApiServer
+    client: Client
+    hardware: list[Hardware]  # every rig the service opened, newest last
+
+
+@pytest.fixture
+def start_service(tmp_path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def start(config: Config | None = None, *, hardware: Callable[[], Hardware] | None = None,
+              notifier: Notifier | None = None, **options: Any) -> Running:
+        config = config or service_config(tmp_path)
+        opened: list[Hardware] = []
+
+        def open_and_remember() -> Hardware:
+            made = hardware() if hardware is not None else oracle_hardware(config)
+            opened.append(made)
+            return made
+
+        service = FocusService(config, open_and_remember, notifier=notifier, **options)
+        server = ApiServer(("127.0.0.1", 0), service)
+        service.start()
+        server.start()
+        running = Running(service, server, Client(server.server_address[1]), opened)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.server.shutdown()
+        running.server.server_close()
+        running.service.close()
+
+
+@pytest.fixture
+def running(start_service) -> Running:
+    return start_service()
