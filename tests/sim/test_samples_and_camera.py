@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.ndimage import uniform_filter
@@ -22,6 +24,7 @@ def test_samples_are_reproducible_by_seed_and_differ_between_seeds(kind):
     np.testing.assert_array_equal(a.path_um, b.path_um)
     assert a.params == b.params
     assert not np.array_equal(a.path_um, c.path_um)
+    assert json.loads(json.dumps(a.describe()))["params"] == a.params  # stack files need JSON
 
 
 def test_sparse_cells_have_white_blood_cell_optics():
