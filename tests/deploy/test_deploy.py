@@ -29,6 +29,38 @@ def test_service_unit_passes_systemd_verify(tmp_path):
     assert problems == [], result.stderr
 
 
+def unit_settings() -> dict[str, str]:
+    """The [Service] section of the unit as key -> value (the last assignment wins)."""
+    settings: dict[str, str] = {}
+    section = ""
+    for line in (DEPLOY / "focuslock.service").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            settings[key] = value
+    return settings
+
+
+def test_unit_runs_the_service_under_the_systemd_watchdog():
+    from controller.cli import build_parser
+    from controller.commands.serve import run_serve
+
+    unit = unit_settings()
+    assert unit["Type"] == "notify"  # started only once `focuslock serve` says READY=1
+    assert unit["NotifyAccess"] == "main"  # the pings come from a thread of the main process
+    assert int(unit["WatchdogSec"]) >= 20  # far beyond a slow step (camera timeout + a move)
+    assert unit["Restart"] == "on-failure"  # a watchdog kill counts as a failure
+    assert "KillSignal" not in unit  # SIGTERM is the service's clean stop (exit 0)
+    command = unit["ExecStart"].split()
+    assert command[0] == "/opt/focuslock/venv/bin/focuslock"
+    args = build_parser().parse_args(command[1:])
+    assert args.func is run_serve and str(args.config) == "/etc/focuslock/focuslock.toml"
+    box = load_config(DEPLOY / "focuslock.box.toml").service
+    assert box.host == "127.0.0.1"  # the API stays on the box unless someone opens it up
+
+
 def test_udev_rule_names_the_pico_and_the_symlink_the_configs_use():
     rule = (DEPLOY / "99-focuslock.rules").read_text()
     active = [line for line in rule.splitlines() if line and not line.startswith("#")]
@@ -77,6 +109,9 @@ def test_installer_stages_a_complete_box(tmp_path):
     version = subprocess.run([str(root / "opt/focuslock/venv/bin/focuslock"), "--version"],
                              capture_output=True, text=True, check=True)
     assert version.stdout.startswith("focuslock ")
+    # the service's page travels with the installed package, not only the source tree
+    assert list((root / "opt/focuslock/venv/lib").glob(
+        "python3*/site-packages/controller/service/dashboard.html"))
     # A second run upgrades in place and keeps the user's edited config.
     config.write_text(config.read_text() + "\n# edited by the user\n")
     again = subprocess.run(

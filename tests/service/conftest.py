@@ -93,6 +93,7 @@ class Running:
     server: ApiServer
     client: Client
     hardware: list[Hardware]  # every rig the service opened, newest last
+    notifier: Notifier | None
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def start_service(tmp_path) -> Iterator[Callable[..., Running]]:
         server = ApiServer(("127.0.0.1", 0), service)
         service.start()
         server.start()
-        running = Running(service, server, Client(server.server_address[1]), opened)
+        running = Running(service, server, Client(server.server_address[1]), opened, notifier)
         started.append(running)
         return running
 
@@ -122,6 +123,8 @@ def start_service(tmp_path) -> Iterator[Callable[..., Running]]:
         running.server.shutdown()
         running.server.server_close()
         running.service.close()
+        if running.notifier is not None:
+            running.notifier.close()
 
 
 @pytest.fixture
