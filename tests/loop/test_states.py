@@ -202,3 +202,13 @@ def test_every_step_is_logged(rig, tmp_path):
     assert rows[0]["z_um"] == pytest.approx(8.0) and rows[0]["move_um"] < 0
     assert rows[1]["t"] - rows[0]["t"] == pytest.approx(0.5)  # 2 Hz in simulated time
     assert len((tmp_path / "run.csv").read_text().splitlines()) == 7
+
+
+def test_holding_goes_to_focusing_when_focus_moved_meanwhile(rig):
+    loop = locked_loop(rig)
+    rig.scope.light_scale = 0.0
+    assert loop.lock_step().state == "holding"
+    rig.scope.focal_plane.knock(-2.5)
+    rig.scope.light_scale = 1.0
+    record = loop.lock_step()
+    assert record.state == "focusing" and record.move_um < -1.0
