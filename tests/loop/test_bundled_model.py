@@ -1,0 +1,52 @@
+"""The loop with the bundled model (no stand-ins): focus now on the virtual microscope, and a
+lock on the digital twin with the real firmware, scored against the truth."""
+
+import pytest
+
+from controller.config import Config, FocusSettings, TwinSettings
+from controller.demo import TRUTH_COLUMNS, run_scenario_lock, score_run
+from controller.hardware.rig import virtual_rig
+from controller.loop import FocusLoop
+from controller.model import DEFAULT_BUNDLE, FocusModel
+from controller.optics import preset
+from controller.runlog import RunLog
+from controller.twin import open_twin
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (DEFAULT_BUNDLE / "record.json").is_file(),
+                       reason="the bundled model is not in the tree yet"),
+]
+
+FRAME = (1024, 1024)  # four of the model's patches: a quarter of the paper's field, 4x cheaper
+
+
+def test_focus_now_from_far_away_with_the_bundled_model():
+    rig = virtual_rig(preset("paper"), TwinSettings(start_z_um=18.0, seed=3), frame_shape=FRAME)
+    assert rig.scope is not None
+    model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
+                            pattern=rig.preset.autofocus)
+    config = Config()
+    report = FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
+                       lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
+                       clock=rig.clock).focus_now(FocusSettings())
+    assert report.success and report.moves <= 4
+    assert abs(rig.scope.defocus_um()) <= 0.5
+
+
+@pytest.mark.firmware
+def test_lock_on_the_twin_with_the_bundled_model_stays_in_tolerance(tmp_path):
+    settings = TwinSettings(start_z_um=4.0, drift_um_per_min=1.0, random_walk_um_per_sqrt_s=0.01)
+    twin = open_twin(preset("paper"), settings, frame_shape=FRAME, workdir=tmp_path)
+    try:
+        model = FocusModel.load(DEFAULT_BUNDLE, optics=twin.rig.preset.optics,
+                                pattern=twin.rig.preset.autofocus)
+        with RunLog(tmp_path / "run.jsonl", extra_columns=TRUTH_COLUMNS) as log:
+            rows = run_scenario_lock(twin.rig, model, Config(), duration_s=10.0, events=[],
+                                     log=log)
+    finally:
+        twin.close()
+    score = score_run(rows, tolerance_um=0.5)
+    assert score.ok, score.failures
+    assert score.first_locked_s is not None and score.first_locked_s <= 5.0
+    assert score.locked_max_um is not None and score.locked_max_um <= 0.5
