@@ -57,6 +57,7 @@ class FeatureError(FocuslockError, ValueError):
 
 
 _NORMALISATIONS = ("l2", "mean")
+_LOG_FLOOR = 1e-6  # below any real normalised magnitude; keeps log finite for blank patches
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class FeatureSpec:
     pool_y: int = 2  # frequency bins averaged along y
     pool_x: int = 2  # frequency bins averaged along x
     normalisation: str = "l2"  # "l2": unit norm; "mean": unit mean
+    log: bool = False  # take the log after normalising (sample texture multiplies the spectrum)
 
     def __post_init__(self) -> None:
         for name in ("patch", "bin_x", "pool_y", "pool_x"):
@@ -207,7 +209,10 @@ def _featurize_frame(frame: np.ndarray, spec: FeatureSpec, n_rows: int, n_cols: 
     else:
         scale = vectors.mean(axis=1, keepdims=True)
     # a blank (constant) patch has no spectrum: leave it zero rather than divide by zero
-    return np.divide(vectors, scale, out=np.zeros_like(vectors), where=scale > 0)
+    normalised = np.divide(vectors, scale, out=np.zeros_like(vectors), where=scale > 0)
+    if spec.log:
+        np.log(normalised + np.float32(_LOG_FLOOR), out=normalised)
+    return normalised
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ API for the focus loop::
     p.spread_um         # robust spread (1.4826 x MAD) of the patch predictions
     p.patch_defocus_um  # every patch's own prediction
     p.in_range          # inside the defocus range the model was trained on
+    p.network           # "main", or "fine" when the bundle's near-focus network answered
 
 Inference runs on ai-edge-litert (LiteRT), tflite-runtime being the fallback; TensorFlow is never
 imported here.
@@ -26,7 +27,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ class Prediction:
     spread_um: float
     patch_defocus_um: tuple[float, ...]
     in_range: bool
+    network: str = "main"  # "fine" when the near-focus network answered
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -136,65 +138,37 @@ def _interpreter(model_path: Path) -> Any:
         raise ModelError(f"{model_path}: not a loadable TFLite model: {exc}") from exc
 
 
-class FocusModel:
-    """A verified bundle ready to turn frames into defocus predictions."""
+def _verified(path: Path, name: str, sha256: object) -> Path:
+    weights = path / name
+    if not weights.is_file():
+        raise ModelError(f"{path}: no {name} in the bundle")
+    actual = sha256_of(weights)
+    if actual != sha256:
+        raise ModelError(f"{weights}: checksum {actual[:12]}… does not match the record's "
+                         f"{str(sha256)[:12]}…: corrupt or replaced")
+    return weights
 
-    def __init__(self, path: Path, record: dict[str, Any]) -> None:
-        self.path = path
-        self.record = record
-        try:
-            self.spec = FeatureSpec.from_dict(record["feature_spec"])
-            self.standardizer = Standardizer.from_dict(record["standardizer"])
-            self.optics = Optics.from_dict(record["optics"])
-            self.pattern = Pattern.from_dict(record["illumination"])
-            low, high = (float(v) for v in record["defocus_range_um"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{path}: incomplete or invalid record: {exc}") from exc
-        if self.standardizer.mean.size != self.spec.n_features:
-            raise ModelError(f"{path}: standardisation has {self.standardizer.mean.size} "
-                             f"features, the spec makes {self.spec.n_features}")
-        self.defocus_range_um = (low, high)
-        self._interpreter = _interpreter(path / WEIGHTS_FILE)
+
+class _Int8Network:
+    """One full-int8 TFLite network: standardised float features in, µm out."""
+
+    def __init__(self, model_path: Path, n_features: int) -> None:
+        self._interpreter = _interpreter(model_path)
         self._interpreter.allocate_tensors()
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
         if inp["dtype"] != np.int8 or out["dtype"] != np.int8:
-            raise ModelError(f"{path}: {WEIGHTS_FILE} must be full int8 (int8 input and output), "
-                             f"has {np.dtype(inp['dtype']).name} in, "
-                             f"{np.dtype(out['dtype']).name} out")
-        if int(inp["shape"][-1]) != self.spec.n_features:
-            raise ModelError(f"{path}: the network takes {int(inp['shape'][-1])} inputs, the "
-                             f"feature spec makes {self.spec.n_features}")
+            raise ModelError(f"{model_path}: must be full int8 (int8 input and output), has "
+                             f"{np.dtype(inp['dtype']).name} in, {np.dtype(out['dtype']).name} out")
+        if int(inp["shape"][-1]) != n_features:
+            raise ModelError(f"{model_path}: the network takes {int(inp['shape'][-1])} inputs, "
+                             f"the feature spec makes {n_features}")
         self._in_index, self._out_index = inp["index"], out["index"]
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_scale, self._out_zero = out["quantization"]
         self._batch = int(inp["shape"][0])
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str] = DEFAULT_BUNDLE, optics: Optics | None = None,
-             pattern: Pattern | None = None) -> FocusModel:
-        """Load and verify a bundle: checksum of the weights, and (when given) that it was
-        trained for these optics and this autofocus pattern."""
-        path = Path(path)
-        record = read_record(path)
-        weights = path / WEIGHTS_FILE
-        if not weights.is_file():
-            raise ModelError(f"{path}: no {WEIGHTS_FILE} in the bundle")
-        actual = sha256_of(weights)
-        if actual != record.get("weights_sha256"):
-            raise ModelError(f"{weights}: checksum {actual[:12]}… does not match the record's "
-                             f"{str(record.get('weights_sha256'))[:12]}…: corrupt or replaced")
-        try:
-            check_fit(record, optics, pattern)
-        except (KeyError, OpticsError, FeatureError) as exc:
-            raise ModelError(f"{path}: invalid optics or illumination in the record: {exc}") \
-                from exc
-        return cls(path, record)
-
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Defocus (µm) for each row of raw (unstandardised) feature vectors."""
-        x = self.standardizer.apply(np.asarray(features, np.float32).reshape(-1,
-                                                                            self.spec.n_features))
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         q = np.clip(np.round(x / self._in_scale + self._in_zero), -128, 127).astype(np.int8)
         if q.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._in_index, [q.shape[0], q.shape[1]])
@@ -205,27 +179,94 @@ class FocusModel:
         out = self._interpreter.get_tensor(self._out_index).reshape(-1).astype(np.float32)
         return (out - self._out_zero) * self._out_scale
 
+
+class FocusModel:
+    """A verified bundle ready to turn frames into defocus predictions.
+
+    A bundle may hold a second, *fine* network trained only near focus (record key ``fine``):
+    when the main network's median says the frame is within ``fine.switch_um`` of focus, the
+    fine network's patch predictions are used instead, for a tighter lock.
+    """
+
+    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+        self.path = path
+        self.record = record
+        try:
+            self.spec = FeatureSpec.from_dict(record["feature_spec"])
+            self.standardizer = Standardizer.from_dict(record["standardizer"])
+            self.optics = Optics.from_dict(record["optics"])
+            self.pattern = Pattern.from_dict(record["illumination"])
+            low, high = (float(v) for v in record["defocus_range_um"])
+            fine = record.get("fine")
+            self.fine_switch_um = float(fine["switch_um"]) if fine else 0.0
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: incomplete or invalid record: {exc}") from exc
+        if self.standardizer.mean.size != self.spec.n_features:
+            raise ModelError(f"{path}: standardisation has {self.standardizer.mean.size} "
+                             f"features, the spec makes {self.spec.n_features}")
+        self.defocus_range_um = (low, high)
+        self._coarse = _Int8Network(path / WEIGHTS_FILE, self.spec.n_features)
+        self._fine = _Int8Network(path / fine["file"], self.spec.n_features) if fine else None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] = DEFAULT_BUNDLE, optics: Optics | None = None,
+             pattern: Pattern | None = None) -> FocusModel:
+        """Load and verify a bundle: checksums of the weights, and (when given) that it was
+        trained for these optics and this autofocus pattern."""
+        path = Path(path)
+        record = read_record(path)
+        _verified(path, WEIGHTS_FILE, record.get("weights_sha256"))
+        fine = record.get("fine")
+        if isinstance(fine, dict):
+            _verified(path, str(fine.get("file")), fine.get("sha256"))
+        try:
+            check_fit(record, optics, pattern)
+        except (KeyError, OpticsError, FeatureError) as exc:
+            raise ModelError(f"{path}: invalid optics or illumination in the record: {exc}") \
+                from exc
+        return cls(path, record)
+
+    def _standardised(self, features: np.ndarray) -> np.ndarray:
+        return self.standardizer.apply(
+            np.asarray(features, np.float32).reshape(-1, self.spec.n_features))
+
+    def predict_features(self, features: np.ndarray) -> np.ndarray:
+        """The main network's defocus (µm) for each row of raw feature vectors."""
+        return self._coarse(self._standardised(features))
+
+    def predict_patches(self, features: np.ndarray) -> Prediction:
+        """The correction for one frame from its patches' raw feature vectors (patches, n)."""
+        x = self._standardised(features)
+        coarse = self._coarse(x)
+        if self._fine is not None and abs(float(np.median(coarse))) <= self.fine_switch_um:
+            return replace(self.combine(self._fine(x), self._scale("fine")), network="fine")
+        return self.combine(coarse, self._scale("main"))
+
     def predict(self, image: np.ndarray) -> Prediction:
         """The correction for one frame, combined over its patches by the median."""
-        patches = self.predict_features(featurize(image, self.spec)[0])
-        return self.combine(patches)
+        return self.predict_patches(featurize(image, self.spec)[0])
 
-    def combine(self, patch_defocus_um: np.ndarray) -> Prediction:
-        """Median of the patches; confidence falls as they disagree beyond the model's own
-        validation error (one patch alone cannot be judged: confidence 0)."""
+    def combine(self, patch_defocus_um: np.ndarray, spread_scale_um: float | None = None
+                ) -> Prediction:
+        """Median of the patches; confidence ``exp(-spread / scale)`` falls as they disagree
+        beyond the network's own validation error (one patch alone cannot be judged:
+        confidence 0)."""
+        scale = self._scale("main") if spread_scale_um is None else spread_scale_um
         defocus = float(np.median(patch_defocus_um))
         if patch_defocus_um.size < 2:
             spread, confidence = math.nan, 0.0
         else:
             spread = 1.4826 * float(np.median(np.abs(patch_defocus_um - defocus)))
-            confidence = math.exp(-spread / self.spread_scale_um)
+            confidence = math.exp(-spread / scale)
         low, high = self.defocus_range_um
         return Prediction(defocus, confidence, spread, tuple(float(v) for v in patch_defocus_um),
                           low <= defocus <= high)
 
-    @property
-    def spread_scale_um(self) -> float:
-        """Patch disagreement at which confidence is 1/e: the model's per-patch validation RMSE
-        (at least a quarter of a depth of field, so a perfect fit does not make it brittle)."""
-        rmse = float(self.record.get("metrics", {}).get("patch_rmse_um", 0.0))
+    def _scale(self, network: str) -> float:
+        """Patch disagreement at which confidence is 1/e: the network's per-patch validation
+        RMSE (at least a quarter of a depth of field, so a perfect fit does not make it
+        brittle)."""
+        metrics = self.record.get("metrics", {}) if network == "main" else \
+            self.record.get("fine", {}).get("metrics", {})
+        rmse = float(metrics.get("patch_rmse_um", 0.0))
         return max(rmse, 0.25 * self.optics.depth_of_field_um)

@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="BUNDLE", help="bundle directory")
     p.add_argument("--finetune", type=Path, metavar="BUNDLE",
                    help="start from this bundle's weights, features and normalisation")
+    p.add_argument("--fine-range-um", type=float, metavar="UM",
+                   help="also train a near-focus network on frames within ±UM of focus; the "
+                        "controller switches to it within ±(UM - 2) µm")
     p.add_argument("--validation-fraction", type=float, default=0.15,
                    help="share of stacks (whole positions) held out (default 0.15)")
     p.add_argument("--workers", type=int, default=1, help="processes featurising stacks")
@@ -85,11 +88,13 @@ def run_train(args: argparse.Namespace) -> int:
                                   for k in FeatureSpec.__dataclass_fields__})
     hp = HyperParams.from_dict({k: getattr(args, k) for k in HyperParams.__dataclass_fields__})
     record = train(args.data_dir, args.out, spec=spec, hp=hp, finetune=args.finetune,
+                   fine_range_um=args.fine_range_um,
                    validation_fraction=args.validation_fraction, workers=args.workers,
                    cache_dir=args.cache)
     m = record["metrics"]
-    print(f"wrote {args.out}: validation RMSE per frame {m['int8']['rmse_um']:.3f} µm (int8), "
-          f"{m['float32']['rmse_um']:.3f} µm (float32); report in {args.out / 'report'}")
+    print(f"wrote {args.out}: validation RMSE per frame {m['bundle']['rmse_um']:.3f} µm "
+          f"(int8 bundle); main network {m['int8']['rmse_um']:.3f} µm int8, "
+          f"{m['float32']['rmse_um']:.3f} µm float32; report in {args.out / 'report'}")
     return 0
 
 

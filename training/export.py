@@ -21,6 +21,7 @@ from training.network import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 FLOAT_WEIGHTS_FILE = "weights.npz"
+FINE_FILE = "fine.tflite"
 REPRESENTATIVE_ROWS = 500
 
 
@@ -78,13 +79,17 @@ def run_tflite(content: bytes, x: np.ndarray) -> np.ndarray:
 
 
 def write_bundle(out: Path, int8_model: bytes, weights: dict[str, np.ndarray],
-                 record: dict[str, Any]) -> Path:
+                 record: dict[str, Any], fine_model: bytes | None = None) -> Path:
     """Write the bundle; the record gets the checksums of what was written."""
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS_FILE).write_bytes(int8_model)
+    record = dict(record)
+    (out / FINE_FILE).unlink(missing_ok=True)
+    if fine_model is not None:
+        (out / FINE_FILE).write_bytes(fine_model)
+        record["fine"] = {**record["fine"], "sha256": sha256_of(out / FINE_FILE)}
     with open(out / FLOAT_WEIGHTS_FILE, "wb") as f:
         np.savez(f, allow_pickle=False, **weights)
-    record = dict(record)
     record["weights_file"] = WEIGHTS_FILE
     record["weights_sha256"] = sha256_of(out / WEIGHTS_FILE)
     record["float_weights_file"] = FLOAT_WEIGHTS_FILE

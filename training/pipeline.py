@@ -20,17 +20,27 @@ from controller.features import FeatureSpec, Standardizer
 from controller.model import BUNDLE_FORMAT, FocusModel, ModelError, check_fit, read_record
 from training.dataset import Dataset, load_dataset
 from training.export import (
+    FINE_FILE,
     load_float_weights,
     representative_rows,
     run_tflite,
     to_tflite,
     write_bundle,
 )
-from training.network import HyperParams, build, fit, weights_from_arrays, weights_to_arrays
+from training.network import (
+    HyperParams,
+    TrainingError,
+    build,
+    fit,
+    weights_from_arrays,
+    weights_to_arrays,
+)
 from training.report import metrics, write_report
 
 log = logging.getLogger(__name__)
 INT8_TOLERANCE = 0.05  # the int8 model may be this much worse than the float one (relative RMSE)
+FINE_MARGIN_UM = 2.0  # the main network's error near focus must not carry a frame past the fine
+# network's trained range
 
 
 def code_version() -> str:
@@ -43,13 +53,30 @@ def code_version() -> str:
         return __version__
 
 
-def per_frame(dataset: Dataset, patch_um: np.ndarray) -> dict[str, np.ndarray]:
-    """Median over each frame's patches, as the controller combines them, with the labels."""
+def _frames(dataset: Dataset) -> list[np.ndarray]:
+    """Row indices of each frame (plane), in plane order."""
     order = np.argsort(dataset.plane, kind="stable")
     _, starts = np.unique(dataset.plane[order], return_index=True)
-    groups = np.split(order, starts[1:])
+    return np.split(order, starts[1:])
+
+
+def per_frame(dataset: Dataset, patch_um: np.ndarray) -> dict[str, np.ndarray]:
+    """Median over each frame's patches of one network's predictions, with the labels."""
+    groups = _frames(dataset)
+    return _with_labels(dataset, groups, np.array([np.median(patch_um[g]) for g in groups]))
+
+
+def per_frame_model(dataset: Dataset, model: FocusModel) -> dict[str, np.ndarray]:
+    """What the controller answers for each frame (median, fine network near focus)."""
+    groups = _frames(dataset)
+    predicted = np.array([model.predict_patches(dataset.features[g]).defocus_um for g in groups])
+    return _with_labels(dataset, groups, predicted)
+
+
+def _with_labels(dataset: Dataset, groups: list[np.ndarray], predicted: np.ndarray
+                 ) -> dict[str, np.ndarray]:
     return {
-        "predicted": np.array([np.median(patch_um[g]) for g in groups]),
+        "predicted": predicted,
         "label": np.array([dataset.defocus_um[g[0]] for g in groups], np.float64),
         "truth": np.array([dataset.true_defocus_um[g[0]] for g in groups], np.float64),
         "stack": np.array([dataset.names[dataset.stack[g[0]]] for g in groups]),
@@ -78,9 +105,15 @@ def _ground_truth_error(dataset: Dataset) -> dict[str, float] | None:
 
 
 def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
-          finetune: Path | None = None, validation_fraction: float = 0.15, workers: int = 1,
-          cache_dir: Path | None = None, verbose: int = 2) -> dict[str, Any]:
-    """Train (or fine-tune) on a folder of stacks and write a verified bundle with its report."""
+          finetune: Path | None = None, fine_range_um: float | None = None,
+          validation_fraction: float = 0.15, workers: int = 1, cache_dir: Path | None = None,
+          verbose: int = 2) -> dict[str, Any]:
+    """Train (or fine-tune) on a folder of stacks and write a verified bundle with its report.
+
+    With ``fine_range_um`` a second network is trained on the frames within that distance of
+    focus (from scratch, also when fine-tuning); the controller switches to it when the main
+    network puts a frame within ``fine_range_um - FINE_MARGIN_UM``.
+    """
     base: dict[str, Any] | None = None
     if finetune is not None:
         base = read_record(finetune)
@@ -103,18 +136,15 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
     history = fit(model, hp, x_train, train_set.defocus_um, x_val, val_set.defocus_um,
                   verbose=verbose)
 
-    float_model = to_tflite(model)
-    int8_model = to_tflite(model, representative_rows(x_train, hp.seed))
-    float_patch = run_tflite(float_model, x_val)
-    int8_patch = run_tflite(int8_model, x_val)
-    float_frames, int8_frames = per_frame(val_set, float_patch), per_frame(val_set, int8_patch)
-    float_m = metrics(float_frames["label"], float_frames["predicted"])
-    int8_m = metrics(int8_frames["label"], int8_frames["predicted"])
-    int8_ok = int8_m["rmse_um"] <= (1 + INT8_TOLERANCE) * float_m["rmse_um"]
-    if not int8_ok:
-        log.warning("!!! the int8 model's validation RMSE %.3f µm is more than %d %% worse than "
-                    "the float model's %.3f µm: check the representative data and the ranges !!!",
-                    int8_m["rmse_um"], round(100 * INT8_TOLERANCE), float_m["rmse_um"])
+    float_patch, int8_model, int8_patch = _export(model, x_train, x_val, hp.seed)
+    float_m = metrics(*_label_pred(per_frame(val_set, float_patch)))
+    int8_m = metrics(*_label_pred(per_frame(val_set, int8_patch)))
+    int8_ok = _int8_check("main", float_m["rmse_um"], int8_m["rmse_um"])
+    fine: dict[str, Any] | None = None
+    fine_model: bytes | None = None
+    if fine_range_um is not None:
+        fine, fine_model = _train_fine(fine_range_um, spec, hp, train_set, x_train, val_set, x_val,
+                                       verbose)
     labels = train_set.defocus_um
     record: dict[str, Any] = {
         "focuslock_model": BUNDLE_FORMAT,
@@ -147,18 +177,75 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
             "float32": float_m,
             "int8": int8_m,
             "int8_within_5_percent_of_float32": bool(int8_ok),
-            "int8_vs_simulated_truth": _truth_metrics(int8_frames),
         },
+        "fine": fine,
     }
-    write_bundle(out, int8_model, weights_to_arrays(model), record)
+    write_bundle(out, int8_model, weights_to_arrays(model), record, fine_model)
     # The controller's own loader must accept what was written and give the same answers.
     loaded = FocusModel.load(out, optics=data.optics, pattern=data.pattern)
     if not np.allclose(loaded.predict_features(val_set.features), int8_patch, atol=1e-4):
         raise ModelError(f"{out}: the controller's predictions differ from the exporter's")
-    write_report(out / "report", int8_frames["label"], int8_frames["predicted"],
-                 f"{out.name}: validation, int8", {"bundle": str(out), "data": str(data_dir)},
-                 (history.train_rmse_um, history.val_rmse_um), list(int8_frames["stack"]))
+    frames = per_frame_model(val_set, loaded)
+    record["metrics"]["bundle"] = metrics(frames["label"], frames["predicted"])
+    record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames)
+    write_bundle(out, int8_model, weights_to_arrays(model), record, fine_model)
+    write_report(out / "report", frames["label"], frames["predicted"],
+                 f"{out.name}: validation, int8" + (" coarse + fine" if fine else ""),
+                 {"bundle": str(out), "data": str(data_dir)},
+                 (history.train_rmse_um, history.val_rmse_um), list(frames["stack"]))
     return record
+
+
+def _label_pred(frames: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return frames["label"], frames["predicted"]
+
+
+def _export(model: Any, x_train: np.ndarray, x_val: np.ndarray, seed: int
+            ) -> tuple[np.ndarray, bytes, np.ndarray]:
+    """Float32 validation predictions, the int8 model and its validation predictions."""
+    float_patch = run_tflite(to_tflite(model), x_val)
+    int8_model = to_tflite(model, representative_rows(x_train, seed))
+    return float_patch, int8_model, run_tflite(int8_model, x_val)
+
+
+def _int8_check(name: str, float_rmse: float, int8_rmse: float) -> bool:
+    ok = int8_rmse <= (1 + INT8_TOLERANCE) * float_rmse
+    if not ok:
+        log.warning("!!! %s network: the int8 model's validation RMSE %.3f µm is more than %d %% "
+                    "worse than the float model's %.3f µm: check the representative data !!!",
+                    name, int8_rmse, round(100 * INT8_TOLERANCE), float_rmse)
+    return ok
+
+
+def _train_fine(range_um: float, spec: FeatureSpec, hp: HyperParams, train_set: Dataset,
+                x_train: np.ndarray, val_set: Dataset, x_val: np.ndarray, verbose: int
+                ) -> tuple[dict[str, Any], bytes]:
+    """The near-focus network: same features and normalisation, rows within ``range_um``."""
+    if range_um <= FINE_MARGIN_UM:
+        raise TrainingError(f"the fine range must exceed {FINE_MARGIN_UM} µm, got {range_um}")
+    near_train = np.abs(train_set.defocus_um) <= range_um
+    near_val = np.abs(val_set.defocus_um) <= range_um
+    fine_hp = replace(hp, output_scale_um=range_um / 2)
+    model = build(spec.n_features, fine_hp)
+    history = fit(model, fine_hp, x_train[near_train], train_set.defocus_um[near_train],
+                  x_val[near_val], val_set.defocus_um[near_val], verbose=verbose)
+    float_patch, int8_model, int8_patch = _export(model, x_train[near_train], x_val[near_val],
+                                                  hp.seed)
+    labels = val_set.defocus_um[near_val]
+    float_rmse = float(np.sqrt(np.mean((float_patch - labels) ** 2)))
+    int8_rmse = float(np.sqrt(np.mean((int8_patch - labels) ** 2)))
+    return {
+        "file": FINE_FILE,
+        "range_um": [-range_um, range_um],
+        "switch_um": range_um - FINE_MARGIN_UM,
+        "hyperparameters": fine_hp.to_dict(),
+        "training": {"epochs_run": len(history.val_rmse_um),
+                     "best_epoch": history.best_epoch + 1,
+                     "val_rmse_um": history.val_rmse_um},
+        "metrics": {"patch_rmse_um": int8_rmse, "float32_patch_rmse_um": float_rmse,
+                    "int8_within_5_percent_of_float32": _int8_check("fine", float_rmse,
+                                                                    int8_rmse)},
+    }, int8_model
 
 
 def evaluate(bundle: Path, data_dir: Path, report_dir: Path, *, workers: int = 1,
@@ -168,7 +255,7 @@ def evaluate(bundle: Path, data_dir: Path, report_dir: Path, *, workers: int = 1
     spec = FeatureSpec.from_dict(record["feature_spec"])
     data = load_dataset(data_dir, spec, cache_dir=cache_dir, workers=workers)
     model = FocusModel.load(bundle, optics=data.optics, pattern=data.pattern)
-    frames = per_frame(data, model.predict_features(data.features))
+    frames = per_frame_model(data, model)
     summary = {"bundle": str(bundle), "data": str(data_dir), "stacks": data.summary()["n_stacks"],
                "skipped": data.summary()["skipped"],
                "vs_simulated_truth": _truth_metrics(frames)}

@@ -44,3 +44,13 @@ def bundle(train_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "tiny"
     assert main(["train", str(train_dir), "--out", str(out), *TINY]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tuned_bundle(bundle, train_dir, tmp_path_factory):
+    """``bundle`` fine-tuned for a few epochs, with a near-focus network added."""
+    out = tmp_path_factory.mktemp("tuned") / "tuned"
+    assert main(["train", str(train_dir), "--out", str(out), "--finetune", str(bundle),
+                 "--max-epochs", "3", "--validation-fraction", "0.25",
+                 "--fine-range-um", "5"]) == 0
+    return out

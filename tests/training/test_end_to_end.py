@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from controller.cli import main
+from controller.features import featurize
 from controller.model import FocusModel
 from controller.optics import preset
 from controller.stackio import write_stack
@@ -37,6 +38,7 @@ def test_bundle_records_how_it_was_made(bundle):
     m = record["metrics"]
     assert m["int8"]["rmse_um"] > 0 and m["float32"]["rmse_um"] > 0
     assert isinstance(m["int8_within_5_percent_of_float32"], bool)
+    assert record["fine"] is None and m["bundle"]["n"] == 8 * 21
     low, high = record["defocus_range_um"]
     assert -11 < low < -9 and 9 < high < 11
     for name in ("pred_vs_true.png", "error_vs_defocus.png", "training_curve.png",
@@ -62,7 +64,7 @@ def test_controller_predicts_sign_and_size_of_defocus(bundle, held_out):
 def test_prediction_is_the_median_of_the_patches_with_a_confidence(bundle, held_out):
     _, stack = held_out
     model = FocusModel.load(bundle)
-    p = model.predict(stack.channel("autofocus")[10])
+    p = model.predict(stack.channel("autofocus")[0])  # 10 µm off: the main network answers
     assert len(p.patch_defocus_um) == 4
     assert p.defocus_um == pytest.approx(float(np.median(p.patch_defocus_um)))
     assert 0.0 < p.confidence <= 1.0 and p.spread_um >= 0 and p.in_range
@@ -102,13 +104,21 @@ def test_evaluate_command_reports_what_the_controller_predicts(bundle, held_out)
     assert (report / "pred_vs_true.png").is_file()
 
 
-def test_finetune_keeps_features_and_normalisation(bundle, train_dir, tmp_path):
-    out = tmp_path / "tuned"
-    assert main(["train", str(train_dir), "--out", str(out), "--finetune", str(bundle),
-                 "--max-epochs", "3", "--validation-fraction", "0.25"]) == 0
+def test_finetune_keeps_features_and_normalisation_and_adds_a_fine_network(
+        bundle, tuned_bundle, held_out):
+    out = tuned_bundle
     base = json.loads((bundle / "record.json").read_text())
     tuned = json.loads((out / "record.json").read_text())
     assert tuned["standardizer"] == base["standardizer"]
     assert tuned["feature_spec"] == base["feature_spec"]
     assert tuned["hyperparameters"]["depth"] == 3
     assert tuned["fine_tuned_from"]["weights_sha256"] == base["weights_sha256"]
+    # the near-focus network answers only where the main one puts the frame within ±3 µm
+    assert tuned["fine"]["switch_um"] == 3.0
+    model = FocusModel.load(out)
+    _, stack = held_out
+    for frame in stack.channel("autofocus"):
+        features = featurize(frame, model.spec)[0]
+        main_says = float(np.median(model.predict_features(features)))
+        expected = "fine" if abs(main_says) <= 3.0 else "main"
+        assert model.predict(frame).network == expected

@@ -27,6 +27,13 @@ def test_corrupt_weights_are_refused(copy):
         FocusModel.load(copy)
 
 
+def test_corrupt_fine_network_is_refused(tuned_bundle, tmp_path):
+    copy = shutil.copytree(tuned_bundle, tmp_path / "tuned")
+    (copy / "fine.tflite").write_bytes(b"TFL3" + bytes(100))
+    with pytest.raises(ModelError, match=r"fine\.tflite: checksum"):
+        FocusModel.load(copy)
+
+
 def test_missing_parts_are_named(copy, tmp_path):
     (copy / "model.tflite").unlink()
     with pytest.raises(ModelError, match=r"no model\.tflite"):
