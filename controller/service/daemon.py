@@ -111,9 +111,6 @@ class TrackedIlluminator(Illuminator):
         self.inner.off()
         self.lit = "off"
 
-    def close(self) -> None:
-        self.inner.close()
-
 
 @dataclass
 class _Command:
@@ -139,14 +136,12 @@ class FocusService:
     """The daemon. Queries and commands may come from any thread; see the module docstring."""
 
     def __init__(self, config: Config, hardware: Callable[[], Hardware] | None = None, *,
-                 notifier: Notifier | None = None, run_log_dir: Path | None = None,
-                 stall_after_s: float | None = None,
+                 notifier: Notifier | None = None, stall_after_s: float | None = None,
                  history_capacity: int = HISTORY_CAPACITY) -> None:
         self.config = config
         self._open_hardware = hardware or (lambda: open_hardware(config))
         self.notifier = notifier or Notifier(None)
-        self._run_log = _open_run_log(Path(config.log_dir) if run_log_dir is None
-                                      else run_log_dir)
+        self._run_log = _open_run_log(Path(config.log_dir))
         self.stall_after_s = stall_after_s or 15.0 + 3 * config.camera.timeout_s
         self.history = StepHistory(history_capacity)
         self._lock_settings = config.lock
@@ -436,8 +431,7 @@ class FocusService:
     def _on_record(self, record: StepRecord) -> None:
         """The loop's record sink: log, count, publish (in the worker, during a step)."""
         self._run_log.write(record)
-        entry = step_entry(record, time.time())
-        entry = {"seq": self.history.append(entry), **entry}
+        entry = self.history.append(step_entry(record, time.time()))
         with self._published_lock:
             counters = self._counters
             counters.steps += 1

@@ -32,12 +32,13 @@ class StepHistory:
         self._last_seq = 0
         self._lock = threading.Lock()
 
-    def append(self, entry: dict[str, Any]) -> int:
-        """Store ``entry`` (a new dict gets its ``seq``) and return its sequence number."""
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Store a copy of ``entry`` numbered by its ``seq`` key, and return the copy."""
         with self._lock:
             self._last_seq += 1
-            self._entries.append({"seq": self._last_seq, **entry})
-            return self._last_seq
+            stored = {"seq": self._last_seq, **entry}
+            self._entries.append(stored)
+            return stored
 
     def since(self, seq: int, limit: int) -> Page:
         """Up to ``limit`` entries with a sequence number above ``seq``, oldest first."""
