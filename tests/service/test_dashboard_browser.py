@@ -45,9 +45,9 @@ def test_the_buttons_start_the_lock_set_the_offset_and_stop(running, tmp_path):
     browser = Browser(tmp_path / "profile")
     try:
         browser.call("Page.navigate", url=running.server.url)
-        browser.wait_for("document.getElementById('state').textContent === 'idle'")
+        browser.wait_for("document.getElementById('state')?.textContent === 'idle'")
         browser.evaluate("document.getElementById('lock-start').click()")
-        browser.wait_for("document.getElementById('state').textContent === 'locked'")
+        browser.wait_for("document.getElementById('state')?.textContent === 'locked'")
         assert running.client.get("/api/status")[1]["mode"] == "lock"
         browser.evaluate("document.getElementById('offset-input').value = '2.5';"
                          "document.getElementById('offset-set').click()")
@@ -60,7 +60,7 @@ def test_the_buttons_start_the_lock_set_the_offset_and_stop(running, tmp_path):
                                    "&& document.getElementById('message').textContent")
         assert "within ±50 µm" in message  # the API's refusal, shown to the person
         browser.evaluate("document.getElementById('lock-stop').click()")
-        browser.wait_for("document.getElementById('state').textContent === 'idle'")
+        browser.wait_for("document.getElementById('state')?.textContent === 'idle'")
         assert browser.evaluate("document.getElementById('leds').textContent") == "off"
         assert running.hardware[-1].rig.illuminator.pattern is None
     finally:
