@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import pytest
 
 from controller.config import Config, config_from_dict
 from controller.hardware.rig import open_rig
+from controller.loop import Predictor
 from controller.service.api import ApiServer
 from controller.service.daemon import FocusService, Hardware
 from controller.service.sdnotify import Notifier
@@ -39,6 +41,32 @@ def oracle_hardware(config: Config, **oracle: Any) -> Hardware:
     rig = open_rig(config)
     assert rig.scope is not None
     return Hardware(rig, OraclePredictor(rig.scope, **oracle), {"id": "oracle@test"})
+
+
+class HangingModel:
+    """The truth-reading model, which can be made to hang mid-step like a wedged driver."""
+
+    def __init__(self, oracle: Predictor) -> None:
+        self.oracle = oracle
+        self.free = threading.Event()
+        self.free.set()
+        self.stuck = threading.Event()
+
+    def predict(self, image):
+        if not self.free.is_set():
+            self.stuck.set()
+            self.free.wait(30)
+        return self.oracle.predict(image)
+
+
+def hanging_hardware(config: Config, models: list[HangingModel]) -> Callable[[], Hardware]:
+    """A hardware factory whose model can be made to hang; each model made lands in ``models``."""
+    def make() -> Hardware:
+        made = oracle_hardware(config)
+        models.append(HangingModel(made.predictor))
+        made.predictor = models[-1]
+        return made
+    return make
 
 
 @dataclass

@@ -8,7 +8,14 @@ import math
 import pytest
 
 from controller.errors import FocuslockError
-from tests.service.conftest import FOCUS_Z_UM, START_Z_UM, oracle_hardware, service_config
+from tests.service.conftest import (
+    FOCUS_Z_UM,
+    START_Z_UM,
+    HangingModel,
+    hanging_hardware,
+    oracle_hardware,
+    service_config,
+)
 
 
 def locked(status) -> bool:
@@ -56,6 +63,30 @@ def test_focus_now_reports_and_leaves_the_sample_in_focus(running):
     assert abs(scope.defocus_um()) <= 0.5
     _, status = running.client.get("/api/status")
     assert status["leds"] == "off" and status["counters"]["focus_runs"] == 1
+
+
+def test_focus_now_that_outlasts_its_timeout_is_504_and_holds_off_other_commands(
+        start_service, tmp_path):
+    config = service_config(tmp_path)
+    models: list[HangingModel] = []
+    running = start_service(config, hardware=hanging_hardware(config, models))
+    client = running.client
+    model = models[-1]
+    model.free.clear()
+    try:
+        code, reply = client.post("/api/focus", {"timeout_s": 0.3})
+        assert code == 504 and "has not finished after 0.3 s" in reply["error"]
+        assert model.stuck.is_set() and client.get("/api/status")[1]["mode"] == "focus"
+        for method, path, body in (("POST", "/api/focus", None), ("POST", "/api/lock/start", None),
+                                   ("POST", "/api/lock/stop", None),
+                                   ("PUT", "/api/offset", {"offset_um": 1.0})):
+            code, reply, _ = client.request(method, path, body)
+            assert code == 409 and "focus now" in reply["error"], path
+    finally:
+        model.free.set()
+    client.wait_for(lambda s: s["mode"] == "idle", what="focus now to finish")
+    assert abs(running.hardware[-1].rig.scope.defocus_um()) <= 0.5  # it went on and did its job
+    assert client.post("/api/lock/start")[0] == 200
 
 
 def test_conflicting_requests_get_409(running):

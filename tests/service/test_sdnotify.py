@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 
 import pytest
 
-from controller.loop import Predictor
 from controller.service.sdnotify import Notifier
-from tests.service.conftest import oracle_hardware, service_config
+from tests.service.conftest import HangingModel, hanging_hardware, service_config
 
 
 @pytest.fixture
@@ -78,36 +76,14 @@ def test_outside_systemd_nothing_is_sent_and_nothing_fails(tmp_path):
     other_pid.close()
 
 
-class HangingModel:
-    """The truth-reading model, which can be made to hang mid-step like a wedged driver."""
-
-    def __init__(self, oracle: Predictor) -> None:
-        self.oracle = oracle
-        self.free = threading.Event()
-        self.free.set()
-        self.stuck = threading.Event()
-
-    def predict(self, image):
-        if not self.free.is_set():
-            self.stuck.set()
-            self.free.wait(30)
-        return self.oracle.predict(image)
-
-
 def test_watchdog_pings_stop_while_a_step_hangs_and_resume_after(notify_socket, start_service,
                                                                   tmp_path):
     sock, path = notify_socket
     config = service_config(tmp_path)
     models: list[HangingModel] = []
-
-    def hardware():
-        made = oracle_hardware(config)
-        models.append(HangingModel(made.predictor))
-        made.predictor = models[-1]
-        return made
-
     notifier = Notifier.from_environ({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
-    running = start_service(config, hardware=hardware, notifier=notifier, stall_after_s=0.5)
+    running = start_service(config, hardware=hanging_hardware(config, models), notifier=notifier,
+                            stall_after_s=0.5)
     client = running.client
     idle = receive(sock, 0.5)
     assert idle.count("WATCHDOG=1") >= 3  # every 50 ms asked (a quarter of 200 ms)
