@@ -40,6 +40,14 @@ def run_serve(args: argparse.Namespace) -> int:
     port = config.service.port if args.port is None else args.port
     if not 0 <= port <= 65535:
         raise FocuslockError(f"--port: must be in [0, 65535], got {port}")
+    notifier = Notifier.from_environ()
+    service = FocusService(config, notifier=notifier)
+    try:
+        server = ApiServer((host, port), service)
+    except FocuslockError:
+        service.close()
+        notifier.close()
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -47,13 +55,6 @@ def run_serve(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    notifier = Notifier.from_environ()
-    service = FocusService(config, notifier=notifier)
-    try:
-        server = ApiServer((host, port), service)
-    except FocuslockError:
-        service.close()
-        raise
     service.start()
     server.start()
     try:

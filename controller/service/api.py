@@ -257,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
         except HttpError as exc:
             self._send(_json({"error": str(exc)}, exc.status), exc.headers)
         except ServiceError as exc:
-            status = next(code for kind, code in _STATUS_OF if isinstance(exc, kind))
+            status = next((code for kind, code in _STATUS_OF if isinstance(exc, kind)),
+                          HTTPStatus.INTERNAL_SERVER_ERROR)
             self._send(_json({"error": str(exc)}, status))
         except Exception as exc:  # a bug: say so, keep serving
             log.exception("HTTP %s %s failed", method, self.path)
@@ -291,6 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
         return route(_Request(self.server.service, query, self._json_body(method, raw)))
 
     def _raw_body(self) -> bytes:
+        if "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # the chunks are not read
+            raise HttpError(HTTPStatus.LENGTH_REQUIRED,
+                            "chunked request bodies are not supported; send Content-Length")
         length_text = self.headers.get("Content-Length", "0")
         try:
             length = int(length_text)

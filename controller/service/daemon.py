@@ -477,6 +477,13 @@ class FocusService:
             done.append("no hardware was open")
         self._set_mode("idle")
         self._run_log.close()
+        while True:  # commands that arrived after the stop are answered, not left hanging
+            try:
+                late = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                late.done.set_exception(Unavailable("the service is stopping"))
         self._shutdown_summary = "stopped: " + ", ".join(done)
         log.info(self._shutdown_summary)
 

@@ -3,6 +3,7 @@ lock does when asked, and what a bad or conflicting request gets back."""
 
 from __future__ import annotations
 
+import http.client
 import math
 
 import pytest
@@ -162,6 +163,12 @@ def test_wrong_paths_methods_types_and_parameters(running):
     assert code == 400 and 'unknown query parameter "verbose"' in reply["error"]
     code, reply, _ = client.request("PUT", "/api/offset", raw=b" " * 70_000)
     assert code == 413
+    connection = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
+    connection.request("PUT", "/api/offset", body=iter([b'{"offset_um": 1}']),
+                       headers={"Content-Type": "application/json"}, encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 411 and b"Content-Length" in response.read()
+    connection.close()
     assert client.get("/api/status")[1]["mode"] == "idle"  # none of it started anything
 
 

@@ -80,6 +80,20 @@ def test_serve_stays_up_with_a_missing_model_and_stops_cleanly_on_sigterm(tmp_pa
     assert messages[-1] == "STATUS=stopped: no hardware was open"
 
 
+def test_a_port_in_use_is_one_clear_error(tmp_path, capsys):
+    from controller.cli import main
+
+    config = tmp_path / "focuslock.toml"
+    config.write_text(f'log_dir = "{tmp_path / "runs"}"\n[twin]\nframe_size = 128\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--config", str(config), "--port", str(port)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"focuslock serve: error: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
 def fitting_frame_size() -> int:
     """Frames of four of the bundled model's feature patches: the cheapest it accepts."""
     record = json.loads((DEFAULT_BUNDLE / RECORD_FILE).read_text())
