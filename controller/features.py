@@ -22,9 +22,21 @@ prediction, so the controller can judge their agreement), and per patch:
    default keeps |f_y| < 0.1 and f_x < 0.125 (the most that binning by 4 allows). The paper kept
    a tall strip (|f_y| < 0.3, f_x < 0.05), mostly outside the lens: on the same ~60 simulated
    stacks it gave 8.4 µm validation RMSE and 10 % wrong signs, the lens crop 4.6 µm and 1.5 %;
-4. mean-pool ``pool`` neighbouring frequency bins (a Bartlett-style estimate: less speckle noise
-   from the sample texture, fewer weights, an int8 bundle well under 2 MB);
-5. L2-normalise each patch's vector (exposure and brightness drop out).
+4. mean-pool ``pool_y`` x ``pool_x`` neighbouring frequency bins (a Bartlett-style estimate:
+   less speckle from the sample texture, fewer weights; the rings stay resolved: at 30 µm their
+   spacing is about five pooled bins);
+5. normalise each patch's vector (unit L2 norm by default: exposure and brightness drop out),
+   then take its log: the sample's texture multiplies the defocus pattern, the log makes that an
+   offset the network can ignore.
+
+Measured (280 simulated 512² stacks of both cell kinds, same split and network, per-patch
+validation RMSE over ±30 µm): paper crop 8.4 µm (on 60 stacks), lens crop with 2x2 pooling 5.1,
+with log 4.4, 4x4 pooling 5.1, 4x4 pooling with log 4.0 µm (3.5 with input dropout 0.2); the
+lens crop binned by 2 and covering all of the lens along x (0.22) was no better (4.3).
+
+Same bytes in, same vector out within a process. FFTW picks its algorithm by timing
+(FFTW_MEASURE, twice as fast here as the deterministic FFTW_ESTIMATE), so two processes may differ
+in the last bit of a float (about 1e-7 relative), far below the int8 input step of the network.
 
 Per-feature standardisation is frozen at training (``Standardizer``) and travels in the model
 bundle with the ``FeatureSpec``. Everything is float32 and batched: ``featurize(images, spec)``
@@ -68,10 +80,10 @@ class FeatureSpec:
     bin_x: int = 4  # pixels summed along x before the FFT
     crop_y: float = 0.1  # kept |f_y| as a fraction of the sampling frequency (paper: 0.3)
     crop_x: float = 0.125  # kept f_x as a fraction of the sampling frequency (paper: 0.05)
-    pool_y: int = 2  # frequency bins averaged along y
-    pool_x: int = 2  # frequency bins averaged along x
+    pool_y: int = 4  # frequency bins averaged along y
+    pool_x: int = 4  # frequency bins averaged along x
     normalisation: str = "l2"  # "l2": unit norm; "mean": unit mean
-    log: bool = False  # take the log after normalising (sample texture multiplies the spectrum)
+    log: bool = True  # take the log after normalising (sample texture multiplies the spectrum)
 
     def __post_init__(self) -> None:
         for name in ("patch", "bin_x", "pool_y", "pool_x"):

@@ -6,6 +6,8 @@ from scipy.ndimage import gaussian_filter
 
 from controller.features import FeatureError, FeatureSpec, Standardizer, featurize
 
+PLAIN = FeatureSpec(pool_y=2, pool_x=2, log=False)  # the physics is easier to read without log
+
 
 def _grating(shape, cycles_y, cycles_x, contrast=100.0, mean=1000.0):
     """A cosine with a whole number of cycles per 512-pixel patch along y and x."""
@@ -15,7 +17,7 @@ def _grating(shape, cycles_y, cycles_x, contrast=100.0, mean=1000.0):
 
 
 def test_grating_lights_the_feature_of_its_frequency():
-    spec = FeatureSpec(patch=512, bin_x=4, crop_y=0.1, crop_x=0.125, pool_y=2, pool_x=2)
+    spec = PLAIN
     f = featurize(_grating((512, 512), cycles_y=20, cycles_x=6), spec)[0, 0]
     grid = f.reshape(spec.rows_kept, spec.cols_kept)
     row, col = np.unravel_index(np.argmax(grid), grid.shape)
@@ -25,14 +27,14 @@ def test_grating_lights_the_feature_of_its_frequency():
 
 
 def test_negative_y_frequency_is_mirrored_not_lost():
-    spec = FeatureSpec()
+    spec = PLAIN
     grid = featurize(_grating((512, 512), -20, 6), spec)[0, 0].reshape(spec.rows_kept,
                                                                         spec.cols_kept)
     assert np.unravel_index(np.argmax(grid), grid.shape) == ((spec.half_rows - 20) // 2, 3)
 
 
 def test_frequencies_outside_the_crop_are_ignored():
-    spec = FeatureSpec()
+    spec = PLAIN
     inside = _grating((512, 512), 20, 6)
     beyond_y = _grating((512, 512), 154, 6, contrast=500.0, mean=0.0)  # f_y 0.3 > crop_y 0.1
     # f_x = 0.25 sits on the first zero of the 4-pixel box: binning removes it before aliasing
@@ -44,7 +46,7 @@ def test_frequencies_outside_the_crop_are_ignored():
 def test_features_ignore_exposure_and_black_level():
     rng = np.random.default_rng(1)
     frame = rng.integers(200, 3000, size=(1024, 1024)).astype(np.uint16)
-    spec = FeatureSpec()
+    spec = PLAIN
     base = featurize(frame, spec)
     brighter = featurize((frame.astype(np.float32) * 3 + 500), spec)
     np.testing.assert_allclose(brighter, base, rtol=1e-4, atol=1e-6)
@@ -54,13 +56,21 @@ def test_features_ignore_exposure_and_black_level():
 def test_unit_mean_normalisation():
     rng = np.random.default_rng(2)
     frame = rng.integers(0, 4000, size=(512, 512)).astype(np.uint16)
-    f = featurize(frame, FeatureSpec(normalisation="mean"))
+    f = featurize(frame, FeatureSpec(normalisation="mean", log=False))
     assert f.mean() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_log_of_the_normalised_magnitudes():
+    rng = np.random.default_rng(7)
+    frame = rng.integers(0, 4000, size=(512, 512)).astype(np.uint16)
+    plain = featurize(frame, FeatureSpec(log=False))
+    np.testing.assert_allclose(featurize(frame, FeatureSpec(log=True)), np.log(plain + 1e-6),
+                               rtol=1e-6)
 
 
 def test_matches_the_plain_definition_without_binning_or_pooling():
     """Paper definition: |rfft2(patch - mean)|, rows ±crop_y, columns [0, crop_x), unit norm."""
-    spec = FeatureSpec(patch=256, bin_x=1, crop_y=0.1, crop_x=0.05, pool_y=1, pool_x=1)
+    spec = FeatureSpec(patch=256, bin_x=1, crop_y=0.1, crop_x=0.05, pool_y=1, pool_x=1, log=False)
     rng = np.random.default_rng(3)
     frame = rng.normal(1000, 50, size=(256, 256))
     spectrum = np.abs(np.fft.rfft2(frame - frame.mean()))
@@ -76,8 +86,8 @@ def test_binning_keeps_the_kept_band():
     alias into the kept band: its correlation is 0.95)."""
     rng = np.random.default_rng(4)
     frame = 1000 + gaussian_filter(rng.normal(0, 50, size=(512, 512)), 2.0, mode="wrap")
-    binned = featurize(frame, FeatureSpec(bin_x=4))
-    plain = featurize(frame, FeatureSpec(bin_x=1))
+    binned = featurize(frame, FeatureSpec(bin_x=4, log=False))
+    plain = featurize(frame, FeatureSpec(bin_x=1, log=False))
     assert np.corrcoef(binned.ravel(), plain.ravel())[0, 1] > 0.99
 
 
@@ -91,9 +101,10 @@ def test_patch_grid_is_centred_and_batched():
     np.testing.assert_array_equal(out[1, 0], featurize(frames[1, 44:300, 16:272], spec)[0, 0])
 
 
-def test_blank_patch_gives_zeros_not_nan():
-    out = featurize(np.full((512, 512), 1234, np.uint16), FeatureSpec())
-    assert np.all(out == 0)
+def test_blank_patch_gives_a_constant_not_nan():
+    assert np.all(featurize(np.full((512, 512), 1234, np.uint16), PLAIN) == 0)
+    logged = featurize(np.full((512, 512), 1234, np.uint16), FeatureSpec(log=True))
+    assert np.all(logged == np.float32(np.log(np.float32(1e-6))))
 
 
 def test_frame_smaller_than_a_patch_is_refused():
