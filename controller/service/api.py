@@ -176,6 +176,23 @@ def _offset(request: _Request) -> Reply:
     return _json(request.service.set_offset(request.body["offset_um"]))
 
 
+def _drive_home(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.home_drive())
+
+
+def _drive_position(request: _Request) -> Reply:
+    _fields(request, query=(), body=("z_um",))
+    if "z_um" not in request.body:
+        raise HttpError(HTTPStatus.BAD_REQUEST, 'missing field "z_um"')
+    return _json(request.service.set_drive_position(request.body["z_um"]))
+
+
+def _drive_clear_fault(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.clear_drive_fault())
+
+
 ROUTES: dict[str, dict[str, Route]] = {
     "/api/status": {"GET": _status},
     "/api/health": {"GET": _health},
@@ -185,6 +202,9 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/lock/start": {"POST": _lock_start},
     "/api/lock/stop": {"POST": _lock_stop},
     "/api/offset": {"PUT": _offset},
+    "/api/drive/home": {"POST": _drive_home},
+    "/api/drive/position": {"PUT": _drive_position},
+    "/api/drive/clear-fault": {"POST": _drive_clear_fault},
 }
 
 

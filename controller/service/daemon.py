@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from controller.config import Config
 from controller.errors import FocuslockError
@@ -46,6 +46,9 @@ Mode = Literal["idle", "lock", "focus"]
 HISTORY_CAPACITY = 2000  # steps kept for /api/log: over 15 minutes at 2 Hz
 IDLE_TICK_S = 1.0  # the worker wakes at least this often (watchdog, heartbeat)
 COMMAND_GRACE_S = 10.0  # a command waits at most one step plus this for the worker
+# A step may legitimately block this long: a board unplugged mid-step makes each of the step's
+# calls and the safe stop wait for the port to come back (~30 s measured on the twin).
+STALL_AFTER_S = 45.0
 
 
 class ServiceError(FocuslockError):
@@ -91,6 +94,18 @@ def open_hardware(config: Config) -> Hardware:
         raise
     digest = str(model.record.get("weights_sha256", ""))[:12]
     return Hardware(rig, model, {"id": f"{model.path.name}@{digest}", "path": str(model.path)})
+
+
+@runtime_checkable
+class ReferencedDrive(Protocol):
+    """A drive that can lose its reference (the focus board after a reset) and be given it back:
+    the service offers these so a headless box recovers without anyone freeing the port."""
+
+    def home(self) -> float: ...
+
+    def set_position_um(self, z_um: float) -> None: ...
+
+    def clear_fault(self) -> None: ...
 
 
 class TrackedIlluminator(Illuminator):
@@ -142,7 +157,7 @@ class FocusService:
         self._open_hardware = hardware or (lambda: open_hardware(config))
         self.notifier = notifier or Notifier(None)
         self._run_log = _open_run_log(Path(config.log_dir))
-        self.stall_after_s = stall_after_s or 15.0 + 3 * config.camera.timeout_s
+        self.stall_after_s = stall_after_s or STALL_AFTER_S
         self.history = StepHistory(history_capacity)
         self._lock_settings = config.lock
         self._commands: queue.Queue[_Command | None] = queue.Queue()
@@ -249,13 +264,29 @@ class FocusService:
     def set_offset(self, offset_um: float) -> dict[str, Any]:
         """Hold ``z = z_focus + offset_um`` from the next step on (and in later runs)."""
         limit = self.offset_limit_um
-        if isinstance(offset_um, bool) or not isinstance(offset_um, int | float) \
-                or not math.isfinite(offset_um):
+        if not _is_finite_number(offset_um):
             raise InvalidRequest(f"offset_um: must be a finite number, got {offset_um!r}")
         if abs(offset_um) > limit:
             raise InvalidRequest(f"offset_um: must be within ±{limit:g} µm (half of "
                                  f"lock.travel_window_um), got {offset_um:g}")
         return self._call(lambda: self._do_set_offset(float(offset_um)))
+
+    def home_drive(self) -> dict[str, Any]:
+        """Seek the drive's min endstop: its position is known again."""
+        return self._call(lambda: self._do_drive("home", lambda drive: drive.home()))
+
+    def set_drive_position(self, z_um: float) -> dict[str, Any]:
+        """Declare that the drive is at ``z_um`` now (re-reference without an endstop)."""
+        if not _is_finite_number(z_um):
+            raise InvalidRequest(f"z_um: must be a finite number, got {z_um!r}")
+        return self._call(lambda: self._do_drive(
+            "set its position", lambda drive: drive.set_position_um(float(z_um)),
+            check=lambda travel: _within("z_um", float(z_um), travel)))
+
+    def clear_drive_fault(self) -> dict[str, Any]:
+        """Clear a fault the drive latched (heartbeat missed, endstop hit)."""
+        return self._call(lambda: self._do_drive("clear a fault",
+                                                 lambda drive: drive.clear_fault()))
 
     @property
     def offset_limit_um(self) -> float:
@@ -392,6 +423,25 @@ class FocusService:
         self._lock_settings = dataclasses.replace(self._lock_settings, offset_um=offset_um)
         if self._loop is not None:
             self._loop.lock_settings = self._lock_settings
+        return self._snapshot_now()
+
+    def _do_drive(self, what: str, action: Callable[[ReferencedDrive], object], *,
+                  check: Callable[[tuple[float, float]], None] | None = None) -> dict[str, Any]:
+        if self._mode != "idle":
+            raise Conflict(f"the {self._mode} is running; stop it before asking the drive to "
+                           f"{what}")
+        self._ensure_open()
+        assert self._hardware is not None  # opened just now
+        drive = self._hardware.rig.drive
+        if not isinstance(drive, ReferencedDrive):
+            raise Conflict(f"the {self.config.board.backend} focus drive cannot {what}: it "
+                           f"never loses its position")
+        if check is not None:
+            check(drive.travel_um)
+        try:
+            action(drive)
+        except FocuslockError as exc:
+            raise Unavailable(f"the drive could not {what}: {exc}") from exc
         return self._snapshot_now()
 
     def _do_focus(self) -> dict[str, Any]:
@@ -544,6 +594,18 @@ def step_entry(record: StepRecord, wall_time: float) -> dict[str, Any]:
     row["time"] = wall_time
     return {key: None if isinstance(value, float) and not math.isfinite(value) else value
             for key, value in row.items()}
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _within(name: str, value: float, bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name}: must be within the drive's travel [{low:g}, {high:g}] "
+                             f"µm, got {value:g}")
 
 
 def _report_dict(report: FocusReport) -> dict[str, Any]:

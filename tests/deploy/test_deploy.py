@@ -50,7 +50,11 @@ def test_unit_runs_the_service_under_the_systemd_watchdog():
     unit = unit_settings()
     assert unit["Type"] == "notify"  # started only once `focuslock serve` says READY=1
     assert unit["NotifyAccess"] == "main"  # the pings come from a thread of the main process
-    assert int(unit["WatchdogSec"]) >= 20  # far beyond a slow step (camera timeout + a move)
+    from controller.service.daemon import STALL_AFTER_S
+
+    # systemd restarts a hung loop only after /api/health has said "no progress" for a while,
+    # and never during a slow but legitimate step
+    assert int(unit["WatchdogSec"]) > STALL_AFTER_S
     assert unit["Restart"] == "on-failure"  # a watchdog kill counts as a failure
     assert "KillSignal" not in unit  # SIGTERM is the service's clean stop (exit 0)
     command = unit["ExecStart"].split()

@@ -172,6 +172,16 @@ def test_wrong_paths_methods_types_and_parameters(running):
     assert client.get("/api/status")[1]["mode"] == "idle"  # none of it started anything
 
 
+def test_the_virtual_drive_has_no_reference_to_give_back(running):
+    for method, path, body in (("POST", "/api/drive/home", None),
+                               ("PUT", "/api/drive/position", {"z_um": 0.0}),
+                               ("POST", "/api/drive/clear-fault", None)):
+        code, reply, _ = running.client.request(method, path, body)
+        assert code == 409 and "never loses its position" in reply["error"], path
+    code, reply = running.client.put("/api/drive/position", {"z_um": "here"})
+    assert code == 400 and "z_um: must be a finite number" in reply["error"]
+
+
 def test_log_pages_through_step_records(running):
     client = running.client
     client.post("/api/lock/start")
