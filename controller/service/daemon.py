@@ -273,7 +273,8 @@ class FocusService:
 
     def home_drive(self) -> dict[str, Any]:
         """Seek the drive's min endstop: its position is known again."""
-        return self._call(lambda: self._do_drive("home", lambda drive: drive.home()))
+        return self._call(lambda: self._do_drive("home", lambda drive: drive.home()),
+                          timeout_s=STALL_AFTER_S)  # may cross the whole travel
 
     def set_drive_position(self, z_um: float) -> dict[str, Any]:
         """Declare that the drive is at ``z_um`` now (re-reference without an endstop)."""
@@ -292,13 +293,14 @@ class FocusService:
     def offset_limit_um(self) -> float:
         return self.config.lock.travel_window_um / 2
 
-    def _call(self, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def _call(self, action: Callable[[], dict[str, Any]], *,
+              timeout_s: float | None = None) -> dict[str, Any]:
         with self._published_lock:
             if self._focusing:
                 raise Conflict("focus now is running; it ends by itself within "
                                f"{self.config.focus.max_steps} moves")
         command = self._submit(action)
-        wait = self._command_timeout()
+        wait = self._command_timeout() + (timeout_s or 0.0)
         try:
             return command.done.result(wait)
         except TimeoutError:
