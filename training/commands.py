@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fine-range-um", type=float, metavar="UM",
                    help="also train a near-focus network on frames within ±UM of focus; the "
                         "controller switches to it within ±(UM - 2) µm")
+    p.add_argument("--mirror", action="store_true",
+                   help="add every training plane's x-mirror (valid when the autofocus LEDs are "
+                        "symmetric under x -> -x, as for one LED on the y axis)")
     p.add_argument("--validation-fraction", type=float, default=0.15,
                    help="share of stacks (whole positions) held out (default 0.15)")
     p.add_argument("--workers", type=int, default=1, help="processes featurising stacks")
@@ -88,7 +91,7 @@ def run_train(args: argparse.Namespace) -> int:
                                   for k in FeatureSpec.__dataclass_fields__})
     hp = HyperParams.from_dict({k: getattr(args, k) for k in HyperParams.__dataclass_fields__})
     record = train(args.data_dir, args.out, spec=spec, hp=hp, finetune=args.finetune,
-                   fine_range_um=args.fine_range_um,
+                   fine_range_um=args.fine_range_um, mirror=args.mirror,
                    validation_fraction=args.validation_fraction, workers=args.workers,
                    cache_dir=args.cache)
     m = record["metrics"]

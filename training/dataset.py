@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from controller.errors import FocuslockError
 from controller.features import FeatureSpec, featurize
-from controller.optics import Optics, Pattern
+from controller.optics import Led, Optics, Pattern
 from controller.stackio import AUTOFOCUS_CHANNEL, read_stack, read_stack_record
 from training.groundtruth import METHOD, find_focus
 
@@ -39,13 +39,15 @@ class DatasetError(FocuslockError, ValueError):
 
 @dataclass(frozen=True)
 class StackFeatures:
-    """One stack, featurised: every plane's patches and its label."""
+    """One stack, featurised: every frame's patches and its label. With mirroring, the planes'
+    x-mirrored copies follow the planes themselves."""
 
     name: str
-    features: np.ndarray  # float32 (planes, patches, n_features)
-    defocus_um: np.ndarray  # float64 (planes,): z_focus - z, z_focus from the ground truth
-    true_defocus_um: np.ndarray  # float64 (planes,): from the simulator's focus; NaN if unknown
+    features: np.ndarray  # float32 (frames, patches, n_features)
+    defocus_um: np.ndarray  # float64 (frames,): z_focus - z, z_focus from the ground truth
+    true_defocus_um: np.ndarray  # float64 (frames,): from the simulator's focus; NaN if unknown
     sample: str
+    mirrored: np.ndarray  # bool (frames,): an x-mirrored copy of a plane, for training only
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Dataset:
     true_defocus_um: np.ndarray  # float32 (rows,), NaN where the true focus is unknown
     stack: np.ndarray  # int (rows,): index into ``names``
     plane: np.ndarray  # int (rows,): a frame's id, unique across the dataset
+    mirrored: np.ndarray  # bool (rows,): from an x-mirrored copy of a plane
     names: list[str]
     samples: list[str]  # each stack's sample type
     optics: Optics
@@ -65,10 +68,16 @@ class Dataset:
 
     def subset(self, stacks: Sequence[int] | np.ndarray) -> Dataset:
         """The rows of the given stacks (indices into ``names``)."""
-        keep = np.isin(self.stack, np.asarray(stacks))
+        return self._rows(np.isin(self.stack, np.asarray(stacks)))
+
+    def originals(self) -> Dataset:
+        """Without the mirrored copies: what a camera would deliver (for validation)."""
+        return self._rows(~self.mirrored)
+
+    def _rows(self, keep: np.ndarray) -> Dataset:
         return Dataset(self.features[keep], self.defocus_um[keep], self.true_defocus_um[keep],
-                       self.stack[keep], self.plane[keep], self.names, self.samples, self.optics,
-                       self.pattern, self.skipped)
+                       self.stack[keep], self.plane[keep], self.mirrored[keep], self.names,
+                       self.samples, self.optics, self.pattern, self.skipped)
 
     def split(self, validation_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """Train and validation by whole stacks (positions), never by plane."""
@@ -88,7 +97,8 @@ class Dataset:
         return {
             "stacks": [self.names[i] for i in present],
             "n_stacks": len(present),
-            "n_frames": int(np.unique(self.plane).size),
+            "n_frames": int(np.unique(self.plane[~self.mirrored]).size),
+            "n_mirrored_frames": int(np.unique(self.plane[self.mirrored]).size),
             "n_patches": int(self.features.shape[0]),
             "stacks_by_sample": by_sample,
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
@@ -105,18 +115,32 @@ def stack_files(data_dir: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def featurize_stack(path: Path, spec: FeatureSpec) -> StackFeatures:
-    """Read one stack, find its focus, featurise its autofocus planes."""
+def mirror_symmetric(pattern: Pattern, tol_na: float = 0.01) -> bool:
+    """Whether the pattern looks the same mirrored along x (x -> -x): then the x-mirror of a
+    frame is the frame of the x-mirrored sample, a physically valid extra training example."""
+    mirrored = Pattern(pattern.name, tuple(Led(-led.na_x, led.na_y, led.brightness)
+                                           for led in pattern.leds))
+    return pattern.is_close(mirrored, tol_na)
+
+
+def featurize_stack(path: Path, spec: FeatureSpec, mirror: bool = False) -> StackFeatures:
+    """Read one stack, find its focus, featurise its autofocus planes (and their x-mirrors)."""
     stack = read_stack(path)
     truth = find_focus(stack)
-    features = featurize(stack.channel(AUTOFOCUS_CHANNEL), spec)
+    planes = stack.channel(AUTOFOCUS_CHANNEL)
+    features = featurize(planes, spec)
+    n = stack.z_um.size
+    if mirror:
+        features = np.concatenate((features, featurize(planes[:, :, ::-1], spec)))
+    copies = 2 if mirror else 1
     known = stack.focus_z_um if stack.focus_z_um is not None else np.nan
     return StackFeatures(
         name=path.name,
         features=features,
-        defocus_um=truth.focus_z_um - stack.z_um,
-        true_defocus_um=known - stack.z_um,
+        defocus_um=np.tile(truth.focus_z_um - stack.z_um, copies),
+        true_defocus_um=np.tile(known - stack.z_um, copies),
         sample=_sample_kind(stack.metadata),
+        mirrored=np.repeat(np.arange(copies) == 1, n),
     )
 
 
@@ -126,28 +150,30 @@ def _sample_kind(metadata: dict[str, Any]) -> str:
     return str(sample.get("kind", "unknown")) if isinstance(sample, dict) else str(sample)
 
 
-def _cache_path(path: Path, spec: FeatureSpec, cache_dir: Path) -> Path:
+def _cache_path(path: Path, spec: FeatureSpec, mirror: bool, cache_dir: Path) -> Path:
     st = path.stat()
-    key = json.dumps([path.name, st.st_size, st.st_mtime_ns, spec.to_dict(), METHOD],
+    key = json.dumps([path.name, st.st_size, st.st_mtime_ns, spec.to_dict(), METHOD, mirror],
                      sort_keys=True)
     return cache_dir / f"{path.name}.{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
-def _load_one(path: Path, spec: FeatureSpec, cache_dir: Path | None) -> StackFeatures | str:
+def _load_one(path: Path, spec: FeatureSpec, mirror: bool, cache_dir: Path | None
+              ) -> StackFeatures | str:
     """The stack's features (from the cache when fresh), or the reason it is unusable."""
-    cached = _cache_path(path, spec, cache_dir) if cache_dir else None
+    cached = _cache_path(path, spec, mirror, cache_dir) if cache_dir else None
     if cached is not None and cached.is_file():
         with np.load(cached) as z:
             return StackFeatures(path.name, z["features"], z["defocus_um"],
-                                 z["true_defocus_um"], str(z["sample"]))
+                                 z["true_defocus_um"], str(z["sample"]), z["mirrored"])
     try:
-        result = featurize_stack(path, spec)
+        result = featurize_stack(path, spec, mirror)
     except FocuslockError as exc:  # damaged file, no focus found, frames too small ...
         return str(exc)
     if cached is not None:
         tmp = cached.with_suffix(".part.npz")
         np.savez(tmp, features=result.features, defocus_um=result.defocus_um,
-                 true_defocus_um=result.true_defocus_um, sample=result.sample)
+                 true_defocus_um=result.true_defocus_um, sample=result.sample,
+                 mirrored=result.mirrored)
         os.replace(tmp, cached)
     return result
 
@@ -186,24 +212,29 @@ def _first_identity(files: Sequence[Path]) -> tuple[Optics, Pattern]:
     raise DatasetError("no stack in the folder is readable and has an autofocus channel")
 
 
-def _results(files: Sequence[Path], spec: FeatureSpec, cache_dir: Path | None,
+def _results(files: Sequence[Path], spec: FeatureSpec, mirror: bool, cache_dir: Path | None,
              workers: int) -> Iterator[StackFeatures | str]:
     if workers <= 1:
         for path in files:
-            yield _load_one(path, spec, cache_dir)
+            yield _load_one(path, spec, mirror, cache_dir)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_load_one, files, [spec] * len(files), [cache_dir] * len(files))
+        n = len(files)
+        yield from pool.map(_load_one, files, [spec] * n, [mirror] * n, [cache_dir] * n)
 
 
 def load_dataset(data_dir: str | os.PathLike[str], spec: FeatureSpec, *,
                  cache_dir: str | os.PathLike[str] | None = None, workers: int = 1,
-                 progress: bool = True) -> Dataset:
-    """Featurise every stack of a folder (in ``workers`` processes), skipping bad ones."""
+                 mirror: bool = False, progress: bool = True) -> Dataset:
+    """Featurise every stack of a folder (in ``workers`` processes), skipping bad ones. With
+    ``mirror`` every plane's x-mirror is added (flagged), when the autofocus pattern allows."""
     files = stack_files(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else Path(data_dir) / ".features"
     cache.mkdir(parents=True, exist_ok=True)
     optics, pattern = _first_identity(files)
+    if mirror and not mirror_symmetric(pattern):
+        raise DatasetError(f"the autofocus pattern {pattern.name!r} is not symmetric under x -> "
+                           f"-x, so mirrored frames would be false examples: train without mirror")
     skipped: list[tuple[str, str]] = []
     usable = []
     for path in files:
@@ -214,7 +245,7 @@ def load_dataset(data_dir: str | os.PathLike[str], spec: FeatureSpec, *,
             skipped.append((path.name, reason))
     loaded: list[StackFeatures] = []
     bar = tqdm(total=len(usable), desc="featurising stacks", unit="stack", disable=not progress)
-    for path, result in zip(usable, _results(usable, spec, cache, workers), strict=True):
+    for path, result in zip(usable, _results(usable, spec, mirror, cache, workers), strict=True):
         if isinstance(result, str):
             skipped.append((path.name, result))
         else:
@@ -231,7 +262,7 @@ def load_dataset(data_dir: str | os.PathLike[str], spec: FeatureSpec, *,
 
 def _assemble(loaded: Sequence[StackFeatures], optics: Optics, pattern: Pattern,
               skipped: list[tuple[str, str]]) -> Dataset:
-    rows, labels, truths, stacks, planes = [], [], [], [], []
+    rows, labels, truths, stacks, planes, mirrored = [], [], [], [], [], []
     plane_id = 0
     for index, s in enumerate(loaded):
         n_planes, n_patches, n_features = s.features.shape
@@ -240,6 +271,7 @@ def _assemble(loaded: Sequence[StackFeatures], optics: Optics, pattern: Pattern,
         truths.append(np.repeat(s.true_defocus_um, n_patches))
         stacks.append(np.full(n_planes * n_patches, index))
         planes.append(np.repeat(np.arange(plane_id, plane_id + n_planes), n_patches))
+        mirrored.append(np.repeat(s.mirrored, n_patches))
         plane_id += n_planes
     return Dataset(
         features=np.concatenate(rows).astype(np.float32, copy=False),
@@ -247,6 +279,7 @@ def _assemble(loaded: Sequence[StackFeatures], optics: Optics, pattern: Pattern,
         true_defocus_um=np.concatenate(truths).astype(np.float32),
         stack=np.concatenate(stacks),
         plane=np.concatenate(planes),
+        mirrored=np.concatenate(mirrored),
         names=[s.name for s in loaded],
         samples=[s.sample for s in loaded],
         optics=optics,

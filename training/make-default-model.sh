@@ -13,5 +13,5 @@ bundle=controller/models/default
 "$focuslock" train-data "$work/train" --count 600 --seed 0 --size 512
 # 24 held-out positions of 1024² (four patches per frame, like a quarter of the real camera)
 "$focuslock" train-data "$work/test" --count 24 --seed 100000 --size 1024
-"$focuslock" train "$work/train" --out "$bundle" --fine-range-um 6 --workers 2
+"$focuslock" train "$work/train" --out "$bundle" --mirror --fine-range-um 6 --workers 2
 "$focuslock" evaluate "$bundle" "$work/test" --report "$bundle/test-report"

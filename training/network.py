@@ -29,11 +29,13 @@ class TrainingError(FocuslockError, ValueError):
 class HyperParams:
     depth: int = 10  # hidden layers
     width: int = 100  # units per hidden layer
-    dropout: float = 0.6  # on the input features only (paper: 0.6)
-    learning_rate: float = 1e-3
-    batch_size: int = 128
-    max_epochs: int = 400
-    patience: int = 30  # epochs without a better validation RMSE before stopping
+    # on the input features only (paper: 0.6 for 31,314 features; with 384 log features 0.2 gave
+    # 3.5 µm validation RMSE against 4.0 for 0.6 and 4.7 without dropout)
+    dropout: float = 0.2
+    learning_rate: float = 1e-3  # paper: 2e-5 with batches of 25; 3e-4 was worse here (3.8 µm)
+    batch_size: int = 256
+    max_epochs: int = 300
+    patience: int = 20  # epochs without a better validation RMSE before stopping
     output_scale_um: float = 10.0  # the last layer's output is multiplied by this (µm)
     seed: int = 0
 

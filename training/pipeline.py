@@ -105,7 +105,7 @@ def _ground_truth_error(dataset: Dataset) -> dict[str, float] | None:
 
 
 def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
-          finetune: Path | None = None, fine_range_um: float | None = None,
+          finetune: Path | None = None, fine_range_um: float | None = None, mirror: bool = False,
           validation_fraction: float = 0.15, workers: int = 1, cache_dir: Path | None = None,
           verbose: int = 2) -> dict[str, Any]:
     """Train (or fine-tune) on a folder of stacks and write a verified bundle with its report.
@@ -121,11 +121,12 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
         arch = {k: base["hyperparameters"][k]
                 for k in ("depth", "width", "dropout", "output_scale_um")}
         hp = replace(hp, **arch)
-    data = load_dataset(data_dir, spec, cache_dir=cache_dir, workers=workers)
+    data = load_dataset(data_dir, spec, cache_dir=cache_dir, workers=workers, mirror=mirror)
     if base is not None:
         check_fit(base, data.optics, data.pattern)
         standardizer = Standardizer.from_dict(base["standardizer"])  # ... and the normalisation
     train_set, val_set = data.split(validation_fraction, hp.seed)
+    val_set = val_set.originals()  # mirrored frames teach; validation judges real frames only
     if base is None:
         standardizer = Standardizer.fit(train_set.features)
     x_train = standardizer.apply(train_set.features)
@@ -160,6 +161,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
             "train": train_set.summary(),
             "validation": val_set.summary(),
             "validation_fraction": validation_fraction,
+            "mirror_augmentation": mirror,
             "ground_truth_vs_simulator": _ground_truth_error(data),
         },
         "fine_tuned_from": None if base is None else {

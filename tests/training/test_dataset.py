@@ -1,13 +1,17 @@
 """From a folder of stack files to a featurised dataset: labels, caching, bad files, splits."""
 
+import dataclasses
 import shutil
 
 import numpy as np
 import pytest
 
 from controller.features import FeatureSpec, featurize
+from controller.optics import Led, Pattern, preset
+from controller.sim.imaging import Imager
+from controller.sim.samples import make_sample
 from controller.stackio import FocalStack, read_stack, write_stack
-from training.dataset import DatasetError, featurize_stack, load_dataset
+from training.dataset import DatasetError, featurize_stack, load_dataset, mirror_symmetric
 
 from .conftest import sim_stack
 
@@ -88,3 +92,41 @@ def test_split_keeps_whole_stacks_apart(train_dir):
     assert set(np.unique(train.stack)).isdisjoint(np.unique(val.stack))
     assert np.unique(val.stack).size == 8 and np.unique(train.stack).size == 24
     assert train.features.shape[0] + val.features.shape[0] == data.features.shape[0]
+
+
+def test_mirrored_frame_is_the_frame_of_the_mirrored_sample():
+    """The premise of mirror augmentation: with the LED on the y axis, imaging commutes with
+    x -> -x, so a mirrored frame is a real frame of another (mirrored) sample."""
+    p = preset("paper")
+    sample = make_sample("dense-cells", (128, 128), 0.325, 3)
+    flipped = dataclasses.replace(sample, path_um=sample.path_um[:, :, ::-1].copy())
+    frame = next(Imager(p.optics, sample).planes(p.autofocus, [7.0]))
+    of_flipped = next(Imager(p.optics, flipped).planes(p.autofocus, [7.0]))
+    np.testing.assert_allclose(of_flipped, frame[:, ::-1], rtol=1e-3, atol=1e-4)
+    assert mirror_symmetric(p.autofocus)
+    assert not mirror_symmetric(p.leds.single(0.2, 0.3))
+
+
+def test_mirror_adds_flagged_copies_for_training_only(small_dir):
+    plain = load_dataset(small_dir, SPEC, progress=False)
+    both = load_dataset(small_dir, SPEC, mirror=True, progress=False)
+    assert both.features.shape[0] == 2 * plain.features.shape[0]
+    originals = both.originals()
+    np.testing.assert_array_equal(originals.features, plain.features)
+    np.testing.assert_array_equal(originals.defocus_um, plain.defocus_um)
+    path = small_dir / both.names[0]
+    frames = read_stack(path).channel("autofocus")
+    mirrored = both.features[both.mirrored & (both.stack == 0)]
+    np.testing.assert_array_equal(mirrored, featurize(frames[:, :, ::-1], SPEC).reshape(
+        -1, SPEC.n_features))
+
+
+def test_mirror_is_refused_for_an_asymmetric_pattern(tmp_path):
+    p = preset("paper")
+    stack = sim_stack("dense-cells", 2)
+    tilted = FocalStack(stack.images, stack.z_um,
+                        (Pattern("autofocus", (Led(0.2, 0.3),)), stack.channels[1]), stack.optics)
+    write_stack(tmp_path / "tilted.ome.tif", tilted)
+    assert p.autofocus.name == "autofocus"
+    with pytest.raises(DatasetError, match="not symmetric under x -> -x"):
+        load_dataset(tmp_path, SPEC, mirror=True, progress=False)
