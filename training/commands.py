@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
                    help="start from this bundle's weights, features and normalisation")
     p.add_argument("--fine-range-um", type=float, metavar="UM",
                    help="also train a near-focus network on frames within ±UM of focus; the "
-                        "controller switches to it within ±(UM - 2) µm")
+                        "controller switches to it within ±(UM - 3) µm")
     p.add_argument("--mirror", action="store_true",
                    help="add every training plane's x-mirror (valid when the autofocus LEDs are "
                         "symmetric under x -> -x, as for one LED on the y axis)")

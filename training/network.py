@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -110,9 +111,14 @@ def fit(model: Any, hp: HyperParams, x_train: np.ndarray, y_train: np.ndarray,
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_rmse", mode="min", factor=0.3, patience=hp.lr_patience,
             min_lr=hp.learning_rate / 1000))
-    result = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=hp.max_epochs,
-                       batch_size=hp.batch_size, shuffle=True, callbacks=callbacks,
-                       verbose=verbose)
+    with warnings.catch_warnings():
+        # Keras converts the plateau callback's new learning rate through a numpy path that
+        # numpy 2 flags as deprecated; harmless, and not ours to fix
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept",
+                                category=DeprecationWarning)
+        result = model.fit(x_train, y_train, validation_data=(x_val, y_val),
+                           epochs=hp.max_epochs, batch_size=hp.batch_size, shuffle=True,
+                           callbacks=callbacks, verbose=verbose)
     val = [float(v) for v in result.history["val_rmse"]]
     return History([float(v) for v in result.history["rmse"]], val, int(np.argmin(val)))
 

@@ -52,5 +52,5 @@ def tuned_bundle(bundle, train_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tuned") / "tuned"
     assert main(["train", str(train_dir), "--out", str(out), "--finetune", str(bundle),
                  "--max-epochs", "3", "--validation-fraction", "0.25",
-                 "--fine-range-um", "5"]) == 0
+                 "--fine-range-um", "6"]) == 0
     return out
