@@ -5,7 +5,8 @@
    (the paper: 1.5 hours for 440 stacks on a desktop CPU). The trained bundle is thrown away.
 2. Features of one 2048x2048 uint16 frame, single thread: ``controller.features.featurize``
    against the paper's recipe in plain numpy (four 1024² patches, mean removed, numpy FFT,
-   rows ±30 %, columns 5 %, magnitude, L2), median of many runs.
+   rows ±30 %, columns 5 %, magnitude, L2), median of many runs; then the default bundle's
+   whole ``predict`` (features, int8 inference of 16 patches, median).
 
 Run:  .venv/bin/python benchmarks/bench_training.py DATA_DIR [--stacks 100] [--skip-training]
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from controller.features import FeatureSpec, featurize
+from controller.model import DEFAULT_BUNDLE, FocusModel
 
 
 def paper_features(frame: np.ndarray) -> np.ndarray:
@@ -56,6 +58,15 @@ def time_features(repeats: int) -> None:
     print(f"features of a 2048² uint16 frame, 1 thread: focuslock {a:.2f} ms "
           f"({spec.n_features} features x 16 patches), paper recipe with numpy {b:.1f} ms "
           f"(31314 x 4): {b / a:.1f}x faster")
+    model = FocusModel.load(DEFAULT_BUNDLE)
+    model.predict(frame)
+    whole = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        model.predict(frame)
+        whole.append(time.perf_counter() - t)
+    print(f"the default bundle's predict() on that frame (features + int8 inference + median): "
+          f"{statistics.median(whole) * 1e3:.2f} ms")
 
 
 def time_training(data_dir: Path, stacks: int) -> None:
