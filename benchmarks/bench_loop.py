@@ -15,7 +15,7 @@
              move on a bad frame, back within tolerance ≤ 3 steps after the knock.
 
 Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|all]
-          [--bundle PATH] [--starts 40] [--duration 180]
+          [--bundle PATH] [--starts 40] [--duration 180] [--sample sparse-cells] [--seed 0]
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def bench_focus_now(bundle: Path, starts: int) -> None:
           f"{np.mean(successes):.0%}")
 
 
-def bench_lock(bundle: Path, duration_s: float) -> None:
+def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
     import tempfile
 
     from controller.demo import TRUTH_COLUMNS, run_scenario_lock, score_run, summary_lines
@@ -204,7 +204,8 @@ def bench_lock(bundle: Path, duration_s: float) -> None:
 
     config = Config()
     settings = dataclasses.replace(TwinSettings(), drift_um_per_min=1.0,
-                                   random_walk_um_per_sqrt_s=0.01, start_z_um=8.0)
+                                   random_walk_um_per_sqrt_s=0.01, start_z_um=8.0,
+                                   sample=sample, seed=seed)
     rig = virtual_rig(preset("paper"), settings, frame_shape=FRAME)
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
     with tempfile.TemporaryDirectory() as folder:
@@ -214,7 +215,8 @@ def bench_lock(bundle: Path, duration_s: float) -> None:
         log.close()
     score = score_run(rows, config.lock.tolerance_um)
     print(f"lock, {duration_s:.0f} s simulated at {config.lock.rate_hz} Hz, 1 µm/min drift + "
-          f"0.01 µm/√s random walk, knock, empty field, dark, saturated (2048², sparse cells):")
+          f"0.01 µm/√s random walk, knock, empty field, dark, saturated (2048², {sample} "
+          f"seed {seed}):")
     for line in summary_lines(score, tolerance_um=config.lock.tolerance_um):
         print("  " + line)
 
@@ -229,6 +231,8 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--starts", type=int, default=40)
     parser.add_argument("--duration", type=float, default=180.0, help="simulated seconds")
+    parser.add_argument("--sample", default="sparse-cells", help="lock: the sample kind")
+    parser.add_argument("--seed", type=int, default=0, help="lock: the sample's seed")
     parser.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.what == "memory-child":
@@ -242,7 +246,7 @@ def main() -> int:
     if args.what in ("focus-now", "all"):
         bench_focus_now(args.bundle, args.starts)
     if args.what in ("lock", "all"):
-        bench_lock(args.bundle, args.duration)
+        bench_lock(args.bundle, args.duration, args.sample, args.seed)
     return 0
 
 
