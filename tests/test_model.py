@@ -1,0 +1,39 @@
+"""The bundled default model, as the box loads it: verified, fitted to the paper optics, useful."""
+
+import numpy as np
+import pytest
+
+from controller.model import DEFAULT_BUNDLE, FocusModel, ModelError
+from controller.optics import preset
+from controller.sim.samples import make_sample
+from controller.sim.stacks import render_stack
+
+
+def test_default_bundle_loads_for_the_paper_optics_and_no_other():
+    p = preset("paper")
+    model = FocusModel.load(DEFAULT_BUNDLE, optics=p.optics, pattern=p.autofocus)
+    assert model.spec.grid(p.optics.frame_shape) == (4, 4)
+    low, high = model.defocus_range_um
+    assert low < -29 and high > 29
+    assert (DEFAULT_BUNDLE / "report" / "pred_vs_true.png").is_file()
+    size = sum(f.stat().st_size for f in DEFAULT_BUNDLE.rglob("*") if f.is_file())
+    assert size < 2_000_000
+    with pytest.raises(ModelError, match="autofocus illumination"):
+        FocusModel.load(DEFAULT_BUNDLE, pattern=preset("pi-hq").autofocus)
+
+
+@pytest.mark.slow
+def test_default_bundle_reads_defocus_of_a_new_sample():
+    """A sample none of the training stacks showed, 1024² (4 patches), on both sides of focus."""
+    p = preset("paper")
+    model = FocusModel.load(DEFAULT_BUNDLE, optics=p.optics, pattern=p.autofocus)
+    sample = make_sample("sparse-cells", (1024, 1024), p.optics.pixel_um, 777001)
+    defocus = np.array([-15.0, -6.0, -1.5, 1.5, 6.0, 15.0])
+    stack = render_stack(sample, -defocus, preset=p, patterns=["autofocus"], seed=1)
+    predictions = [model.predict(frame) for frame in stack.channel("autofocus")]
+    predicted = np.array([pr.defocus_um for pr in predictions])
+    assert np.all(np.sign(predicted) == np.sign(defocus))
+    # within about three times the held-out RMSE of each |defocus| bin (test-report/)
+    tolerance = np.where(np.abs(defocus) <= 2, 1.2, np.where(np.abs(defocus) <= 10, 2.0, 3.0))
+    assert np.all(np.abs(predicted - defocus) < tolerance)
+    assert [predictions[i].network for i in (0, 2, 3, 5)] == ["main", "fine", "fine", "main"]
