@@ -12,11 +12,7 @@ from controller.optics import preset
 from controller.runlog import RunLog
 from controller.twin import open_twin
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (DEFAULT_BUNDLE / "record.json").is_file(),
-                       reason="the bundled model is not in the tree yet"),
-]
+pytestmark = pytest.mark.slow
 
 FRAME = (1024, 1024)  # four of the model's patches: a quarter of the paper's field, 4x cheaper
 
