@@ -181,6 +181,8 @@ class Config:
     twin: TwinSettings = field(default_factory=TwinSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     log_dir: str = _setting("focuslock-runs", doc="where run logs, CSVs and plots go")
+    log_max_mb: float = _setting(50.0, _positive(), doc="a step log rotates past this size")
+    log_keep: int = _setting(4, _positive(), doc="rotated step logs kept (oldest dropped)")
 
     def __post_init__(self) -> None:
         if not self.board.travel_min_um < self.board.travel_max_um:

@@ -3,7 +3,9 @@
 One JSON object per line (``.jsonl``: what a program reads back) and optionally the same rows
 as CSV (what a person opens in a spreadsheet). Each line is flushed at once, so a crash or a
 power cut loses at most the step in flight. Callers may add columns (the digital twin adds the
-true focus error, which a real box cannot know).
+true focus error, which a real box cannot know). A lock runs for days (2 steps a second is about
+50 MB of JSON a day), so a log can rotate by size: ``steps.jsonl`` becomes ``steps.jsonl.1`` and
+the oldest of ``keep`` old files is dropped, which bounds the disk a box ever uses.
 """
 
 from __future__ import annotations
@@ -41,18 +43,26 @@ STEP_COLUMNS = tuple(f.name for f in fields(StepRecord))
 
 
 class RunLog:
-    """Append-only JSON-lines (and optionally CSV) log of a run."""
+    """Append-only JSON-lines (and optionally CSV) log of a run, rotated past ``max_bytes``."""
 
     def __init__(self, jsonl_path: str | os.PathLike[str],
                  csv_path: str | os.PathLike[str] | None = None,
-                 extra_columns: tuple[str, ...] = ()) -> None:
+                 extra_columns: tuple[str, ...] = (), *, max_bytes: int | None = None,
+                 keep: int = 4) -> None:
+        if (max_bytes is not None and max_bytes <= 0) or keep < 1:
+            raise ValueError("run log: max_bytes must be positive and keep at least 1")
         self.jsonl_path = Path(jsonl_path)
-        self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-        self._jsonl: IO[str] = self.jsonl_path.open("w", encoding="utf-8")
         self.csv_path = None if csv_path is None else Path(csv_path)
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._columns = STEP_COLUMNS + tuple(extra_columns)
         self._csv_file: IO[str] | None = None
         self._csv: csv.DictWriter[str] | None = None
-        self._columns = STEP_COLUMNS + tuple(extra_columns)
+        self._open()
+
+    def _open(self) -> None:
+        self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+        self._jsonl: IO[str] = self.jsonl_path.open("w", encoding="utf-8")
         if self.csv_path is not None:
             self.csv_path.parent.mkdir(parents=True, exist_ok=True)
             self._csv_file = self.csv_path.open("w", encoding="utf-8", newline="")
@@ -69,6 +79,21 @@ class RunLog:
         if self._csv is not None and self._csv_file is not None:
             self._csv.writerow(row)
             self._csv_file.flush()
+        if self.max_bytes is not None and self._jsonl.tell() >= self.max_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        self.close()
+        for path in (self.jsonl_path, self.csv_path):
+            if path is None:
+                continue
+            path.with_name(f"{path.name}.{self.keep}").unlink(missing_ok=True)
+            for n in range(self.keep - 1, 0, -1):
+                older = path.with_name(f"{path.name}.{n}")
+                if older.exists():
+                    older.replace(path.with_name(f"{path.name}.{n + 1}"))
+            path.replace(path.with_name(f"{path.name}.1"))
+        self._open()
 
     def close(self) -> None:
         self._jsonl.close()

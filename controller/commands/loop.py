@@ -99,7 +99,8 @@ def _run_log(config: Config, prefix: str) -> RunLog:
     from controller.runlog import RunLog
 
     folder = timestamped_dir(Path(config.log_dir), prefix)
-    return RunLog(folder / "steps.jsonl", folder / "steps.csv")
+    return RunLog(folder / "steps.jsonl", folder / "steps.csv",
+                  max_bytes=round(config.log_max_mb * 1e6), keep=config.log_keep)
 
 
 def run_focus(args: argparse.Namespace) -> int:

@@ -156,7 +156,7 @@ class FocusService:
         self.config = config
         self._open_hardware = hardware or (lambda: open_hardware(config))
         self.notifier = notifier or Notifier(None)
-        self._run_log = _open_run_log(Path(config.log_dir))
+        self._run_log = _open_run_log(config)
         self.stall_after_s = stall_after_s or STALL_AFTER_S
         self.history = StepHistory(history_capacity)
         self._lock_settings = config.lock
@@ -616,10 +616,12 @@ def _report_dict(report: FocusReport) -> dict[str, Any]:
             "reason": report.reason}
 
 
-def _open_run_log(folder: Path) -> RunLog:
+def _open_run_log(config: Config) -> RunLog:
     from controller.demo import timestamped_dir
 
+    folder = Path(config.log_dir)
     try:
-        return RunLog(timestamped_dir(folder, "serve") / "steps.jsonl")
+        return RunLog(timestamped_dir(folder, "serve") / "steps.jsonl",
+                      max_bytes=round(config.log_max_mb * 1e6), keep=config.log_keep)
     except OSError as exc:
         raise FocuslockError(f"cannot write the run log under {folder}: {exc}") from exc
