@@ -1,15 +1,18 @@
 """The model bundle on the box: load, verify against the hardware, predict the distance to focus.
 
-A bundle is a directory with ``model.tflite`` (full int8: int8 input and output) and
+A bundle is a directory with ``model.tflite`` (full int8: int8 input and output), optionally
+``fine.tflite`` (a near-focus network), ``weights.npz`` (float weights, for fine-tuning) and
 ``record.json`` (how it was made: feature spec, frozen standardisation, the optics and the
 autofocus illumination it was trained for, data, code version, hyper-parameters, metrics, the
-trained defocus range and the sha256 of ``model.tflite``). ``training/export.py`` writes it.
+trained defocus range and the sha256 of every weights file). ``training/export.py`` writes it;
+docs/training.md describes it.
 
 API for the focus loop::
 
     model = FocusModel.load("controller/models/default", optics=preset.optics,
                             pattern=preset.autofocus)        # refuses a bundle that does not fit
     p = model.predict(frame.image)                            # one 2D frame, any integer dtype
+    # (model.predict_patches(features) does the same from featurize(frame, model.spec)[0])
     p.defocus_um        # median over patches; move the drive by +defocus_um to focus
     p.confidence        # 0..1 from the patches' agreement (0 when it cannot be judged)
     p.spread_um         # robust spread (1.4826 x MAD) of the patch predictions

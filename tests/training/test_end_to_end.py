@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from controller.cli import main
 from controller.features import featurize
@@ -122,3 +123,19 @@ def test_finetune_keeps_features_and_normalisation_and_adds_a_fine_network(
         main_says = float(np.median(model.predict_features(features)))
         expected = "fine" if abs(main_says) <= 3.0 else "main"
         assert model.predict(frame).network == expected
+
+
+def test_predict_command_reads_plain_image_files(bundle, held_out, tmp_path, capsys):
+    _, stack = held_out
+    frame = stack.channel("autofocus")[2]
+    path = tmp_path / "frame.png"
+    Image.fromarray(frame).save(path)  # 16-bit greyscale PNG
+    assert main(["predict", str(bundle), str(path)]) == 0
+    out = capsys.readouterr().out
+    expected = FocusModel.load(bundle).predict(frame).defocus_um
+    assert f"{path} [0]" in out and f"defocus {expected:+7.2f} µm" in out
+
+
+def test_predict_command_names_a_missing_file(bundle, tmp_path, capsys):
+    assert main(["predict", str(bundle), str(tmp_path / "nothing.png")]) == 2
+    assert "nothing.png: no such file" in capsys.readouterr().err
