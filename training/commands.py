@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 DEFAULT_KINDS = "sparse-cells,dense-cells"
 

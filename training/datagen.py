@@ -9,7 +9,6 @@ resumes where it stopped, and a longer run extends a shorter one.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,8 +20,6 @@ from controller.optics import preset
 from controller.sim.samples import make_sample
 from controller.sim.stacks import render_stack
 from controller.stackio import write_stack
-
-log = logging.getLogger(__name__)
 
 
 def stack_name(kind: str, sample_seed: int) -> str:

@@ -9,7 +9,6 @@ ranges come from a representative sample of the training features. The bundle di
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from controller.model import RECORD_FILE, WEIGHTS_FILE, sha256_of
-from training.network import quiet_tensorflow
+from training.network import TrainingError, quiet_tensorflow
 
-log = logging.getLogger(__name__)
 FLOAT_WEIGHTS_FILE = "weights.npz"
 FINE_FILE = "fine.tflite"
 REPRESENTATIVE_ROWS = 500
@@ -100,8 +98,6 @@ def write_bundle(out: Path, int8_model: bytes, weights: dict[str, np.ndarray],
 
 def load_float_weights(bundle: Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
     """The float weights of a bundle, checked against its record (for fine-tuning)."""
-    from training.network import TrainingError
-
     path = bundle / str(record.get("float_weights_file", FLOAT_WEIGHTS_FILE))
     if not path.is_file():
         raise TrainingError(f"{bundle}: no float weights ({path.name}) to fine-tune from")

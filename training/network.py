@@ -8,7 +8,6 @@ TensorFlow/Keras is imported by the functions that need it, so importing this mo
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Mapping
@@ -18,8 +17,6 @@ from typing import Any
 import numpy as np
 
 from controller.errors import FocuslockError
-
-log = logging.getLogger(__name__)
 
 
 class TrainingError(FocuslockError, ValueError):
