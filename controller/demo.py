@@ -248,7 +248,7 @@ def summary_lines(score: RunScore, *, tolerance_um: float) -> list[str]:
     lines.append(f"moves on empty/dark/saturated frames: {score.moves_on_bad_frames} of "
                  f"{score.bad_frames} such frames ({goal(score.moves_on_bad_frames == 0)})")
     for steps in score.relock_steps:
-        text = "never" if steps is None else f"{steps} steps"
+        text = "never" if steps is None else f"{steps} step{'s' * (steps != 1)}"
         met = steps is not None and steps <= RELOCK_GOAL_STEPS
         lines.append(f"back within {tolerance_um} µm after the knock: {text} "
                      f"(goal ≤ {RELOCK_GOAL_STEPS}: {goal(met)})")
