@@ -16,6 +16,8 @@ import json
 import os
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,30 +130,16 @@ def write_stack(path: str | os.PathLike[str], stack: FocalStack) -> Path:
 def read_stack_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON record alone (cheap: no pixels are read)."""
     path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            return _record(path, tif)
-    except StackFileError:
-        raise
-    except FileNotFoundError:
-        raise StackFileError(f"{path}: no such stack file") from None
-    except Exception as exc:  # tifffile raises many types for a damaged file
-        raise StackFileError(f"{path}: not a readable TIFF ({type(exc).__name__}: {exc})") from exc
+    with _opened(path) as tif:
+        return _record(path, tif)
 
 
 def read_stack(path: str | os.PathLike[str]) -> FocalStack:
     """Read and check a stack; any damage is a StackFileError that names the file and the fault."""
     path = Path(path)
-    try:
-        with tifffile.TiffFile(path) as tif:
-            record = _record(path, tif)
-            images = tif.series[0].asarray()
-    except StackFileError:
-        raise
-    except FileNotFoundError:
-        raise StackFileError(f"{path}: no such stack file") from None
-    except Exception as exc:
-        raise StackFileError(f"{path}: damaged or truncated ({type(exc).__name__}: {exc})") from exc
+    with _opened(path) as tif:
+        record = _record(path, tif)
+        images = tif.series[0].asarray()
     try:
         optics = Optics.from_dict(record["optics"])
         channels = tuple(Pattern.from_dict(c) for c in record["channels"])
@@ -172,6 +160,21 @@ def read_stack(path: str | os.PathLike[str]) -> FocalStack:
                           None if focus is None else float(focus), metadata)
     except (StackFileError, OpticsError) as exc:
         raise StackFileError(f"{path}: {exc}") from exc
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[tifffile.TiffFile]:
+    """The open TIFF; a missing or damaged file, whatever tifffile raises, is a StackFileError."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            yield tif
+    except StackFileError:
+        raise
+    except FileNotFoundError:
+        raise StackFileError(f"{path}: no such stack file") from None
+    except Exception as exc:  # tifffile raises many types for a damaged file
+        raise StackFileError(f"{path}: damaged or not a readable TIFF "
+                             f"({type(exc).__name__}: {exc})") from exc
 
 
 def _record(path: Path, tif: tifffile.TiffFile) -> dict[str, Any]:
