@@ -13,6 +13,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from controller.errors import FocuslockError
@@ -190,10 +191,17 @@ class LedArray:
     def __len__(self) -> int:
         return len(self.positions_mm)
 
+    @cached_property
+    def nas(self) -> tuple[tuple[float, float], ...]:
+        """Every LED's NA vector, computed once: patterns and drivers look LEDs up by NA."""
+        out = []
+        for x, y, d in self.positions_mm:
+            r = math.sqrt(x * x + y * y + d * d)
+            out.append((-x / r * self.medium_index, -y / r * self.medium_index))
+        return tuple(out)
+
     def na_of(self, index: int) -> tuple[float, float]:
-        x, y, d = self.positions_mm[index]
-        r = math.sqrt(x * x + y * y + d * d)
-        return (-x / r * self.medium_index, -y / r * self.medium_index)
+        return self.nas[index]
 
     def led(self, index: int, brightness: float = 1.0, exposure_compensation: bool = False) -> Led:
         """The LED as lit; with compensation its brightness is divided by cos θ, like the paper's
@@ -206,10 +214,8 @@ class LedArray:
 
     def nearest(self, na_x: float, na_y: float) -> int:
         """Index of the LED whose NA vector is closest to the one asked for."""
-        return min(
-            range(len(self)),
-            key=lambda i: math.hypot(self.na_of(i)[0] - na_x, self.na_of(i)[1] - na_y),
-        )
+        return min(range(len(self)),
+                   key=lambda i: math.hypot(self.nas[i][0] - na_x, self.nas[i][1] - na_y))
 
     def single(self, na_x: float, na_y: float, name: str = "autofocus") -> Pattern:
         """One off-axis LED, the one nearest the requested NA vector."""
@@ -243,10 +249,8 @@ class LedArray:
         }
         if side not in keep:
             raise OpticsError(f"half annulus: unknown side {side!r}; use one of {sorted(keep)}")
-        chosen = [
-            i for i in range(len(self))
-            if na_inner <= math.hypot(*self.na_of(i)) <= na_outer and keep[side](*self.na_of(i))
-        ]
+        chosen = [i for i, na in enumerate(self.nas)
+                  if na_inner <= math.hypot(*na) <= na_outer and keep[side](*na)]
         if not chosen:
             raise OpticsError(
                 f"half annulus {na_inner}..{na_outer}: no LED of the array lies in it"
