@@ -27,7 +27,7 @@ from pathlib import Path
 
 from controller.hardware import protocol
 from controller.hardware.board import BoardSettings, FocusBoard
-from controller.hardware.board_sim import (
+from controller.sim.board import (
     FIRMWARE_DIR,
     SimBoardSettings,
     SimulatedBoard,

@@ -61,7 +61,7 @@ def _median_ms(work: object, repeats: int) -> float:
 
 
 def _frame(defocus_um: float = 5.0, seed: int = 1) -> np.ndarray:
-    from controller.hardware.rig import virtual_rig
+    from controller.sim.rigs import virtual_rig
 
     rig = virtual_rig(preset("paper"), TwinSettings(seed=seed, start_z_um=-defocus_um),
                       frame_shape=FRAME)
@@ -134,8 +134,8 @@ def memory_child(bundle: Path, what: str, steps: int) -> None:
             model.predict(image)
         assert "controller.sim" not in sys.modules
     else:
-        from controller.hardware.rig import virtual_rig
         from controller.loop import FocusLoop
+        from controller.sim.rigs import virtual_rig
 
         rig = virtual_rig(preset("paper"), TwinSettings(drift_um_per_min=1.0),
                           frame_shape=FRAME)
@@ -159,9 +159,9 @@ def bench_memory(bundle: Path) -> None:
 
 
 def bench_focus_now(bundle: Path, starts: int) -> None:
-    from controller.hardware.rig import virtual_rig
     from controller.loop import FocusLoop
     from controller.sim import make_sample
+    from controller.sim.rigs import virtual_rig
 
     config = Config()
     rig = virtual_rig(preset("paper"), TwinSettings(), frame_shape=FRAME)
@@ -197,10 +197,10 @@ def bench_focus_now(bundle: Path, starts: int) -> None:
 def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
     import tempfile
 
-    from controller.demo import TRUTH_COLUMNS, run_scenario_lock, score_run, summary_lines
-    from controller.hardware.rig import virtual_rig
     from controller.runlog import RunLog
-    from controller.twin import demo_scenario
+    from controller.sim.demo import TRUTH_COLUMNS, run_scenario_lock, score_run, summary_lines
+    from controller.sim.rigs import virtual_rig
+    from controller.sim.scenario import demo_scenario
 
     config = Config()
     settings = dataclasses.replace(TwinSettings(), drift_um_per_min=1.0,

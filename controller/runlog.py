@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import TracebackType
@@ -112,3 +113,11 @@ def read_run(jsonl_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The rows of a JSON-lines run log, in order."""
     with Path(jsonl_path).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def timestamped_dir(root: Path, prefix: str) -> Path:
+    """A new folder for one run's files: ``root/prefix-YYYYmmdd-HHMMSS``."""
+    path = root / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+

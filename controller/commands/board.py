@@ -187,7 +187,7 @@ def run_clear_fault(args: argparse.Namespace) -> int:
 
 
 def run_sim(args: argparse.Namespace) -> int:
-    from controller.hardware.board_sim import SimulatedBoard
+    from controller.sim.board import SimulatedBoard
 
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="focusboard-"))
     with SimulatedBoard(workdir) as sim:

@@ -95,8 +95,7 @@ def _loop(config: Config, rig: Rig, model: FocusModel, log: RunLog) -> FocusLoop
 
 
 def _run_log(config: Config, prefix: str) -> RunLog:
-    from controller.demo import timestamped_dir
-    from controller.runlog import RunLog
+    from controller.runlog import RunLog, timestamped_dir
 
     folder = timestamped_dir(Path(config.log_dir), prefix)
     return RunLog(folder / "steps.jsonl", folder / "steps.csv",
@@ -188,18 +187,18 @@ def run_collect(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from controller.demo import (
+    from controller.optics import preset
+    from controller.runlog import RunLog, timestamped_dir
+    from controller.sim.demo import (
         TRUTH_COLUMNS,
         LiveView,
         plot_run,
         run_scenario_lock,
         score_run,
         summary_lines,
-        timestamped_dir,
     )
-    from controller.optics import preset
-    from controller.runlog import RunLog
-    from controller.twin import demo_scenario, open_twin
+    from controller.sim.scenario import demo_scenario
+    from controller.sim.twin import open_twin
 
     config = load_config(args.config)
     twin_settings = dataclasses.replace(  # the demo's bad day, whatever the config's twin says

@@ -617,7 +617,7 @@ def _report_dict(report: FocusReport) -> dict[str, Any]:
 
 
 def _open_run_log(config: Config) -> RunLog:
-    from controller.demo import timestamped_dir
+    from controller.runlog import timestamped_dir
 
     folder = Path(config.log_dir)
     try:

@@ -21,7 +21,7 @@ API summary (model, approximations and figures in docs/simulator.md):
 
 A sample's grid is the camera pixel at the sample (``optics.pixel_um``) or a whole-number
 fraction of it (then each camera pixel integrates the finer points). The loop's virtual camera,
-focus drive and focal-plane drift (``controller/hardware/virtual.py``) are built on ``Imager``
+focus drive and focal-plane drift (``controller/sim/devices.py``) are built on ``Imager``
 and ``CameraModel``.
 """
 

@@ -3,7 +3,7 @@
 import pytest
 
 from controller.cli import main
-from controller.hardware.board_sim import SimBoardSettings, SimulatedBoard
+from controller.sim.board import SimBoardSettings, SimulatedBoard
 
 pytestmark = pytest.mark.firmware
 

@@ -22,9 +22,9 @@ from controller.hardware.board import (
     LinkLost,
     TravelLimit,
 )
-from controller.hardware.board_sim import SimBoardSettings, SimulatedBoard
 from controller.hardware.interfaces import HardwareError, PositionUnknown
 from controller.optics import Led, LedArray, Pattern, preset
+from controller.sim.board import SimBoardSettings, SimulatedBoard
 
 pytestmark = pytest.mark.firmware
 

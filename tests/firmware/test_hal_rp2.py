@@ -14,7 +14,7 @@ import types
 
 import pytest
 
-from controller.hardware.board_sim import FIRMWARE_DIR, micropython_command
+from controller.sim.board import FIRMWARE_DIR, micropython_command
 from firmware.focusboard.clock import Clock
 from firmware.focusboard.motion import Ramp
 

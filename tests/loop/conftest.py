@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 
 from controller.config import Config, GateSettings, LockSettings, TwinSettings
-from controller.hardware.rig import Rig, virtual_rig
+from controller.hardware.rig import Rig
 from controller.loop import FocusLoop
 from controller.optics import preset
+from controller.sim.rigs import virtual_rig
 from tests.loop.doubles import OraclePredictor
 
 FRAME = (128, 128)  # small frames: the gates and the state machine do not need 2048²

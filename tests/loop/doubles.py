@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.hardware.virtual import VirtualScope
+from controller.sim.devices import VirtualScope
 
 
 @dataclass(frozen=True)

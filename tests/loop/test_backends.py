@@ -8,9 +8,9 @@ import pytest
 
 from controller.config import TwinSettings
 from controller.hardware.interfaces import CameraTimeout, DriveFault, HardwareError
-from controller.hardware.rig import virtual_rig
 from controller.optics import Led, Pattern, preset
-from controller.twin import open_twin
+from controller.sim.rigs import virtual_rig
+from controller.sim.twin import open_twin
 
 FRAME = (128, 128)
 

@@ -4,13 +4,13 @@ lock on the digital twin with the real firmware, scored against the truth."""
 import pytest
 
 from controller.config import Config, FocusSettings, TwinSettings
-from controller.demo import TRUTH_COLUMNS, run_scenario_lock, score_run
-from controller.hardware.rig import virtual_rig
 from controller.loop import FocusLoop
 from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.optics import preset
 from controller.runlog import RunLog
-from controller.twin import open_twin
+from controller.sim.demo import TRUTH_COLUMNS, run_scenario_lock, score_run
+from controller.sim.rigs import virtual_rig
+from controller.sim.twin import open_twin
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from controller.demo import score_run, summary_lines
+from controller.sim.demo import score_run, summary_lines
 
 
 def row(state, error, *, move=0.0, condition="", events="", t=0.0):

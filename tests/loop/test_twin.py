@@ -12,7 +12,7 @@ from controller.config import Config, TwinSettings
 from controller.loop import FocusLoop, LoopState
 from controller.optics import preset
 from controller.runlog import StepRecord
-from controller.twin import open_twin
+from controller.sim.twin import open_twin
 from tests.loop.doubles import OraclePredictor
 
 pytestmark = pytest.mark.firmware

@@ -7,7 +7,7 @@ import pytest
 
 from controller.clock import SimulatedClock
 from controller.hardware.interfaces import DriveFault
-from controller.hardware.virtual import FocalPlane, VirtualFocusDrive
+from controller.sim.devices import FocalPlane, VirtualFocusDrive
 
 
 def test_positions_are_whole_motor_steps():

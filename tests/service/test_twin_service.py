@@ -8,7 +8,7 @@ import pytest
 
 from controller.optics import preset
 from controller.service.daemon import Hardware
-from controller.twin import DigitalTwin, open_twin
+from controller.sim.twin import DigitalTwin, open_twin
 from tests.loop.doubles import OraclePredictor
 from tests.service.conftest import service_config
 

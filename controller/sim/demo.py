@@ -1,6 +1,6 @@
 """The main job, shown on the digital twin: a continuous lock through a bad day.
 
-The real firmware drives the virtual focus (controller/twin.py); the bundled model reads the
+The real firmware drives the virtual focus (controller/sim/twin.py); the bundled model reads the
 virtual camera; the focal plane drifts (thermal drift plus a random walk), the sample is knocked,
 leaves the field of view, the light path is blocked and overexposed. Every step is logged with
 the truth only the twin knows, then scored against the project's goals:
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,10 @@ from typing import Any, TextIO
 
 from controller.config import Config
 from controller.hardware.rig import Rig
-from controller.hardware.virtual import VirtualScope
 from controller.loop import FocusLoop, LoopState, Predictor
 from controller.runlog import RunLog, StepRecord
-from controller.twin import Event, Scenario
+from controller.sim.devices import VirtualScope
+from controller.sim.scenario import Event, Scenario
 
 TRUTH_COLUMNS = ("elapsed_s", "true_defocus_um", "focus_error_um", "condition", "events")
 RMS_GOAL_UM = 0.25
@@ -258,10 +257,3 @@ def summary_lines(score: RunScore, *, tolerance_um: float) -> list[str]:
     lines.append("result: " + ("LOCK OK" if score.ok else "LOCK FAILED: "
                                + "; ".join(score.failures)))
     return lines
-
-
-def timestamped_dir(root: Path, prefix: str) -> Path:
-    path = root / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
