@@ -36,7 +36,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from controller.config import Config, TwinSettings  # noqa: E402
+from controller.config import Config, SimSettings  # noqa: E402
 from controller.model import DEFAULT_BUNDLE, FocusModel  # noqa: E402
 from controller.optics import preset  # noqa: E402
 
@@ -63,7 +63,7 @@ def _median_ms(work: object, repeats: int) -> float:
 def _frame(defocus_um: float = 5.0, seed: int = 1) -> np.ndarray:
     from controller.sim.rigs import virtual_rig
 
-    rig = virtual_rig(preset("paper"), TwinSettings(seed=seed, start_z_um=-defocus_um),
+    rig = virtual_rig(preset("paper"), SimSettings(seed=seed, start_z_um=-defocus_um),
                       frame_shape=FRAME)
     rig.illuminator.show(rig.preset.autofocus)
     return rig.camera.capture().image
@@ -137,7 +137,7 @@ def memory_child(bundle: Path, what: str, steps: int) -> None:
         from controller.loop import FocusLoop
         from controller.sim.rigs import virtual_rig
 
-        rig = virtual_rig(preset("paper"), TwinSettings(drift_um_per_min=1.0),
+        rig = virtual_rig(preset("paper"), SimSettings(drift_um_per_min=1.0),
                           frame_shape=FRAME)
         model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
         FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
@@ -164,7 +164,7 @@ def bench_focus_now(bundle: Path, starts: int) -> None:
     from controller.sim.rigs import virtual_rig
 
     config = Config()
-    rig = virtual_rig(preset("paper"), TwinSettings(), frame_shape=FRAME)
+    rig = virtual_rig(preset("paper"), SimSettings(), frame_shape=FRAME)
     assert rig.scope is not None
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
     loop = FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
@@ -203,7 +203,7 @@ def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
     from controller.sim.scenario import demo_scenario
 
     config = Config()
-    settings = dataclasses.replace(TwinSettings(), drift_um_per_min=1.0,
+    settings = dataclasses.replace(SimSettings(), drift_um_per_min=1.0,
                                    random_walk_um_per_sqrt_s=0.01, start_z_um=8.0,
                                    sample=sample, seed=seed)
     rig = virtual_rig(preset("paper"), settings, frame_shape=FRAME)

@@ -77,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as logs:
         config = config_from_dict({
             "log_dir": logs, "model": {"bundle": str(args.bundle)},
-            "twin": {"frame_size": frame, "drift_um_per_min": 1.0},
+            "sim": {"frame_size": frame, "drift_um_per_min": 1.0},
             "lock": {"rate_hz": args.rate}})
         service = FocusService(config)
         server = ApiServer(("127.0.0.1", 0), service)

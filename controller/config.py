@@ -143,8 +143,9 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
-class TwinSettings:
-    """The virtual microscope behind the virtual and firmware-sim backends."""
+class SimSettings:
+    """The simulated microscope (sample, focus, stage) behind the virtual and firmware-sim
+    backends; a real box ignores it."""
 
     sample: str = _setting("sparse-cells", doc="simulator sample type")
     frame_size: int = _setting(0, _non_negative(),
@@ -178,7 +179,7 @@ class Config:
     lock: LockSettings = field(default_factory=LockSettings)
     focus: FocusSettings = field(default_factory=FocusSettings)
     gates: GateSettings = field(default_factory=GateSettings)
-    twin: TwinSettings = field(default_factory=TwinSettings)
+    sim: SimSettings = field(default_factory=SimSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     log_dir: str = _setting("focuslock-runs", doc="where run logs, CSVs and plots go")
     log_max_mb: float = _setting(50.0, _positive(), doc="a step log rotates past this size")

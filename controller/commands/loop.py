@@ -163,9 +163,9 @@ def run_collect(args: argparse.Namespace) -> int:
 
     def next_position(i: int) -> None:
         if rig.scope is not None:  # simulated: the next field of view is the next seed
-            rig.scope.replace_sample(make_sample(config.twin.sample, rig.camera.shape,
+            rig.scope.replace_sample(make_sample(config.sim.sample, rig.camera.shape,
                                                  rig.preset.optics.pixel_um,
-                                                 config.twin.seed + i))
+                                                 config.sim.seed + i))
         elif i > 0:
             input(f"move the sample to position {i + 1} of {args.positions}, focus roughly, "
                   f"then press Enter ")
@@ -201,15 +201,15 @@ def run_demo(args: argparse.Namespace) -> int:
     from controller.sim.twin import open_twin
 
     config = load_config(args.config)
-    twin_settings = dataclasses.replace(  # the demo's bad day, whatever the config's twin says
-        config.twin, drift_um_per_min=args.drift, random_walk_um_per_sqrt_s=DEMO_RANDOM_WALK,
-        start_z_um=config.twin.focus_z_um + DEMO_START_OUT_UM,
-        frame_size=config.twin.frame_size if args.frame_size is None else args.frame_size)
+    sim_settings = dataclasses.replace(  # the demo's bad day, whatever the config's twin says
+        config.sim, drift_um_per_min=args.drift, random_walk_um_per_sqrt_s=DEMO_RANDOM_WALK,
+        start_z_um=config.sim.focus_z_um + DEMO_START_OUT_UM,
+        frame_size=config.sim.frame_size if args.frame_size is None else args.frame_size)
     out = args.out or timestamped_dir(Path(config.log_dir), "demo")
     out.mkdir(parents=True, exist_ok=True)
     print(f"focuslock demo: {args.duration:.0f} s lock on the digital twin (virtual microscope, "
-          f"real firmware under MicroPython), drift {twin_settings.drift_um_per_min} µm/min")
-    twin = open_twin(preset(config.optics.preset), twin_settings,
+          f"real firmware under MicroPython), drift {sim_settings.drift_um_per_min} µm/min")
+    twin = open_twin(preset(config.optics.preset), sim_settings,
                      steps_per_um=config.board.steps_per_um)
     try:
         model = _load_model(config, twin.rig)

@@ -1,6 +1,6 @@
 """Simulated rigs: the virtual microscope as the loop's hardware, in one place.
 
-Both simulated backends see the same world: a sample drawn from the config's ``[twin]`` section,
+Both simulated backends see the same world: a sample drawn from the config's ``[sim]`` section,
 a focal plane that drifts, and a scope that renders frames at the true defocus. They differ only
 in what moves the focus: the in-process virtual drive (``virtual_rig``, simulated time) or the
 real firmware behind a pty (``controller.sim.twin.open_twin``, real time).
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.clock import Clock, SimulatedClock
-from controller.config import Config, TwinSettings
+from controller.config import Config, SimSettings
 from controller.hardware.rig import Rig
 from controller.optics import Preset, preset
 from controller.sim.devices import (
@@ -32,12 +32,12 @@ class SimulatedWorld:
     drifting focal plane; ``scope(mechanism_z)`` couples them to whatever moves the focus."""
 
     system: Preset  # with the optics at the simulated camera's frame shape
-    settings: TwinSettings
+    settings: SimSettings
     sample: Sample
     focal_plane: FocalPlane
 
     @classmethod
-    def build(cls, system: Preset, settings: TwinSettings, clock: Clock,
+    def build(cls, system: Preset, settings: SimSettings, clock: Clock,
               frame_shape: tuple[int, int] | None = None) -> SimulatedWorld:
         shape = frame_shape or sim_frame_shape(system, settings)
         system = dataclasses.replace(system, optics=dataclasses.replace(system.optics,
@@ -54,13 +54,13 @@ class SimulatedWorld:
                             seed=self.settings.seed)
 
 
-def sim_frame_shape(system: Preset, settings: TwinSettings) -> tuple[int, int]:
+def sim_frame_shape(system: Preset, settings: SimSettings) -> tuple[int, int]:
     """The simulated camera's frame: the preset's, or a smaller square one to save time."""
     size = settings.frame_size
     return (size, size) if size else system.optics.frame_shape
 
 
-def virtual_rig(system: Preset, settings: TwinSettings, *, clock: Clock | None = None,
+def virtual_rig(system: Preset, settings: SimSettings, *, clock: Clock | None = None,
                 frame_shape: tuple[int, int] | None = None, steps_per_um: float = 10.0,
                 travel_um: tuple[float, float] = (-500.0, 500.0)) -> Rig:
     """The virtual microscope in-process (simulated time unless a clock is given)."""
@@ -77,7 +77,7 @@ def virtual_rig(system: Preset, settings: TwinSettings, *, clock: Clock | None =
 
 def open_virtual(config: Config) -> Rig:
     """Backend ``virtual``: the in-process virtual microscope."""
-    return virtual_rig(preset(config.optics.preset), config.twin,
+    return virtual_rig(preset(config.optics.preset), config.sim,
                        steps_per_um=config.board.steps_per_um)
 
 
@@ -85,5 +85,5 @@ def open_firmware_sim(config: Config) -> Rig:
     """Backend ``firmware-sim``: the digital twin, the real firmware driving the focus."""
     from controller.sim.twin import open_twin
 
-    return open_twin(preset(config.optics.preset), config.twin,
+    return open_twin(preset(config.optics.preset), config.sim,
                      steps_per_um=config.board.steps_per_um).rig

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.clock import Clock, MonotonicClock
-from controller.config import TwinSettings
+from controller.config import SimSettings
 from controller.hardware.board import BoardSettings, FocusBoard
 from controller.hardware.interfaces import Illuminator
 from controller.hardware.rig import Rig
@@ -80,7 +80,7 @@ class DigitalTwin:
         self.rig.close()
 
 
-def open_twin(system: Preset, settings: TwinSettings, *, steps_per_um: float = 10.0,
+def open_twin(system: Preset, settings: SimSettings, *, steps_per_um: float = 10.0,
               frame_shape: tuple[int, int] | None = None, workdir: Path | None = None,
               clock: Clock | None = None) -> DigitalTwin:
     """Start the firmware, connect the driver, and couple both to a virtual scope."""

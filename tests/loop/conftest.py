@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from controller.config import Config, GateSettings, LockSettings, TwinSettings
+from controller.config import Config, GateSettings, LockSettings, SimSettings
 from controller.hardware.rig import Rig
 from controller.loop import FocusLoop
 from controller.optics import preset
@@ -19,7 +19,7 @@ FRAME = (128, 128)  # small frames: the gates and the state machine do not need 
 @pytest.fixture
 def make_rig():
     def make(**twin: object) -> Rig:
-        settings = dataclasses.replace(TwinSettings(), **twin)  # type: ignore[arg-type]
+        settings = dataclasses.replace(SimSettings(), **twin)  # type: ignore[arg-type]
         return virtual_rig(preset("paper"), settings, frame_shape=FRAME)
     return make
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from controller.config import TwinSettings
+from controller.config import SimSettings
 from controller.hardware.interfaces import CameraTimeout, DriveFault, HardwareError
 from controller.optics import Led, Pattern, preset
 from controller.sim.rigs import virtual_rig
@@ -18,9 +18,9 @@ FRAME = (128, 128)
 @pytest.fixture(params=["virtual", pytest.param("twin", marks=pytest.mark.firmware)])
 def rig(request, tmp_path):
     if request.param == "virtual":
-        yield virtual_rig(preset("paper"), TwinSettings(start_z_um=0.0), frame_shape=FRAME)
+        yield virtual_rig(preset("paper"), SimSettings(start_z_um=0.0), frame_shape=FRAME)
         return
-    twin = open_twin(preset("paper"), TwinSettings(start_z_um=0.0), frame_shape=FRAME,
+    twin = open_twin(preset("paper"), SimSettings(start_z_um=0.0), frame_shape=FRAME,
                      workdir=tmp_path)
     yield twin.rig
     twin.close()

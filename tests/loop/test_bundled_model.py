@@ -3,7 +3,7 @@ lock on the digital twin with the real firmware, scored against the truth."""
 
 import pytest
 
-from controller.config import Config, FocusSettings, TwinSettings
+from controller.config import Config, FocusSettings, SimSettings
 from controller.loop import FocusLoop
 from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.optics import preset
@@ -18,7 +18,7 @@ FRAME = (1024, 1024)  # four of the model's patches: a quarter of the paper's fi
 
 
 def test_focus_now_from_far_away_with_the_bundled_model():
-    rig = virtual_rig(preset("paper"), TwinSettings(start_z_um=18.0, seed=3), frame_shape=FRAME)
+    rig = virtual_rig(preset("paper"), SimSettings(start_z_um=18.0, seed=3), frame_shape=FRAME)
     assert rig.scope is not None
     model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
                             pattern=rig.preset.autofocus)
@@ -32,7 +32,7 @@ def test_focus_now_from_far_away_with_the_bundled_model():
 
 @pytest.mark.firmware
 def test_lock_on_the_twin_with_the_bundled_model_stays_in_tolerance(tmp_path):
-    settings = TwinSettings(start_z_um=4.0, drift_um_per_min=1.0, random_walk_um_per_sqrt_s=0.01)
+    settings = SimSettings(start_z_um=4.0, drift_um_per_min=1.0, random_walk_um_per_sqrt_s=0.01)
     twin = open_twin(preset("paper"), settings, frame_shape=FRAME, workdir=tmp_path)
     try:
         model = FocusModel.load(DEFAULT_BUNDLE, optics=twin.rig.preset.optics,

@@ -7,7 +7,7 @@ from controller.stackio import read_stack
 def test_collect_writes_stacks_on_the_virtual_microscope(tmp_path, capsys):
     config = tmp_path / "c.toml"
     config.write_text(f'log_dir = "{tmp_path / "logs"}"\n'
-                      '[twin]\nstart_z_um = 2.0\nframe_size = 128\n')
+                      '[sim]\nstart_z_um = 2.0\nframe_size = 128\n')
     code = main(["collect", "--config", str(config), "--out", str(tmp_path / "stacks"),
                  "--positions", "2", "--range", "3", "--step", "1.5"])
     assert code == 0

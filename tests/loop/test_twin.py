@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from controller.config import Config, TwinSettings
+from controller.config import Config, SimSettings
 from controller.loop import FocusLoop, LoopState
 from controller.optics import preset
 from controller.runlog import StepRecord
@@ -22,7 +22,7 @@ FRAME = (128, 128)
 
 @pytest.fixture
 def twin(tmp_path):
-    twin = open_twin(preset("paper"), TwinSettings(start_z_um=8.0), frame_shape=FRAME,
+    twin = open_twin(preset("paper"), SimSettings(start_z_um=8.0), frame_shape=FRAME,
                      workdir=tmp_path)
     yield twin
     twin.close()

@@ -28,7 +28,7 @@ START_Z_UM = 8.0
 def service_config(tmp_path, **sections: dict[str, Any]) -> Config:
     data: dict[str, Any] = {
         "log_dir": str(tmp_path / "runs"),
-        "twin": {"frame_size": 128, "start_z_um": START_Z_UM, "focus_z_um": FOCUS_Z_UM},
+        "sim": {"frame_size": 128, "start_z_um": START_Z_UM, "focus_z_um": FOCUS_Z_UM},
         "lock": {"rate_hz": 20.0},
     }
     for name, values in sections.items():

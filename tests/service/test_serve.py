@@ -69,7 +69,7 @@ def test_serve_stays_up_with_a_missing_model_and_stops_cleanly_on_sigterm(tmp_pa
     sock, env = systemd
     missing = tmp_path / "no-such-bundle"
     process = serve(tmp_path, env, f'[model]\nbundle = "{missing}"\n'
-                                   '[twin]\nframe_size = 128\n')
+                                   '[sim]\nframe_size = 128\n')
     client = wait_ready(sock, process, 30)
     code, health = client.get("/api/health")
     assert code == 503 and "no-such-bundle" in health["reason"]  # what to fix, on the dashboard
@@ -84,7 +84,7 @@ def test_a_port_in_use_is_one_clear_error(tmp_path, capsys):
     from controller.cli import main
 
     config = tmp_path / "focuslock.toml"
-    config.write_text(f'log_dir = "{tmp_path / "runs"}"\n[twin]\nframe_size = 128\n')
+    config.write_text(f'log_dir = "{tmp_path / "runs"}"\n[sim]\nframe_size = 128\n')
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -105,7 +105,7 @@ def fitting_frame_size() -> int:
                     reason="the bundled default model (controller/models/default) is not built")
 def test_sigterm_during_a_lock_turns_the_leds_off_and_exits_0(tmp_path, systemd):
     sock, env = systemd
-    process = serve(tmp_path, env, f"[twin]\nframe_size = {fitting_frame_size()}\n"
+    process = serve(tmp_path, env, f"[sim]\nframe_size = {fitting_frame_size()}\n"
                                    "[service]\nautostart_lock = true\n")
     client = wait_ready(sock, process, 60)
     code, status = client.get("/api/status")

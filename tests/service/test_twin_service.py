@@ -20,7 +20,7 @@ def test_a_rebooted_board_is_a_fault_until_the_drive_is_re_referenced(start_serv
     twins: list[DigitalTwin] = []
 
     def twin_hardware() -> Hardware:
-        twin = open_twin(preset("paper"), config.twin, frame_shape=(128, 128),
+        twin = open_twin(preset("paper"), config.sim, frame_shape=(128, 128),
                          workdir=tmp_path / "firmware")
         twins.append(twin)
         return Hardware(twin.rig, OraclePredictor(twin.scope), {"id": "oracle@twin"})
