@@ -24,9 +24,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from controller.errors import FocuslockError
-from controller.service.daemon import (
+from controller.loop import FocusReport
+from controller.service.daemon import FocusService
+from controller.service.errors import (
     Conflict,
-    FocusService,
     InvalidRequest,
     ServiceError,
     StillRunning,
@@ -123,17 +124,24 @@ def _json(value: Any, status: HTTPStatus = HTTPStatus.OK) -> Reply:
 
 # -- endpoints ------------------------------------------------------------------------------------
 
+def _focus_report_json(report: FocusReport) -> dict[str, Any]:
+    return {"success": report.success, "moves": report.moves, "steps": report.steps,
+            "z_um": report.z_um, "error_um": report.error_um, "state": report.state.value,
+            "reason": report.reason}
+
+
 def _status(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.status())
+    return _json(request.service.status().to_json())
 
 
 def _health(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    healthy, why = request.service.health()
-    state = request.service.status()["state"]
-    return _json({"healthy": healthy, "reason": why, "state": state},
-                 HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE)
+    status = request.service.status()
+    health = status.health
+    return _json({"healthy": health.healthy, "reason": health.reason,
+                  "state": status.worker.state.value},
+                 HTTPStatus.OK if health.healthy else HTTPStatus.SERVICE_UNAVAILABLE)
 
 
 def _log(request: _Request) -> Reply:
@@ -156,41 +164,41 @@ def _focus(request: _Request) -> Reply:
     if not _is_number(timeout) or not 0 < timeout <= FOCUS_TIMEOUT_MAX_S:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"timeout_s: must be a number in "
                                                 f"(0, {FOCUS_TIMEOUT_MAX_S:g}], got {timeout!r}")
-    return _json(request.service.focus_now(float(timeout)))
+    return _json(_focus_report_json(request.service.focus_now(float(timeout))))
 
 
 def _lock_start(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.start_lock())
+    return _json(request.service.start_lock().to_json())
 
 
 def _lock_stop(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.stop_lock())
+    return _json(request.service.stop_lock().to_json())
 
 
 def _offset(request: _Request) -> Reply:
     _fields(request, query=(), body=("offset_um",))
     if "offset_um" not in request.body:
         raise HttpError(HTTPStatus.BAD_REQUEST, 'missing field "offset_um"')
-    return _json(request.service.set_offset(request.body["offset_um"]))
+    return _json(request.service.set_offset(request.body["offset_um"]).to_json())
 
 
 def _drive_home(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.home_drive())
+    return _json(request.service.home_drive().to_json())
 
 
 def _drive_position(request: _Request) -> Reply:
     _fields(request, query=(), body=("z_um",))
     if "z_um" not in request.body:
         raise HttpError(HTTPStatus.BAD_REQUEST, 'missing field "z_um"')
-    return _json(request.service.set_drive_position(request.body["z_um"]))
+    return _json(request.service.set_drive_position(request.body["z_um"]).to_json())
 
 
 def _drive_clear_fault(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.clear_drive_fault())
+    return _json(request.service.clear_drive_fault().to_json())
 
 
 ROUTES: dict[str, dict[str, Route]] = {
