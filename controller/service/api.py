@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -39,6 +41,8 @@ from controller.service.metrics import render_metrics
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+LINGER_S = 2.0  # after the last reply, read what a client still sends for at most this long
+LINGER_MAX = 1024 * 1024  # ... and at most this much
 LOG_LIMIT_DEFAULT = 100
 LOG_LIMIT_MAX = 500
 FOCUS_TIMEOUT_DEFAULT_S = 60.0
@@ -109,6 +113,25 @@ class ApiServer(ThreadingHTTPServer):
             log.debug("client %s hung up: %s", client_address, error)
         else:
             log.exception("HTTP connection from %s failed", client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """A lingering close (RFC 9112, 9.6): end our side, then read and drop what the client
+        still sends (a refused body that was never read) until it closes too. Closing a socket
+        with unread data resets the connection, and the client loses the reply with it."""
+        if isinstance(request, socket.socket):
+            deadline = time.monotonic() + LINGER_S
+            left = LINGER_MAX
+            try:
+                request.shutdown(socket.SHUT_WR)
+                while left > 0 and (wait := deadline - time.monotonic()) > 0:
+                    request.settimeout(wait)
+                    chunk = request.recv(min(left, MAX_BODY))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except OSError:  # the client is gone, or took too long: close regardless
+                pass
+        self.close_request(request)
 
     def start(self) -> threading.Thread:
         """Serve in a background thread; ``shutdown()`` ends it."""
