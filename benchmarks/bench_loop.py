@@ -134,15 +134,14 @@ def memory_child(bundle: Path, what: str, steps: int) -> None:
             model.predict(image)
         assert "controller.sim" not in sys.modules
     else:
+        from controller.lock_runner import LockRunner
         from controller.loop import FocusLoop
         from controller.sim.rigs import virtual_rig
 
         rig = virtual_rig(preset("paper"), SimSettings(drift_um_per_min=1.0),
                           frame_shape=FRAME)
         model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
-        FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
-                  lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
-                  clock=rig.clock).run_lock(max_steps=steps)
+        LockRunner(FocusLoop.for_rig(rig, model, config)).run(max_steps=steps)
     print(f"{_peak_mb():.1f}")
 
 
@@ -167,9 +166,7 @@ def bench_focus_now(bundle: Path, starts: int) -> None:
     rig = virtual_rig(preset("paper"), SimSettings(), frame_shape=FRAME)
     assert rig.scope is not None
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
-    loop = FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
-                     lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
-                     clock=rig.clock)
+    loop = FocusLoop.for_rig(rig, model, config)
     rng = np.random.default_rng(2024)
     kinds = ("sparse-cells", "dense-cells")
     moves, errors, successes = [], [], []
@@ -210,10 +207,10 @@ def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
     with tempfile.TemporaryDirectory() as folder:
         log = RunLog(Path(folder) / "run.jsonl", extra_columns=TRUTH_COLUMNS)
-        rows = run_scenario_lock(rig, model, config, duration_s=duration_s,
-                                 events=demo_scenario(duration_s), log=log)
+        run = run_scenario_lock(rig, model, config, duration_s=duration_s,
+                                events=demo_scenario(duration_s), log=log)
         log.close()
-    score = score_run(rows, config.lock.tolerance_um)
+    score = score_run(run, config.lock.tolerance_um)
     print(f"lock, {duration_s:.0f} s simulated at {config.lock.rate_hz} Hz, 1 µm/min drift + "
           f"0.01 µm/√s random walk, knock, empty field, dark, saturated (2048², {sample} "
           f"seed {seed}):")

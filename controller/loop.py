@@ -28,27 +28,30 @@ States (the same for focus now and the lock; documented for users in docs/loop.m
 
 K is ``lock.in_tolerance_count``, N is ``lock.rejections_before_lost``. Focus now starts in
 ``focusing`` and ends in ``idle`` (within tolerance), ``lost`` or ``fault``. Every step is
-handed to a record sink (the run log) as a StepRecord.
+handed to a record sink (the run log) as a StepRecord. The loop steps when asked: pacing the
+lock and ending its run are the runner's job (controller/lock_runner.py).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from controller.clock import Clock, MonotonicClock
-from controller.config import FocusSettings, GateSettings, LockSettings
+from controller.config import Config, FocusSettings, GateSettings, LockSettings
 from controller.errors import FocuslockError
 from controller.gates import Prediction, Rejection, check_frame, check_prediction
 from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
 from controller.optics import Pattern
 from controller.runlog import StepRecord
+
+if TYPE_CHECKING:
+    from controller.hardware.rig import Rig
 
 NO_MOVE_UM = 1e-6  # a clipped correction smaller than this is no correction
 
@@ -101,22 +104,6 @@ class FocusReport:
     reason: str
 
 
-@dataclass
-class LockReport:
-    """The outcome of a lock run (counts, not rows: a lock may run for days)."""
-
-    steps: int = 0
-    moves: int = 0
-    locked_steps: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    final_state: LoopState = LoopState.IDLE
-    reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.final_state not in (LoopState.FAULT, LoopState.LOST)
-
-
 @dataclass(frozen=True)
 class _Reading:
     z_um: float
@@ -149,6 +136,18 @@ class FocusLoop:
         self._in_tolerance = 0
         self._rejections = 0
         self._window = (-math.inf, math.inf)
+
+    @classmethod
+    def for_rig(cls, rig: Rig, predictor: Predictor, config: Config, *,
+                illuminator: Illuminator | None = None,
+                record_sink: Callable[[StepRecord], None] | None = None) -> FocusLoop:
+        """The loop on a rig's devices, autofocus pattern and clock, with the config's lock,
+        gates and camera timeout; ``illuminator`` stands in for the rig's own (the service
+        passes one that remembers what the LEDs show)."""
+        return cls(rig.camera, rig.drive, illuminator or rig.illuminator, predictor,
+                   rig.preset.autofocus, lock=config.lock, gates=config.gates,
+                   full_scale=rig.full_scale, camera_timeout_s=config.camera.timeout_s,
+                   clock=rig.clock, record_sink=record_sink)
 
     # -- the lock ---------------------------------------------------------------------------
 
@@ -207,45 +206,6 @@ class FocusLoop:
         else:
             move = 0.0
         return self._record(t, reading.z_um, prediction, [], move, limited, self.reason)
-
-    def run_lock(self, *, duration_s: float | None = None, max_steps: int | None = None,
-                 should_stop: Callable[[], bool] | None = None,
-                 on_step: Callable[[StepRecord], None] | None = None) -> LockReport:
-        """Lock at ``lock.rate_hz`` until the duration, the step count or ``should_stop`` ends
-        it, or a fault (or lost, without recovery) does. LEDs are off afterwards."""
-        report = LockReport()
-        self.start_lock()
-        start = next_due = self.clock.now()
-        period = 1.0 / self.lock_settings.rate_hz
-        try:
-            while self.state is not LoopState.FAULT:
-                if duration_s is not None and self.clock.now() - start >= duration_s:
-                    break
-                if (max_steps is not None and report.steps >= max_steps) or (
-                        should_stop is not None and should_stop()):
-                    break
-                record = self.lock_step()
-                report.steps += 1
-                report.moves += record.move_um != 0.0
-                report.locked_steps += record.state == LoopState.LOCKED
-                for gate in filter(None, record.rejected.split("+")):
-                    report.rejected[gate] += 1
-                if on_step is not None:
-                    on_step(record)
-                if self.state is LoopState.LOST and not self.lock_settings.recover_from_lost:
-                    break
-                next_due += period
-                delay = next_due - self.clock.now()
-                if delay > 0:
-                    self.clock.sleep(delay)
-                else:  # slower than the rate: go on at once, without a burst to catch up
-                    next_due = self.clock.now()
-        finally:
-            report.final_state = self.state
-            report.reason = self.reason
-            if self.state is not LoopState.FAULT:
-                self.stop()
-        return report
 
     # -- focus now ---------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ DEMO_START_OUT_UM = 8.0  # the demo starts this far from focus
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
-    from controller.loop import FocusLoop
     from controller.model import FocusModel
     from controller.runlog import RunLog, StepRecord
 
@@ -85,15 +84,6 @@ def _load_model(config: Config, rig: Rig) -> FocusModel:
                            pattern=rig.preset.autofocus)
 
 
-def _loop(config: Config, rig: Rig, model: FocusModel, log: RunLog) -> FocusLoop:
-    from controller.loop import FocusLoop
-
-    return FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
-                     lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
-                     camera_timeout_s=config.camera.timeout_s, clock=rig.clock,
-                     record_sink=log.write)
-
-
 def _run_log(config: Config, prefix: str) -> RunLog:
     from controller.runlog import RunLog, timestamped_dir
 
@@ -105,6 +95,8 @@ def _run_log(config: Config, prefix: str) -> RunLog:
 def run_focus(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from controller.loop import FocusLoop
+
     config = load_config(args.config)
     settings = config.focus
     if args.max_steps is not None:
@@ -112,7 +104,8 @@ def run_focus(args: argparse.Namespace) -> int:
     rig, model = _open(config)
     try:
         with _run_log(config, "focus") as log:
-            report = _loop(config, rig, model, log).focus_now(settings)
+            loop = FocusLoop.for_rig(rig, model, config, record_sink=log.write)
+            report = loop.focus_now(settings)
             print(f"focus now: {'in focus' if report.success else 'FAILED'} after "
                   f"{report.moves} moves ({report.steps} readings), ended {report.state.value}: "
                   f"{report.reason}; log: {log.jsonl_path}")
@@ -122,11 +115,14 @@ def run_focus(args: argparse.Namespace) -> int:
 
 
 def run_lock(args: argparse.Namespace) -> int:
+    from controller.lock_runner import LockRunner
+    from controller.loop import FocusLoop
+
     config = load_config(args.config)
     rig, model = _open(config)
     try:
         with _run_log(config, "lock") as log:
-            loop = _loop(config, rig, model, log)
+            runner = LockRunner(FocusLoop.for_rig(rig, model, config, record_sink=log.write))
 
             def show(record: StepRecord) -> None:
                 reading = "--" if record.error_um is None else f"{record.error_um:+.2f} µm"
@@ -134,13 +130,13 @@ def run_lock(args: argparse.Namespace) -> int:
                       f"move {record.move_um:+.2f} µm  {record.rejected or ''}", flush=True)
 
             try:
-                report = loop.run_lock(duration_s=args.duration, on_step=show)
+                report = runner.run(duration_s=args.duration, on_step=show)
             except KeyboardInterrupt:
                 print("lock: stopped by the user", file=sys.stderr)
                 return 0
             print(f"lock ended {report.final_state.value}: {report.reason or 'as asked'}; "
-                  f"{report.steps} steps, {report.moves} moves, "
-                  f"{report.locked_steps} locked; log: {log.jsonl_path}")
+                  f"{report.counts.steps} steps, {report.counts.moves} moves, "
+                  f"{report.counts.locked_steps} locked; log: {log.jsonl_path}")
     finally:
         rig.close()
     return 0 if report.ok else 1
@@ -214,15 +210,15 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         model = _load_model(config, twin.rig)
         with RunLog(out / "run.jsonl", out / "run.csv", extra_columns=TRUTH_COLUMNS) as log:
-            rows = run_scenario_lock(twin.rig, model, config, duration_s=args.duration,
-                                 events=demo_scenario(args.duration), log=log,
-                                 view=LiveView(args.duration))
+            run = run_scenario_lock(twin.rig, model, config, duration_s=args.duration,
+                                    events=demo_scenario(args.duration), log=log,
+                                    view=LiveView(args.duration))
     finally:
         twin.close()
     tolerance = config.lock.tolerance_um
-    score = score_run(rows, tolerance)
+    score = score_run(run, tolerance)
     verdict = "OK" if score.ok else "FAILED"
-    plot = plot_run(rows, out / "focus-error.png", tolerance_um=tolerance,
+    plot = plot_run(run.rows, out / "focus-error.png", tolerance_um=tolerance,
                     title=f"focuslock demo: lock on the digital twin ({verdict})")
     print()
     for line in summary_lines(score, tolerance_um=tolerance):

@@ -58,9 +58,9 @@ def run_serve(args: argparse.Namespace) -> int:
     service.start()
     server.start()
     try:
-        status = service.status()
-        log.info("listening on %s (%s)", server.url, status["state"])
-        notifier.ready(f"listening on {server.url}; {status['state']}: {status['reason']}")
+        status = service.status().worker
+        log.info("listening on %s (%s)", server.url, status.state)
+        notifier.ready(f"listening on {server.url}; {status.state}: {status.reason}")
         while not stop.wait(1.0):
             pass
     finally:

@@ -1,4 +1,6 @@
-"""The headless focus-lock service: one worker thread owns the rig and the focus loop
-(daemon.py), an HTTP API and a dashboard let acquisition software and people drive it (api.py),
-systemd learns it is up and alive (sdnotify.py), Prometheus can scrape it (metrics.py).
+"""The headless focus-lock service, one job per module: the facade callers ask (daemon.py), the
+one worker thread that owns the rig and runs the lock (worker.py), the hardware it opens
+(hardware.py), the mode and the frozen status snapshots any thread reads (status.py), the recent
+steps (history.py), why a request is refused (errors.py), the HTTP API and the dashboard
+(api.py), systemd's notify protocol (sdnotify.py) and Prometheus' text (metrics.py).
 See docs/service.md."""

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -24,9 +26,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from controller.errors import FocuslockError
-from controller.service.daemon import (
+from controller.loop import FocusReport
+from controller.service.daemon import FocusService
+from controller.service.errors import (
     Conflict,
-    FocusService,
     InvalidRequest,
     ServiceError,
     StillRunning,
@@ -38,6 +41,8 @@ from controller.service.metrics import render_metrics
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+LINGER_S = 2.0  # after the last reply, read what a client still sends for at most this long
+LINGER_MAX = 1024 * 1024  # ... and at most this much
 LOG_LIMIT_DEFAULT = 100
 LOG_LIMIT_MAX = 500
 FOCUS_TIMEOUT_DEFAULT_S = 60.0
@@ -109,6 +114,25 @@ class ApiServer(ThreadingHTTPServer):
         else:
             log.exception("HTTP connection from %s failed", client_address)
 
+    def shutdown_request(self, request: Any) -> None:
+        """A lingering close (RFC 9112, 9.6): end our side, then read and drop what the client
+        still sends (a refused body that was never read) until it closes too. Closing a socket
+        with unread data resets the connection, and the client loses the reply with it."""
+        if isinstance(request, socket.socket):
+            deadline = time.monotonic() + LINGER_S
+            left = LINGER_MAX
+            try:
+                request.shutdown(socket.SHUT_WR)
+                while left > 0 and (wait := deadline - time.monotonic()) > 0:
+                    request.settimeout(wait)
+                    chunk = request.recv(min(left, MAX_BODY))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except OSError:  # the client is gone, or took too long: close regardless
+                pass
+        self.close_request(request)
+
     def start(self) -> threading.Thread:
         """Serve in a background thread; ``shutdown()`` ends it."""
         thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
@@ -123,17 +147,24 @@ def _json(value: Any, status: HTTPStatus = HTTPStatus.OK) -> Reply:
 
 # -- endpoints ------------------------------------------------------------------------------------
 
+def _focus_report_json(report: FocusReport) -> dict[str, Any]:
+    return {"success": report.success, "moves": report.moves, "steps": report.steps,
+            "z_um": report.z_um, "error_um": report.error_um, "state": report.state.value,
+            "reason": report.reason}
+
+
 def _status(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.status())
+    return _json(request.service.status().to_json())
 
 
 def _health(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    healthy, why = request.service.health()
-    state = request.service.status()["state"]
-    return _json({"healthy": healthy, "reason": why, "state": state},
-                 HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE)
+    status = request.service.status()
+    health = status.health
+    return _json({"healthy": health.healthy, "reason": health.reason,
+                  "state": status.worker.state.value},
+                 HTTPStatus.OK if health.healthy else HTTPStatus.SERVICE_UNAVAILABLE)
 
 
 def _log(request: _Request) -> Reply:
@@ -156,41 +187,41 @@ def _focus(request: _Request) -> Reply:
     if not _is_number(timeout) or not 0 < timeout <= FOCUS_TIMEOUT_MAX_S:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"timeout_s: must be a number in "
                                                 f"(0, {FOCUS_TIMEOUT_MAX_S:g}], got {timeout!r}")
-    return _json(request.service.focus_now(float(timeout)))
+    return _json(_focus_report_json(request.service.focus_now(float(timeout))))
 
 
 def _lock_start(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.start_lock())
+    return _json(request.service.start_lock().to_json())
 
 
 def _lock_stop(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.stop_lock())
+    return _json(request.service.stop_lock().to_json())
 
 
 def _offset(request: _Request) -> Reply:
     _fields(request, query=(), body=("offset_um",))
     if "offset_um" not in request.body:
         raise HttpError(HTTPStatus.BAD_REQUEST, 'missing field "offset_um"')
-    return _json(request.service.set_offset(request.body["offset_um"]))
+    return _json(request.service.set_offset(request.body["offset_um"]).to_json())
 
 
 def _drive_home(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.home_drive())
+    return _json(request.service.home_drive().to_json())
 
 
 def _drive_position(request: _Request) -> Reply:
     _fields(request, query=(), body=("z_um",))
     if "z_um" not in request.body:
         raise HttpError(HTTPStatus.BAD_REQUEST, 'missing field "z_um"')
-    return _json(request.service.set_drive_position(request.body["z_um"]))
+    return _json(request.service.set_drive_position(request.body["z_um"]).to_json())
 
 
 def _drive_clear_fault(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return _json(request.service.clear_drive_fault())
+    return _json(request.service.clear_drive_fault().to_json())
 
 
 ROUTES: dict[str, dict[str, Route]] = {

@@ -1,17 +1,30 @@
 """The service's recent step records, numbered, for clients that poll ``/api/log?since=SEQ``.
 
-A lock runs for days, so only the newest ``capacity`` entries are kept (the run log on disk has
-them all). Sequence numbers start at 1 and never repeat within a service's life, so a client
-that remembers the last number it saw gets exactly the entries it has not seen, and learns how
-many it missed if it fell behind the buffer.
+Each entry is a step record as the API shows it (``step_entry``). A lock runs for days, so only
+the newest ``capacity`` entries are kept (the run log on disk has them all). Sequence numbers
+start at 1 and never repeat within a service's life, so a client that remembers the last number
+it saw gets exactly the entries it has not seen, and learns how many it missed if it fell behind
+the buffer.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+from controller.runlog import StepRecord
+
+
+def step_entry(record: StepRecord, wall_time: float) -> dict[str, Any]:
+    """A step record as the API shows it: gates as a list, wall-clock time, no NaN."""
+    row = record.to_row()
+    row["rejected"] = [gate for gate in record.rejected.split("+") if gate]
+    row["time"] = wall_time
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+            for key, value in row.items()}
 
 
 @dataclass(frozen=True)

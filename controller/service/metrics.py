@@ -8,15 +8,15 @@ the lock over weeks and alert on a fault or a lock that stops locking. An unknow
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from controller.loop import LoopState
+from controller.service.status import ServiceMode, StatusSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def render_metrics(status: dict[str, Any]) -> str:
-    """Prometheus text for a ``FocusService.status()`` dictionary."""
+def render_metrics(status: StatusSnapshot) -> str:
+    """Prometheus text for a status snapshot of the service."""
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str,
@@ -28,17 +28,19 @@ def render_metrics(status: dict[str, Any]) -> str:
             lines.append(f"focuslock_{name}{{{label_text}}} {_number(value)}" if labels
                          else f"focuslock_{name} {_number(value)}")
 
-    last = status.get("last_step") or {}
-    counters = status["counters"]
+    worker = status.worker
+    last = worker.last_step or {}
+    counters = worker.counters
+    counts = counters.step_counts
     metric("up", "gauge", "1 when the loop thread is alive, making progress and not in fault",
-           [({}, 1.0 if status["healthy"] else 0.0)])
+           [({}, 1.0 if status.health.healthy else 0.0)])
     metric("state", "gauge", "1 for the loop's current state, 0 for the others",
-           [({"state": s.value}, 1.0 if status["state"] == s.value else 0.0) for s in LoopState])
+           [({"state": s.value}, 1.0 if worker.state is s else 0.0) for s in LoopState])
     metric("lock_running", "gauge", "1 while the continuous lock runs",
-           [({}, 1.0 if status["mode"] == "lock" else 0.0)])
-    metric("z_um", "gauge", "focus drive position in micrometres", [({}, status["z_um"])])
+           [({}, 1.0 if worker.mode is ServiceMode.LOCK else 0.0)])
+    metric("z_um", "gauge", "focus drive position in micrometres", [({}, worker.z_um)])
     metric("offset_um", "gauge", "lock offset: the lock holds z = z_focus + offset_um",
-           [({}, status["offset_um"])])
+           [({}, worker.offset_um)])
     metric("defocus_um", "gauge", "last prediction of z_focus - z in micrometres",
            [({}, last.get("defocus_um"))])
     metric("error_um", "gauge", "last correction wanted (defocus_um + offset_um)",
@@ -46,17 +48,17 @@ def render_metrics(status: dict[str, Any]) -> str:
     metric("confidence", "gauge", "last prediction's confidence (0..1)",
            [({}, last.get("confidence"))])
     metric("steps_total", "counter", "loop steps since the service started",
-           [({}, counters["steps"])])
+           [({}, counts.steps)])
     metric("moves_total", "counter", "focus moves since the service started",
-           [({}, counters["moves"])])
+           [({}, counts.moves)])
     metric("locked_steps_total", "counter", "steps that ended locked",
-           [({}, counters["locked_steps"])])
+           [({}, counts.locked_steps)])
     metric("rejections_total", "counter", "readings rejected, by gate",
-           [({"gate": gate}, count) for gate, count in sorted(counters["rejected"].items())])
+           [({"gate": gate}, count) for gate, count in sorted(counts.rejected.items())])
     metric("faults_total", "counter", "times the loop entered the fault state",
-           [({}, counters["faults"])])
+           [({}, counters.faults)])
     metric("uptime_seconds", "gauge", "seconds since the service started",
-           [({}, status["uptime_s"])])
+           [({}, status.uptime_s)])
     return "\n".join(lines) + "\n"
 
 

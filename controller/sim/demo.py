@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from controller.config import Config
 from controller.hardware.rig import Rig
-from controller.loop import FocusLoop, LoopState, Predictor
+from controller.lock_runner import LockReport, LockRunner
+from controller.loop import FocusLoop, Predictor
 from controller.runlog import RunLog, StepRecord
 from controller.sim.devices import VirtualScope
 from controller.sim.scenario import Event, Scenario
@@ -35,11 +35,20 @@ RMS_GOAL_UM = 0.25
 RELOCK_GOAL_STEPS = 3
 
 
+@dataclass(frozen=True)
+class ScenarioRun:
+    """A lock run on simulated hardware: its rows (StepRecord fields plus TRUTH_COLUMNS) and the
+    runner's report (the counts and how the run ended)."""
+
+    rows: list[dict[str, Any]]
+    report: LockReport
+
+
 @dataclass
 class RunScore:
-    """What a lock run on the twin achieved, from its logged rows."""
+    """What a lock run on the twin achieved, judged against the truth in its rows."""
 
-    steps: int = 0
+    lock: LockReport  # the runner's counts and final state
     first_locked_s: float | None = None
     locked_rms_um: float | None = None
     locked_max_um: float | None = None
@@ -47,8 +56,6 @@ class RunScore:
     bad_frames: int = 0
     moves_on_bad_frames: int = 0
     relock_steps: list[int | None] = field(default_factory=list)  # one per knock
-    rejected: Counter[str] = field(default_factory=Counter)
-    final_state: str = ""
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -56,16 +63,14 @@ class RunScore:
         return not self.failures
 
 
-def score_run(rows: list[dict[str, Any]], tolerance_um: float) -> RunScore:
-    """Score rows of a twin run (StepRecord fields plus TRUTH_COLUMNS)."""
-    score = RunScore(steps=len(rows))
+def score_run(run: ScenarioRun, tolerance_um: float) -> RunScore:
+    """Score a run on simulated hardware against the truth its rows carry."""
+    rows = run.rows
+    score = RunScore(run.report)
     locked_errors: list[float] = []
     acquired = False  # locked at least once
     recovering = False  # after a knock or a lost spell, until locked again: re-acquisition
     for i, row in enumerate(rows):
-        if row["rejected"]:
-            for gate in row["rejected"].split("+"):
-                score.rejected[gate] += 1
         if row["state"] == "locked" and score.first_locked_s is None:
             score.first_locked_s = row["elapsed_s"]
         if row["condition"]:
@@ -84,11 +89,10 @@ def score_run(rows: list[dict[str, Any]], tolerance_um: float) -> RunScore:
         score.locked_frames = len(locked_errors)
         score.locked_rms_um = math.sqrt(sum(e * e for e in locked_errors) / len(locked_errors))
         score.locked_max_um = max(abs(e) for e in locked_errors)
-    score.final_state = rows[-1]["state"] if rows else ""
     if score.first_locked_s is None:
         score.failures.append("never locked")
-    if score.final_state in (LoopState.FAULT, LoopState.LOST):
-        score.failures.append(f"ended {score.final_state}")
+    if not run.report.ok:
+        score.failures.append(f"ended {run.report.final_state}")
     if score.moves_on_bad_frames:
         score.failures.append(f"{score.moves_on_bad_frames} moves on untrustworthy frames")
     if score.locked_rms_um is not None and score.locked_rms_um > tolerance_um:
@@ -136,16 +140,14 @@ class LiveView:
 
 def run_scenario_lock(rig: Rig, predictor: Predictor, config: Config, *,
                       duration_s: float, events: list[Event], log: RunLog,
-                      view: LiveView | None = None) -> list[dict[str, Any]]:
+                      view: LiveView | None = None) -> ScenarioRun:
     """Lock on simulated hardware (the twin, or the in-process virtual rig) for ``duration_s``
     while playing ``events``; every row is logged with the truth."""
     scope = rig.scope
     if scope is None:
         raise ValueError("a scenario needs simulated hardware (a rig with a scope)")  # a bug
     scenario = Scenario(events)
-    loop = FocusLoop(rig.camera, rig.drive, rig.illuminator, predictor, rig.preset.autofocus,
-                     lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
-                     camera_timeout_s=config.camera.timeout_s, clock=rig.clock)
+    runner = LockRunner(FocusLoop.for_rig(rig, predictor, config))
     rows: list[dict[str, Any]] = []
     start = rig.clock.now()
     offset = config.lock.offset_um
@@ -163,12 +165,10 @@ def run_scenario_lock(rig: Rig, predictor: Predictor, config: Config, *,
             for event in fired:
                 view.note(f"{event.describe()} at {truth['elapsed_s']:.1f} s")
 
-    report = loop.run_lock(duration_s=duration_s, on_step=on_step)
-    if rows and report.final_state is LoopState.FAULT:
-        rows[-1]["state"] = report.final_state.value
+    report = runner.run(duration_s=duration_s, on_step=on_step)
     if view is not None:
         view.close()
-    return rows
+    return ScenarioRun(rows, report)
 
 
 def _truth(scope: VirtualScope, offset_um: float, condition: str) -> dict[str, Any]:
@@ -237,7 +237,8 @@ def summary_lines(score: RunScore, *, tolerance_um: float) -> list[str]:
     def goal(met: bool) -> str:
         return "goal met" if met else "GOAL MISSED"
 
-    lines = [f"steps: {score.steps}; final state: {score.final_state}"]
+    counts = score.lock.counts
+    lines = [f"steps: {counts.steps}; final state: {score.lock.final_state}"]
     lines.append("first locked after: " + (
         "never" if score.first_locked_s is None else f"{score.first_locked_s:.1f} s"))
     if score.locked_rms_um is not None and score.locked_max_um is not None:
@@ -251,9 +252,10 @@ def summary_lines(score: RunScore, *, tolerance_um: float) -> list[str]:
         met = steps is not None and steps <= RELOCK_GOAL_STEPS
         lines.append(f"back within {tolerance_um} µm after the knock: {text} "
                      f"(goal ≤ {RELOCK_GOAL_STEPS}: {goal(met)})")
-    if score.rejected:
+    if counts.rejected:
+        by_count = sorted(counts.rejected.items(), key=lambda item: -item[1])  # ties: first seen
         lines.append("rejected readings: " + ", ".join(
-            f"{gate} {count}" for gate, count in score.rejected.most_common()))
+            f"{gate} {count}" for gate, count in by_count))
     lines.append("result: " + ("LOCK OK" if score.ok else "LOCK FAILED: "
                                + "; ".join(score.failures)))
     return lines

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
 from controller.config import Config, GateSettings, LockSettings, SimSettings
 from controller.hardware.rig import Rig
+from controller.lock_runner import LockReport, LockRunner
 from controller.loop import FocusLoop
 from controller.optics import preset
 from controller.sim.rigs import virtual_rig
@@ -31,10 +33,16 @@ def rig(make_rig) -> Rig:
 
 def make_loop(rig: Rig, predictor=None, *, records=None, gates: GateSettings | None = None,
               **lock: object) -> FocusLoop:
+    """The loop on ``rig`` with the default config but for ``gates`` and the ``lock`` settings
+    given; the truth-reading model unless another is given; records appended to ``records``."""
     assert rig.scope is not None
-    return FocusLoop(
-        rig.camera, rig.drive, rig.illuminator,
-        predictor or OraclePredictor(rig.scope), rig.preset.autofocus,
-        lock=dataclasses.replace(LockSettings(), **lock),  # type: ignore[arg-type]
-        gates=gates or Config().gates, full_scale=rig.full_scale, clock=rig.clock,
-        record_sink=None if records is None else records.append)
+    config = dataclasses.replace(
+        Config(), lock=dataclasses.replace(LockSettings(), **lock),  # type: ignore[arg-type]
+        gates=gates or GateSettings())
+    return FocusLoop.for_rig(rig, predictor or OraclePredictor(rig.scope), config,
+                             record_sink=None if records is None else records.append)
+
+
+def run_lock(loop: FocusLoop, **until: Any) -> LockReport:
+    """The lock run by the one runner, in the rig's simulated time, until ``until`` ends it."""
+    return LockRunner(loop).run(**until)

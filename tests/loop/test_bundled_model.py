@@ -22,10 +22,7 @@ def test_focus_now_from_far_away_with_the_bundled_model():
     assert rig.scope is not None
     model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
                             pattern=rig.preset.autofocus)
-    config = Config()
-    report = FocusLoop(rig.camera, rig.drive, rig.illuminator, model, rig.preset.autofocus,
-                       lock=config.lock, gates=config.gates, full_scale=rig.full_scale,
-                       clock=rig.clock).focus_now(FocusSettings())
+    report = FocusLoop.for_rig(rig, model, Config()).focus_now(FocusSettings())
     assert report.success and report.moves <= 4
     assert abs(rig.scope.defocus_um()) <= 0.5
 
@@ -38,11 +35,11 @@ def test_lock_on_the_twin_with_the_bundled_model_stays_in_tolerance(tmp_path):
         model = FocusModel.load(DEFAULT_BUNDLE, optics=twin.rig.preset.optics,
                                 pattern=twin.rig.preset.autofocus)
         with RunLog(tmp_path / "run.jsonl", extra_columns=TRUTH_COLUMNS) as log:
-            rows = run_scenario_lock(twin.rig, model, Config(), duration_s=10.0, events=[],
-                                     log=log)
+            run = run_scenario_lock(twin.rig, model, Config(), duration_s=10.0, events=[],
+                                    log=log)
     finally:
         twin.close()
-    score = score_run(rows, tolerance_um=0.5)
+    score = score_run(run, tolerance_um=0.5)
     assert score.ok, score.failures
     assert score.first_locked_s is not None and score.first_locked_s <= 5.0
     assert score.locked_max_um is not None and score.locked_max_um <= 0.5

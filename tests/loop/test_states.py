@@ -2,12 +2,14 @@
 focus now, and safe stops on device faults. The model is the truth-reading stand-in
 (tests/loop/doubles.py) so each expectation is exact."""
 
+import itertools
+
 import pytest
 
 from controller.config import FocusSettings
 from controller.loop import LoopState
 from controller.runlog import RunLog, StepRecord, read_run
-from tests.loop.conftest import make_loop
+from tests.loop.conftest import make_loop, run_lock
 from tests.loop.doubles import OraclePredictor
 
 
@@ -29,14 +31,14 @@ def locked_loop(rig, **lock):
 def test_focusing_becomes_locked_after_k_in_tolerance_readings(rig):
     records: list[StepRecord] = []
     loop = make_loop(rig, records=records)
-    report = loop.run_lock(max_steps=12)
+    report = run_lock(loop, max_steps=12)
     states = [r.state for r in records]
     first_locked = states.index("locked")
     in_tolerance = [r.error_um is not None and abs(r.error_um) <= 0.5 for r in records]
     assert states[:first_locked] == ["focusing"] * first_locked
     assert in_tolerance[first_locked - 2:first_locked + 1] == [True, True, True]
     assert not in_tolerance[first_locked - 3]  # locked exactly at the third in a row
-    assert report.locked_steps == 12 - first_locked
+    assert report.counts.locked_steps == 12 - first_locked
     assert abs(rig.scope.defocus_um()) <= 0.5
     assert loop.state is LoopState.IDLE and rig.illuminator.pattern is None  # LEDs off after
 
@@ -70,9 +72,9 @@ def test_repeated_rejections_mean_lost_then_recovery_on_trusted_frames(rig):
 
 def test_lost_ends_the_run_without_recovery(rig):
     rig.scope.empty_field = True
-    report = make_loop(rig, recover_from_lost=False).run_lock(max_steps=50)
-    assert report.steps == 5 and report.final_state is LoopState.LOST and not report.ok
-    assert report.rejected["empty"] == 5
+    report = run_lock(make_loop(rig, recover_from_lost=False), max_steps=50)
+    assert report.counts.steps == 5 and report.final_state is LoopState.LOST and not report.ok
+    assert report.counts.rejected == {"empty": 5}
     assert rig.drive.moves == 0
 
 
@@ -155,8 +157,8 @@ def test_camera_timeout_mid_lock_is_a_safe_stop(rig):
 
 def test_a_fault_ends_the_run_and_stays_a_fault(rig):
     rig.camera.dead = True
-    report = make_loop(rig).run_lock(max_steps=10)
-    assert report.steps == 1 and report.final_state is LoopState.FAULT and not report.ok
+    report = run_lock(make_loop(rig), max_steps=10)
+    assert report.counts.steps == 1 and report.final_state is LoopState.FAULT and not report.ok
     assert "no frame within" in report.reason
 
 
@@ -196,7 +198,7 @@ def test_every_step_is_logged(rig, tmp_path):
     with RunLog(tmp_path / "run.jsonl", tmp_path / "run.csv") as log:
         loop = make_loop(rig)
         loop.record_sink = log.write
-        loop.run_lock(max_steps=6)
+        run_lock(loop, max_steps=6)
     rows = read_run(tmp_path / "run.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[0]["z_um"] == pytest.approx(8.0) and rows[0]["move_um"] < 0
@@ -212,3 +214,13 @@ def test_holding_goes_to_focusing_when_focus_moved_meanwhile(rig):
     rig.scope.light_scale = 1.0
     record = loop.lock_step()
     assert record.state == "focusing" and record.move_um < -1.0
+
+
+def test_a_late_step_is_followed_at_once_without_a_burst_to_catch_up(make_rig):
+    rig = make_rig(settle_s=1.2)  # each move settles for longer than two 0.5 s periods
+    records: list[StepRecord] = []
+    run_lock(make_loop(rig, records=records), max_steps=8)
+    starts = [r.t for r in records]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert max(gaps) > 1.0  # steps waited for the drive to settle: they ran late
+    assert min(gaps) == pytest.approx(0.5)  # but never closer than the 2 Hz rate

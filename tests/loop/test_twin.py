@@ -9,6 +9,7 @@ import time
 import pytest
 
 from controller.config import Config, SimSettings
+from controller.lock_runner import LockRunner
 from controller.loop import FocusLoop, LoopState
 from controller.optics import preset
 from controller.runlog import StepRecord
@@ -28,13 +29,11 @@ def twin(tmp_path):
     twin.close()
 
 
-def twin_loop(twin, predictor=None):
+def twin_lock(twin, predictor=None):
     config = Config()
-    rig = twin.rig
-    return FocusLoop(rig.camera, rig.drive, rig.illuminator,
-                     predictor or OraclePredictor(twin.scope, noise_um=0.1), rig.preset.autofocus,
-                     lock=dataclasses.replace(config.lock, rate_hz=5.0), gates=config.gates,
-                     full_scale=rig.full_scale, clock=rig.clock)
+    config = dataclasses.replace(config, lock=dataclasses.replace(config.lock, rate_hz=5.0))
+    predictor = predictor or OraclePredictor(twin.scope, noise_um=0.1)
+    return LockRunner(FocusLoop.for_rig(twin.rig, predictor, config))
 
 
 def test_board_reboot_mid_lock_is_a_safe_stop(twin):
@@ -45,7 +44,7 @@ def test_board_reboot_mid_lock_is_a_safe_stop(twin):
         if len(steps) == 3:
             twin.board.restart()  # power glitch: the firmware no longer vouches for its position
 
-    report = twin_loop(twin).run_lock(duration_s=10.0, on_step=reboot_at_third)
+    report = twin_lock(twin).run(duration_s=10.0, on_step=reboot_at_third)
     assert report.final_state is LoopState.FAULT and not report.ok
     assert "PositionUnknown" in report.reason and "safe stop" in report.reason
     assert steps[-1].state == "fault" and steps[-1].move_um == 0.0
@@ -61,7 +60,7 @@ def test_board_dead_mid_lock_is_a_safe_stop(twin):
             twin.board.kill()
 
     start = time.monotonic()
-    report = twin_loop(twin).run_lock(duration_s=30.0, on_step=kill_at_third)
+    report = twin_lock(twin).run(duration_s=30.0, on_step=kill_at_third)
     assert report.final_state is LoopState.FAULT
     assert report.reason.startswith("safe stop: LinkLost: no reply from the focus board")
     assert "LEDs off also failed" in report.reason  # says the safe stop could not be confirmed

@@ -3,6 +3,7 @@ microscope from a config, with the truth-reading model stand-in of the loop test
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import threading
@@ -17,7 +18,8 @@ from controller.config import Config, config_from_dict
 from controller.hardware.rig import open_rig
 from controller.loop import Predictor
 from controller.service.api import ApiServer
-from controller.service.daemon import FocusService, Hardware
+from controller.service.daemon import FocusService
+from controller.service.hardware import Hardware, ModelInfo
 from controller.service.sdnotify import Notifier
 from tests.loop.doubles import OraclePredictor
 
@@ -40,7 +42,7 @@ def oracle_hardware(config: Config, **oracle: Any) -> Hardware:
     """The virtual rig the config asks for, read by a model that knows the truth."""
     rig = open_rig(config)
     assert rig.scope is not None
-    return Hardware(rig, OraclePredictor(rig.scope, **oracle), {"id": "oracle@test"})
+    return Hardware(rig, OraclePredictor(rig.scope, **oracle), ModelInfo("oracle@test"))
 
 
 class HangingModel:
@@ -64,8 +66,7 @@ def hanging_hardware(config: Config, models: list[HangingModel]) -> Callable[[],
     def make() -> Hardware:
         made = oracle_hardware(config)
         models.append(HangingModel(made.predictor))
-        made.predictor = models[-1]
-        return made
+        return dataclasses.replace(made, predictor=models[-1])
     return make
 
 

@@ -3,6 +3,7 @@ lock does when asked, and what a bad or conflicting request gets back."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import math
 
@@ -26,6 +27,12 @@ def locked(status) -> bool:
 def test_status_before_anything_runs(running):
     code, status = running.client.get("/api/status")
     assert code == 200
+    assert list(status) == ["state", "reason", "z_um", "offset_um", "offset_limit_um",
+                            "tolerance_um", "rate_hz", "travel_um", "leds", "model", "hardware",
+                            "mode", "counters", "last_step", "uptime_s", "healthy", "health"]
+    assert status["counters"] == {"steps": 0, "moves": 0, "locked_steps": 0, "rejected": {},
+                                  "faults": 0, "lock_starts": 0, "focus_runs": 0}
+    assert status["travel_um"] == [-500.0, 500.0]
     assert status["state"] == "idle" and status["mode"] == "idle"
     assert status["z_um"] == pytest.approx(START_Z_UM)
     assert status["offset_um"] == 0.0 and status["offset_limit_um"] == 50.0
@@ -296,9 +303,7 @@ def test_an_unexpected_error_is_a_fault_not_a_dead_server(start_service, tmp_pat
     config = service_config(tmp_path)
 
     def hardware():
-        made = oracle_hardware(config)
-        made.predictor = BrokenModel()
-        return made
+        return dataclasses.replace(oracle_hardware(config), predictor=BrokenModel())
 
     running = start_service(config, hardware=hardware)
     client = running.client

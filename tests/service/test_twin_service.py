@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from controller.optics import preset
-from controller.service.daemon import Hardware
+from controller.service.hardware import Hardware, ModelInfo
 from controller.sim.twin import DigitalTwin, open_twin
 from tests.loop.doubles import OraclePredictor
 from tests.service.conftest import service_config
@@ -23,7 +23,7 @@ def test_a_rebooted_board_is_a_fault_until_the_drive_is_re_referenced(start_serv
         twin = open_twin(preset("paper"), config.sim, frame_shape=(128, 128),
                          workdir=tmp_path / "firmware")
         twins.append(twin)
-        return Hardware(twin.rig, OraclePredictor(twin.scope), {"id": "oracle@twin"})
+        return Hardware(twin.rig, OraclePredictor(twin.scope), ModelInfo("oracle@twin"))
 
     running = start_service(config, hardware=twin_hardware)
     client = running.client

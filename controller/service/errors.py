@@ -1,0 +1,25 @@
+"""Why the service refuses a request: one exception per HTTP status the API answers with."""
+
+from __future__ import annotations
+
+from controller.errors import FocuslockError
+
+
+class ServiceError(FocuslockError):
+    """A request the service cannot carry out; the message says why."""
+
+
+class InvalidRequest(ServiceError):
+    """A value out of range or of the wrong kind (HTTP 400)."""
+
+
+class Conflict(ServiceError):
+    """A request that contradicts what is running, e.g. focus now while locked (HTTP 409)."""
+
+
+class Unavailable(ServiceError):
+    """The hardware is faulted or cannot be opened, or the worker does not answer (HTTP 503)."""
+
+
+class StillRunning(ServiceError):
+    """Focus now did not report within the caller's timeout; it goes on (HTTP 504)."""

@@ -1,0 +1,82 @@
+"""What the service runs the loop on: the rig and the model bundle the config asks for, the
+drive commands a headless box needs to recover, and LEDs that can say what they show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from controller.config import Config
+from controller.hardware.interfaces import Illuminator
+from controller.loop import Predictor
+from controller.optics import Pattern
+
+if TYPE_CHECKING:
+    from controller.hardware.rig import Rig
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model bundle reads the frames, as the status shows it."""
+
+    id: str  # the bundle's folder name and the start of its weights' checksum
+    path: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id} if self.path is None else {"id": self.id, "path": self.path}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the worker runs the loop on."""
+
+    rig: Rig
+    predictor: Predictor
+    model: ModelInfo
+
+
+def open_hardware(config: Config) -> Hardware:
+    """The rig and the model bundle the config asks for (the box's, or a simulated one)."""
+    from controller.hardware.rig import open_rig
+    from controller.model import DEFAULT_BUNDLE, FocusModel
+
+    rig = open_rig(config)
+    try:
+        model = FocusModel.load(config.model.bundle or DEFAULT_BUNDLE, optics=rig.preset.optics,
+                                pattern=rig.preset.autofocus)
+    except BaseException:
+        rig.close()
+        raise
+    digest = str(model.record.get("weights_sha256", ""))[:12]
+    return Hardware(rig, model, ModelInfo(f"{model.path.name}@{digest}", str(model.path)))
+
+
+@runtime_checkable
+class ReferencedDrive(Protocol):
+    """A drive that can lose its reference (the focus board after a reset) and be given it back:
+    the service offers these so a headless box recovers without anyone freeing the port."""
+
+    def home(self) -> float: ...
+
+    def set_position_um(self, z_um: float) -> None: ...
+
+    def clear_fault(self) -> None: ...
+
+
+class TrackedIlluminator(Illuminator):
+    """Passes every call to the LED board and remembers what it was last told successfully,
+    so the status can say whether the LEDs are on."""
+
+    def __init__(self, inner: Illuminator) -> None:
+        self.inner = inner
+        self.showing = "off"  # a pattern's name, "off", or "unknown" after a failed call
+
+    def show(self, pattern: Pattern) -> None:
+        self.showing = "unknown"
+        self.inner.show(pattern)
+        self.showing = pattern.name
+
+    def off(self) -> None:
+        self.showing = "unknown"
+        self.inner.off()
+        self.showing = "off"

@@ -1,0 +1,387 @@
+"""The service's worker: the one thread that touches the rig and the focus loop.
+
+Devices and the loop are not thread-safe, and a lock step must never interleave with a command,
+so this thread alone opens the hardware, carries out the commands other threads queue (through
+``submit``) and, between them, runs the lock's steps when the LockRunner says they are due, in
+real time. After every step and command it publishes the status on the StatusBoard and beats
+its heart; it pings the systemd watchdog from here, so a hung step stops the pings.
+
+A fault (camera timeout, board fault, hardware that cannot be opened, an unexpected error)
+leaves the thread running: the status says what failed, and starting the lock again retries
+once the cause is fixed. Stopping it (``stop``) stops the loop, stops the drive, switches the
+LEDs off and closes the rig, in this thread, and ``shutdown_summary`` says what it did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from controller.clock import MonotonicClock
+from controller.config import Config
+from controller.errors import FocuslockError
+from controller.lock_runner import LockRunner
+from controller.loop import FocusLoop, FocusReport, LoopState
+from controller.runlog import RunLog, StepRecord, timestamped_dir
+from controller.service.errors import Conflict, InvalidRequest, ServiceError, Unavailable
+from controller.service.hardware import Hardware, ReferencedDrive, TrackedIlluminator
+from controller.service.history import StepHistory, step_entry
+from controller.service.sdnotify import Notifier
+from controller.service.status import ServiceMode, StatusBoard, WorkerStatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+IDLE_TICK_S = 1.0  # the worker wakes at least this often (watchdog, heartbeat)
+
+
+@dataclass(frozen=True)
+class _Command:
+    action: Callable[[], Any]
+    done: Future[Any]
+
+
+@dataclass(frozen=True)
+class _OpenRig:
+    """The hardware once open, with the LEDs as the status sees them and the loop on both."""
+
+    hardware: Hardware
+    leds: TrackedIlluminator
+    loop: FocusLoop
+
+
+class LoopWorker:
+    """The worker thread. ``start``, ``stop``, ``submit`` and ``alive`` may be called from any
+    thread; the command methods (``start_lock`` ...) only through ``submit``."""
+
+    def __init__(self, config: Config, open_hardware: Callable[[], Hardware], *,
+                 board: StatusBoard, history: StepHistory, notifier: Notifier) -> None:
+        self.config = config  # the config in force: set_offset changes its lock.offset_um
+        self._open_hardware = open_hardware
+        self._board = board
+        self._history = history
+        self._notifier = notifier
+        self._run_log = _open_run_log(config)
+        self._commands: queue.Queue[_Command | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="focuslock-loop", daemon=True)
+        self._started = threading.Event()
+        self.shutdown_summary = ""
+        # touched by the worker thread only
+        self._clock = MonotonicClock()  # the service paces in real time, whatever the rig's
+        self._open: _OpenRig | None = None
+        self._runner: LockRunner | None = None  # while the lock runs
+        self._fault = ""  # a fault outside the loop (open failed, unexpected error)
+        self._last_ping = -math.inf
+        self._told_systemd = ""
+
+    # -- any thread -----------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread and wait until it has opened the hardware (or failed to, which is a
+        fault the status shows) and started the lock if the config says so."""
+        self._publish()
+        self._thread.start()
+        self._started.wait()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Make the thread leave everything safe and end; False if it did not within the time."""
+        if self._thread.is_alive():
+            self._commands.put(None)
+            self._thread.join(timeout_s)
+            return not self._thread.is_alive()
+        if self._thread.ident is None:
+            self._shut_down()  # never started: only the run log is open
+        return True
+
+    def submit(self, action: Callable[[], T]) -> Future[T]:
+        """Queue ``action`` for the thread; the future has its result or its exception."""
+        if not self._thread.is_alive():
+            raise Unavailable("the loop thread is not running")
+        done: Future[T] = Future()
+        self._commands.put(_Command(action, done))
+        return done
+
+    # -- commands (worker thread, through submit) -----------------------------------------------
+
+    def start_lock(self) -> WorkerStatus:
+        mode = self._board.read().mode
+        if mode is ServiceMode.LOCK:
+            raise Conflict("the lock is already running")
+        if mode is ServiceMode.FOCUS:  # accepted after this command was queued
+            raise Conflict("focus now is already running")
+        loop = self._ensure_open().loop
+        self._fault = ""
+        runner = LockRunner(loop, clock=self._clock)
+        runner.start()
+        self._board.change(lambda s: dataclasses.replace(s, counters=dataclasses.replace(
+            s.counters, lock_starts=s.counters.lock_starts + 1)))
+        if not runner.running:
+            raise Unavailable(f"the lock could not start: {loop.reason}")
+        self._runner = runner
+        self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.LOCK))
+        return self._publish()
+
+    def stop_lock(self) -> WorkerStatus:
+        """End the lock if it runs; LEDs off in any case."""
+        self._end_lock()
+        if self._open is not None:
+            self._open.loop.stop()
+        return self._publish()
+
+    def focus_now(self) -> FocusReport:
+        """Focus now; the mode is ``focus`` already (set when it was accepted)."""
+        try:
+            loop = self._ensure_open().loop
+            self._fault = ""
+            self._board.change(lambda s: dataclasses.replace(s, counters=dataclasses.replace(
+                s.counters, focus_runs=s.counters.focus_runs + 1)))
+            return loop.focus_now(self.config.focus)
+        finally:
+            self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.IDLE))
+
+    def set_offset(self, offset_um: float) -> WorkerStatus:
+        """Hold ``z = z_focus + offset_um`` from the next step on (and in later runs)."""
+        lock = dataclasses.replace(self.config.lock, offset_um=offset_um)
+        self.config = dataclasses.replace(self.config, lock=lock)
+        if self._open is not None:
+            self._open.loop.lock_settings = lock
+        return self._publish()
+
+    def home_drive(self) -> WorkerStatus:
+        return self._drive_command("home", lambda drive: drive.home())
+
+    def set_drive_position(self, z_um: float) -> WorkerStatus:
+        def within_travel(travel: tuple[float, float]) -> None:
+            low, high = travel
+            if not low <= z_um <= high:
+                raise InvalidRequest(f"z_um: must be within the drive's travel [{low:g}, "
+                                     f"{high:g}] µm, got {z_um:g}")
+
+        return self._drive_command("set its position",
+                                   lambda drive: drive.set_position_um(z_um),
+                                   check=within_travel)
+
+    def clear_drive_fault(self) -> WorkerStatus:
+        return self._drive_command("clear a fault", lambda drive: drive.clear_fault())
+
+    # -- the thread -----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            self._guarded(self._ensure_open)
+            if self.config.service.autostart_lock and self._open is not None:
+                self._guarded(self.start_lock)
+            self._started.set()
+            while True:
+                try:
+                    command = self._commands.get(timeout=self._wait_s())
+                except queue.Empty:
+                    command = None
+                else:
+                    if command is None:
+                        break
+                if command is not None:
+                    self._execute(command)
+                if self._runner is not None and self._runner.due_in() == 0:
+                    self._guarded(self._lock_step)
+                self._beat()
+        finally:
+            self._started.set()
+            self._shut_down()
+
+    def _wait_s(self) -> float:
+        tick = IDLE_TICK_S
+        if self._notifier.watchdog_s is not None:
+            tick = min(tick, self._notifier.watchdog_s / 4)
+        if self._runner is not None:
+            tick = min(tick, self._runner.due_in())
+        return tick
+
+    def _execute(self, command: _Command) -> None:
+        try:
+            command.done.set_result(self._guarded(command.action, reraise=True))
+        except BaseException as exc:  # delivered to the caller, who reports it
+            command.done.set_exception(exc)
+
+    def _guarded(self, action: Callable[[], Any], *, reraise: bool = False) -> Any:
+        """Run ``action`` in the worker; an unexpected error becomes a safe-stop fault instead
+        of killing the thread (the caller of a command gets it as Unavailable)."""
+        try:
+            return action()
+        except ServiceError:
+            if reraise:
+                raise
+        except Exception as exc:
+            log.exception("focus loop: unexpected error")
+            self._safe_stop(f"unexpected {type(exc).__name__}: {exc}")
+            if reraise:
+                raise Unavailable(self._fault) from exc
+        finally:
+            self._publish()
+        return None
+
+    def _beat(self) -> None:
+        self._board.beat()
+        now = time.monotonic()
+        interval = self._notifier.watchdog_s
+        if interval is not None and now - self._last_ping >= interval / 4:
+            self._notifier.watchdog()
+            self._last_ping = now
+
+    def _ensure_open(self) -> _OpenRig:
+        if self._open is not None:
+            return self._open
+        try:
+            hardware = self._open_hardware()
+        except FocuslockError as exc:
+            self._fault = f"cannot open the hardware: {exc}"
+            raise Unavailable(self._fault) from exc
+        leds = TrackedIlluminator(hardware.rig.illuminator)
+        loop = FocusLoop.for_rig(hardware.rig, hardware.predictor, self.config,
+                                 illuminator=leds, record_sink=self._on_record)
+        self._open = _OpenRig(hardware, leds, loop)
+        self._fault = ""
+        log.info("hardware open: camera %s, board %s, model %s", self.config.camera.backend,
+                 self.config.board.backend, hardware.model.id)
+        return self._open
+
+    def _drive_command(self, what: str, action: Callable[[ReferencedDrive], object], *,
+                       check: Callable[[tuple[float, float]], None] | None = None
+                       ) -> WorkerStatus:
+        mode = self._board.read().mode
+        if mode is not ServiceMode.IDLE:
+            raise Conflict(f"the {mode} is running; stop it before asking the drive to {what}")
+        drive = self._ensure_open().hardware.rig.drive
+        if not isinstance(drive, ReferencedDrive):
+            raise Conflict(f"the {self.config.board.backend} focus drive cannot {what}: it "
+                           f"never loses its position")
+        if check is not None:
+            check(drive.travel_um)
+        try:
+            action(drive)
+        except FocuslockError as exc:
+            raise Unavailable(f"the drive could not {what}: {exc}") from exc
+        return self._publish()
+
+    def _lock_step(self) -> None:
+        runner = self._runner
+        assert runner is not None  # stepped only while the lock runs
+        runner.step()
+        if not runner.running:
+            self._end_lock()
+            log.warning("lock ended: %s", runner.loop.reason)
+
+    def _end_lock(self) -> None:
+        self._runner = None
+        self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.IDLE)
+                           if s.mode is ServiceMode.LOCK else s)
+
+    def _on_record(self, record: StepRecord) -> None:
+        """The loop's record sink: log, count, publish (in the worker, during a step)."""
+        self._run_log.write(record)
+        entry = MappingProxyType(self._history.append(step_entry(record, time.time())))
+        self._board.change(lambda s: dataclasses.replace(
+            s, last_step=entry, counters=dataclasses.replace(
+                s.counters, step_counts=s.counters.step_counts.plus(record))))
+        self._beat()
+        self._publish()
+
+    def _safe_stop(self, reason: str) -> None:
+        """After an unexpected error: stop the drive and the LEDs as far as they still obey."""
+        self._fault = reason
+        self._end_lock()
+        if self._open is None:
+            return
+        for action in (self._open.hardware.rig.drive.stop, self._open.leds.off):
+            try:
+                action()
+            except Exception as exc:  # keep going: the other device may still obey
+                self._fault += f"; {action.__qualname__} also failed ({exc})"
+
+    def _shut_down(self) -> None:
+        """Leave the hardware safe and closed; remember what was done for the caller."""
+        done: list[str] = []
+        opened, self._open = self._open, None
+        if opened is not None:
+            rig = opened.hardware.rig
+            steps: list[tuple[str, Callable[[], None]]] = [
+                ("loop stopped", opened.loop.stop), ("drive stopped", rig.drive.stop),
+                ("LEDs off", opened.leds.off), ("rig closed", rig.close)]
+            for what, action in steps:
+                try:
+                    action()
+                    done.append(what)
+                except Exception as exc:
+                    done.append(f"{what} FAILED ({type(exc).__name__}: {exc})")
+        else:
+            done.append("no hardware was open")
+        self._runner = None
+        self._run_log.close()
+        while True:  # commands that arrived after the stop are answered, not left hanging
+            try:
+                late = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                late.done.set_exception(Unavailable("the service is stopping"))
+        self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.IDLE))
+        self.shutdown_summary = "stopped: " + ", ".join(done)
+        log.info(self.shutdown_summary)
+
+    def _publish(self) -> WorkerStatus:
+        """Copy what other threads may read out of the worker's objects (worker thread only)."""
+        opened = self._open
+        loop = opened.loop if opened is not None else None
+        state = LoopState.FAULT if self._fault else (
+            loop.state if loop is not None else LoopState.IDLE)
+        reason = self._fault or (loop.reason if loop is not None else "")
+        z_um: float | None = None
+        travel: tuple[float, float] | None = None
+        if opened is not None:
+            drive = opened.hardware.rig.drive
+            try:
+                z_um = drive.position_um()
+                travel = drive.travel_um
+            except FocuslockError:
+                z_um = None
+        lock = self.config.lock
+
+        def edit(status: WorkerStatus) -> WorkerStatus:
+            became_fault = state is LoopState.FAULT and status.state is not LoopState.FAULT
+            return dataclasses.replace(
+                status, state=state, reason=reason, z_um=z_um, offset_um=lock.offset_um,
+                tolerance_um=lock.tolerance_um, rate_hz=lock.rate_hz, travel_um=travel,
+                leds=opened.leds.showing if opened is not None else "off",
+                model=opened.hardware.model if opened is not None else None,
+                counters=dataclasses.replace(
+                    status.counters, faults=status.counters.faults + became_fault))
+
+        published = self._board.change(edit)
+        told = f"{state}: {reason}" if reason else str(state)
+        if told != self._told_systemd:  # `systemctl status` shows it; not a datagram per step
+            self._notifier.status(told)
+            self._told_systemd = told
+        return published
+
+
+def _open_run_log(config: Config) -> RunLog:
+    folder = Path(config.log_dir)
+    try:
+        return RunLog(timestamped_dir(folder, "serve") / "steps.jsonl",
+                      max_bytes=round(config.log_max_mb * 1e6), keep=config.log_keep)
+    except OSError as exc:
+        raise FocuslockError(f"cannot write the run log under {folder}: {exc}") from exc
