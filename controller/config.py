@@ -124,11 +124,9 @@ class FocusSettings:
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Thresholds below which a frame or a prediction is not trusted (no move)."""
+    """Thresholds beyond which a frame is not trusted (no move). The confidence threshold is
+    not here: it belongs to the model it was calibrated for (record.json ``min_confidence``)."""
 
-    # The bundled model's confidence is exp(-patch spread / its validation error): normal frames
-    # of cells score 0.45..1 (5th percentile 0.51), an empty field 0.35..0.40.
-    min_confidence: float = _setting(0.4, _fraction(), doc="patch agreement, 0..1")
     dark_fraction: float = _setting(
         0.02, _fraction(), doc="mean below this fraction of full scale: too dark"
     )

@@ -38,25 +38,17 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
-
-import numpy as np
 
 from controller.clock import Clock, MonotonicClock
 from controller.config import FocusSettings, GateSettings, LockSettings
 from controller.errors import FocuslockError
-from controller.gates import Prediction, Rejection, check_frame, check_prediction
+from controller.gates import Rejection, check_frame, check_prediction
 from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
 from controller.optics import Pattern
+from controller.prediction import Prediction, Predictor
 from controller.runlog import StepRecord
 
 NO_MOVE_UM = 1e-6  # a clipped correction smaller than this is no correction
-
-
-class Predictor(Protocol):
-    """A model that turns one frame into a correction (controller.model.FocusModel is one)."""
-
-    def predict(self, image: np.ndarray) -> Prediction: ...
 
 
 class LoopState(StrEnum):
@@ -334,7 +326,8 @@ class FocusLoop:
         if rejections:  # a bad frame is not worth a prediction, and may not survive one
             return _Reading(z, None, rejections)
         prediction = self.predictor.predict(frame.image)
-        return _Reading(z, prediction, check_prediction(prediction, self.gate_settings))
+        return _Reading(z, prediction,
+                        check_prediction(prediction, self.predictor.min_confidence))
 
     def _on_rejected(self, rejections: list[Rejection]) -> None:
         self._rejections += 1

@@ -1,5 +1,8 @@
 """The bundled default model, as the box loads it: verified, fitted to the paper optics, useful."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -7,6 +10,19 @@ from controller.model import DEFAULT_BUNDLE, FocusModel, ModelError
 from controller.optics import preset
 from controller.sim.samples import make_sample
 from controller.sim.stacks import render_stack
+
+
+def test_the_bundle_carries_its_confidence_threshold(tmp_path):
+    assert FocusModel.load(DEFAULT_BUNDLE).min_confidence == 0.4
+    copy = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
+    record = json.loads((copy / "record.json").read_text())
+    (copy / "record.json").write_text(json.dumps({**record, "min_confidence": 1.5}))
+    with pytest.raises(ModelError, match=r"min_confidence must be in \[0, 1\], got 1\.5"):
+        FocusModel.load(copy)
+    del record["min_confidence"]
+    (copy / "record.json").write_text(json.dumps(record))
+    with pytest.raises(ModelError, match="incomplete or invalid record: 'min_confidence'"):
+        FocusModel.load(copy)
 
 
 def test_default_bundle_loads_for_the_paper_optics_and_no_other():

@@ -3,7 +3,8 @@
 The int8 model takes int8 input and gives int8 output (no float ops on the box); its quantisation
 ranges come from a representative sample of the training features. The bundle directory holds
 ``model.tflite`` (int8), ``weights.npz`` (the float weights, where fine-tuning starts) and
-``record.json`` with sha256 checksums of both (layout: controller/model.py).
+``record.json`` with sha256 checksums of both and the confidence threshold the controller applies
+(layout: controller/model.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from training.network import TrainingError, quiet_tensorflow
 FLOAT_WEIGHTS_FILE = "weights.npz"
 FINE_FILE = "fine.tflite"
 REPRESENTATIVE_ROWS = 500
+# The confidence threshold a new bundle carries (record key min_confidence) unless told otherwise.
+# Confidence is exp(-patch spread / validation error): the default model's normal frames of cells
+# score 0.45..1 (5th percentile 0.51), an empty field 0.35..0.40.
+DEFAULT_MIN_CONFIDENCE = 0.4
 
 
 def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:

@@ -20,6 +20,7 @@ from controller.features import FeatureSpec, Standardizer
 from controller.model import BUNDLE_FORMAT, FocusModel, ModelError, check_fit, read_record
 from training.dataset import Dataset, load_dataset
 from training.export import (
+    DEFAULT_MIN_CONFIDENCE,
     FINE_FILE,
     load_float_weights,
     representative_rows,
@@ -108,17 +109,23 @@ def _ground_truth_error(dataset: Dataset) -> dict[str, float] | None:
 
 def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
           finetune: Path | None = None, fine_range_um: float | None = None, mirror: bool = False,
-          validation_fraction: float = 0.15, workers: int = 1, cache_dir: Path | None = None,
-          verbose: int = 2) -> dict[str, Any]:
+          min_confidence: float | None = None, validation_fraction: float = 0.15,
+          workers: int = 1, cache_dir: Path | None = None, verbose: int = 2) -> dict[str, Any]:
     """Train (or fine-tune) on a folder of stacks and write a verified bundle with its report.
 
     With ``fine_range_um`` a second network is trained on the frames within that distance of
     focus (from scratch, also when fine-tuning); the controller switches to it when the main
-    network puts a frame within ``fine_range_um - FINE_MARGIN_UM``.
+    network puts a frame within ``fine_range_um - FINE_MARGIN_UM``. ``min_confidence`` is the
+    threshold the bundle carries (None: the fine-tuned bundle's, else DEFAULT_MIN_CONFIDENCE).
     """
     base: dict[str, Any] | None = None
+    threshold = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+    if not 0.0 <= threshold <= 1.0:
+        raise TrainingError(f"min_confidence must be in [0, 1], got {threshold}")
     if finetune is not None:
         base = read_record(finetune)
+        if min_confidence is None:
+            threshold = float(base["min_confidence"])
         spec = FeatureSpec.from_dict(base["feature_spec"])  # fine-tuning keeps the features ...
         arch = {k: base["hyperparameters"][k]
                 for k in ("depth", "width", "dropout", "output_scale_um")}
@@ -158,6 +165,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
         "optics": data.optics.to_dict(),
         "illumination": data.pattern.to_dict(),
         "defocus_range_um": [float(labels.min()), float(labels.max())],
+        "min_confidence": threshold,
         "data": {
             "folder": str(data_dir),
             "train": train_set.summary(),

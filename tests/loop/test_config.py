@@ -39,7 +39,9 @@ def test_values_are_read_and_typed(tmp_path):
     ({"lock": {"rate_hz": "fast"}}, "lock.rate_hz: must be a number"),
     ({"lock": {"recover_from_lost": 1}}, "lock.recover_from_lost: must be true or false"),
     ({"lock": {"max_step_um": float("nan")}}, "lock.max_step_um: must be finite"),
-    ({"gates": {"min_confidence": 2}}, "gates.min_confidence: must be in [0, 1]"),
+    ({"gates": {"dark_fraction": 2}}, "gates.dark_fraction: must be in [0, 1]"),
+    # the confidence threshold belongs to the model bundle it was calibrated for
+    ({"gates": {"min_confidence": 0.4}}, "gates.min_confidence: unknown key"),
     ({"camera": {"backend": "webcam"}}, "camera.backend: must be one of"),
     ({"optics": {"preset": "hubble"}}, "optics.preset: must be one of"),
     ({"board": {"backend": "serial"}}, "board.backend:"),

@@ -52,6 +52,10 @@ class HangingModel:
         self.free.set()
         self.stuck = threading.Event()
 
+    @property
+    def min_confidence(self) -> float:
+        return self.oracle.min_confidence
+
     def predict(self, image):
         if not self.free.is_set():
             self.stuck.set()

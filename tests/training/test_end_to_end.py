@@ -42,6 +42,7 @@ def test_bundle_records_how_it_was_made(bundle):
     assert record["fine"] is None and m["bundle"]["n"] == 8 * 21
     low, high = record["defocus_range_um"]
     assert -11 < low < -9 and 9 < high < 11
+    assert record["min_confidence"] == 0.3 == FocusModel.load(bundle).min_confidence
     for name in ("pred_vs_true.png", "error_vs_defocus.png", "training_curve.png",
                  "metrics.json"):
         assert (bundle / "report" / name).stat().st_size > 0
@@ -114,6 +115,7 @@ def test_finetune_keeps_features_and_normalisation_and_adds_a_fine_network(
     assert tuned["feature_spec"] == base["feature_spec"]
     assert tuned["hyperparameters"]["depth"] == 3
     assert tuned["fine_tuned_from"]["weights_sha256"] == base["weights_sha256"]
+    assert tuned["min_confidence"] == base["min_confidence"]  # not given: the base's threshold
     # the near-focus network answers only where the main one puts the frame within ±3 µm
     assert tuned["fine"]["switch_um"] == 3.0
     model = FocusModel.load(out)
