@@ -28,9 +28,13 @@ import hashlib
 import json
 import math
 import os
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -47,6 +51,11 @@ DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 # How far the bundle's optics may be from the configured ones (relative for sizes, absolute NA).
 _REL_TOLERANCE = 0.02
 _NA_TOLERANCE = 0.01
+# What LiteRT's C++ prints on stderr when an interpreter's first allocation applies its default
+# (XNNPACK) delegate; see allocate_quietly.
+DELEGATE_BANNER = b"Created TensorFlow Lite XNNPACK delegate for CPU."
+_T = TypeVar("_T")
+_STDERR_SWAP = threading.Lock()  # one swap of file descriptor 2 at a time
 
 
 class ModelError(FocuslockError, ValueError):
@@ -128,6 +137,37 @@ def _interpreter(model_path: Path) -> Any:
         raise ModelError(f"{model_path}: not a loadable TFLite model: {exc}") from exc
 
 
+def allocate_quietly(interpreter: Any) -> None:
+    """``interpreter.allocate_tensors()`` without LiteRT's delegate banner on stderr.
+
+    LiteRT offers no option or log level that stops the line (TF_CPP_MIN_LOG_LEVEL does not),
+    and running without the default delegate changes the int8 answers by one step and is
+    slower; so the allocation runs with stderr in a temporary file, and all else written there
+    meanwhile (another thread's log line) is passed on.
+    """
+    without_stderr_line(DELEGATE_BANNER, interpreter.allocate_tensors)
+
+
+def without_stderr_line(line: bytes, call: Callable[[], _T]) -> _T:
+    """``call()``, with every line that file descriptor 2 receives meanwhile passed on to it,
+    except those containing ``line``."""
+    with _STDERR_SWAP, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            return call()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(text for text in captured.read().splitlines(keepends=True)
+                            if line not in text)
+            if kept:
+                os.write(2, kept)
+
+
 def _verified(path: Path, name: str, sha256: object) -> Path:
     weights = path / name
     if not weights.is_file():
@@ -144,7 +184,7 @@ class _Int8Network:
 
     def __init__(self, model_path: Path, n_features: int) -> None:
         self._interpreter = _interpreter(model_path)
-        self._interpreter.allocate_tensors()
+        allocate_quietly(self._interpreter)
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
         if inp["dtype"] != np.int8 or out["dtype"] != np.int8:

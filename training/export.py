@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from controller.model import RECORD_FILE, WEIGHTS_FILE, sha256_of
+from controller.model import RECORD_FILE, WEIGHTS_FILE, allocate_quietly, sha256_of
 from training.network import TrainingError, quiet_tensorflow
 
 FLOAT_WEIGHTS_FILE = "weights.npz"
@@ -66,7 +66,7 @@ def run_tflite(content: bytes, x: np.ndarray) -> np.ndarray:
     interpreter = Interpreter(model_content=content, num_threads=1)
     inp = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(inp["index"], [x.shape[0], x.shape[1]])
-    interpreter.allocate_tensors()
+    allocate_quietly(interpreter)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     if inp["dtype"] == np.int8:
