@@ -52,6 +52,21 @@ def test_only_the_banner_is_kept_from_stderr(capfd):
     assert capfd.readouterr().err == "something else\n"
 
 
+def test_the_bundled_record_and_reports_name_no_folder_of_the_machine_that_made_them():
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    files = sorted(DEFAULT_BUNDLE.rglob("*.json"))
+    assert len(files) == 3  # record.json, report/ and test-report/metrics.json
+    for path in files:
+        absolute = [s for s in strings(json.loads(path.read_text())) if s.startswith("/")]
+        assert absolute == [], path
+
+
 def test_default_bundle_loads_for_the_paper_optics_and_no_other():
     p = preset("paper")
     model = FocusModel.load(DEFAULT_BUNDLE, optics=p.optics, pattern=p.autofocus)

@@ -46,6 +46,12 @@ INT8_TOLERANCE = 0.05  # the int8 model may be this much worse than the float on
 FINE_MARGIN_UM = 3.0
 
 
+def folder_name(path: Path) -> str:
+    """How records and reports name a data folder or a bundle: by its own name, never by where
+    it lay on the machine that made them (the bundle travels; that machine's paths do not)."""
+    return path.resolve().name
+
+
 def code_version() -> str:
     """The package version plus the git commit the code came from, when there is one."""
     try:
@@ -167,7 +173,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
         "defocus_range_um": [float(labels.min()), float(labels.max())],
         "min_confidence": threshold,
         "data": {
-            "folder": str(data_dir),
+            "folder": folder_name(data_dir),
             "train": train_set.summary(),
             "validation": val_set.summary(),
             "validation_fraction": validation_fraction,
@@ -175,7 +181,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
             "ground_truth_vs_simulator": _ground_truth_error(data),
         },
         "fine_tuned_from": None if base is None else {
-            "bundle": str(finetune), "weights_sha256": base.get("weights_sha256"),
+            "bundle": folder_name(finetune), "weights_sha256": base.get("weights_sha256"),
             "data": base.get("data", {}).get("folder")},
         "hyperparameters": hp.to_dict(),
         "training": {"epochs_run": len(history.val_rmse_um),
@@ -202,8 +208,8 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
     record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames)
     write_bundle(out, int8_model, weights_to_arrays(model), record, fine_model)
     write_report(out / "report", frames["label"], frames["predicted"],
-                 f"{out.name}: validation, int8" + (" coarse + fine" if fine else ""),
-                 {"bundle": str(out), "data": str(data_dir)},
+                 f"{folder_name(out)}: validation, int8" + (" coarse + fine" if fine else ""),
+                 {"bundle": folder_name(out), "data": folder_name(data_dir)},
                  (history.train_rmse_um, history.val_rmse_um), list(frames["stack"]))
     return record
 
@@ -268,9 +274,11 @@ def evaluate(bundle: Path, data_dir: Path, report_dir: Path, *, workers: int = 1
     data = load_dataset(data_dir, spec, cache_dir=cache_dir, workers=workers)
     model = FocusModel.load(bundle, optics=data.optics, pattern=data.pattern)
     frames = per_frame_model(data, model)
-    summary = {"bundle": str(bundle), "data": str(data_dir), "stacks": data.summary()["n_stacks"],
+    summary = {"bundle": folder_name(bundle), "data": folder_name(data_dir),
+               "stacks": data.summary()["n_stacks"],
                "skipped": data.summary()["skipped"],
                "vs_simulated_truth": _truth_metrics(frames)}
     write_report(report_dir, frames["label"], frames["predicted"],
-                 f"{bundle.name} on {data_dir.name}", summary, None, list(frames["stack"]))
+                 f"{folder_name(bundle)} on {folder_name(data_dir)}", summary, None,
+                 list(frames["stack"]))
     return {**summary, **metrics(frames["label"], frames["predicted"])}
