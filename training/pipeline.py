@@ -125,11 +125,15 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
     threshold the bundle carries (None: the fine-tuned bundle's, else DEFAULT_MIN_CONFIDENCE).
     """
     base: dict[str, Any] | None = None
+    fine_tuned_from: dict[str, Any] | None = None
     threshold = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
     if not 0.0 <= threshold <= 1.0:
         raise TrainingError(f"min_confidence must be in [0, 1], got {threshold}")
     if finetune is not None:
         base = read_record(finetune)
+        fine_tuned_from = {"bundle": folder_name(finetune),
+                           "weights_sha256": base.get("weights_sha256"),
+                           "data": base.get("data", {}).get("folder")}
         if min_confidence is None:
             threshold = float(base["min_confidence"])
         spec = FeatureSpec.from_dict(base["feature_spec"])  # fine-tuning keeps the features ...
@@ -180,9 +184,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
             "mirror_augmentation": mirror,
             "ground_truth_vs_simulator": _ground_truth_error(data),
         },
-        "fine_tuned_from": None if base is None else {
-            "bundle": folder_name(finetune), "weights_sha256": base.get("weights_sha256"),
-            "data": base.get("data", {}).get("folder")},
+        "fine_tuned_from": fine_tuned_from,
         "hyperparameters": hp.to_dict(),
         "training": {"epochs_run": len(history.val_rmse_um),
                      "best_epoch": history.best_epoch + 1,
