@@ -8,14 +8,15 @@
   memory     peak RSS of a process doing the box's per-frame work (model, features, gates on
              2048² frames; no simulator loaded), and of a whole in-process virtual lock
              (simulator included, an upper bound). Goal: under 250 MB.
-  focus-now  focus now from random starts within ±30 µm (several samples). Goal: within 0.5 µm
-             in at most 3 moves for 95 % of starts; prints the distributions.
+  focus-now  focus now from random starts within ±30 µm, a new field of view every five starts
+             (sparse and dense cells alternating, or only --sample). Goal: within 0.5 µm in at
+             most 3 moves for 95 % of starts; prints the distributions.
   lock       a lock in simulated time under 1 µm/min drift plus noise, with the demo's knock,
              empty field, dark and saturated intervals. Goals: locked RMS error ≤ 0.25 µm, no
              move on a bad frame, back within tolerance ≤ 3 steps after the knock.
 
 Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|all]
-          [--bundle PATH] [--starts 40] [--duration 180] [--sample sparse-cells] [--seed 0]
+          [--bundle PATH] [--starts 40] [--duration 180] [--sample KIND] [--seed 0]
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def bench_memory(bundle: Path) -> None:
           f"simulator included, {figures['virtual-lock']:.0f} MB")
 
 
-def bench_focus_now(bundle: Path, starts: int) -> None:
+def bench_focus_now(bundle: Path, starts: int, sample: str | None, seed: int) -> None:
     from controller.loop import FocusLoop
     from controller.sim import make_sample
     from controller.sim.rigs import virtual_rig
@@ -168,12 +169,13 @@ def bench_focus_now(bundle: Path, starts: int) -> None:
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
     loop = FocusLoop.for_rig(rig, model, config)
     rng = np.random.default_rng(2024)
-    kinds = ("sparse-cells", "dense-cells")
+    kinds = ("sparse-cells", "dense-cells") if sample is None else (sample,)
     moves, errors, successes = [], [], []
     for i in range(starts):
         if i % 5 == 0:  # a new field of view every five starts
-            rig.scope.replace_sample(make_sample(kinds[(i // 5) % 2], FRAME,
-                                                 rig.preset.optics.pixel_um, seed=100 + i))
+            rig.scope.replace_sample(make_sample(kinds[(i // 5) % len(kinds)], FRAME,
+                                                 rig.preset.optics.pixel_um,
+                                                 seed=seed + 100 + i))
         rig.drive.move_to(rig.scope.focal_plane.z_um() + rng.uniform(-30.0, 30.0))
         report = loop.focus_now(config.focus)
         moves.append(report.moves)
@@ -182,7 +184,8 @@ def bench_focus_now(bundle: Path, starts: int) -> None:
     moves_a, errors_a = np.array(moves), np.array(errors)
     good = float(np.mean((errors_a <= 0.5) & (moves_a <= 3)))
     verdict = "met" if good >= 0.95 else "MISSED"
-    print(f"focus now, {starts} starts uniform in ±30 µm (sparse and dense cells, 2048²): "
+    cells = "sparse and dense cells" if sample is None else sample
+    print(f"focus now, {starts} starts uniform in ±30 µm ({cells}, 2048²): "
           f"{good:.0%} within 0.5 µm in ≤ 3 moves (goal 95 %: {verdict})")
     print("  moves: " + ", ".join(f"{k}: {int(np.sum(moves_a == k))}"
                                   for k in range(int(moves_a.max()) + 1)))
@@ -228,8 +231,11 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
     parser.add_argument("--starts", type=int, default=40)
     parser.add_argument("--duration", type=float, default=180.0, help="simulated seconds")
-    parser.add_argument("--sample", default="sparse-cells", help="lock: the sample kind")
-    parser.add_argument("--seed", type=int, default=0, help="lock: the sample's seed")
+    parser.add_argument("--sample", help="the sample kind (default: lock on sparse-cells; "
+                                          "focus now alternates sparse and dense cells)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the sample's seed (focus now: its fields of view are seeds "
+                             "SEED+100, SEED+105, ...)")
     parser.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.what == "memory-child":
@@ -241,9 +247,9 @@ def main() -> int:
     if args.what in ("memory", "all"):
         bench_memory(args.bundle)
     if args.what in ("focus-now", "all"):
-        bench_focus_now(args.bundle, args.starts)
+        bench_focus_now(args.bundle, args.starts, args.sample, args.seed)
     if args.what in ("lock", "all"):
-        bench_lock(args.bundle, args.duration, args.sample, args.seed)
+        bench_lock(args.bundle, args.duration, args.sample or "sparse-cells", args.seed)
     return 0
 
 

@@ -12,9 +12,9 @@ import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from controller.errors import FocuslockError
 from controller.optics import PRESETS
@@ -47,68 +47,98 @@ def _one_of(*choices: str) -> Check:
     return (lambda v: v in choices, f"must be one of {', '.join(repr(c) for c in choices)}")
 
 
-def _setting(default: Any, *checks: Check, doc: str = "") -> Any:
+def _setting(default: Any, *checks: Check, doc: str) -> Any:
+    """A setting: its default, its checks, and the sentence deploy/focuslock.example.toml
+    prints beside it (``focuslock config example`` writes that file from these)."""
     return field(default=default, metadata={"checks": checks, "doc": doc})
+
+
+def setting_doc(setting: Field[Any]) -> str:
+    """The doc of one setting of a settings table ('' for a table of the Config)."""
+    return str(setting.metadata.get("doc", ""))
+
+
+# The closed sets of choices; a Literal keeps each value the plain string the TOML file has.
+CameraBackend = Literal["virtual", "picamera2"]
+CameraPlane = Literal["raw", "luminance"]
+BoardBackend = Literal["virtual", "firmware-sim", "serial"]
 
 
 @dataclass(frozen=True)
 class OpticsSettings:
-    preset: str = _setting("paper", _one_of(*PRESETS), doc="optical system (controller.optics)")
+    """The optical system the box has (the presets are in controller/optics.py)."""
+
+    preset: str = _setting("paper", _one_of(*PRESETS),
+                           doc='"paper" (20x/0.5, 2048² sCMOS) or "pi-hq" (Pi HQ, 10x/0.25)')
 
 
 @dataclass(frozen=True)
 class CameraSettings:
-    backend: str = _setting("virtual", _one_of("virtual", "picamera2"))
-    exposure_us: int = _setting(5000, _positive(), doc="fixed exposure; AE is always off")
-    analogue_gain: float = _setting(1.0, (lambda v: v >= 1, "must be >= 1"))
-    timeout_s: float = _setting(2.0, _positive(), doc="no frame within this -> camera fault")
+    """The autofocus camera."""
+
+    backend: CameraBackend = _setting(
+        "virtual", doc='"virtual" (the simulated microscope) or "picamera2" (Pi camera)')
+    exposure_us: int = _setting(5000, _positive(), doc="fixed; auto exposure is always off")
+    analogue_gain: float = _setting(1.0, (lambda v: v >= 1, "must be >= 1"), doc="fixed; >= 1")
+    timeout_s: float = _setting(2.0, _positive(),
+                                doc="no frame within this: camera fault, the loop stops safely")
     camera_index: int = _setting(0, _non_negative(), doc="picamera2: which camera")
-    plane: str = _setting("raw", _one_of("raw", "luminance"),
-                          doc="picamera2: the raw sensor plane or the ISP's luminance")
+    plane: CameraPlane = _setting(
+        "raw", doc='picamera2: "raw" sensor pixels or the ISP\'s "luminance"')
 
 
 @dataclass(frozen=True)
 class BoardSettings:
-    backend: str = _setting(
-        "virtual", _one_of("virtual", "firmware-sim", "serial"),
-        doc="virtual: in-process drive; firmware-sim: the real firmware under MicroPython on a "
-            "pty (the digital twin); serial: the focus board on USB",
+    """The focus drive and the LED array: one board, or their simulated stand-ins."""
+
+    backend: BoardBackend = _setting(
+        "virtual",
+        doc='"virtual" (in-process), "firmware-sim" (the real firmware under MicroPython on a '
+            'pty: the digital twin) or "serial" (the focus board on USB)',
     )
-    port: str = _setting("", doc="serial device or udev symlink; empty: find by serial number")
-    serial_number: str = _setting("", doc="USB serial number of the board to use")
+    port: str = _setting("", doc='e.g. "/dev/focusboard" (udev symlink); empty: by serial number')
+    serial_number: str = _setting("", doc="USB serial number of the board")
     steps_per_um: float = _setting(10.0, _positive(), doc="motor steps per µm of focus travel")
-    heartbeat_s: float = _setting(0.5, _positive(), doc="board stops when the host falls silent")
-    travel_min_um: float = _setting(-1000.0, doc="soft limit the board itself enforces")
-    travel_max_um: float = _setting(1000.0, doc="soft limit the board itself enforces")
+    heartbeat_s: float = _setting(
+        0.5, _positive(), doc="the board stops and turns LEDs off when the host falls silent")
+    travel_min_um: float = _setting(-1000.0, doc="soft travel limit, enforced by the board itself")
+    travel_max_um: float = _setting(1000.0, doc="soft travel limit, enforced by the board itself")
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    bundle: str = _setting("", doc="model bundle path; empty: the bundled default model")
+    """The model bundle that reads the distance to focus (and carries its own confidence
+    threshold)."""
+
+    bundle: str = _setting("", doc="model bundle directory; empty: the bundled default model")
 
 
 @dataclass(frozen=True)
 class LockSettings:
     """Continuous lock: the control law and when the lock calls itself locked or lost."""
 
-    rate_hz: float = _setting(2.0, _positive(), doc="steps per second")
+    rate_hz: float = _setting(2.0, _positive(), doc="lock steps per second")
     offset_um: float = _setting(0.0, doc="hold z = z_focus + offset_um")
     gain: float = _setting(0.6, _unit_interval_open_low(),
                            doc="fraction of a small error corrected per step (filters noise)")
-    capture_gain: float = _setting(0.9, _unit_interval_open_low(),
-                                   doc="fraction of a large error corrected (a knock, a start)")
+    capture_gain: float = _setting(
+        0.9, _unit_interval_open_low(),
+        doc="fraction of a large error corrected (after a knock, at start)")
     capture_beyond_um: float = _setting(2.0, _non_negative(),
                                         doc="errors larger than this are large")
     dead_band_um: float = _setting(0.1, _non_negative(), doc="no move for smaller errors")
     max_step_um: float = _setting(10.0, _positive(), doc="largest single correction")
     travel_window_um: float = _setting(
-        100.0, _positive(), doc="the lock stays within ± half of this around where it started"
+        100.0, _positive(), doc="never leave ± half of this around where the lock started"
     )
-    tolerance_um: float = _setting(0.5, _positive(), doc="an in-tolerance reading")
-    in_tolerance_count: int = _setting(3, _positive(), doc="consecutive readings -> locked")
-    rejections_before_lost: int = _setting(5, _positive(), doc="consecutive rejections -> lost")
+    tolerance_um: float = _setting(0.5, _positive(),
+                                   doc='a reading within this is "in tolerance"')
+    in_tolerance_count: int = _setting(
+        3, _positive(), doc='consecutive in-tolerance readings before "locked"')
+    rejections_before_lost: int = _setting(
+        5, _positive(), doc='consecutive untrusted readings before "lost" (no moves)')
     recover_from_lost: bool = _setting(
-        True, doc="resume (moving only on trusted readings) once frames are trusted again"
+        True, doc="resume once readings are trusted again (moving on trusted ones only)"
     )
 
 
@@ -116,19 +146,18 @@ class LockSettings:
 class FocusSettings:
     """Focus now: iterate until within tolerance, at most max_steps moves."""
 
-    max_steps: int = _setting(5, _positive())
-    tolerance_um: float = _setting(0.5, _positive())
-    gain: float = _setting(1.0, _unit_interval_open_low())
+    max_steps: int = _setting(5, _positive(), doc="moves at most")
+    tolerance_um: float = _setting(0.5, _positive(), doc="done once a reading is within this")
+    gain: float = _setting(1.0, _unit_interval_open_low(),
+                           doc="fraction of the error corrected per move")
     max_step_um: float = _setting(40.0, _positive(), doc="largest single move")
 
 
 @dataclass(frozen=True)
 class GateSettings:
-    """Thresholds below which a frame or a prediction is not trusted (no move)."""
+    """Thresholds beyond which a frame is not trusted (no move). The confidence threshold is
+    not here: it belongs to the model it was calibrated for (record.json ``min_confidence``)."""
 
-    # The bundled model's confidence is exp(-patch spread / its validation error): normal frames
-    # of cells score 0.45..1 (5th percentile 0.51), an empty field 0.35..0.40.
-    min_confidence: float = _setting(0.4, _fraction(), doc="patch agreement, 0..1")
     dark_fraction: float = _setting(
         0.02, _fraction(), doc="mean below this fraction of full scale: too dark"
     )
@@ -147,31 +176,40 @@ class SimSettings:
     """The simulated microscope (sample, focus, stage) behind the virtual and firmware-sim
     backends; a real box ignores it."""
 
-    sample: str = _setting("sparse-cells", doc="simulator sample type")
+    sample: str = _setting("sparse-cells", doc='simulated sample: "sparse-cells" or "dense-cells"')
     frame_size: int = _setting(0, _non_negative(),
                                doc="square frames of this many pixels; 0: the optics preset's")
-    seed: int = _setting(0)
-    focus_z_um: float = _setting(0.0, doc="true focal plane in drive coordinates")
+    seed: int = _setting(0, doc="seed of the sample, the focal plane's random walk and the "
+                                "sensor noise")
+    focus_z_um: float = _setting(0.0, doc="true focal plane, in drive coordinates")
     start_z_um: float = _setting(8.0, doc="where the drive starts")
     drift_um_per_min: float = _setting(0.0, doc="thermal drift of the focal plane")
-    random_walk_um_per_sqrt_s: float = _setting(0.0, _non_negative())
-    backlash_um: float = _setting(0.0, _non_negative())
+    random_walk_um_per_sqrt_s: float = _setting(0.0, _non_negative(),
+                                                doc="random walk of the focal plane")
+    backlash_um: float = _setting(0.0, _non_negative(),
+                                  doc="play of the focus mechanism on reversal")
     settle_s: float = _setting(0.05, _non_negative(), doc="mechanics ring-down after a move")
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """``focuslock serve``: where the HTTP API listens and what it does at start."""
+    """``focuslock serve``: where the HTTP API and the dashboard listen, what they do at start."""
 
     host: str = _setting("127.0.0.1", (lambda v: v != "", "must not be empty"),
-                         doc="address to listen on; 127.0.0.1 keeps the API on this machine")
+                         doc='listen address; "0.0.0.0" exposes the API to the network')
     port: int = _setting(8470, (lambda v: 0 <= v <= 65535, "must be in [0, 65535]"),
                          doc="TCP port; 0: any free port")
-    autostart_lock: bool = _setting(False, doc="start the focus lock as soon as the service runs")
+    autostart_lock: bool = _setting(False, doc="true: start the focus lock when the service starts")
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole file: where run logs go, then one table per part of the box."""
+
+    log_dir: str = _setting("focuslock-runs", doc="run logs (JSON lines), CSVs and plots")
+    log_max_mb: float = _setting(50.0, _positive(),
+                                 doc="a step log rotates past this size (about a day at 2 Hz)")
+    log_keep: int = _setting(4, _positive(), doc="rotated step logs kept; the oldest is dropped")
     optics: OpticsSettings = field(default_factory=OpticsSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
     board: BoardSettings = field(default_factory=BoardSettings)
@@ -181,9 +219,6 @@ class Config:
     gates: GateSettings = field(default_factory=GateSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
-    log_dir: str = _setting("focuslock-runs", doc="where run logs, CSVs and plots go")
-    log_max_mb: float = _setting(50.0, _positive(), doc="a step log rotates past this size")
-    log_keep: int = _setting(4, _positive(), doc="rotated step logs kept (oldest dropped)")
 
     def __post_init__(self) -> None:
         if not self.board.travel_min_um < self.board.travel_max_um:
@@ -262,8 +297,12 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
         if not math.isfinite(value):
             raise ConfigError(f"{key}: must be finite, got {value!r}")
         return float(value)
-    if kind is str:
+    if kind is str or get_origin(kind) is Literal:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: must be a string, got {value!r}")
+        choices = get_args(kind)
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}, "
+                              f"got {value!r}")
         return value
     raise TypeError(f"config field {key} has unsupported type {kind!r}")  # a bug, not user input

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal
 
 import numpy as np
 
 from controller.config import GateSettings
 from controller.hardware.interfaces import Frame
+from controller.prediction import Prediction
 
 BLOCK = 16  # pixels; averaging 16x16 blocks lowers shot noise 16x while keeping cell-sized detail
 # Sensors clip at their full well, often a little below the ADC's largest value (an sCMOS with
@@ -23,22 +24,15 @@ BLOCK = 16  # pixels; averaging 16x16 blocks lowers shot noise 16x while keeping
 SATURATION_LEVEL = 0.98
 
 
-class Prediction(Protocol):
-    """What the loop needs from a model's answer (controller.model.Prediction provides it)."""
-
-    @property
-    def defocus_um(self) -> float: ...
-
-    @property
-    def confidence(self) -> float: ...
-
-    @property
-    def in_range(self) -> bool: ...
+# What vetoed a move, as logs, counters and the API name it; "window" is the loop's own veto (a
+# correction the travel window forbids entirely).
+GateName = Literal["stale", "dark", "saturated", "empty", "invalid", "confidence", "range",
+                   "window"]
 
 
 @dataclass(frozen=True)
 class Rejection:
-    gate: str  # stale | dark | saturated | empty | invalid | confidence | range
+    gate: GateName
     reason: str
 
 
@@ -95,16 +89,17 @@ def check_frame(frame: Frame, *, settled_at: float, now: float, full_scale: int,
     return rejections
 
 
-def check_prediction(prediction: Prediction, settings: GateSettings) -> list[Rejection]:
-    """Confidence, range and sanity gates on the model's answer."""
+def check_prediction(prediction: Prediction, min_confidence: float) -> list[Rejection]:
+    """Confidence, range and sanity gates on the model's answer; ``min_confidence`` is the
+    threshold calibrated for the model that answered (its bundle carries it)."""
     if not (math.isfinite(prediction.defocus_um) and math.isfinite(prediction.confidence)):
         return [Rejection("invalid", f"model returned a non-finite value "
                                      f"({prediction.defocus_um}, {prediction.confidence})")]
     rejections: list[Rejection] = []
-    if prediction.confidence < settings.min_confidence:
+    if prediction.confidence < min_confidence:
         rejections.append(Rejection(
             "confidence", f"low confidence {prediction.confidence:.2f} "
-                          f"(limit {settings.min_confidence}): the image patches disagree"))
+                          f"(limit {min_confidence}): the image patches disagree"))
     if not prediction.in_range:
         rejections.append(Rejection(
             "range", f"prediction {prediction.defocus_um:+.1f} µm is outside the model's "

@@ -38,28 +38,21 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from controller.clock import Clock, MonotonicClock
 from controller.config import Config, FocusSettings, GateSettings, LockSettings
 from controller.errors import FocuslockError
-from controller.gates import Prediction, Rejection, check_frame, check_prediction
+from controller.gates import Rejection, check_frame, check_prediction
 from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
 from controller.optics import Pattern
+from controller.prediction import Prediction, Predictor
 from controller.runlog import StepRecord
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
 
 NO_MOVE_UM = 1e-6  # a clipped correction smaller than this is no correction
-
-
-class Predictor(Protocol):
-    """A model that turns one frame into a correction (controller.model.FocusModel is one)."""
-
-    def predict(self, image: np.ndarray) -> Prediction: ...
 
 
 class LoopState(StrEnum):
@@ -294,7 +287,8 @@ class FocusLoop:
         if rejections:  # a bad frame is not worth a prediction, and may not survive one
             return _Reading(z, None, rejections)
         prediction = self.predictor.predict(frame.image)
-        return _Reading(z, prediction, check_prediction(prediction, self.gate_settings))
+        return _Reading(z, prediction,
+                        check_prediction(prediction, self.predictor.min_confidence))
 
     def _on_rejected(self, rejections: list[Rejection]) -> None:
         self._rejections += 1

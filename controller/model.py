@@ -4,20 +4,18 @@ A bundle is a directory with ``model.tflite`` (full int8: int8 input and output)
 ``fine.tflite`` (a near-focus network), ``weights.npz`` (float weights, for fine-tuning) and
 ``record.json`` (how it was made: feature spec, frozen standardisation, the optics and the
 autofocus illumination it was trained for, data, code version, hyper-parameters, metrics, the
-trained defocus range and the sha256 of every weights file). ``training/export.py`` writes it;
+trained defocus range, the confidence threshold calibrated for it (``min_confidence``) and the
+sha256 of every weights file). ``training/export.py`` writes it;
 docs/training.md describes it.
 
 API for the focus loop::
 
     model = FocusModel.load("controller/models/default", optics=preset.optics,
                             pattern=preset.autofocus)        # refuses a bundle that does not fit
-    p = model.predict(frame.image)                            # one 2D frame, any integer dtype
+    p = model.predict(frame.image)    # a controller.prediction.Prediction, from one 2D frame
     # (model.predict_patches(features) does the same from featurize(frame, model.spec)[0])
     p.defocus_um        # median over patches; move the drive by +defocus_um to focus
-    p.confidence        # 0..1 from the patches' agreement (0 when it cannot be judged)
-    p.spread_um         # robust spread (1.4826 x MAD) of the patch predictions
-    p.patch_defocus_um  # every patch's own prediction
-    p.in_range          # inside the defocus range the model was trained on
+    p.confidence        # trusted from model.min_confidence up (the gates check it)
     p.network           # "main", or "fine" when the bundle's near-focus network answered
 
 Inference runs on ai-edge-litert (LiteRT), tflite-runtime being the fallback; TensorFlow is never
@@ -30,15 +28,20 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, replace
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from controller.errors import FocuslockError
 from controller.features import FeatureError, FeatureSpec, Standardizer, featurize
 from controller.optics import Optics, OpticsError, Pattern
+from controller.prediction import Prediction
 
 BUNDLE_FORMAT = 1
 WEIGHTS_FILE = "model.tflite"
@@ -48,22 +51,15 @@ DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
 # How far the bundle's optics may be from the configured ones (relative for sizes, absolute NA).
 _REL_TOLERANCE = 0.02
 _NA_TOLERANCE = 0.01
+# What LiteRT's C++ prints on stderr when an interpreter's first allocation applies its default
+# (XNNPACK) delegate; see allocate_quietly.
+DELEGATE_BANNER = b"Created TensorFlow Lite XNNPACK delegate for CPU."
+_T = TypeVar("_T")
+_STDERR_SWAP = threading.Lock()  # one swap of file descriptor 2 at a time
 
 
 class ModelError(FocuslockError, ValueError):
     """A model bundle that is missing, corrupt, or does not fit the configured hardware."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One frame's answer: the correction to apply and how far to trust it."""
-
-    defocus_um: float
-    confidence: float
-    spread_um: float
-    patch_defocus_um: tuple[float, ...]
-    in_range: bool
-    network: str = "main"  # "fine" when the near-focus network answered
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -141,6 +137,37 @@ def _interpreter(model_path: Path) -> Any:
         raise ModelError(f"{model_path}: not a loadable TFLite model: {exc}") from exc
 
 
+def allocate_quietly(interpreter: Any) -> None:
+    """``interpreter.allocate_tensors()`` without LiteRT's delegate banner on stderr.
+
+    LiteRT offers no option or log level that stops the line (TF_CPP_MIN_LOG_LEVEL does not),
+    and running without the default delegate changes the int8 answers by one step and is
+    slower; so the allocation runs with stderr in a temporary file, and all else written there
+    meanwhile (another thread's log line) is passed on.
+    """
+    without_stderr_line(DELEGATE_BANNER, interpreter.allocate_tensors)
+
+
+def without_stderr_line(line: bytes, call: Callable[[], _T]) -> _T:
+    """``call()``, with every line that file descriptor 2 receives meanwhile passed on to it,
+    except those containing ``line``."""
+    with _STDERR_SWAP, tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            return call()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = b"".join(text for text in captured.read().splitlines(keepends=True)
+                            if line not in text)
+            if kept:
+                os.write(2, kept)
+
+
 def _verified(path: Path, name: str, sha256: object) -> Path:
     weights = path / name
     if not weights.is_file():
@@ -157,7 +184,7 @@ class _Int8Network:
 
     def __init__(self, model_path: Path, n_features: int) -> None:
         self._interpreter = _interpreter(model_path)
-        self._interpreter.allocate_tensors()
+        allocate_quietly(self._interpreter)
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
         if inp["dtype"] != np.int8 or out["dtype"] != np.int8:
@@ -200,10 +227,14 @@ class FocusModel:
             self.optics = Optics.from_dict(record["optics"])
             self.pattern = Pattern.from_dict(record["illumination"])
             low, high = (float(v) for v in record["defocus_range_um"])
+            self.min_confidence = float(record["min_confidence"])
             fine = record.get("fine")
             self.fine_switch_um = float(fine["switch_um"]) if fine else 0.0
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: incomplete or invalid record: {exc}") from exc
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ModelError(f"{path}: min_confidence must be in [0, 1], got "
+                             f"{self.min_confidence}")
         if self.standardizer.mean.size != self.spec.n_features:
             raise ModelError(f"{path}: standardisation has {self.standardizer.mean.size} "
                              f"features, the spec makes {self.spec.n_features}")

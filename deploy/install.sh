@@ -53,7 +53,7 @@ else
     install -D -m 0644 "$here/focuslock.box.toml" "$config"
 fi
 # Refuse to finish with a config the program would reject at boot.
-"$target/venv/bin/focuslock" config check "$config"
+"$target/venv/bin/focuslock" config check --config "$config"
 
 if [ -z "$root" ]; then
     id focuslock >/dev/null 2>&1 \

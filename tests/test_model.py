@@ -1,12 +1,70 @@
 """The bundled default model, as the box loads it: verified, fitted to the paper optics, useful."""
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from controller.model import DEFAULT_BUNDLE, FocusModel, ModelError
+from controller.model import (
+    DEFAULT_BUNDLE,
+    DELEGATE_BANNER,
+    FocusModel,
+    ModelError,
+    without_stderr_line,
+)
 from controller.optics import preset
 from controller.sim.samples import make_sample
 from controller.sim.stacks import render_stack
+
+
+def test_the_bundle_carries_its_confidence_threshold(tmp_path):
+    assert FocusModel.load(DEFAULT_BUNDLE).min_confidence == 0.4
+    copy = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
+    record = json.loads((copy / "record.json").read_text())
+    (copy / "record.json").write_text(json.dumps({**record, "min_confidence": 1.5}))
+    with pytest.raises(ModelError, match=r"min_confidence must be in \[0, 1\], got 1\.5"):
+        FocusModel.load(copy)
+    del record["min_confidence"]
+    (copy / "record.json").write_text(json.dumps(record))
+    with pytest.raises(ModelError, match="incomplete or invalid record: 'min_confidence'"):
+        FocusModel.load(copy)
+
+
+def test_loading_and_predicting_print_nothing_on_stderr():
+    """LiteRT's delegate banner comes once per process, so a fresh process must show it."""
+    script = ("import numpy as np; from controller.model import FocusModel; "
+              "FocusModel.load().predict(np.full((1024, 1024), 20000, np.uint16))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True)
+    assert result.stderr == ""
+
+
+def test_only_the_banner_is_kept_from_stderr(capfd):
+    def noisy() -> int:
+        os.write(2, b"INFO: " + DELEGATE_BANNER + b"\nsomething else\n")
+        return 7
+
+    assert without_stderr_line(DELEGATE_BANNER, noisy) == 7
+    assert capfd.readouterr().err == "something else\n"
+
+
+def test_the_bundled_record_and_reports_name_no_folder_of_the_machine_that_made_them():
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    files = sorted(DEFAULT_BUNDLE.rglob("*.json"))
+    assert len(files) == 3  # record.json, report/ and test-report/metrics.json
+    for path in files:
+        absolute = [s for s in strings(json.loads(path.read_text())) if s.startswith("/")]
+        assert absolute == [], path
 
 
 def test_default_bundle_loads_for_the_paper_optics_and_no_other():

@@ -16,6 +16,7 @@ DEFAULT_KINDS = "sparse-cells,dense-cells"
 
 def register(subparsers: Any) -> None:
     from controller.features import FeatureSpec
+    from training.export import DEFAULT_MIN_CONFIDENCE
     from training.network import HyperParams
 
     spec, hp = FeatureSpec(), HyperParams()
@@ -35,6 +36,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mirror", action="store_true",
                    help="add every training plane's x-mirror (valid when the autofocus LEDs are "
                         "symmetric under x -> -x, as for one LED on the y axis)")
+    p.add_argument("--min-confidence", type=float, metavar="C",
+                   help="confidence threshold the bundle carries: the controller moves on no "
+                        "prediction less confident (default: the --finetune bundle's, else "
+                        f"{DEFAULT_MIN_CONFIDENCE})")
     p.add_argument("--validation-fraction", type=float, default=0.15,
                    help="share of stacks (whole positions) held out (default 0.15)")
     p.add_argument("--workers", type=int, default=1, help="processes featurising stacks")
@@ -89,6 +94,7 @@ def run_train(args: argparse.Namespace) -> int:
     hp = HyperParams.from_dict({k: getattr(args, k) for k in HyperParams.__dataclass_fields__})
     record = train(args.data_dir, args.out, spec=spec, hp=hp, finetune=args.finetune,
                    fine_range_um=args.fine_range_um, mirror=args.mirror,
+                   min_confidence=args.min_confidence,
                    validation_fraction=args.validation_fraction, workers=args.workers,
                    cache_dir=args.cache)
     m = record["metrics"]

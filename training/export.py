@@ -3,7 +3,8 @@
 The int8 model takes int8 input and gives int8 output (no float ops on the box); its quantisation
 ranges come from a representative sample of the training features. The bundle directory holds
 ``model.tflite`` (int8), ``weights.npz`` (the float weights, where fine-tuning starts) and
-``record.json`` with sha256 checksums of both (layout: controller/model.py).
+``record.json`` with sha256 checksums of both and the confidence threshold the controller applies
+(layout: controller/model.py).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from controller.model import RECORD_FILE, WEIGHTS_FILE, sha256_of
+from controller.model import RECORD_FILE, WEIGHTS_FILE, allocate_quietly, sha256_of
 from training.network import TrainingError, quiet_tensorflow
 
 FLOAT_WEIGHTS_FILE = "weights.npz"
 FINE_FILE = "fine.tflite"
 REPRESENTATIVE_ROWS = 500
+# The confidence threshold a new bundle carries (record key min_confidence) unless told otherwise.
+# Confidence is exp(-patch spread / validation error): the default model's normal frames of cells
+# score 0.45..1 (5th percentile 0.51), an empty field 0.35..0.40.
+DEFAULT_MIN_CONFIDENCE = 0.4
 
 
 def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
@@ -61,7 +66,7 @@ def run_tflite(content: bytes, x: np.ndarray) -> np.ndarray:
     interpreter = Interpreter(model_content=content, num_threads=1)
     inp = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(inp["index"], [x.shape[0], x.shape[1]])
-    interpreter.allocate_tensors()
+    allocate_quietly(interpreter)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     if inp["dtype"] == np.int8:

@@ -20,6 +20,7 @@ from controller.features import FeatureSpec, Standardizer
 from controller.model import BUNDLE_FORMAT, FocusModel, ModelError, check_fit, read_record
 from training.dataset import Dataset, load_dataset
 from training.export import (
+    DEFAULT_MIN_CONFIDENCE,
     FINE_FILE,
     load_float_weights,
     representative_rows,
@@ -43,6 +44,12 @@ INT8_TOLERANCE = 0.05  # the int8 model may be this much worse than the float on
 # edges of its trained range (6 µm frames routed to a ±6 µm network read 4.4 µm), and the main
 # network's own error near focus (about 0.5 µm) must not carry a frame there.
 FINE_MARGIN_UM = 3.0
+
+
+def folder_name(path: Path) -> str:
+    """How records and reports name a data folder or a bundle: by its own name, never by where
+    it lay on the machine that made them (the bundle travels; that machine's paths do not)."""
+    return path.resolve().name
 
 
 def code_version() -> str:
@@ -108,17 +115,27 @@ def _ground_truth_error(dataset: Dataset) -> dict[str, float] | None:
 
 def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
           finetune: Path | None = None, fine_range_um: float | None = None, mirror: bool = False,
-          validation_fraction: float = 0.15, workers: int = 1, cache_dir: Path | None = None,
-          verbose: int = 2) -> dict[str, Any]:
+          min_confidence: float | None = None, validation_fraction: float = 0.15,
+          workers: int = 1, cache_dir: Path | None = None, verbose: int = 2) -> dict[str, Any]:
     """Train (or fine-tune) on a folder of stacks and write a verified bundle with its report.
 
     With ``fine_range_um`` a second network is trained on the frames within that distance of
     focus (from scratch, also when fine-tuning); the controller switches to it when the main
-    network puts a frame within ``fine_range_um - FINE_MARGIN_UM``.
+    network puts a frame within ``fine_range_um - FINE_MARGIN_UM``. ``min_confidence`` is the
+    threshold the bundle carries (None: the fine-tuned bundle's, else DEFAULT_MIN_CONFIDENCE).
     """
     base: dict[str, Any] | None = None
+    fine_tuned_from: dict[str, Any] | None = None
+    threshold = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
+    if not 0.0 <= threshold <= 1.0:
+        raise TrainingError(f"min_confidence must be in [0, 1], got {threshold}")
     if finetune is not None:
         base = read_record(finetune)
+        fine_tuned_from = {"bundle": folder_name(finetune),
+                           "weights_sha256": base.get("weights_sha256"),
+                           "data": base.get("data", {}).get("folder")}
+        if min_confidence is None:
+            threshold = float(base["min_confidence"])
         spec = FeatureSpec.from_dict(base["feature_spec"])  # fine-tuning keeps the features ...
         arch = {k: base["hyperparameters"][k]
                 for k in ("depth", "width", "dropout", "output_scale_um")}
@@ -158,17 +175,16 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
         "optics": data.optics.to_dict(),
         "illumination": data.pattern.to_dict(),
         "defocus_range_um": [float(labels.min()), float(labels.max())],
+        "min_confidence": threshold,
         "data": {
-            "folder": str(data_dir),
+            "folder": folder_name(data_dir),
             "train": train_set.summary(),
             "validation": val_set.summary(),
             "validation_fraction": validation_fraction,
             "mirror_augmentation": mirror,
             "ground_truth_vs_simulator": _ground_truth_error(data),
         },
-        "fine_tuned_from": None if base is None else {
-            "bundle": str(finetune), "weights_sha256": base.get("weights_sha256"),
-            "data": base.get("data", {}).get("folder")},
+        "fine_tuned_from": fine_tuned_from,
         "hyperparameters": hp.to_dict(),
         "training": {"epochs_run": len(history.val_rmse_um),
                      "best_epoch": history.best_epoch + 1,
@@ -194,8 +210,8 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
     record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames)
     write_bundle(out, int8_model, weights_to_arrays(model), record, fine_model)
     write_report(out / "report", frames["label"], frames["predicted"],
-                 f"{out.name}: validation, int8" + (" coarse + fine" if fine else ""),
-                 {"bundle": str(out), "data": str(data_dir)},
+                 f"{folder_name(out)}: validation, int8" + (" coarse + fine" if fine else ""),
+                 {"bundle": folder_name(out), "data": folder_name(data_dir)},
                  (history.train_rmse_um, history.val_rmse_um), list(frames["stack"]))
     return record
 
@@ -260,9 +276,11 @@ def evaluate(bundle: Path, data_dir: Path, report_dir: Path, *, workers: int = 1
     data = load_dataset(data_dir, spec, cache_dir=cache_dir, workers=workers)
     model = FocusModel.load(bundle, optics=data.optics, pattern=data.pattern)
     frames = per_frame_model(data, model)
-    summary = {"bundle": str(bundle), "data": str(data_dir), "stacks": data.summary()["n_stacks"],
+    summary = {"bundle": folder_name(bundle), "data": folder_name(data_dir),
+               "stacks": data.summary()["n_stacks"],
                "skipped": data.summary()["skipped"],
                "vs_simulated_truth": _truth_metrics(frames)}
     write_report(report_dir, frames["label"], frames["predicted"],
-                 f"{bundle.name} on {data_dir.name}", summary, None, list(frames["stack"]))
+                 f"{folder_name(bundle)} on {folder_name(data_dir)}", summary, None,
+                 list(frames["stack"]))
     return {**summary, **metrics(frames["label"], frames["predicted"])}

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from controller.config import Config
 from controller.hardware.interfaces import Illuminator
-from controller.loop import Predictor
 from controller.optics import Pattern
+from controller.prediction import Predictor
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig

@@ -25,7 +25,8 @@ from typing import Any, TextIO
 from controller.config import Config
 from controller.hardware.rig import Rig
 from controller.lock_runner import LockReport, LockRunner
-from controller.loop import FocusLoop, Predictor
+from controller.loop import FocusLoop
+from controller.prediction import Predictor
 from controller.runlog import RunLog, StepRecord
 from controller.sim.devices import VirtualScope
 from controller.sim.scenario import Event, Scenario

@@ -128,7 +128,8 @@ class VirtualScope:
 
 
 class VirtualIlluminator(Illuminator):
-    """The preset's LED array; remembers what is lit so the camera can render it."""
+    """The preset's LED array; ``pattern`` is what it shows now (None: LEDs off), which the
+    camera renders."""
 
     def __init__(self, leds: LedArray) -> None:
         self.leds = leds
@@ -145,18 +146,15 @@ class VirtualIlluminator(Illuminator):
     def off(self) -> None:
         self.pattern = None
 
-    def lit(self) -> Pattern | None:
-        """What the sample sees."""
-        return self.pattern
-
 
 class VirtualCamera(Camera):
-    """Frames of the virtual scope, lit by the virtual illuminator, on the shared clock."""
+    """Frames of the virtual scope on the shared clock, under ``illumination()``: the pattern
+    lighting the sample at the moment of exposure (None: dark)."""
 
-    def __init__(self, scope: VirtualScope, lit: Callable[[], Pattern | None], clock: Clock,
-                 *, exposure_s: float | None = None) -> None:
+    def __init__(self, scope: VirtualScope, illumination: Callable[[], Pattern | None],
+                 clock: Clock, *, exposure_s: float | None = None) -> None:
         self.scope = scope
-        self.lit = lit
+        self.illumination = illumination
         self.clock = clock
         self.exposure_s = scope.sensor.exposure_s if exposure_s is None else exposure_s
         self.dead = False  # fault switch: no frame ever arrives
@@ -176,7 +174,7 @@ class VirtualCamera(Camera):
             return self._last
         start = max(self.clock.now(), not_before if not_before is not None else -math.inf)
         self.clock.sleep(start - self.clock.now())
-        image = self.scope.render(self.lit())
+        image = self.scope.render(self.illumination())
         # Rendering is the simulation's own cost, not the camera's: on a real clock the frame is
         # stamped as exposed once it has been computed, so it is as fresh as a real one.
         start = max(start, self.clock.now())

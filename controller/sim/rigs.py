@@ -71,7 +71,7 @@ def virtual_rig(system: Preset, settings: SimSettings, *, clock: Clock | None = 
                               settle_s=settings.settle_s)
     illuminator = VirtualIlluminator(world.system.leds)
     scope = world.scope(drive.mechanism_um)
-    camera = VirtualCamera(scope, illuminator.lit, clock)
+    camera = VirtualCamera(scope, lambda: illuminator.pattern, clock)
     return Rig(camera, drive, illuminator, clock, world.system, scope.full_scale, scope)
 
 

@@ -8,10 +8,15 @@ in-process virtual rig or on the digital twin alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from controller.sim.devices import VirtualScope
 
 BLOCKED, OVEREXPOSED = 0.0, 40.0  # light scales of the dark and saturated intervals
+
+EventKind = Literal["knock", "empty-field", "sample-back", "dark", "saturated", "light-normal"]
+# What the camera faces, as the demo's rows and plots name it ("": a normal view).
+Condition = Literal["", "empty-field", "dark", "saturated"]
 
 
 @dataclass(frozen=True)
@@ -19,14 +24,11 @@ class Event:
     """Something that happens to the microscope at ``at_s`` seconds into a run."""
 
     at_s: float
-    kind: str  # knock | empty-field | sample-back | dark | saturated | light-normal
+    kind: EventKind
     value: float = 0.0  # µm for a knock
 
     def describe(self) -> str:
         return f"knock {self.value:+.1f} µm" if self.kind == "knock" else self.kind
-
-
-EVENT_KINDS = ("knock", "empty-field", "sample-back", "dark", "saturated", "light-normal")
 
 
 class Scenario:
@@ -34,7 +36,7 @@ class Scenario:
 
     def __init__(self, events: list[Event]) -> None:
         for event in events:
-            if event.kind not in EVENT_KINDS:
+            if event.kind not in get_args(EventKind):
                 raise ValueError(f"scenario: unknown event {event.kind!r}")  # a caller's bug
         self.pending = sorted(events, key=lambda e: e.at_s)
         self.fired: list[tuple[float, Event]] = []
@@ -55,7 +57,7 @@ class Scenario:
         return due
 
     @staticmethod
-    def condition(scope: VirtualScope) -> str:
+    def condition(scope: VirtualScope) -> Condition:
         """'' for a normal view, else why no frame should be trusted."""
         if scope.empty_field:
             return "empty-field"

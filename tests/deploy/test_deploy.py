@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
-from controller.commands.config import to_toml
+from controller.commands.config import example_toml, to_toml
 from controller.config import Config, config_from_dict, load_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -75,12 +75,21 @@ def test_udev_rule_names_the_pico_and_the_symlink_the_configs_use():
 
 @pytest.mark.parametrize("name", ["focuslock.box.toml", "focuslock.example.toml"])
 def test_shipped_configs_are_valid(name, capsys):
-    assert main(["config", "check", str(DEPLOY / name)]) == 0
+    assert main(["config", "check", "--config", str(DEPLOY / name)]) == 0
     assert "ok" in capsys.readouterr().out
 
 
-def test_example_config_shows_the_defaults():
+def test_example_config_is_the_one_the_settings_docs_make():
+    committed = (DEPLOY / "focuslock.example.toml").read_text()
+    assert committed == example_toml(), (
+        "deploy/focuslock.example.toml is stale: run "
+        "`focuslock config example > deploy/focuslock.example.toml`")
+
+
+def test_example_config_shows_the_defaults(capsys):
     assert load_config(DEPLOY / "focuslock.example.toml") == Config()
+    assert main(["config", "example"]) == 0
+    assert capsys.readouterr().out == example_toml()
 
 
 def test_config_show_round_trips(tmp_path):
@@ -93,8 +102,15 @@ def test_config_show_round_trips(tmp_path):
 def test_config_check_names_a_bad_key(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[lock]\ngian = 0.5\n")
-    assert main(["config", "check", str(bad)]) == 2
+    assert main(["config", "check", "--config", str(bad)]) == 2
     assert "lock.gian: unknown key" in capsys.readouterr().err
+
+
+def test_config_check_takes_its_file_like_every_command(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["config", "check", str(DEPLOY / "focuslock.box.toml")])
+    assert stopped.value.code == 2
+    assert "--config" in capsys.readouterr().err
 
 
 @pytest.mark.slow

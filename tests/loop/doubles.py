@@ -6,36 +6,31 @@ how good a trained model is; the end-to-end tests use the real bundled model ins
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from controller.prediction import Prediction
 from controller.sim.devices import VirtualScope
-
-
-@dataclass(frozen=True)
-class Answer:
-    defocus_um: float
-    confidence: float
-    in_range: bool
 
 
 class OraclePredictor:
     """Predicts the true defocus of the last rendered frame, plus optional noise and bias."""
 
     def __init__(self, scope: VirtualScope, *, noise_um: float = 0.0, bias_um: float = 0.0,
-                 confidence: float = 0.9, trained_range_um: float = 30.0, seed: int = 0) -> None:
+                 confidence: float = 0.9, min_confidence: float = 0.4,
+                 trained_range_um: float = 30.0, seed: int = 0) -> None:
         self.scope = scope
         self.noise_um = noise_um
         self.bias_um = bias_um
         self.confidence = confidence
+        self.min_confidence = min_confidence  # the bundled model's
         self.trained_range_um = trained_range_um
         self.calls = 0
         self._rng = np.random.default_rng(seed)
 
-    def predict(self, image: np.ndarray) -> Answer:
+    def predict(self, image: np.ndarray) -> Prediction:
         self.calls += 1
         value = self.scope.last_defocus_um + self.bias_um
         if self.noise_um:
             value += self.noise_um * float(self._rng.standard_normal())
-        return Answer(value, self.confidence, abs(value) <= self.trained_range_um)
+        return Prediction(value, self.confidence, spread_um=0.0, patch_defocus_um=(value,),
+                          in_range=abs(value) <= self.trained_range_um)

@@ -1,20 +1,32 @@
-"""The TOML config: defaults, the shipped example, and errors that name the key."""
+"""The TOML config: defaults, typed values, documented settings, and errors that name the key.
 
-from pathlib import Path
+The shipped example file is tested with the other deploy files (tests/deploy).
+"""
+
+from dataclasses import fields, is_dataclass
+from typing import Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
-from controller.config import Config, ConfigError, config_from_dict, load_config
-
-EXAMPLE = Path(__file__).parents[2] / "deploy" / "focuslock.example.toml"
+from controller.config import Config, ConfigError, config_from_dict, load_config, setting_doc
 
 
 def test_no_file_means_defaults():
     assert load_config(None) == Config()
 
 
-def test_example_file_shows_exactly_the_defaults():
-    assert load_config(EXAMPLE) == Config()
+def test_every_choice_of_a_closed_set_is_documented():
+    """The example config prints each setting's doc: it must name every choice there is."""
+    tables = [getattr(Config(), f.name) for f in fields(Config)]
+    closed = 0
+    for table in filter(is_dataclass, tables):
+        hints = get_type_hints(type(table))
+        for setting in fields(table):
+            if get_origin(hints[setting.name]) is Literal:
+                closed += 1
+                for choice in get_args(hints[setting.name]):
+                    assert f'"{choice}"' in setting_doc(setting), setting.name
+    assert closed == 3  # camera.backend, camera.plane, board.backend
 
 
 def test_values_are_read_and_typed(tmp_path):
@@ -39,8 +51,13 @@ def test_values_are_read_and_typed(tmp_path):
     ({"lock": {"rate_hz": "fast"}}, "lock.rate_hz: must be a number"),
     ({"lock": {"recover_from_lost": 1}}, "lock.recover_from_lost: must be true or false"),
     ({"lock": {"max_step_um": float("nan")}}, "lock.max_step_um: must be finite"),
-    ({"gates": {"min_confidence": 2}}, "gates.min_confidence: must be in [0, 1]"),
-    ({"camera": {"backend": "webcam"}}, "camera.backend: must be one of"),
+    ({"gates": {"dark_fraction": 2}}, "gates.dark_fraction: must be in [0, 1]"),
+    # the confidence threshold belongs to the model bundle it was calibrated for
+    ({"gates": {"min_confidence": 0.4}}, "gates.min_confidence: unknown key"),
+    ({"camera": {"backend": "webcam"}},
+     "camera.backend: must be one of 'virtual', 'picamera2', got 'webcam'"),
+    ({"camera": {"plane": "rgb"}}, "camera.plane: must be one of 'raw', 'luminance'"),
+    ({"board": {"backend": 3}}, "board.backend: must be a string, got 3"),
     ({"optics": {"preset": "hubble"}}, "optics.preset: must be one of"),
     ({"board": {"backend": "serial"}}, "board.backend:"),
     ({"camera": {"backend": "picamera2"}}, "board.backend:"),

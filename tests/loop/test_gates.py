@@ -1,23 +1,22 @@
 """Each gate on its own: the frame statistics and the prediction checks that veto a move."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from controller.config import GateSettings
 from controller.gates import check_frame, check_prediction, frame_stats
 from controller.hardware.interfaces import Frame
+from controller.prediction import Prediction
+from tests.loop.conftest import make_loop
+from tests.loop.doubles import OraclePredictor
 
 FULL = 65535
 SETTINGS = GateSettings()
 
 
-@dataclass(frozen=True)
-class Answer:
-    defocus_um: float
-    confidence: float
-    in_range: bool
+def answer(defocus_um, confidence, in_range):
+    return Prediction(defocus_um, confidence, spread_um=0.0, patch_defocus_um=(defocus_um,),
+                      in_range=in_range)
 
 
 def textured(mean=20000.0, contrast=0.05, seed=0, shape=(256, 256)):
@@ -61,19 +60,29 @@ def test_stale_frames_are_rejected_both_ways():
     assert gates(textured(), exposure_start=9.5, settled_at=9.0, now=11.0) == ["stale"]
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    (Answer(3.0, 0.9, True), []),
-    (Answer(3.0, 0.2, True), ["confidence"]),
-    (Answer(45.0, 0.9, False), ["range"]),
-    (Answer(45.0, 0.1, False), ["confidence", "range"]),
-    (Answer(float("nan"), 0.9, True), ["invalid"]),
-    (Answer(1.0, float("inf"), True), ["invalid"]),
+@pytest.mark.parametrize(("prediction", "expected"), [
+    (answer(3.0, 0.9, True), []),
+    (answer(3.0, 0.2, True), ["confidence"]),
+    (answer(3.0, 0.4, True), []),  # the threshold itself is trusted
+    (answer(45.0, 0.9, False), ["range"]),
+    (answer(45.0, 0.1, False), ["confidence", "range"]),
+    (answer(float("nan"), 0.9, True), ["invalid"]),
+    (answer(1.0, float("inf"), True), ["invalid"]),
 ])
-def test_prediction_gates(answer, expected):
-    assert [r.gate for r in check_prediction(answer, SETTINGS)] == expected
+def test_prediction_gates(prediction, expected):
+    assert [r.gate for r in check_prediction(prediction, min_confidence=0.4)] == expected
 
 
 def test_rejections_say_what_to_check():
     (dark,) = check_frame(Frame(textured(mean=100.0), 10.0, 0.005, 1), settled_at=9.0, now=10.0,
                           full_scale=FULL, settings=SETTINGS)
     assert "LED" in dark.reason
+
+
+def test_the_loop_applies_the_models_own_threshold(rig):
+    strict = OraclePredictor(rig.scope, confidence=0.9, min_confidence=0.95)
+    loop = make_loop(rig, strict)
+    loop.start_lock()
+    assert loop.lock_step().rejected == "confidence"
+    strict.min_confidence = 0.85
+    assert loop.lock_step().rejected == ""

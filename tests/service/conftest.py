@@ -16,7 +16,7 @@ import pytest
 
 from controller.config import Config, config_from_dict
 from controller.hardware.rig import open_rig
-from controller.loop import Predictor
+from controller.prediction import Predictor
 from controller.service.api import ApiServer
 from controller.service.daemon import FocusService
 from controller.service.hardware import Hardware, ModelInfo
@@ -53,6 +53,10 @@ class HangingModel:
         self.free = threading.Event()
         self.free.set()
         self.stuck = threading.Event()
+
+    @property
+    def min_confidence(self) -> float:
+        return self.oracle.min_confidence
 
     def predict(self, image):
         if not self.free.is_set():

@@ -40,9 +40,11 @@ TINY = ["--depth", "3", "--width", "48", "--dropout", "0.1", "--max-epochs", "80
 
 @pytest.fixture(scope="session")
 def bundle(train_dir, tmp_path_factory):
-    """A tiny bundle trained by the real ``focuslock train`` (needs TensorFlow)."""
+    """A tiny bundle trained by the real ``focuslock train`` (needs TensorFlow), carrying a
+    confidence threshold of its own."""
     out = tmp_path_factory.mktemp("bundle") / "tiny"
-    assert main(["train", str(train_dir), "--out", str(out), *TINY]) == 0
+    assert main(["train", str(train_dir), "--out", str(out), *TINY,
+                 "--min-confidence", "0.3"]) == 0
     return out
 
 

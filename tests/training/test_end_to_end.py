@@ -29,8 +29,12 @@ def held_out(tmp_path_factory):
     return write_stack(tmp_path_factory.mktemp("held") / "held-out.ome.tif", stack), stack
 
 
-def test_bundle_records_how_it_was_made(bundle):
+def test_bundle_records_how_it_was_made(bundle, train_dir):
     record = json.loads((bundle / "record.json").read_text())
+    # the data by its folder's own name: the bundle travels, the training machine's paths do not
+    assert record["data"]["folder"] == train_dir.name
+    report = json.loads((bundle / "report" / "metrics.json").read_text())
+    assert (report["bundle"], report["data"]) == ("tiny", train_dir.name)
     assert record["data"]["train"]["n_stacks"] == 24
     assert record["data"]["validation"]["n_stacks"] == 8
     assert record["hyperparameters"]["depth"] == 3
@@ -42,6 +46,7 @@ def test_bundle_records_how_it_was_made(bundle):
     assert record["fine"] is None and m["bundle"]["n"] == 8 * 21
     low, high = record["defocus_range_um"]
     assert -11 < low < -9 and 9 < high < 11
+    assert record["min_confidence"] == 0.3 == FocusModel.load(bundle).min_confidence
     for name in ("pred_vs_true.png", "error_vs_defocus.png", "training_curve.png",
                  "metrics.json"):
         assert (bundle / "report" / name).stat().st_size > 0
@@ -96,12 +101,12 @@ def test_evaluate_command_reports_what_the_controller_predicts(bundle, held_out)
     predicted = np.array([model.predict(f).defocus_um for f in stack.channel("autofocus")])
     labels = find_focus(stack).focus_z_um - stack.z_um
     assert metrics["n"] == 21
+    assert (metrics["bundle"], metrics["data"]) == ("tiny", path.parent.name)
     assert metrics["rmse_um"] == pytest.approx(np.sqrt(np.mean((predicted - labels) ** 2)),
                                                rel=1e-4)
     truth = stack.focus_z_um - stack.z_um
     assert metrics["vs_simulated_truth"]["rmse_um"] == pytest.approx(
         np.sqrt(np.mean((predicted - truth) ** 2)), rel=1e-4)
-    assert (report / "pred_vs_true.png").is_file()
     assert (report / "pred_vs_true.png").is_file()
 
 
@@ -113,7 +118,9 @@ def test_finetune_keeps_features_and_normalisation_and_adds_a_fine_network(
     assert tuned["standardizer"] == base["standardizer"]
     assert tuned["feature_spec"] == base["feature_spec"]
     assert tuned["hyperparameters"]["depth"] == 3
-    assert tuned["fine_tuned_from"]["weights_sha256"] == base["weights_sha256"]
+    assert tuned["fine_tuned_from"] == {"bundle": "tiny", "weights_sha256": base["weights_sha256"],
+                                        "data": base["data"]["folder"]}
+    assert tuned["min_confidence"] == base["min_confidence"]  # not given: the base's threshold
     # the near-focus network answers only where the main one puts the frame within ±3 µm
     assert tuned["fine"]["switch_um"] == 3.0
     model = FocusModel.load(out)

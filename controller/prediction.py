@@ -1,0 +1,38 @@
+"""A model's answer for one frame, and what the loop needs from a model.
+
+One type on both sides: controller.model makes a Prediction, the gates judge it, the loop acts on
+it and the run log records it. A Predictor also carries the confidence threshold calibrated for
+it, because a confidence only means something against the model that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+Network = Literal["main", "fine"]  # which of a bundle's networks answered
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One frame's answer: the correction to apply and how far to trust it."""
+
+    defocus_um: float  # move the drive by this to focus (the median over patches)
+    confidence: float  # 0..1 from the patches' agreement (0 when it cannot be judged)
+    spread_um: float  # robust spread (1.4826 x MAD) of the patch predictions; NaN for one patch
+    patch_defocus_um: tuple[float, ...]  # every patch's own prediction
+    in_range: bool  # inside the defocus range the model was trained on
+    network: Network = "main"
+
+
+class Predictor(Protocol):
+    """A model that turns one frame into a correction (controller.model.FocusModel is one)."""
+
+    @property
+    def min_confidence(self) -> float:
+        """Predictions less confident than this are not trusted (calibrated with the model)."""
+        ...
+
+    def predict(self, image: np.ndarray) -> Prediction: ...
