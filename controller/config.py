@@ -3,7 +3,7 @@
 Every command takes the same file (``--config PATH``); a missing file section means "defaults".
 An unknown key, a wrong type or an out-of-range value is a ConfigError that names the key path
 (``lock.gain: must be in (0, 1]``), because a silently ignored typo in a focus lock is a crashed
-objective days later. Units follow ../shared/CONVENTIONS.md: µm, seconds, Hz.
+objective days later. Units follow docs/conventions.md: µm, seconds, Hz.
 """
 
 from __future__ import annotations

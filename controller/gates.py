@@ -1,6 +1,6 @@
 """The gates between a prediction and a move: nothing moves on an untrusted reading.
 
-../shared/CONVENTIONS.md (Safety): low confidence, a bad frame (dark, saturated, empty field), a
+docs/conventions.md (Safety): low confidence, a bad frame (dark, saturated, empty field), a
 prediction outside the trained range, or a stale frame means no move. Each gate that fails
 yields a Rejection with a short name (for logs and counters) and a sentence a person can act on.
 The frame checks are cheap whole-frame statistics, so they cost little next to the features.

@@ -3,7 +3,7 @@
 A step: light the autofocus pattern, capture a frame exposed after the drive settled
 (``not_before=drive.settled_at``), check the frame, predict the correction
 (``defocus_um = z_focus - z``), check the prediction, then move by the control law and let the
-drive settle. Any failed gate means no move (../shared/CONVENTIONS.md, Safety). The lock holds
+drive settle. Any failed gate means no move (docs/conventions.md, Safety). The lock holds
 ``z = z_focus + offset_um``, so the correction it wants is ``error_um = defocus_um + offset_um``.
 
 Control law (lock): no move when ``|error| <= dead_band``; else ``gain * error`` (a gain below 1

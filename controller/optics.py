@@ -1,7 +1,7 @@
 """Optics facts shared by the simulator, the features' spec check and the model bundle record.
 
 One place says what an objective, a camera and an LED array are, so the virtual microscope, the
-training data and the controller cannot disagree about them. Conventions (../shared/CONVENTIONS.md):
+training data and the controller cannot disagree about them. Conventions (docs/conventions.md):
 lengths in µm (LED geometry in mm, as a datasheet gives it); an LED's illumination is recorded as
 the NA vector ``(na_x, na_y)`` of the light's direction of travel at the sample, in image axes
 (x along columns, y along rows of ``image[y, x]``), plus its brightness.

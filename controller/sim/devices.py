@@ -4,7 +4,7 @@ The camera renders, with the simulator's wave optics and sensor noise, the sampl
 defocus under the pattern the illuminator shows right now. The truth a real box never knows
 lives here: the focal plane's position in drive coordinates (thermal drift, a random walk,
 knocks) and the mechanism's position (steps, backlash). ``defocus_um = z_focus - z_mechanism``
-(../shared/CONVENTIONS.md). Everything runs on one injectable clock, so tests in simulated time
+(docs/conventions.md). Everything runs on one injectable clock, so tests in simulated time
 behave as they would in real time, only faster.
 
 Fault switches make the bad days reproducible: a dead camera (timeouts), a camera that hands out

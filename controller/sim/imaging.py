@@ -12,7 +12,7 @@ Scalar wave optics on the sample's periodic grid (docs/simulator.md has the full
   LED's NA exceeds the objective's: its undiffracted light misses the pupil);
 - defocus: the image at ``defocus_um = D`` is the field at the focal plane propagated by ``-D``
   along the direction of travel, ``H = exp(2πi k_z (-D))``, ``k_z = sqrt((n/λ)² - |k|²)`` in the
-  immersion index n (../shared/CONVENTIONS.md); a thick sample's focal plane is its optical
+  immersion index n (docs/conventions.md); a thick sample's focal plane is its optical
   centre of detail (``Sample.focus_depth_um``: the middle of a uniform section);
 - the camera sees ``Σ brightness·|field|²`` integrated over each pixel's square aperture, on
   the camera's grid or on one an integer factor finer (``PixelAperture``).
