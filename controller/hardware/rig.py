@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from controller.clock import Clock
-from controller.config import Config
+from controller.config import BoardBackend, Config
 from controller.errors import FocuslockError
 from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
 from controller.optics import Preset
@@ -53,8 +53,9 @@ class Rig:
 
 
 # board.backend -> "module:function" that opens that rig from the config. Imported only when
-# chosen, so the box never loads the simulator and a new backend is one line here.
-BACKENDS: dict[str, str] = {
+# chosen, so the box never loads the simulator; a new backend is one line here and its name in
+# config.BoardBackend (a test holds the two equal).
+BACKENDS: dict[BoardBackend, str] = {
     "virtual": "controller.sim.rigs:open_virtual",
     "firmware-sim": "controller.sim.rigs:open_firmware_sim",
     "serial": "controller.hardware.box:open_box",

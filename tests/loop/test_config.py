@@ -3,12 +3,21 @@
 The shipped example file is tested with the other deploy files (tests/deploy).
 """
 
+import importlib
 from dataclasses import fields, is_dataclass
 from typing import Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
-from controller.config import Config, ConfigError, config_from_dict, load_config, setting_doc
+from controller.config import (
+    BoardBackend,
+    Config,
+    ConfigError,
+    config_from_dict,
+    load_config,
+    setting_doc,
+)
+from controller.hardware.rig import BACKENDS
 
 
 def test_no_file_means_defaults():
@@ -79,3 +88,10 @@ def test_file_errors_name_the_file(tmp_path):
     bad.write_text("[lock]\ngain = 7\n")
     with pytest.raises(ConfigError, match=r"bad\.toml: lock\.gain"):
         load_config(bad)
+
+
+def test_every_board_backend_the_config_accepts_has_a_rig_opener():
+    assert set(BACKENDS) == set(get_args(BoardBackend))
+    for target in BACKENDS.values():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
