@@ -176,7 +176,7 @@ class BoardLink:
         self.retransmissions = 0
         self.last_activity = 0.0
         self._serial: serial.Serial | None = None
-        self._parser = protocol.FrameParser()
+        self._parser = protocol.PacketParser()
         self._lock = threading.RLock()
         self._next_seq = 0
         self._last_reply_session = 0
@@ -209,7 +209,7 @@ class BoardLink:
         except (serial.SerialException, OSError) as exc:
             raise LinkLost(f"cannot open the focus board at {path}: {exc}") from exc
         self._serial.reset_input_buffer()
-        self._parser = protocol.FrameParser()
+        self._parser = protocol.PacketParser()
 
     def _reopen(self) -> None:
         """The port vanished (cable pulled): look for it again for ``reconnect_s``."""
@@ -284,7 +284,7 @@ class BoardLink:
         # The number is used up even if no reply comes: the board may have run the command,
         # and a later command under the same number would get that command's cached reply.
         self._next_seq = (seq + 1) & 0xFF
-        frame = protocol.Frame(seq, command, session, payload).encode()
+        packet = protocol.Packet(seq, command, session, payload).encode()
         attempts = self.settings.retries + 1
         for attempt in range(attempts):
             if attempt:
@@ -293,7 +293,7 @@ class BoardLink:
                 if self._serial is None:
                     self._reopen()
                 assert self._serial is not None
-                self._serial.write(frame)
+                self._serial.write(packet)
                 reply = self._await(seq, self.settings.reply_timeout_s)
             except (serial.SerialException, OSError):
                 self._reopen()
@@ -305,20 +305,20 @@ class BoardLink:
         raise LinkLost(f"no reply from the focus board after {attempts} tries "
                        f"(command {command})")
 
-    def _await(self, seq: int, timeout_s: float) -> protocol.Frame | None:
+    def _await(self, seq: int, timeout_s: float) -> protocol.Packet | None:
         assert self._serial is not None
         deadline = time.monotonic() + timeout_s
         while True:
             data = self._serial.read(self._serial.in_waiting or 1)
-            frames = self._parser.feed(data) if data else []
-            for frame in frames:
-                if frame.seq == seq:
-                    return frame
-                log.debug("focus board: dropped a stale reply %r", frame)
+            packets = self._parser.feed(data) if data else []
+            for packet in packets:
+                if packet.seq == seq:
+                    return packet
+                log.debug("focus board: dropped a stale reply %r", packet)
             if time.monotonic() > deadline:
-                for frame in self._parser.discard_partial():
-                    if frame.seq == seq:
-                        return frame
+                for packet in self._parser.discard_partial():
+                    if packet.seq == seq:
+                        return packet
                 return None
 
 
