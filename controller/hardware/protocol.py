@@ -97,7 +97,7 @@ MOVE_ABSOLUTE = 1
 
 # Payload layouts (struct formats); variable parts are described beside their helpers.
 IDENTIFY_REPLY = "<BBBB8sHHB"  # protocol, fw major, minor, patch, board id, caps, LEDs, next seq
-STATUS_REPLY = "<iiBBHHH"  # position, target, flags, fault, LEDs lit, pattern tag, rx errors;
+STATUS_REPLY = "<iiBBHHH"  # position, target, flags, fault, lit LED count, pattern tag, rx errors;
 # then the fault's detail as UTF-8 text
 MOVE_REQUEST = "<BiI"  # mode, steps, speed (steps/s; 0 = configured speed)
 MOVE_REPLY = "<iI"  # target, planned duration in ms

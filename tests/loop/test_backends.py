@@ -101,7 +101,7 @@ def test_pi_camera_says_how_to_get_picamera2_where_it_is_missing():
         pass
     else:
         pytest.skip("picamera2 is installed: this is a Pi")
-    from controller.hardware.picamera import PiCamera
+    from controller.hardware.box import open_picamera2
 
     with pytest.raises(HardwareError, match="python3-picamera2"):
-        PiCamera(frame_shape=(1520, 2028), exposure_us=5000, analogue_gain=1.0)
+        open_picamera2(0)
