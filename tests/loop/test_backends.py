@@ -92,16 +92,3 @@ def test_a_dead_camera_times_out(rig):
     with pytest.raises(CameraTimeout):
         rig.camera.capture(timeout_s=0.2)
     assert time.monotonic() - start < 1.0
-
-
-def test_pi_camera_says_how_to_get_picamera2_where_it_is_missing():
-    try:
-        import picamera2  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("picamera2 is installed: this is a Pi")
-    from controller.hardware.box import open_picamera2
-
-    with pytest.raises(HardwareError, match="python3-picamera2"):
-        open_picamera2(0)
