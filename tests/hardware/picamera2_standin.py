@@ -30,12 +30,14 @@ PADDING = 0xAB
 STRIDE_ALIGN = 64  # bytes; libcamera pads rows on the Pi
 
 
-def raw_value(row: int, col: int) -> int:
-    return (64 + 7 * row + col) % 4096  # 12-bit sensor values
+def raw_value(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """The raw pixels at these indices: 12-bit sensor values."""
+    return np.asarray((64 + 7 * row + col) % 4096, dtype=np.uint16)
 
 
-def luma_value(row: int, col: int) -> int:
-    return (row + 3 * col) % 256
+def luma_value(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """The Y plane at these indices."""
+    return np.asarray((row + 3 * col) % 256, dtype=np.uint8)
 
 
 def _stride(row_bytes: int) -> int:
@@ -65,7 +67,7 @@ class CompletedRequest:
             return array
         array = np.full((height, stride), PADDING, np.uint8)
         rows, cols = np.mgrid[:height, :width]
-        pixels = np.asarray(raw_value(rows, cols), dtype="<u2")
+        pixels = raw_value(rows, cols).astype("<u2")
         array[:, :2 * width] = pixels.view(np.uint8).reshape(height, 2 * width)
         return array
 
