@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from controller.hardware import protocol
-from controller.hardware.board import BoardSettings, FocusBoard
+from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.box import serial_opener
 from controller.sim.board import (
     FIRMWARE_DIR,
     SimBoardSettings,
@@ -111,10 +112,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         sim_settings = SimBoardSettings(max_speed=speed, max_accel=4000000)
         with SimulatedBoard(Path(workdir), sim_settings) as sim:
-            host = BoardSettings(port=sim.port, steps_per_um=10,
-                                 travel_um=(-100000.0, 100000.0), speed_um_s=speed / 10,
-                                 accel_um_s2=400000.0, settle_s=0.0)
-            with FocusBoard(host) as drive:
+            host = FocusBoardSettings(steps_per_um=10, travel_um=(-100000.0, 100000.0),
+                                      speed_um_s=speed / 10, accel_um_s2=400000.0, settle_s=0.0)
+            with FocusBoard(serial_opener(sim.port), host) as drive:
                 drive.set_position_um(0.0)
                 round_trips(drive, args.samples)
                 long_move(sim, drive, args.steps, speed)

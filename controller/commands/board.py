@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from controller.errors import FocuslockError
 
 if TYPE_CHECKING:
-    from controller.hardware.board import BoardSettings, FocusBoard
+    from controller.hardware.board import FocusBoard
 
 DEFAULT_PORT = "/dev/focusboard"
 
@@ -68,12 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sim.set_defaults(func=run_sim)
 
 
-def settings_from(args: argparse.Namespace) -> BoardSettings:
-    """BoardSettings from the config's [board] table, then the command line on top."""
-    from controller.hardware.board import BoardSettings
+def board_from(args: argparse.Namespace) -> FocusBoard:
+    """The board the config's [board] table names, with the command line on top (unconnected)."""
+    from controller.hardware.board import FocusBoard, FocusBoardSettings
+    from controller.hardware.box import serial_opener
 
-    port, serial_number, steps_per_um = DEFAULT_PORT, None, BoardSettings.steps_per_um
-    travel, heartbeat = BoardSettings.travel_um, BoardSettings.heartbeat_s
+    port, serial_number, steps_per_um = DEFAULT_PORT, None, FocusBoardSettings.steps_per_um
+    travel, heartbeat = FocusBoardSettings.travel_um, FocusBoardSettings.heartbeat_s
     if args.config:
         from controller.config import load_config
 
@@ -82,17 +83,14 @@ def settings_from(args: argparse.Namespace) -> BoardSettings:
         serial_number = board.serial_number or None
         steps_per_um, heartbeat = board.steps_per_um, board.heartbeat_s
         travel = (board.travel_min_um, board.travel_max_um)
-    return BoardSettings(
-        port=args.port or port,
-        serial_number=args.serial_number or serial_number,
-        steps_per_um=args.steps_per_um or steps_per_um,
-        travel_um=travel, heartbeat_s=heartbeat)
+    return FocusBoard(
+        serial_opener(args.port or port, args.serial_number or serial_number),
+        FocusBoardSettings(steps_per_um=args.steps_per_um or steps_per_um, travel_um=travel,
+                           heartbeat_s=heartbeat))
 
 
 def _connect(args: argparse.Namespace) -> FocusBoard:
-    from controller.hardware.board import FocusBoard
-
-    return FocusBoard(settings_from(args)).connect()
+    return board_from(args).connect()
 
 
 def _print_status(board: FocusBoard) -> None:
@@ -104,7 +102,7 @@ def _print_status(board: FocusBoard) -> None:
     print(f"moving: {status.moving}  motor enabled: {status.motor_enabled}")
     print(f"endstops: min {status.endstop_min}, max {status.endstop_max}")
     print(f"fault: {status.fault_text if status.fault else 'none'}")
-    print(f"LEDs lit: {status.leds_lit} (pattern tag {status.pattern_tag})")
+    print(f"LEDs lit: {status.lit_led_count} (pattern tag {status.pattern_tag})")
     print(f"frames dropped as corrupt: {status.rx_errors}")
 
 
@@ -166,7 +164,7 @@ def run_leds(args: argparse.Namespace) -> int:
             board.show(preset(args.preset).pattern(args.pattern))
         else:
             board.set_leds(_parse_levels(args.index))
-        print(f"{board.status().leds_lit} LEDs lit; "
+        print(f"{board.status().lit_led_count} LEDs lit; "
               + (f"holding {args.hold} s" if args.hold else "Ctrl-C to turn them off"))
         with contextlib.suppress(KeyboardInterrupt):
             _hold(args.hold)

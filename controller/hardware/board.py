@@ -1,11 +1,9 @@
 """The host driver of the focus board: a focus drive in µm and an illuminator over USB serial.
 
-The board executes and protects itself; this side decides. One command is in flight at a time;
-a command whose reply does not come is sent again with the same sequence number (the board
-answers a repeat from its cache and never runs it twice). The board's boot nonce is the session:
-when it changes the board has rebooted or been replaced, and the driver raises PositionUnknown
-instead of trusting the old position. Pulled cables are reopened by path. A heartbeat thread
-keeps the board's deadline fed while the driver is connected.
+The board executes and protects itself; this side decides. The packets, retries and sessions are
+the link's (controller/hardware/board_link.py); the port comes from outside as an opener
+(``controller.hardware.box.serial_opener`` for the real board). A heartbeat thread keeps the
+board's deadline fed while the driver is connected.
 """
 
 from __future__ import annotations
@@ -15,13 +13,17 @@ import math
 import struct
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import serial
-from serial.tools import list_ports
+from dataclasses import dataclass, field
 
 from controller.hardware import protocol
+from controller.hardware.board_link import (
+    BoardFault,
+    BoardInfo,
+    BoardLink,
+    LinkLost,
+    LinkSettings,
+    PortOpener,
+)
 from controller.hardware.interfaces import (
     DriveFault,
     FocusDrive,
@@ -34,37 +36,16 @@ from controller.optics import LedArray, Pattern
 log = logging.getLogger(__name__)
 
 
-class BoardError(HardwareError):
-    """The board refused a command; ``code`` is the protocol's error code."""
-
-    def __init__(self, message: str, code: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class LinkLost(HardwareError):
-    """No answer from the board (no cable, no power, or a line too noisy to get through)."""
-
-
-class TravelLimit(DriveFault):
-    """The move would leave the soft travel limits the board enforces."""
-
-
-class BoardFault(DriveFault):
-    """The board has latched a fault (heartbeat, endstop, homing...) that the host must clear."""
-
-
 @dataclass(frozen=True)
-class BoardSettings:
-    """How to reach the board and what its steps and LEDs mean.
+class FocusBoardSettings:
+    """What the board's steps and LEDs mean, and how the driver paces it.
 
-    ``steps_per_um`` > 0: positive steps move the objective away from the sample (CONVENTIONS);
+    Built by box.py from the config's ``[board]`` table (config.BoardSettings), which names the
+    port; this holds what the driver does with the board once it is reached.
+    ``steps_per_um`` > 0: positive steps move the objective away from the sample (conventions);
     wire the driver's DIR (or set ``dir_invert`` in the board's settings) to make it so.
     """
 
-    port: str = "/dev/focusboard"  # the udev symlink (deploy/), or any serial device path
-    serial_number: str | None = None  # find the board by its USB serial number instead
-    baudrate: int = 115200
     steps_per_um: float = 10.0
     travel_um: tuple[float, float] = (-1000.0, 1000.0)
     speed_um_s: float = 200.0
@@ -72,9 +53,7 @@ class BoardSettings:
     home_clearance_um: float = 10.0  # the min endstop sits this far below the lower limit
     heartbeat_s: float = 0.5  # the board's deadline; the driver beats at a quarter of it
     settle_s: float = 0.05  # mechanics settle after the last step
-    reply_timeout_s: float = 0.1  # before a command is sent again
-    retries: int = 8
-    reconnect_s: float = 5.0  # how long a lost port is looked for before giving up
+    link: LinkSettings = field(default_factory=LinkSettings)
     leds: LedArray | None = None  # None: use the geometry the board reports
     led_na_tolerance: float = 0.02  # how far a pattern's LED may be from a real one
     led_geometry_tolerance_mm: float = 0.5
@@ -89,24 +68,6 @@ class BoardSettings:
 
 
 @dataclass(frozen=True)
-class BoardInfo:
-    protocol_version: int
-    firmware_version: str
-    board_id: str
-    capabilities: int
-    led_count: int
-    session: int
-
-    @property
-    def simulated(self) -> bool:
-        return bool(self.capabilities & protocol.CAP_SIMULATED)
-
-    @property
-    def has_min_endstop(self) -> bool:
-        return bool(self.capabilities & protocol.CAP_ENDSTOP_MIN)
-
-
-@dataclass(frozen=True)
 class BoardStatus:
     position_steps: int
     target_steps: int
@@ -117,7 +78,7 @@ class BoardStatus:
     endstop_max: bool
     fault: int
     fault_detail: str
-    leds_lit: int
+    lit_led_count: int
     pattern_tag: int
     rx_errors: int
 
@@ -129,7 +90,7 @@ class BoardStatus:
     @classmethod
     def from_payload(cls, payload: bytes) -> BoardStatus:
         size = struct.calcsize(protocol.STATUS_REPLY)
-        position, target, flags, fault, lit, tag, rx_errors = struct.unpack(
+        position, target, flags, fault, lit_count, tag, rx_errors = struct.unpack(
             protocol.STATUS_REPLY, payload[:size])
         return cls(
             position_steps=position, target_steps=target,
@@ -139,195 +100,16 @@ class BoardStatus:
             endstop_min=bool(flags & protocol.F_ENDSTOP_MIN),
             endstop_max=bool(flags & protocol.F_ENDSTOP_MAX),
             fault=fault, fault_detail=payload[size:].decode(errors="replace"),
-            leds_lit=lit, pattern_tag=tag, rx_errors=rx_errors,
+            lit_led_count=lit_count, pattern_tag=tag, rx_errors=rx_errors,
         )
-
-
-def find_port(settings: BoardSettings) -> str:
-    """The board's device path: by USB serial number when one is given, else ``port``."""
-    if settings.serial_number is None:
-        return settings.port
-    for port in list_ports.comports():
-        if port.serial_number == settings.serial_number:
-            return str(port.device)
-    raise LinkLost(f"no USB serial device with serial number {settings.serial_number!r}")
-
-
-_ERRORS: dict[int, type[HardwareError]] = {
-    protocol.E_POSITION_UNKNOWN: PositionUnknown,
-    protocol.E_FAULT: BoardFault,
-    protocol.E_LIMIT: TravelLimit,
-    protocol.E_BUSY: DriveFault,
-}
-
-
-class BoardLink:
-    """Framed request/reply over one serial port: sequence numbers, retries, sessions.
-
-    ``on_new_session(info)`` runs (inside the link's lock) when the board answers with a new
-    boot nonce, before PositionUnknown is raised to the caller, so the owner can reconfigure it.
-    """
-
-    def __init__(self, settings: BoardSettings,
-                 on_new_session: Callable[[BoardInfo], None] | None = None) -> None:
-        self.settings = settings
-        self.on_new_session = on_new_session
-        self.info: BoardInfo | None = None
-        self.retransmissions = 0
-        self.last_activity = 0.0
-        self._serial: serial.Serial | None = None
-        self._parser = protocol.FrameParser()
-        self._lock = threading.RLock()
-        self._next_seq = 0
-        self._last_reply_session = 0
-
-    # -- opening -------------------------------------------------------------------------------
-
-    def open(self) -> BoardInfo:
-        """Open the port and learn the board's session; check the protocol version."""
-        with self._lock:
-            self._open_port()
-            try:
-                info = self.identify()
-            except HardwareError:
-                self.close()
-                raise
-            self.info = info
-            return info
-
-    def close(self) -> None:
-        with self._lock:
-            if self._serial is not None:
-                self._serial.close()
-                self._serial = None
-
-    def _open_port(self) -> None:
-        path = find_port(self.settings)
-        try:
-            self._serial = serial.Serial(path, self.settings.baudrate, timeout=0.01,
-                                         write_timeout=1.0)
-        except (serial.SerialException, OSError) as exc:
-            raise LinkLost(f"cannot open the focus board at {path}: {exc}") from exc
-        self._serial.reset_input_buffer()
-        self._parser = protocol.FrameParser()
-
-    def _reopen(self) -> None:
-        """The port vanished (cable pulled): look for it again for ``reconnect_s``."""
-        self.close()
-        deadline = time.monotonic() + self.settings.reconnect_s
-        while True:
-            try:
-                self._open_port()
-                log.warning("focus board: port reopened after it was lost")
-                return
-            except LinkLost:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    # -- commands ------------------------------------------------------------------------------
-
-    def identify(self) -> BoardInfo:
-        payload = self._exchange(protocol.IDENTIFY, b"", session=0)[1]
-        size = struct.calcsize(protocol.IDENTIFY_REPLY)
-        if len(payload) < 1 or payload[0] != protocol.PROTOCOL_VERSION:
-            version = payload[0] if payload else "none"
-            raise BoardError(f"focus board speaks protocol {version}, this driver "
-                             f"{protocol.PROTOCOL_VERSION}: update the firmware or the host")
-        version, major, minor, patch, board_id, caps, leds, next_seq = struct.unpack(
-            protocol.IDENTIFY_REPLY, payload[:size])
-        self._next_seq = next_seq
-        return BoardInfo(version, f"{major}.{minor}.{patch}", board_id.hex(), caps, leds,
-                         self._last_reply_session)
-
-    def call(self, command: int, payload: bytes = b"") -> bytes:
-        """Run one command; return the reply payload or raise the error the board gave."""
-        with self._lock:
-            if self.info is None:
-                raise LinkLost("the focus board link is not open")
-            for _ in range(2):
-                code, reply = self._exchange(command, payload, self.info.session)
-                if code == protocol.E_BAD_SEQUENCE:
-                    # Nothing ran: the host lost count (e.g. another host talked to the board).
-                    # Learn the board's next number and send the command once more.
-                    self.identify()
-                    continue
-                if code == protocol.E_STALE_SESSION or self._last_reply_session != (
-                        self.info.session):
-                    self._new_session()
-                if code != protocol.OK:
-                    error = _ERRORS.get(code, BoardError)
-                    text = protocol.error_text(code, reply)
-                    if error is BoardError:
-                        raise BoardError(f"focus board: {text}", code)
-                    raise error(f"focus board: {text}")
-                return reply
-            raise BoardError("focus board: sequence numbers would not agree")
-
-    def _new_session(self) -> None:
-        old = self.info
-        new = self.identify()
-        self.info = new
-        if old is not None and old.board_id != new.board_id:
-            what = f"was replaced (id {old.board_id} -> {new.board_id})"
-        else:
-            what = "rebooted"
-        log.warning("focus board %s; its position is unknown", what)
-        if self.on_new_session is not None:
-            self.on_new_session(new)
-        raise PositionUnknown(
-            f"focus board {what}: its position is unknown until it is homed or set")
-
-    def _exchange(self, command: int, payload: bytes, session: int) -> tuple[int, bytes]:
-        """Send until the reply with our sequence number arrives; (status code, payload)."""
-        seq = self._next_seq
-        # The number is used up even if no reply comes: the board may have run the command,
-        # and a later command under the same number would get that command's cached reply.
-        self._next_seq = (seq + 1) & 0xFF
-        frame = protocol.Frame(seq, command, session, payload).encode()
-        attempts = self.settings.retries + 1
-        for attempt in range(attempts):
-            if attempt:
-                self.retransmissions += 1
-            try:
-                if self._serial is None:
-                    self._reopen()
-                assert self._serial is not None
-                self._serial.write(frame)
-                reply = self._await(seq, self.settings.reply_timeout_s)
-            except (serial.SerialException, OSError):
-                self._reopen()
-                continue
-            if reply is not None:
-                self._last_reply_session = reply.session
-                self.last_activity = time.monotonic()
-                return reply.code, reply.payload
-        raise LinkLost(f"no reply from the focus board after {attempts} tries "
-                       f"(command {command})")
-
-    def _await(self, seq: int, timeout_s: float) -> protocol.Frame | None:
-        assert self._serial is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            data = self._serial.read(self._serial.in_waiting or 1)
-            frames = self._parser.feed(data) if data else []
-            for frame in frames:
-                if frame.seq == seq:
-                    return frame
-                log.debug("focus board: dropped a stale reply %r", frame)
-            if time.monotonic() > deadline:
-                for frame in self._parser.discard_partial():
-                    if frame.seq == seq:
-                        return frame
-                return None
 
 
 class FocusBoard(FocusDrive, Illuminator):
     """The focus board as the controller's focus drive (µm) and illuminator (LED patterns)."""
 
-    def __init__(self, settings: BoardSettings | None = None) -> None:
-        self.settings = settings or BoardSettings()
-        self.link = BoardLink(self.settings, on_new_session=self._configure_board)
+    def __init__(self, open_port: PortOpener, settings: FocusBoardSettings | None = None) -> None:
+        self.settings = settings or FocusBoardSettings()
+        self.link = BoardLink(open_port, self.settings.link, on_new_session=self._configure_board)
         self.leds: LedArray | None = None
         self._settled_at = time.monotonic()
         self._pattern_tag = 0

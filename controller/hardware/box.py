@@ -1,30 +1,83 @@
-"""The box's rig: the Pi camera (picamera2) and the focus board on USB serial."""
+"""The box's real devices: the board's USB serial port (pyserial), the Pi camera (picamera2),
+and the rig made of them.
+
+The drivers take their transport from outside; this is the one place that opens real ones.
+picamera2 exists only on Raspberry Pi OS (libcamera from apt), so it is imported when a camera
+is opened, never at module import.
+"""
 
 from __future__ import annotations
 
+import serial
+from serial.tools import list_ports
+
 from controller.clock import MonotonicClock
 from controller.config import Config
-from controller.hardware.board import BoardSettings, FocusBoard
-from controller.hardware.picamera import PiCamera
+from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.board_link import LinkLost, PortOpener, SerialPort
+from controller.hardware.interfaces import HardwareError
+from controller.hardware.picamera import PiCamera, Picamera2Api
 from controller.hardware.rig import Rig
 from controller.optics import preset
+
+DEFAULT_PORT = "/dev/focusboard"  # the udev symlink (deploy/)
+
+
+def serial_opener(port: str = DEFAULT_PORT, serial_number: str | None = None,
+                  baudrate: int = 115200) -> PortOpener:
+    """Opens the board's USB serial device: by its serial number when one is given, else
+    ``port``; looked up again on every reopen, since a replugged board may get a new path."""
+
+    def open_port() -> SerialPort:
+        path = find_port(port, serial_number)
+        try:
+            return serial.Serial(path, baudrate, timeout=0.01, write_timeout=1.0)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkLost(f"cannot open the focus board at {path}: {exc}") from exc
+
+    return open_port
+
+
+def find_port(port: str, serial_number: str | None) -> str:
+    """The board's device path: by USB serial number when one is given, else ``port``."""
+    if serial_number is None:
+        return port
+    for candidate in list_ports.comports():
+        if candidate.serial_number == serial_number:
+            return str(candidate.device)
+    raise LinkLost(f"no USB serial device with serial number {serial_number!r}")
+
+
+def open_picamera2(camera_index: int = 0) -> Picamera2Api:
+    """picamera2's camera object for one camera, unconfigured (PiCamera configures it)."""
+    try:
+        from picamera2 import Picamera2
+    except ImportError as exc:
+        raise HardwareError(
+            "picamera: picamera2 is not installed; it comes with Raspberry Pi OS "
+            "(sudo apt install python3-picamera2) and needs the venv created with "
+            "--system-site-packages") from exc
+    try:
+        camera: Picamera2Api = Picamera2(camera_index)
+    except Exception as exc:  # libcamera raises RuntimeError and friends
+        raise HardwareError(f"picamera: cannot open camera {camera_index}: {exc}") from exc
+    return camera
 
 
 def open_box(config: Config) -> Rig:
     """Backend ``serial``: the Pi camera and the focus board on USB."""
     system = preset(config.optics.preset)
-
-    camera = PiCamera(frame_shape=system.optics.frame_shape, exposure_us=config.camera.exposure_us,
-                      analogue_gain=config.camera.analogue_gain, plane=config.camera.plane,
-                      camera_index=config.camera.camera_index)
+    camera = PiCamera(open_picamera2(config.camera.camera_index),
+                      frame_shape=system.optics.frame_shape, exposure_us=config.camera.exposure_us,
+                      analogue_gain=config.camera.analogue_gain, plane=config.camera.plane)
     board_config = config.board
     try:
-        board = FocusBoard(BoardSettings(
-            port=board_config.port or BoardSettings.port,
-            serial_number=board_config.serial_number or None,
-            steps_per_um=board_config.steps_per_um,
-            travel_um=(board_config.travel_min_um, board_config.travel_max_um),
-            heartbeat_s=board_config.heartbeat_s, leds=system.leds)).connect()
+        board = FocusBoard(
+            serial_opener(board_config.port or DEFAULT_PORT, board_config.serial_number or None),
+            FocusBoardSettings(
+                steps_per_um=board_config.steps_per_um,
+                travel_um=(board_config.travel_min_um, board_config.travel_max_um),
+                heartbeat_s=board_config.heartbeat_s, leds=system.leds)).connect()
     except BaseException:
         camera.close()
         raise

@@ -8,15 +8,15 @@ plane. A frame is returned only if its exposure began after ``not_before``: pica
 ``time.monotonic_ns()``, the loop's clock on the box). A frame that does not arrive in time
 restarts the camera once; a second miss is a CameraTimeout.
 
-picamera2 only exists on Raspberry Pi OS (libcamera from apt), so it is imported when a
-PiCamera is opened, never at module import.
+The camera object comes from outside (controller.hardware.box.open_picamera2 on the Pi, a
+stand-in of the picamera2 API in tests), so this module never imports picamera2.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,27 +27,54 @@ log = logging.getLogger(__name__)
 PLANES = ("raw", "luminance")
 
 
-class PiCamera(Camera):
-    """One Pi camera at a fixed exposure and gain, in the sensor mode of ``frame_shape``."""
+class Picamera2Api(Protocol):
+    """The part of picamera2's ``Picamera2`` this backend uses (names and arguments as there).
 
-    def __init__(self, *, frame_shape: tuple[int, int], exposure_us: int, analogue_gain: float,
-                 plane: str = "raw", camera_index: int = 0) -> None:
+    ``capture_request(wait=False, flush=...)`` returns a job; ``wait(job, timeout)`` its
+    ``CompletedRequest`` (``get_metadata()``, ``make_array(stream)``, ``release()``) or raises
+    TimeoutError.
+    """
+
+    sensor_format: str
+
+    def create_still_configuration(self, main: dict[str, Any] = ..., lores: Any = None,
+                                   raw: dict[str, Any] = ..., *, buffer_count: int = ...,
+                                   controls: dict[str, Any] = ...,
+                                   queue: bool = ...) -> dict[str, Any]: ...
+
+    def configure(self, camera_config: dict[str, Any] | None = None) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def capture_request(self, wait: bool | None = None, signal_function: Any = None,
+                        flush: bool | int | None = None) -> Any: ...
+
+    def wait(self, job: Any, timeout: float | None = None) -> Any: ...
+
+
+class PiCamera(Camera):
+    """One Pi camera at a fixed exposure and gain, in the sensor mode of ``frame_shape``.
+
+    It takes over ``camera`` (an opened, unconfigured Picamera2): configures and starts it, and
+    closes it on ``close`` or when it cannot be started.
+    """
+
+    def __init__(self, camera: Picamera2Api, *, frame_shape: tuple[int, int], exposure_us: int,
+                 analogue_gain: float, plane: str = "raw") -> None:
         if plane not in PLANES:
+            camera.close()
             raise HardwareError(f"picamera: plane must be one of {PLANES}, got {plane!r}")
-        try:
-            from picamera2 import Picamera2
-        except ImportError as exc:
-            raise HardwareError(
-                "picamera: picamera2 is not installed; it comes with Raspberry Pi OS "
-                "(sudo apt install python3-picamera2) and needs the venv created with "
-                "--system-site-packages") from exc
+        self._camera = camera
         self._shape = frame_shape
         self._plane = plane
         self._exposure_us = exposure_us
         self._sequence = 0
         rows, cols = frame_shape
         try:
-            self._camera: Any = Picamera2(camera_index)
             controls = {
                 "AeEnable": False,
                 "AwbEnable": False,
@@ -65,10 +92,9 @@ class PiCamera(Camera):
                     buffer_count=2, queue=False, controls=controls)
             self._camera.configure(config)
             self._camera.start()
-        except HardwareError:
-            raise
         except Exception as exc:  # libcamera raises RuntimeError and friends
-            raise HardwareError(f"picamera: cannot start camera {camera_index}: {exc}") from exc
+            self.close()
+            raise HardwareError(f"picamera: cannot start the camera: {exc}") from exc
 
     @property
     def shape(self) -> tuple[int, int]:

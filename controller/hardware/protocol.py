@@ -1,12 +1,12 @@
-"""The focus board's wire format: frames, CRC and payload layouts, shared by host and board.
+"""The focus board's wire format: packets, CRC and payload layouts, shared by host and board.
 
 This one file runs under CPython (the host driver) and under MicroPython (the firmware imports it
 as ``focusboard/protocol.py``, a symlink to this file), so the two ends cannot drift apart. It is
 therefore written in the subset both interpreters share: no ``__future__`` imports, no
 dataclasses or enums, annotations only with built-in types. ``firmware/PROTOCOL.md`` describes
-the format in prose; ``tests/firmware/frame_vectors.json`` pins it to bytes.
+the format in prose; ``tests/firmware/packet_vectors.json`` pins it to bytes.
 
-Frame (little-endian)::
+Packet (little-endian)::
 
     sync 0xF5 | length u8 | seq u8 | code u8 | session u32 | payload | crc u16
 
@@ -97,7 +97,7 @@ MOVE_ABSOLUTE = 1
 
 # Payload layouts (struct formats); variable parts are described beside their helpers.
 IDENTIFY_REPLY = "<BBBB8sHHB"  # protocol, fw major, minor, patch, board id, caps, LEDs, next seq
-STATUS_REPLY = "<iiBBHHH"  # position, target, flags, fault, LEDs lit, pattern tag, rx errors;
+STATUS_REPLY = "<iiBBHHH"  # position, target, flags, fault, lit LED count, pattern tag, rx errors;
 # then the fault's detail as UTF-8 text
 MOVE_REQUEST = "<BiI"  # mode, steps, speed (steps/s; 0 = configured speed)
 MOVE_REPLY = "<iI"  # target, planned duration in ms
@@ -122,8 +122,8 @@ def crc16(data: bytes, crc: int = 0xFFFF) -> int:
     return crc
 
 
-class Frame:
-    """One decoded frame; the same shape serves requests and replies."""
+class Packet:
+    """One decoded packet; the same shape serves requests and replies."""
 
     __slots__ = ("code", "payload", "seq", "session")
 
@@ -135,7 +135,7 @@ class Frame:
 
     def __eq__(self, other: object) -> bool:
         return (
-            isinstance(other, Frame)
+            isinstance(other, Packet)
             and self.seq == other.seq
             and self.code == other.code
             and self.session == other.session
@@ -143,7 +143,7 @@ class Frame:
         )
 
     def __repr__(self) -> str:
-        return (f"Frame(seq={self.seq}, code={self.code}, session={self.session}, "
+        return (f"Packet(seq={self.seq}, code={self.code}, session={self.session}, "
                 f"payload={self.payload!r})")
 
     def encode(self) -> bytes:
@@ -156,10 +156,10 @@ class Frame:
         return bytes([SYNC]) + body + struct.pack("<H", crc16(body))
 
 
-class FrameParser:
-    """Turns a byte stream into frames; drops garbage and corrupt frames, then resynchronises.
+class PacketParser:
+    """Turns a byte stream into packets; drops garbage and corrupt packets, then resynchronises.
 
-    A corrupt frame costs only its sync byte: scanning restarts one byte later, so a good frame
+    A corrupt packet costs only its sync byte: scanning restarts one byte later, so a good packet
     hidden behind garbage is still found. Counters say how much was thrown away.
     """
 
@@ -170,42 +170,42 @@ class FrameParser:
 
     @property
     def pending(self) -> int:
-        """Bytes held waiting for the rest of a frame."""
+        """Bytes held waiting for the rest of a packet."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list:
         self._buf = self._buf + bytes(data)
-        frames: list = []
+        packets: list = []
         while True:
             buf = self._buf
             start = buf.find(bytes([SYNC]))
             if start < 0:
                 self.dropped_bytes += len(buf)
                 self._buf = b""
-                return frames
+                return packets
             if start:
                 self.dropped_bytes += start
                 buf = buf[start:]
             self._buf = buf
             if len(buf) < 2:
-                return frames
+                return packets
             length = buf[1]
             if length < HEADER_LEN:
                 self._skip_sync()
                 continue
             end = 2 + length
             if len(buf) < end + 2:
-                return frames
+                return packets
             if crc16(buf[1:end]) != buf[end] | (buf[end + 1] << 8):
                 self.crc_errors += 1
                 self._skip_sync()
                 continue
             session = struct.unpack("<I", buf[4:8])[0]
-            frames.append(Frame(buf[2], buf[3], session, buf[8:end]))
+            packets.append(Packet(buf[2], buf[3], session, buf[8:end]))
             self._buf = buf[end + 2:]
 
     def discard_partial(self) -> list:
-        """Give up on a partial frame that stopped arriving (its sync byte was garbage)."""
+        """Give up on a partial packet that stopped arriving (its sync byte was garbage)."""
         if not self._buf:
             return []
         self._skip_sync()

@@ -5,6 +5,12 @@ with its simulated hardware layer) talks over pipes to a relay thread, which pas
 the master side of a pty; the host driver opens the pty's slave by its path (a symlink named
 like the udev one, ``<workdir>/focusboard``) exactly as it would open ``/dev/focusboard``.
 
+The relay thread is the only user of the firmware's pipes and the pty's master; every other
+thread changes them (boot, kill, unplug, replug) only under the board's lock, and the relay
+checks, under that lock, that the descriptors it waited on are still the current ones before it
+reads or writes. A descriptor closed by ``kill`` is soon reused by the next boot's pipes, so a
+read on a stale number would land on the new firmware's silent output and deafen the board.
+
 The relay is also where a test breaks the line on purpose (:class:`LineFaults`: dropped,
 corrupted, duplicated and delayed bytes, or silence), and the simulator can be killed and
 rebooted (the motor keeps its place) or unplugged and plugged in again (a new pty).
@@ -121,8 +127,7 @@ class SimulatedBoard:
         self.boots = 0
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._master: int | None = None
-        self._slave: int | None = None
+        self._pty: tuple[int, int] | None = None  # (master, slave); a new tuple per plug
         self._wake_r, self._wake_w = os.pipe()
         self._queue: list[tuple[float, int, str, bytes]] = []  # (due, order, direction, data)
         self._queue_lock = threading.Lock()
@@ -151,6 +156,8 @@ class SimulatedBoard:
                 [*micropython_command(), str(self.firmware_dir / "main.py"), str(config)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, bufsize=0,
             )
+        assert proc.stdin is not None
+        os.set_blocking(proc.stdin.fileno(), False)  # a board that stops reading loses bytes
         with self._lock:
             self._proc = proc
             self.boots += 1
@@ -158,14 +165,14 @@ class SimulatedBoard:
 
     def kill(self) -> None:
         """Cut the board's power: the firmware dies at once, the motor stays where it is."""
-        with self._lock:
+        with self._lock:  # the relay never holds a descriptor this closes (module docstring)
             proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+                for pipe in (proc.stdin, proc.stdout):
+                    if pipe is not None:
+                        pipe.close()
         self._wake()
 
     def restart(self) -> None:
@@ -176,12 +183,10 @@ class SimulatedBoard:
         """Pull the USB cable: the port disappears and the board loses power."""
         self.kill()
         with self._lock:
-            master, slave = self._master, self._slave
-            self._master = self._slave = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.port)
-        for fd in (master, slave):
-            if fd is not None:
+            pty, self._pty = self._pty, None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.port)
+            for fd in pty or ():
                 os.close(fd)
         self._wake()
 
@@ -249,10 +254,10 @@ class SimulatedBoard:
         tty.setraw(slave)  # no echo or line editing before the host configures the port
         os.set_blocking(master, False)
         with self._lock:
-            self._master, self._slave = master, slave
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.port)
-        os.symlink(os.ttyname(slave), self.port)
+            self._pty = (master, slave)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.port)
+            os.symlink(os.ttyname(slave), self.port)
         self._wake()
 
     def _wake(self) -> None:
@@ -262,35 +267,36 @@ class SimulatedBoard:
     def _run_relay(self) -> None:
         while not self._closing:
             with self._lock:
-                master = self._master
-                proc = self._proc
-            board_out = None
-            if proc is not None and proc is not self._finished_proc and proc.stdout:
-                board_out = proc.stdout.fileno()
+                pty, proc = self._pty, self._proc
+                board_out = None
+                if proc is not None and proc is not self._finished_proc and proc.stdout:
+                    board_out = proc.stdout.fileno()
+            master = pty[0] if pty is not None else None
             readers = [self._wake_r] + [fd for fd in (master, board_out) if fd is not None]
             with self._queue_lock:
                 due = self._queue[0][0] if self._queue else time.monotonic() + 0.5
-            timeout = max(0.0, due - time.monotonic())
             try:
-                ready, _, _ = select.select(readers, [], [], timeout)
+                ready, _, _ = select.select(readers, [], [], max(0.0, due - time.monotonic()))
             except (OSError, ValueError):
-                continue  # a descriptor closed under us; look again
+                continue  # a descriptor closed while we waited; take the new ones
             if self._wake_r in ready:
                 os.read(self._wake_r, 512)
-            if master is not None and master in ready:
-                self._forward("to_board", self._read(master))
-            if board_out is not None and board_out in ready:
-                data = self._read(board_out)
-                if not data:
-                    self._finished_proc = proc
-                self._forward("to_host", data)
-            self._deliver(master, proc)
+            with self._lock:
+                if pty is self._pty and proc is self._proc:  # what we waited on is still there
+                    if master is not None and master in ready:
+                        self._forward("to_board", self._read(master))
+                    if board_out is not None and board_out in ready:
+                        data = self._read(board_out)  # select said ready: never blocks
+                        if not data:
+                            self._finished_proc = proc
+                        self._forward("to_host", data)
+                self._deliver()
 
     @staticmethod
     def _read(fd: int) -> bytes:
         try:
             return os.read(fd, 4096)
-        except OSError:  # the pty's other side is gone, or no data after all
+        except OSError:  # the pty's other side is gone
             return b""
 
     def _forward(self, direction: str, data: bytes) -> None:
@@ -307,7 +313,10 @@ class SimulatedBoard:
             self._last_due[direction] = due
             heapq.heappush(self._queue, (due, next(self._order), direction, data))
 
-    def _deliver(self, master: int | None, proc: subprocess.Popen[bytes] | None) -> None:
+    def _deliver(self) -> None:
+        """Hand the due bytes to the current firmware and pty (called under the board's lock)."""
+        master = self._pty[0] if self._pty is not None else None
+        board_in = self._proc.stdin if self._proc is not None else None
         now = time.monotonic()
         while True:
             with self._queue_lock:
@@ -315,9 +324,9 @@ class SimulatedBoard:
                     return
                 _, _, direction, data = heapq.heappop(self._queue)
             try:
-                if direction == "to_board" and proc is not None and proc.stdin is not None:
-                    proc.stdin.write(data)
+                if direction == "to_board" and board_in is not None:
+                    os.write(board_in.fileno(), data)
                 elif direction == "to_host" and master is not None:
                     os.write(master, data)
-            except (OSError, ValueError):
+            except OSError:
                 pass  # a dead board or a pulled cable loses the bytes, as real ones do

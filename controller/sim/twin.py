@@ -19,7 +19,8 @@ from pathlib import Path
 
 from controller.clock import Clock, MonotonicClock
 from controller.config import SimSettings
-from controller.hardware.board import BoardSettings, FocusBoard
+from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import Illuminator
 from controller.hardware.rig import Rig
 from controller.optics import LedArray, Pattern, Preset
@@ -99,9 +100,9 @@ def open_twin(system: Preset, settings: SimSettings, *, steps_per_um: float = 10
     board_sim.start()
     closers.insert(0, board_sim.close)
     try:
-        board = FocusBoard(BoardSettings(port=board_sim.port, steps_per_um=steps_per_um,
-                                         travel_um=TWIN_TRAVEL_UM, settle_s=settings.settle_s,
-                                         leds=system.leds)).connect()
+        board = FocusBoard(serial_opener(board_sim.port), FocusBoardSettings(
+            steps_per_um=steps_per_um, travel_um=TWIN_TRAVEL_UM, settle_s=settings.settle_s,
+            leds=system.leds)).connect()
         # After power-up the firmware does not vouch for its position; the twin knows where the
         # mechanism is, so it re-references there (a user would home or set it).
         board.set_position_um(start_steps / steps_per_um)

@@ -1,7 +1,7 @@
 """The board's command side: sessions, sequence numbers, replies, and every command's handler.
 
 Bytes in, bytes out: ``receive`` takes what came over the serial line and returns the replies
-to send, ``tick`` runs the safety checks between commands. Exactly-once execution: a frame must
+to send, ``tick`` runs the safety checks between commands. Exactly-once execution: a packet must
 carry this boot's session nonce and the next sequence number to run; a repeat of the last one
 is answered from the cache; anything else is refused without effect. IDENTIFY, which changes
 nothing, is answered whatever its sequence number, and tells the host the session to use.
@@ -20,7 +20,7 @@ TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing
 if TYPE_CHECKING:
     from .hal import Hardware
 
-STALE_PARTIAL_US = 50000  # a frame that stopped arriving this long ago began with garbage
+STALE_PARTIAL_US = 50000  # a packet that stopped arriving this long ago began with garbage
 
 
 def _args(fmt: str, payload: bytes) -> tuple:
@@ -40,7 +40,7 @@ class Board:
         self.axis = Axis(hal.stepper, config)
         self.leds = Leds(hal.leds)
         self.safety = Safety(config.heartbeat_ms)
-        self.parser = protocol.FrameParser()
+        self.parser = protocol.PacketParser()
         self.session = hal.boot_nonce
         self._last_seq = 0
         self._cached: "bytes | None" = None
@@ -67,43 +67,43 @@ class Board:
     # -- the link ------------------------------------------------------------------------------
 
     def receive(self, data: bytes, now_us: int) -> list:
-        """Replies (encoded frames) to whatever complete frames ``data`` finished."""
+        """Replies (encoded packets) to whatever complete packets ``data`` finished."""
         self._last_rx_us = now_us
-        return [self.handle(frame, now_us) for frame in self.parser.feed(data)]
+        return [self.handle(packet, now_us) for packet in self.parser.feed(data)]
 
-    def handle(self, frame: "protocol.Frame", now_us: int) -> bytes:
-        if frame.code == protocol.IDENTIFY:
-            return self._reply(frame.seq, protocol.OK, self._identify())
-        if frame.session != self.session:
-            return self._reply(frame.seq, protocol.E_STALE_SESSION,
+    def handle(self, packet: "protocol.Packet", now_us: int) -> bytes:
+        if packet.code == protocol.IDENTIFY:
+            return self._reply(packet.seq, protocol.OK, self._identify())
+        if packet.session != self.session:
+            return self._reply(packet.seq, protocol.E_STALE_SESSION,
                                f"this boot's session is {self.session}".encode())
-        if frame.seq == self._last_seq and self._cached is not None:
+        if packet.seq == self._last_seq and self._cached is not None:
             if self.safety.armed:  # a retransmission still shows the host is alive
                 self.safety.feed(now_us)
             return self._cached
         expected = (self._last_seq + 1) & 0xFF
-        if frame.seq != expected:
-            return self._reply(frame.seq, protocol.E_BAD_SEQUENCE,
+        if packet.seq != expected:
+            return self._reply(packet.seq, protocol.E_BAD_SEQUENCE,
                                f"expected sequence {expected}".encode())
         self.safety.feed(now_us)
-        handler = self._handlers.get(frame.code)
+        handler = self._handlers.get(packet.code)
         try:
             if handler is None:
-                raise CommandError(protocol.E_UNKNOWN_COMMAND, f"command {frame.code}")
-            reply = self._reply(frame.seq, protocol.OK, handler(frame.payload, now_us))
+                raise CommandError(protocol.E_UNKNOWN_COMMAND, f"command {packet.code}")
+            reply = self._reply(packet.seq, protocol.OK, handler(packet.payload, now_us))
         except CommandError as exc:
-            reply = self._reply(frame.seq, exc.code, exc.text.encode())
-        self._last_seq = frame.seq
+            reply = self._reply(packet.seq, exc.code, exc.text.encode())
+        self._last_seq = packet.seq
         self._cached = reply
         return reply
 
     def _reply(self, seq: int, code: int, payload: bytes) -> bytes:
-        return protocol.Frame(seq, code, self.session, payload).encode()
+        return protocol.Packet(seq, code, self.session, payload).encode()
 
     # -- between commands ----------------------------------------------------------------------
 
     def tick(self, now_us: int) -> list:
-        """Safety work between commands; returns replies to frames a stalled partial hid."""
+        """Safety work between commands; returns replies to packets a stalled partial hid."""
         fault = self.axis.update(now_us)
         if fault:
             self._enter_fault(fault, f"stopped at step {self.axis.position}", now_us)
@@ -116,7 +116,7 @@ class Board:
             self.hal.stepper.enable(False)
         if self.parser.pending and now_us - self._last_rx_us > STALE_PARTIAL_US:
             self._last_rx_us = now_us
-            return [self.handle(frame, now_us) for frame in self.parser.discard_partial()]
+            return [self.handle(packet, now_us) for packet in self.parser.discard_partial()]
         return []
 
     def _enter_fault(self, fault: int, detail: str, now_us: int) -> None:

@@ -178,7 +178,7 @@ class LedDriver:
 
 class Rp2Hardware:
     def __init__(self, settings: dict) -> None:
-        micropython.kbd_intr(-1)  # frames contain 0x03; it must not interrupt the firmware
+        micropython.kbd_intr(-1)  # packets contain 0x03; it must not interrupt the firmware
         self.clock = Clock()
         pins = settings["pins"]
         self.stepper = Stepper(settings, self.clock)
@@ -235,7 +235,7 @@ class Rp2Hardware:
         sys.stdout.buffer.write(data)
 
     def log(self, text: str) -> None:
-        """No console to write to: the USB line carries only frames."""
+        """No console to write to: the USB line carries only packets."""
 
     def publish(self, now_us: int) -> None:
         """Nothing to publish: the real motor is its own witness."""

@@ -15,13 +15,9 @@ import time
 import pytest
 
 from controller.hardware import protocol
-from controller.hardware.board import (
-    BoardFault,
-    BoardSettings,
-    FocusBoard,
-    LinkLost,
-    TravelLimit,
-)
+from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.board_link import BoardFault, LinkLost, LinkSettings, TravelLimit
+from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import HardwareError, PositionUnknown
 from controller.optics import Led, LedArray, Pattern, preset
 from controller.sim.board import SimBoardSettings, SimulatedBoard
@@ -43,15 +39,16 @@ def sim(tmp_path):
         yield board
 
 
-def settings_for(sim, **changes):
-    values = {"port": sim.port, "steps_per_um": SPU, "travel_um": (-1000.0, 1000.0),
-              "speed_um_s": 2000.0, "accel_um_s2": 200000.0, "settle_s": 0.0, **changes}
-    return BoardSettings(**values)
+def board_for(sim, **changes):
+    """The driver on the simulator's pty, opened by path exactly as the box opens its port."""
+    values = {"steps_per_um": SPU, "travel_um": (-1000.0, 1000.0), "speed_um_s": 2000.0,
+              "accel_um_s2": 200000.0, "settle_s": 0.0, **changes}
+    return FocusBoard(serial_opener(sim.port), FocusBoardSettings(**values))
 
 
 @pytest.fixture
 def drive(sim):
-    with FocusBoard(settings_for(sim)) as board:
+    with board_for(sim) as board:
         yield board
 
 
@@ -114,7 +111,7 @@ def test_moves_leds_limits_and_homing_through_the_pty(sim, drive):
 ], ids=lambda f: next(iter(f)))
 def test_every_move_runs_exactly_once_on_a_bad_line(sim, faults):
     # a deadline long enough that the retries, not the board's guard, decide the outcome
-    drive = FocusBoard(settings_for(sim, heartbeat_s=2.0)).connect()
+    drive = board_for(sim, heartbeat_s=2.0).connect()
     drive.set_position_um(0.0)
     for direction in (sim.to_board, sim.to_host):
         for name, value in faults.items():
@@ -216,7 +213,8 @@ def test_unplugging_and_replugging_reconnects_and_reports_the_lost_position(sim,
 
 
 def test_a_board_that_stays_unplugged_is_reported(tmp_path):
-    with SimulatedBoard(tmp_path) as sim, FocusBoard(settings_for(sim, reconnect_s=0.3)) as drive:
+    with (SimulatedBoard(tmp_path) as sim,
+          board_for(sim, link=LinkSettings(reconnect_s=0.3)) as drive):
         sim.unplug()
         with pytest.raises(LinkLost, match="cannot open"):
             drive.status()
@@ -249,15 +247,15 @@ def test_garbage_on_the_line_crashes_neither_side(sim, drive):
 def test_a_configured_led_geometry_must_match_the_boards(sim):
     other = LedArray.planar_grid(8, 8, pitch_mm=6.0, distance_mm=40.0)
     with pytest.raises(HardwareError, match="LED 0 is at"):
-        FocusBoard(settings_for(sim, leds=other)).connect()
+        board_for(sim, leds=other).connect()
     with pytest.raises(HardwareError, match="has 64 LEDs, the configuration 225"):
-        FocusBoard(settings_for(sim, leds=preset("paper").leds)).connect()
+        board_for(sim, leds=preset("paper").leds).connect()
     same = preset("pi-hq").leds
-    with FocusBoard(settings_for(sim, leds=same)) as drive:
+    with board_for(sim, leds=same) as drive:
         assert drive.leds is same
 
 
 def test_the_board_refuses_to_talk_to_a_host_of_another_protocol_version(sim, monkeypatch):
     monkeypatch.setattr(protocol, "PROTOCOL_VERSION", protocol.PROTOCOL_VERSION + 1)
     with pytest.raises(HardwareError, match="protocol 1, this driver 2"):
-        FocusBoard(settings_for(sim)).connect()
+        board_for(sim).connect()

@@ -19,7 +19,7 @@ MS = 1000  # µs
 
 
 class Host:
-    """Frames in, decoded replies out, with the host's sequence bookkeeping."""
+    """Packets in, decoded replies out, with the host's sequence bookkeeping."""
 
     def __init__(self, board):
         self.board = board
@@ -29,10 +29,10 @@ class Host:
     def send(self, code, payload=b"", seq=None, session=None):
         seq = (self.seq + 1) & 0xFF if seq is None else seq
         session = self.board.session if session is None else session
-        raw = p.Frame(seq, code, session, payload).encode()
+        raw = p.Packet(seq, code, session, payload).encode()
         replies = self.board.receive(raw, self.now)
         assert len(replies) == 1
-        reply = p.FrameParser().feed(replies[0])[0]
+        reply = p.PacketParser().feed(replies[0])[0]
         if reply.code not in (p.E_STALE_SESSION, p.E_BAD_SEQUENCE):  # those ran nothing
             self.seq = seq
         return reply
@@ -84,13 +84,13 @@ def test_boots_with_motor_off_leds_dark_and_position_unknown(rig):
 
 def test_identify_reports_versions_identity_and_the_next_sequence(rig):
     host, _hal = rig
-    reply = host.board.receive(p.Frame(77, p.IDENTIFY, 0).encode(), 0)
-    frame = p.FrameParser().feed(reply[0])[0]
+    reply = host.board.receive(p.Packet(77, p.IDENTIFY, 0).encode(), 0)
+    packet = p.PacketParser().feed(reply[0])[0]
     version, _, _, _, board_id, caps, leds, next_seq = struct.unpack(p.IDENTIFY_REPLY,
-                                                                      frame.payload)
+                                                                      packet.payload)
     assert (version, board_id, leds, next_seq) == (p.PROTOCOL_VERSION, bytes(range(1, 9)), 64, 1)
     assert caps & p.CAP_ENDSTOP_MIN and caps & p.CAP_SIMULATED
-    assert frame.seq == 77 and frame.session == host.board.session
+    assert packet.seq == 77 and packet.session == host.board.session
 
 
 def test_a_move_follows_its_ramp_and_ends_on_target(rig):
@@ -110,10 +110,10 @@ def test_a_move_follows_its_ramp_and_ends_on_target(rig):
     assert hal.motor.steps == 3000
 
 
-def test_a_repeated_frame_is_answered_again_but_runs_once(rig):
+def test_a_repeated_packet_is_answered_again_but_runs_once(rig):
     host, hal = rig
     host.ok(p.SET_POSITION, struct.pack("<i", 0))
-    raw = p.Frame(host.seq + 1, p.MOVE, host.board.session,
+    raw = p.Packet(host.seq + 1, p.MOVE, host.board.session,
                   struct.pack(p.MOVE_REQUEST, p.MOVE_RELATIVE, 500, 0)).encode()
     first = host.board.receive(raw, 0)
     host.at(5)
@@ -124,8 +124,8 @@ def test_a_repeated_frame_is_answered_again_but_runs_once(rig):
     assert host.status()["position"] == 500 and hal.motor.steps == 500
 
 
-@pytest.mark.parametrize("seq_offset", [-1, 2, 100])  # an older frame, or frames skipped
-def test_out_of_order_frames_are_refused_without_effect(rig, seq_offset):
+@pytest.mark.parametrize("seq_offset", [-1, 2, 100])  # an older packet, or packets skipped
+def test_out_of_order_packets_are_refused_without_effect(rig, seq_offset):
     host, hal = rig
     host.ok(p.SET_POSITION, struct.pack("<i", 0))
     host.ok(p.HEARTBEAT)  # the last executed sequence is now host.seq
@@ -136,7 +136,7 @@ def test_out_of_order_frames_are_refused_without_effect(rig, seq_offset):
     assert hal.motor.steps == 0
 
 
-def test_a_frame_for_another_boot_is_refused(rig):
+def test_a_packet_for_another_boot_is_refused(rig):
     host, _hal = rig
     reply = host.send(p.SET_POSITION, struct.pack("<i", 0), session=host.board.session ^ 1)
     assert reply.code == p.E_STALE_SESSION
@@ -272,7 +272,7 @@ def test_garbage_never_moves_anything_nor_breaks_the_link(rig):
     host, hal = rig
     host.ok(p.SET_POSITION, struct.pack("<i", 0))
     rng = random.Random(4)
-    good = p.Frame(host.seq + 1, p.MOVE, host.board.session,
+    good = p.Packet(host.seq + 1, p.MOVE, host.board.session,
                    struct.pack(p.MOVE_REQUEST, p.MOVE_RELATIVE, 100, 0)).encode()
     for k in range(3000):
         if k % 3 == 0:  # a real command with one byte damaged
@@ -281,8 +281,8 @@ def test_garbage_never_moves_anything_nor_breaks_the_link(rig):
         else:
             noise = bytearray(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
         host.board.receive(bytes(noise), k)
-    for frame in host.board.tick(10**6) + host.board.tick(10**6 + 60 * MS):
-        assert p.FrameParser().feed(frame)[0].code != p.OK
+    for packet in host.board.tick(10**6) + host.board.tick(10**6 + 60 * MS):
+        assert p.PacketParser().feed(packet)[0].code != p.OK
     host.at(3000)
     assert hal.motor.steps == 0
     status = host.status()
@@ -293,14 +293,14 @@ def test_retransmissions_feed_the_deadline_but_never_rearm_a_released_board():
     board, _ = make_board(heartbeat_ms=500)
     host = Host(board)
     host.ok(p.HEARTBEAT)
-    repeat = p.Frame(host.seq, p.HEARTBEAT, board.session).encode()
+    repeat = p.Packet(host.seq, p.HEARTBEAT, board.session).encode()
     for ms in (400, 800, 1200):  # the host lost the replies and keeps asking
         host.at(ms)
         board.receive(repeat, ms * MS)
     host.at(1600)
     assert board.safety.fault == p.FAULT_NONE
     host.ok(p.RELEASE)
-    release = p.Frame(host.seq, p.RELEASE, board.session).encode()
+    release = p.Packet(host.seq, p.RELEASE, board.session).encode()
     board.receive(release, 1700 * MS)
     host.at(5000)
     assert board.safety.fault == p.FAULT_NONE and not board.safety.armed

@@ -1,7 +1,7 @@
-"""Checks a frame codec against frame_vectors.json; runs under CPython and MicroPython alike.
+"""Checks a packet codec against packet_vectors.json; runs under CPython and MicroPython alike.
 
 The same function tests the codec under both interpreters, so one set of vectors (bytes <->
-frames) pins the wire format on the host and on the board. Run as a script under MicroPython:
+packets) pins the wire format on the host and on the board. Run as a script under MicroPython:
 ``micropython vector_check.py <firmware dir> <vectors.json>``; it prints ``OK <count>``.
 """
 
@@ -18,24 +18,24 @@ def check(protocol, vectors):
     crc = vectors["crc_check"]
     if protocol.crc16(unhex(crc["data"])) != crc["crc"]:
         failures.append("crc16 check value")
-    frames = []
-    for v in vectors["frames"]:
-        frame = protocol.Frame(v["seq"], v["code"], v["session"], unhex(v["payload"]))
-        frames.append(frame)
-        if frame.encode() != unhex(v["bytes"]):
+    packets = []
+    for v in vectors["packets"]:
+        packet = protocol.Packet(v["seq"], v["code"], v["session"], unhex(v["payload"]))
+        packets.append(packet)
+        if packet.encode() != unhex(v["bytes"]):
             failures.append("encode: " + v["name"])
-        parsed = protocol.FrameParser().feed(unhex(v["bytes"]))
-        if parsed != [frame]:
+        parsed = protocol.PacketParser().feed(unhex(v["bytes"]))
+        if parsed != [packet]:
             failures.append("decode: " + v["name"])
         checked += 1
     for s in vectors["streams"]:
-        parser = protocol.FrameParser()
+        parser = protocol.PacketParser()
         got = []
         for chunk in s["chunks"]:
             got.extend(parser.feed(unhex(chunk)))
         if s["discard_partial"]:
             got.extend(parser.discard_partial())
-        if got != [frames[i] for i in s["frames"]]:
+        if got != [packets[i] for i in s["packets"]]:
             failures.append("stream: " + s["name"])
         if s["crc_errors"] is not None and parser.crc_errors != s["crc_errors"]:
             failures.append("stream crc errors: " + s["name"])

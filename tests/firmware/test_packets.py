@@ -1,4 +1,4 @@
-"""The frame codec against the shared vectors, under CPython and under the MicroPython port."""
+"""The packet codec against the shared vectors, under CPython and under the MicroPython port."""
 
 import binascii
 import json
@@ -12,24 +12,24 @@ from controller.hardware import protocol
 from tests.firmware.vector_check import check
 
 HERE = Path(__file__).parent
-VECTORS = json.loads((HERE / "frame_vectors.json").read_text())
+VECTORS = json.loads((HERE / "packet_vectors.json").read_text())
 FIRMWARE = HERE.parents[1] / "firmware"
 
 
 def test_codec_matches_vectors_under_cpython():
     failures, count = check(protocol, VECTORS)
     assert failures == []
-    assert count == len(VECTORS["frames"]) + len(VECTORS["streams"])
+    assert count == len(VECTORS["packets"]) + len(VECTORS["streams"])
 
 
 @pytest.mark.firmware
 def test_codec_matches_vectors_under_micropython():
     result = subprocess.run(
         [sys.executable, "-m", "micropython_unix", str(HERE / "vector_check.py"), str(FIRMWARE),
-         str(HERE / "frame_vectors.json")],
+         str(HERE / "packet_vectors.json")],
         capture_output=True, text=True, timeout=30, check=False,
     )
-    assert result.stdout.strip() == f"OK {len(VECTORS['frames']) + len(VECTORS['streams'])}", (
+    assert result.stdout.strip() == f"OK {len(VECTORS['packets']) + len(VECTORS['streams'])}", (
         result.stdout + result.stderr)
 
 
@@ -37,7 +37,7 @@ def test_firmware_runs_the_host_codec_itself():
     assert (FIRMWARE / "focusboard" / "protocol.py").resolve() == Path(protocol.__file__).resolve()
 
 
-@pytest.mark.parametrize("vector", VECTORS["frames"], ids=lambda v: v["name"])
+@pytest.mark.parametrize("vector", VECTORS["packets"], ids=lambda v: v["name"])
 def test_vector_crc_agrees_with_an_independent_implementation(vector):
     raw = bytes.fromhex(vector["bytes"])
     # binascii.crc_hqx with init 0xFFFF is CRC-16/CCITT-FALSE, written by someone else.
@@ -46,17 +46,17 @@ def test_vector_crc_agrees_with_an_independent_implementation(vector):
 
 
 def test_every_single_bit_flip_is_rejected():
-    good = protocol.Frame(9, protocol.MOVE, 1234, b"\x00\x10\x00\x00\x00\x00\x00\x00\x00").encode()
+    good = protocol.Packet(9, protocol.MOVE, 1234, b"\x00\x10\x00\x00\x00\x00\x00\x00\x00").encode()
     for bit in range(8, len(good) * 8):  # every bit after the sync byte
         bad = bytearray(good)
         bad[bit // 8] ^= 1 << (bit % 8)
-        parser = protocol.FrameParser()
+        parser = protocol.PacketParser()
         assert parser.feed(bytes(bad)) + parser.discard_partial() == [], bit
 
 
 def test_oversized_payload_is_refused():
     with pytest.raises(ValueError, match="exceeds"):
-        protocol.Frame(0, protocol.OK, 0, bytes(protocol.MAX_PAYLOAD + 1)).encode()
+        protocol.Packet(0, protocol.OK, 0, bytes(protocol.MAX_PAYLOAD + 1)).encode()
 
 
 def test_set_leds_payload_round_trips_and_rejects_wrong_length():
