@@ -103,7 +103,7 @@ def _print_status(board: FocusBoard) -> None:
     print(f"endstops: min {status.endstop_min}, max {status.endstop_max}")
     print(f"fault: {status.fault_text if status.fault else 'none'}")
     print(f"LEDs lit: {status.lit_led_count} (pattern tag {status.pattern_tag})")
-    print(f"frames dropped as corrupt: {status.rx_errors}")
+    print(f"packets dropped as corrupt: {status.rx_errors}")
 
 
 def run_info(args: argparse.Namespace) -> int:

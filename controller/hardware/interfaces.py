@@ -2,7 +2,7 @@
 
 Real backends (picamera2, the focus board) and simulated ones (the virtual microscope) implement
 these, and one shared test suite runs against each, so the loop never knows which it has.
-Units follow ../shared/CONVENTIONS.md: µm and seconds; ``time.monotonic()`` for timestamps.
+Units follow docs/conventions.md: µm and seconds; ``time.monotonic()`` for timestamps.
 """
 
 from __future__ import annotations

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import numpy as np
 
+from controller.config import CameraPlane
 from controller.hardware.interfaces import Camera, CameraTimeout, Frame, HardwareError
 
 log = logging.getLogger(__name__)
 
-PLANES = ("raw", "luminance")
+PLANES: tuple[CameraPlane, ...] = get_args(CameraPlane)
 
 
 class Picamera2Api(Protocol):
@@ -64,7 +65,7 @@ class PiCamera(Camera):
     """
 
     def __init__(self, camera: Picamera2Api, *, frame_shape: tuple[int, int], exposure_us: int,
-                 analogue_gain: float, plane: str = "raw") -> None:
+                 analogue_gain: float, plane: CameraPlane = "raw") -> None:
         if plane not in PLANES:
             camera.close()
             raise HardwareError(f"picamera: plane must be one of {PLANES}, got {plane!r}")

@@ -5,6 +5,7 @@ frames, and recovers from a camera that stops delivering."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from tests.hardware.picamera2_standin import Picamera2, luma_value, raw_value
 SHAPE = (6, 10)  # rows, cols: 20-byte raw rows padded to a 64-byte stride
 
 
-def open_camera(stand_in: Picamera2, plane: str = "raw") -> PiCamera:
+def open_camera(stand_in: Picamera2, plane: Any = "raw") -> PiCamera:  # Any: a bad one too
     return PiCamera(stand_in, frame_shape=SHAPE, exposure_us=5000, analogue_gain=2.0,
                     plane=plane)
 
