@@ -1,4 +1,5 @@
-"""Time as the loop sees it: the wall of the real box, or the simulated time of the twin.
+"""Time as the loop sees it: the monotonic clock of the box and the twin, or the simulated time
+of the in-process virtual microscope.
 
 The loop, the virtual camera and the virtual drive share one clock, so in-process simulations run
 as fast as the CPU allows while behaving exactly as they would in real time (a move takes its
