@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controller.config import Config
+from controller.config import BoardBackend, CameraBackend, Config
 from controller.lock_runner import StepCounts
 from controller.loop import LoopState
 from controller.service.hardware import ModelInfo
@@ -38,8 +38,8 @@ class ServiceMode(StrEnum):
 class Backends:
     """The configured hardware backends."""
 
-    camera: str
-    board: str
+    camera: CameraBackend
+    board: BoardBackend
 
 
 @dataclass(frozen=True)
