@@ -151,6 +151,10 @@ class FocusSettings:
     gain: float = _setting(1.0, _unit_interval_open_low(),
                            doc="fraction of the error corrected per move")
     max_step_um: float = _setting(40.0, _positive(), doc="largest single move")
+    search_window_um: float = _setting(
+        80.0, _positive(),
+        doc="never leaves ± half of this around where it started (a little more than the "
+            "model's ±30 µm range)")
 
 
 @dataclass(frozen=True)
