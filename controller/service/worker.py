@@ -121,8 +121,8 @@ class LoopWorker:
         mode = self._board.read().mode
         if mode is ServiceMode.LOCK:
             raise Conflict("the lock is already running")
-        if mode is ServiceMode.FOCUS:  # accepted after this command was queued
-            raise Conflict("focus now is already running")
+        if mode in (ServiceMode.FOCUS, ServiceMode.STOPPING):  # accepted after this was queued
+            raise Conflict(f"focus now is {mode.running}")
         loop = self._ensure_open().loop
         self._fault = ""
         runner = LockRunner(loop, clock=self._clock)
@@ -143,13 +143,16 @@ class LoopWorker:
         return self._publish()
 
     def focus_now(self) -> FocusReport:
-        """Focus now; the mode is ``focus`` already (set when it was accepted)."""
+        """Focus now, until it ends or another thread asks it to stop (the mode becomes
+        ``stopping``: asked before every reading and move); the mode is ``focus`` already (set
+        when it was accepted)."""
         try:
             loop = self._ensure_open().loop
             self._fault = ""
             self._board.change(lambda s: dataclasses.replace(s, counters=dataclasses.replace(
                 s.counters, focus_runs=s.counters.focus_runs + 1)))
-            return loop.focus_now(self.config.focus)
+            return loop.focus_now(self.config.focus, should_stop=lambda: (
+                self._board.read().mode is ServiceMode.STOPPING))
         finally:
             self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.IDLE))
 
