@@ -32,6 +32,7 @@ from controller.config import Config
 from controller.errors import FocuslockError
 from controller.lock_runner import LockRunner
 from controller.loop import FocusLoop, FocusReport, LoopState
+from controller.move_guard import MoveGuard, MoveRefused
 from controller.runlog import RunLog, StepRecord, timestamped_dir
 from controller.service.errors import Conflict, InvalidRequest, ServiceError, Unavailable
 from controller.service.hardware import Hardware, ReferencedDrive, TrackedIlluminator
@@ -168,11 +169,12 @@ class LoopWorker:
         return self._drive_command("home", lambda drive: drive.home())
 
     def set_drive_position(self, z_um: float) -> WorkerStatus:
+        """Declare where the drive is: not a move, but only a place an absolute move could go."""
         def within_travel(travel: tuple[float, float]) -> None:
-            low, high = travel
-            if not low <= z_um <= high:
-                raise InvalidRequest(f"z_um: must be within the drive's travel [{low:g}, "
-                                     f"{high:g}] µm, got {z_um:g}")
+            try:
+                MoveGuard.for_drive(travel).check_target(z_um)
+            except MoveRefused as exc:
+                raise InvalidRequest(str(exc)) from None
 
         return self._drive_command("set its position",
                                    lambda drive: drive.set_position_um(z_um),
