@@ -8,10 +8,13 @@ drive settle. Any failed gate means no move (docs/conventions.md, Safety). The l
 
 Control law (lock): no move when ``|error| <= dead_band``; else ``gain * error`` (a gain below 1
 averages the model's noise while locked) or, for errors beyond ``capture_beyond_um``,
-``capture_gain * error`` (a knock is corrected in one or two steps), clipped to ``max_step`` and
-to the travel window (± half of ``travel_window_um`` around where the lock
-started, inside the drive's own limits). A correction the window forbids entirely counts as a
-rejected reading, so a focus outside the window ends in ``lost``, not in pushing on a limit.
+``capture_gain * error`` (a knock is corrected in one or two steps), then cut by a MoveGuard
+(controller/move_guard.py) to ``max_step`` and to the travel window (± half of
+``travel_window_um`` around where the lock started, inside the drive's own limits). Focus now
+moves by ``focus.gain * error`` through its own guard: ``focus.max_step_um`` and the search
+window (± half of ``focus.search_window_um`` around where it started). A correction its window
+forbids entirely counts as a rejected reading ("window"), so a focus outside the window ends in
+``lost``, not in pushing on a limit.
 
 States (the same for focus now and the lock; documented for users in docs/loop.md)::
 
@@ -27,7 +30,8 @@ States (the same for focus now and the lock; documented for users in docs/loop.m
     any ──stop──► idle (LEDs off)
 
 K is ``lock.in_tolerance_count``, N is ``lock.rejections_before_lost``. Focus now starts in
-``focusing`` and ends in ``idle`` (within tolerance), ``lost`` or ``fault``. Every step is
+``focusing`` and ends in ``idle`` (within tolerance, out of moves, or stopped by request
+between two moves: its ``should_stop``), ``lost`` or ``fault``. Every step is
 handed to a record sink (the run log) as a StepRecord. The loop steps when asked: pacing the
 lock and ending its run are the runner's job (controller/lock_runner.py).
 """
@@ -45,6 +49,7 @@ from controller.config import Config, FocusSettings, GateSettings, LockSettings
 from controller.errors import FocuslockError
 from controller.gates import Rejection, check_frame, check_prediction
 from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
+from controller.move_guard import MoveGuard
 from controller.optics import Pattern
 from controller.prediction import Prediction, Predictor
 from controller.runlog import StepRecord
@@ -53,6 +58,9 @@ if TYPE_CHECKING:
     from controller.hardware.rig import Rig
 
 NO_MOVE_UM = 1e-6  # a clipped correction smaller than this is no correction
+TRAVEL_WINDOW = "travel_window"  # the lock's guard (step records' ``limited``)
+SEARCH_WINDOW = "search_window"  # focus now's guard
+STOPPED_BY_REQUEST = "stopped by request"
 
 
 class LoopState(StrEnum):
@@ -65,23 +73,22 @@ class LoopState(StrEnum):
 
 
 def control_move(error_um: float, z_um: float, *, gain: float, dead_band_um: float,
-                 max_step_um: float, window: tuple[float, float], capture_gain: float | None = None,
+                 guard: MoveGuard, capture_gain: float | None = None,
                  capture_beyond_um: float = math.inf) -> tuple[float, str]:
-    """The move for a trusted ``error_um`` at ``z_um``, and which limit clipped it ('' if none)."""
+    """The move for a trusted ``error_um`` at ``z_um``, and which limit of ``guard`` clipped it
+    ('' if none)."""
     if abs(error_um) <= dead_band_um:
         return 0.0, ""
     large = capture_gain is not None and abs(error_um) > capture_beyond_um
-    move = (capture_gain if large and capture_gain is not None else gain) * error_um
-    limited = ""
-    if abs(move) > max_step_um:
-        move = math.copysign(max_step_um, move)
-        limited = "max_step"
-    low, high = window
-    target = min(max(z_um + move, low), high)
-    if target != z_um + move:
-        move = target - z_um
-        limited = "travel_window"
-    return move, limited
+    return guard.clip(z_um, (capture_gain if large and capture_gain is not None else gain)
+                      * error_um)
+
+
+def window_rejection(error_um: float, guard: MoveGuard) -> Rejection:
+    """The reading whose correction ``guard``'s window forbids entirely: no move, as for any
+    untrusted reading."""
+    return Rejection("window", f"the correction {error_um:+.2f} µm would leave "
+                               f"{guard.describe()}")
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ class FocusLoop:
         self._step = 0
         self._in_tolerance = 0
         self._rejections = 0
-        self._window = (-math.inf, math.inf)
+        self._lock_guard: MoveGuard | None = None  # set by start_lock
 
     @classmethod
     def for_rig(cls, rig: Rig, predictor: Predictor, config: Config, *,
@@ -147,18 +154,21 @@ class FocusLoop:
     def start_lock(self) -> None:
         """Light the autofocus pattern and fix the travel window around the current z."""
         self._reset(LoopState.FOCUSING)
+        self._lock_guard = None
+        settings = self.lock_settings
         try:
             self.illuminator.show(self.pattern)
-            z = self.drive.position_um()
+            self._lock_guard = MoveGuard.around(
+                self.drive.position_um(), settings.travel_window_um, self.drive.travel_um,
+                max_step_um=settings.max_step_um, name=TRAVEL_WINDOW)
         except FocuslockError as exc:
             self._enter_fault(exc)
-            return
-        half = self.lock_settings.travel_window_um / 2
-        low, high = self.drive.travel_um
-        self._window = (max(z - half, low), min(z + half, high))
 
     def lock_step(self) -> StepRecord:
         """One lock step: read, gate, apply the control law, move, update the state."""
+        guard = self._lock_guard
+        if guard is None:
+            raise RuntimeError("lock_step() before start_lock(): the lock has no travel window")
         t = self.clock.now()
         self._step += 1
         settings = self.lock_settings
@@ -174,15 +184,11 @@ class FocusLoop:
             error = prediction.defocus_um + settings.offset_um
             move, limited = control_move(
                 error, reading.z_um, gain=settings.gain, dead_band_um=settings.dead_band_um,
-                max_step_um=settings.max_step_um, window=self._window,
-                capture_gain=settings.capture_gain,
+                guard=guard, capture_gain=settings.capture_gain,
                 capture_beyond_um=settings.capture_beyond_um)
             in_tolerance = abs(error) <= settings.tolerance_um
-            if limited == "travel_window" and abs(move) < NO_MOVE_UM and not in_tolerance:
-                low, high = self._window
-                rejections = [Rejection(
-                    "window", f"the correction {error:+.2f} µm would leave the travel window "
-                              f"[{low:.1f}, {high:.1f}] µm")]
+            if limited == guard.name and abs(move) < NO_MOVE_UM and not in_tolerance:
+                rejections = [window_rejection(error, guard)]
         if rejections:
             self._on_rejected(rejections)
             return self._record(t, reading.z_um, prediction, rejections, 0.0, "", self.reason)
@@ -202,19 +208,36 @@ class FocusLoop:
 
     # -- focus now ---------------------------------------------------------------------------
 
-    def focus_now(self, settings: FocusSettings) -> FocusReport:
+    def focus_now(self, settings: FocusSettings,
+                  should_stop: Callable[[], bool] | None = None) -> FocusReport:
         """Move until a trusted reading is within tolerance, at most ``settings.max_steps``
-        moves; stop early (lost) after ``rejections_before_lost`` consecutive rejections."""
+        moves, never out of the search window around where it started; stop early (lost) after
+        ``rejections_before_lost`` consecutive rejections, or (idle) when ``should_stop()``
+        says so: it is asked before every reading and every move, from this thread."""
         self._reset(LoopState.FOCUSING)
         moves = steps = 0
         error: float | None = None
         z: float | None = None
         try:
             self.illuminator.show(self.pattern)
-            window = self.drive.travel_um
+            guard = MoveGuard.around(self.drive.position_um(), settings.search_window_um,
+                                     self.drive.travel_um, max_step_um=settings.max_step_um,
+                                     name=SEARCH_WINDOW)
         except FocuslockError as exc:
             return FocusReport(False, 0, 0, None, None, self.state, self._enter_fault(exc))
+
+        def end(success: bool, state: LoopState, reason: str, t: float,
+                prediction: Prediction | None) -> FocusReport:
+            self.state, self.reason = state, reason
+            self._record(t, z, prediction, [], 0.0, "", reason)
+            self._lights_off()
+            return FocusReport(success, moves, steps, z, error, self.state, self.reason)
+
         while True:
+            if should_stop is not None and should_stop():
+                self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
+                self._lights_off()
+                return FocusReport(False, moves, steps, z, error, self.state, self.reason)
             t = self.clock.now()
             steps += 1
             self._step += 1
@@ -225,42 +248,47 @@ class FocusLoop:
                 self._record(t, z, None, [], 0.0, "", reason)
                 return FocusReport(False, moves, steps, z, error, self.state, reason)
             z = reading.z_um
-            if reading.rejections or reading.prediction is None:
+            prediction = reading.prediction
+            rejections = reading.rejections
+            move = 0.0
+            limited = ""
+            if prediction is not None and not rejections:
+                error = prediction.defocus_um + self.lock_settings.offset_um
+                if abs(error) <= settings.tolerance_um:
+                    return end(True, LoopState.IDLE,
+                               f"within {settings.tolerance_um} µm after {moves} moves", t,
+                               prediction)
+                if moves >= settings.max_steps:
+                    return end(False, LoopState.IDLE,
+                               f"still {error:+.2f} µm from focus after {moves} moves "
+                               f"(limit {settings.max_steps})", t, prediction)
+                move, limited = control_move(error, z, gain=settings.gain, dead_band_um=0.0,
+                                             guard=guard)
+                if limited == guard.name and abs(move) < NO_MOVE_UM:
+                    rejections = [window_rejection(error, guard)]
+            if rejections or prediction is None:
                 self._rejections += 1
                 if self._rejections >= self.lock_settings.rejections_before_lost:
-                    self._go_lost(reading.rejections)
+                    self._go_lost(rejections)
                 else:
-                    self.reason = "; ".join(r.reason for r in reading.rejections)
-                self._record(t, z, reading.prediction, reading.rejections, 0.0, "", self.reason)
+                    self.reason = "; ".join(r.reason for r in rejections)
+                self._record(t, z, prediction, rejections, 0.0, "", self.reason)
                 if self.state is LoopState.LOST:
+                    self._lights_off()
                     return FocusReport(False, moves, steps, z, error, self.state, self.reason)
                 continue
             self._rejections = 0
-            error = reading.prediction.defocus_um + self.lock_settings.offset_um
-            if abs(error) <= settings.tolerance_um:
-                self.reason = f"within {settings.tolerance_um} µm after {moves} moves"
-                self.state = LoopState.IDLE
-                self._record(t, z, reading.prediction, [], 0.0, "", self.reason)
-                self._lights_off()
-                return FocusReport(True, moves, steps, z, error, self.state, self.reason)
-            if moves >= settings.max_steps:
-                self.reason = (f"still {error:+.2f} µm from focus after {moves} moves "
-                               f"(limit {settings.max_steps})")
-                self.state = LoopState.IDLE
-                self._record(t, z, reading.prediction, [], 0.0, "", self.reason)
-                self._lights_off()
-                return FocusReport(False, moves, steps, z, error, self.state, self.reason)
-            move, limited = control_move(error, z, gain=settings.gain, dead_band_um=0.0,
-                                         max_step_um=settings.max_step_um, window=window)
+            if should_stop is not None and should_stop():
+                return end(False, LoopState.IDLE, STOPPED_BY_REQUEST, t, prediction)
             try:
                 self.drive.move_by(move)
             except FocuslockError as exc:
                 reason = self._enter_fault(exc)
-                self._record(t, z, reading.prediction, [], 0.0, limited, reason)
+                self._record(t, z, prediction, [], 0.0, limited, reason)
                 return FocusReport(False, moves, steps, z, error, self.state, reason)
             moves += 1
             self.reason = f"moved {move:+.2f} µm"
-            self._record(t, z, reading.prediction, [], move, limited, self.reason)
+            self._record(t, z, prediction, [], move, limited, self.reason)
 
     def stop(self) -> None:
         """End any run: LEDs off, state idle (a fault stays a fault until the next start)."""

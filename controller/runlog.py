@@ -33,7 +33,7 @@ class StepRecord:
     error_um: float | None  # correction wanted: defocus_um + offset_um
     rejected: str  # failed gate names joined by '+', '' when trusted
     move_um: float  # the move made (0 when none)
-    limited: str  # '', 'max_step' or 'travel_window' when the control law clipped the move
+    limited: str  # '', 'max_step', 'travel_window' (lock), 'search_window' (focus now)
     reason: str  # why the state is what it is, or what failed
 
     def to_row(self) -> dict[str, Any]:

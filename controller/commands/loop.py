@@ -8,7 +8,10 @@ go to a timestamped folder under ``log_dir``.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,6 +95,28 @@ def _run_log(config: Config, prefix: str) -> RunLog:
                   max_bytes=round(config.log_max_mb * 1e6), keep=config.log_keep)
 
 
+@contextmanager
+def stop_on_ctrl_c(what: str) -> Iterator[Callable[[], bool]]:
+    """Within it, Ctrl-C (SIGINT) asks ``what`` to stop at its next check, between two moves,
+    instead of interrupting it mid-move; a second Ctrl-C interrupts at once. Yields the check.
+    Main thread only (Python delivers signals there)."""
+    requested = False
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal requested
+        if requested:
+            raise KeyboardInterrupt
+        requested = True
+        print(f"{what}: stopping before the next move (Ctrl-C again to interrupt at once)",
+              file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_focus(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -105,7 +130,8 @@ def run_focus(args: argparse.Namespace) -> int:
     try:
         with _run_log(config, "focus") as log:
             loop = FocusLoop.for_rig(rig, model, config, record_sink=log.write)
-            report = loop.focus_now(settings)
+            with stop_on_ctrl_c("focus now") as should_stop:
+                report = loop.focus_now(settings, should_stop)
             print(f"focus now: {'in focus' if report.success else 'FAILED'} after "
                   f"{report.moves} moves ({report.steps} readings), ended {report.state.value}: "
                   f"{report.reason}; log: {log.jsonl_path}")

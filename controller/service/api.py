@@ -200,6 +200,11 @@ def _lock_stop(request: _Request) -> Reply:
     return _json(request.service.stop_lock().to_json())
 
 
+def _stop(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.stop().to_json())
+
+
 def _offset(request: _Request) -> Reply:
     _fields(request, query=(), body=("offset_um",))
     if "offset_um" not in request.body:
@@ -232,6 +237,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/focus": {"POST": _focus},
     "/api/lock/start": {"POST": _lock_start},
     "/api/lock/stop": {"POST": _lock_stop},
+    "/api/stop": {"POST": _stop},
     "/api/offset": {"PUT": _offset},
     "/api/drive/home": {"POST": _drive_home},
     "/api/drive/position": {"PUT": _drive_position},
@@ -272,6 +278,15 @@ def _is_number(value: Any) -> bool:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one too large for a float (``1e400``) is
+    refused here rather than becoming infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large")
+    return value
 
 
 # -- the handler ----------------------------------------------------------------------------------
@@ -373,10 +388,13 @@ class _Handler(BaseHTTPRequestHandler):
         if not raw.strip():
             return {}
         try:
-            body = json.loads(raw, parse_constant=_reject_constant)
+            body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
         except (UnicodeDecodeError, ValueError) as exc:
             raise HttpError(HTTPStatus.BAD_REQUEST, f"request body is not valid JSON: {exc}") \
                 from None
+        except RecursionError:
+            raise HttpError(HTTPStatus.BAD_REQUEST,
+                            "request body is nested too deeply to read") from None
         if not isinstance(body, dict):
             raise HttpError(HTTPStatus.BAD_REQUEST,
                             f"request body must be a JSON object, got {type(body).__name__}")

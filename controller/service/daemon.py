@@ -12,6 +12,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TypeVar
 
 from controller.config import Config
@@ -61,7 +62,9 @@ class FocusService:
         self._worker.start()
 
     def close(self, timeout_s: float | None = None) -> tuple[bool, str]:
-        """Stop the loop and the drive, LEDs off, close the rig; (clean, what was done)."""
+        """Stop the loop and the drive, LEDs off, close the rig; (clean, what was done).
+        A running focus now is asked to stop first, so the worker ends it between two moves."""
+        self._request_focus_stop()
         wait = timeout_s if timeout_s is not None else self._command_timeout()
         if not self._worker.stop(wait):
             return False, (f"the loop thread did not stop within {wait:.0f} s; the board's "
@@ -87,12 +90,13 @@ class FocusService:
     # -- commands (any thread; the worker carries them out) --------------------------------------
 
     def focus_now(self, timeout_s: float) -> FocusReport:
-        """Focus now; the report, or StillRunning after ``timeout_s`` (the focus goes on)."""
+        """Focus now; the report, or StillRunning after ``timeout_s`` (the focus goes on until
+        it ends or ``stop`` ends it)."""
         def claim(status: WorkerStatus) -> WorkerStatus:
             if status.mode is ServiceMode.LOCK:
                 raise Conflict("the lock is running; stop it first (POST /api/lock/stop)")
-            if status.mode is ServiceMode.FOCUS:
-                raise Conflict("focus now is already running")
+            if status.mode in (ServiceMode.FOCUS, ServiceMode.STOPPING):
+                raise Conflict(f"focus now is already {status.mode.running}")
             return dataclasses.replace(status, mode=ServiceMode.FOCUS)
 
         self._board.change(claim)
@@ -104,14 +108,21 @@ class FocusService:
         try:
             return done.result(timeout_s)
         except TimeoutError:
-            raise StillRunning(f"focus now has not finished after {timeout_s:g} s; it goes on, "
-                               f"see /api/status") from None
+            raise StillRunning(f"focus now has not finished after {timeout_s:g} s; it goes on "
+                               f"(see /api/status) until it ends or POST /api/stop ends it"
+                               ) from None
 
     def start_lock(self) -> StatusSnapshot:
         return self._snapshot(self._call(self._worker.start_lock))
 
     def stop_lock(self) -> StatusSnapshot:
         return self._snapshot(self._call(self._worker.stop_lock))
+
+    def stop(self) -> StatusSnapshot:
+        """Stop whatever runs: focus now between two moves (its report ends idle, "stopped by
+        request"), or the lock; LEDs off. The answer comes once it has stopped."""
+        self._request_focus_stop()
+        return self._snapshot(self._wait_for(self._worker.submit(self._worker.stop_lock)))
 
     def set_offset(self, offset_um: object) -> StatusSnapshot:
         """Hold ``z = z_focus + offset_um`` from the next step on (and in later runs)."""
@@ -138,11 +149,21 @@ class FocusService:
 
     # -- internals --------------------------------------------------------------------------------
 
+    def _request_focus_stop(self) -> None:
+        """A running focus now becomes ``stopping``: the worker ends it before its next reading
+        or move (atomically, so a focus now accepted at the same moment is not missed)."""
+        self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.STOPPING)
+                           if s.mode is ServiceMode.FOCUS else s)
+
     def _call(self, action: Callable[[], T], *, timeout_s: float | None = None) -> T:
-        if self._board.read().mode is ServiceMode.FOCUS:
-            raise Conflict("focus now is running; it ends by itself within "
-                           f"{self.config.focus.max_steps} moves")
-        done = self._worker.submit(action)
+        mode = self._board.read().mode
+        if mode in (ServiceMode.FOCUS, ServiceMode.STOPPING):
+            raise Conflict(f"focus now is {mode.running}; it ends by itself within "
+                           f"{self.config.focus.max_steps} moves, or POST /api/stop ends it")
+        return self._wait_for(self._worker.submit(action), timeout_s=timeout_s)
+
+    def _wait_for(self, done: Future[T], *, timeout_s: float | None = None) -> T:
+        """The worker's answer, waiting one command's time plus ``timeout_s``."""
         wait = self._command_timeout() + (timeout_s or 0.0)
         try:
             return done.result(wait)

@@ -25,13 +25,21 @@ class ServiceMode(StrEnum):
     """What the service is doing, besides the loop's own state. The only transitions::
 
         idle ──focus now accepted (any thread)──► focus ──focus now ended (worker)──► idle
+        focus ──stop requested (any thread)──► stopping ──focus now ended (worker)──► idle
         idle ──lock started (worker)──► lock ──lock stopped or ended (worker)──► idle
 
-    While in ``focus`` every other command is refused, so focus now never waits behind one."""
+    While in ``focus`` every other command but a stop is refused, so focus now never waits
+    behind one; in ``stopping`` the worker ends focus now before its next reading or move."""
 
     IDLE = "idle"
     LOCK = "lock"
     FOCUS = "focus"
+    STOPPING = "stopping"  # focus now, asked to stop
+
+    @property
+    def running(self) -> str:
+        """What a refusal says runs: "running", or "stopping" for a focus now asked to stop."""
+        return "stopping" if self is ServiceMode.STOPPING else "running"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from controller.config import Config
 from controller.errors import FocuslockError
 from controller.lock_runner import LockRunner
 from controller.loop import FocusLoop, FocusReport, LoopState
+from controller.move_guard import MoveGuard, MoveRefused
 from controller.runlog import RunLog, StepRecord, timestamped_dir
 from controller.service.errors import Conflict, InvalidRequest, ServiceError, Unavailable
 from controller.service.hardware import Hardware, ReferencedDrive, TrackedIlluminator
@@ -121,8 +122,8 @@ class LoopWorker:
         mode = self._board.read().mode
         if mode is ServiceMode.LOCK:
             raise Conflict("the lock is already running")
-        if mode is ServiceMode.FOCUS:  # accepted after this command was queued
-            raise Conflict("focus now is already running")
+        if mode in (ServiceMode.FOCUS, ServiceMode.STOPPING):  # accepted after this was queued
+            raise Conflict(f"focus now is {mode.running}")
         loop = self._ensure_open().loop
         self._fault = ""
         runner = LockRunner(loop, clock=self._clock)
@@ -143,13 +144,16 @@ class LoopWorker:
         return self._publish()
 
     def focus_now(self) -> FocusReport:
-        """Focus now; the mode is ``focus`` already (set when it was accepted)."""
+        """Focus now, until it ends or another thread asks it to stop (the mode becomes
+        ``stopping``: asked before every reading and move); the mode is ``focus`` already (set
+        when it was accepted)."""
         try:
             loop = self._ensure_open().loop
             self._fault = ""
             self._board.change(lambda s: dataclasses.replace(s, counters=dataclasses.replace(
                 s.counters, focus_runs=s.counters.focus_runs + 1)))
-            return loop.focus_now(self.config.focus)
+            return loop.focus_now(self.config.focus, should_stop=lambda: (
+                self._board.read().mode is ServiceMode.STOPPING))
         finally:
             self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.IDLE))
 
@@ -165,11 +169,12 @@ class LoopWorker:
         return self._drive_command("home", lambda drive: drive.home())
 
     def set_drive_position(self, z_um: float) -> WorkerStatus:
+        """Declare where the drive is: not a move, but only a place an absolute move could go."""
         def within_travel(travel: tuple[float, float]) -> None:
-            low, high = travel
-            if not low <= z_um <= high:
-                raise InvalidRequest(f"z_um: must be within the drive's travel [{low:g}, "
-                                     f"{high:g}] µm, got {z_um:g}")
+            try:
+                MoveGuard.for_drive(travel).check_target(z_um)
+            except MoveRefused as exc:
+                raise InvalidRequest(str(exc)) from None
 
         return self._drive_command("set its position",
                                    lambda drive: drive.set_position_um(z_um),

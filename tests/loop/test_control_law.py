@@ -1,15 +1,16 @@
-"""The control law alone: gain, dead band, maximum step, travel window."""
+"""The control law alone: gain, dead band, and the guard's maximum step and travel window."""
 
 import pytest
 
-from controller.loop import control_move
+from controller.loop import TRAVEL_WINDOW, control_move
+from controller.move_guard import MoveGuard
 
 WIDE = (-1000.0, 1000.0)
 
 
 def move(error, z=0.0, gain=0.5, dead_band=0.1, max_step=10.0, window=WIDE):
-    return control_move(error, z, gain=gain, dead_band_um=dead_band, max_step_um=max_step,
-                        window=window)
+    return control_move(error, z, gain=gain, dead_band_um=dead_band,
+                        guard=MoveGuard(window, max_step, TRAVEL_WINDOW))
 
 
 def test_gain_scales_the_correction_with_its_sign():
@@ -35,8 +36,9 @@ def test_travel_window_clips_to_its_edge():
 
 def test_large_errors_use_the_capture_gain():
     def law(error):
-        return control_move(error, 0.0, gain=0.5, dead_band_um=0.1, max_step_um=10.0,
-                            window=WIDE, capture_gain=0.9, capture_beyond_um=2.0)
+        return control_move(error, 0.0, gain=0.5, dead_band_um=0.1,
+                            guard=MoveGuard(WIDE, 10.0, TRAVEL_WINDOW), capture_gain=0.9,
+                            capture_beyond_um=2.0)
 
     assert law(1.0) == (0.5, "")
     assert law(-2.0) == (-1.0, "")

@@ -194,6 +194,25 @@ def test_focus_now_gives_up_on_untrusted_frames(rig):
     assert "too dark" in report.reason
 
 
+def test_focus_now_asked_to_stop_before_it_starts_neither_reads_nor_moves(rig):
+    records: list[StepRecord] = []
+    report = make_loop(rig, records=records).focus_now(FocusSettings(), lambda: True)
+    assert (report.success, report.state, report.reason) == (False, LoopState.IDLE,
+                                                             "stopped by request")
+    assert (report.moves, report.steps, records, rig.drive.moves) == (0, 0, [], 0)
+    assert rig.illuminator.pattern is None
+
+
+def test_focus_now_stops_between_moves_when_asked(rig):
+    records: list[StepRecord] = []
+    loop = make_loop(rig, records=records)
+    report = loop.focus_now(FocusSettings(gain=0.3), should_stop=lambda: rig.drive.moves >= 2)
+    assert report.state is LoopState.IDLE and report.reason == "stopped by request"
+    assert report.moves == rig.drive.moves == 2 and not report.success
+    assert report.steps == len(records) == 2  # asked before the third reading: not taken
+    assert rig.illuminator.pattern is None
+
+
 def test_every_step_is_logged(rig, tmp_path):
     with RunLog(tmp_path / "run.jsonl", tmp_path / "run.csv") as log:
         loop = make_loop(rig)

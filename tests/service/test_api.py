@@ -146,6 +146,9 @@ def test_bad_offsets_are_400_and_change_nothing(running, body, message):
     (b'{"offset_um": 1', "not valid JSON"),
     (b"[1, 2]", "must be a JSON object"),
     (b"\xff\xfe", "not valid JSON"),
+    (b'{"offset_um": 1e400}', "the number 1e400 is too large"),
+    (b'{"offset_um": ' + b"9" * 5000 + b"}", "not valid JSON"),
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
 ])
 def test_malformed_bodies_are_400(running, raw, message):
     code, reply, _ = running.client.request("PUT", "/api/offset", raw=raw)

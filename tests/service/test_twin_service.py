@@ -40,7 +40,7 @@ def test_a_rebooted_board_is_a_fault_until_the_drive_is_re_referenced(start_serv
 
     mechanism_um = twin.board.motor_steps() / twin.steps_per_um
     code, reply = client.put("/api/drive/position", {"z_um": 1e6})
-    assert code == 400 and "within the drive's travel" in reply["error"]
+    assert code == 400 and "within the drive travel" in reply["error"]
     code, status = client.put("/api/drive/position", {"z_um": mechanism_um})
     assert code == 200 and status["z_um"] == pytest.approx(mechanism_um)
     assert client.post("/api/drive/clear-fault")[0] == 200  # nothing latched: harmless
