@@ -15,8 +15,9 @@ import time
 import pytest
 
 from controller.hardware import protocol
-from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.board import FocusBoard
 from controller.hardware.board_link import BoardFault, LinkLost, LinkSettings, TravelLimit
+from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import HardwareError, PositionUnknown
 from controller.optics import Led, LedArray, Pattern, preset

@@ -13,8 +13,9 @@ import struct
 import pytest
 
 from controller.hardware import protocol
-from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.board import FocusBoard
 from controller.hardware.board_link import BoardError, BoardLink, LinkLost, LinkSettings
+from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.interfaces import PositionUnknown
 from tests.hardware.scripted_port import ScriptedBoard, ScriptedPort, reply
 
