@@ -70,7 +70,7 @@ class FocusBoardSettings:
         if not (lowest <= home and high <= highest):
             raise HardwareError(
                 f"board: travel_um {self.travel_um} at {self.steps_per_um:g} steps/µm is "
-                f"{home}..{high} steps (with the home clearance); the protocol carries "
+                f"{home:.6g}..{high:.6g} steps (with the home clearance); the protocol carries "
                 f"{lowest}..{highest}")
         if low >= high:
             raise HardwareError(
@@ -80,10 +80,11 @@ class FocusBoardSettings:
             if steps > RATE_FIELD_MAX:
                 raise HardwareError(
                     f"board: {name} {getattr(self, name):g} at {self.steps_per_um:g} steps/µm "
-                    f"is {steps} steps; the protocol carries at most {RATE_FIELD_MAX}")
+                    f"is {steps:.6g} steps; the protocol carries at most {RATE_FIELD_MAX}")
         if self.heartbeat_ms > HEARTBEAT_FIELD_MAX_MS:
-            raise HardwareError(f"board: heartbeat_s {self.heartbeat_s:g} is {self.heartbeat_ms} "
-                                f"ms; the protocol carries at most {HEARTBEAT_FIELD_MAX_MS}")
+            raise HardwareError(
+                f"board: heartbeat_s {self.heartbeat_s:g} is {self.heartbeat_ms:.6g} ms; the "
+                f"protocol carries at most {HEARTBEAT_FIELD_MAX_MS}")
 
     @property
     def limit_steps(self) -> tuple[int, int]:
