@@ -50,6 +50,7 @@ def test_a_missing_board_is_one_clear_line(tmp_path, capsys):
 
 def run_cli(argv, capsys):
     """``focuslock ARGV``'s exit status and stderr, argparse's own refusals included."""
+    code: int | str | None
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse refuses an argument by exiting 2
