@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +21,36 @@ if TYPE_CHECKING:
     from controller.hardware.board import FocusBoard
 
 DEFAULT_PORT = "/dev/focusboard"
+MAX_HOLD_S = 86400.0  # a day; 0 holds until Ctrl-C
+HOLD_POLL_S = 0.2  # how often a hold asks the board whether it faulted
+
+
+def finite_number(text: str) -> float:
+    """An argparse type: a finite number (nan, inf and 1e400 are refused with one line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (a motor scale: 0 means nothing, not a default)."""
+    value = finite_number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def hold_seconds(text: str) -> float:
+    """An argparse type: seconds to hold the LEDs, 0 (until Ctrl-C) .. MAX_HOLD_S."""
+    value = finite_number(text)
+    if not 0 <= value <= MAX_HOLD_S:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in 0..{MAX_HOLD_S:g} s "
+                                         "(0: until Ctrl-C)")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,20 +65,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("--config", help="TOML config whose [board] table to use")
         parser.add_argument("--port", help=f"serial device (default: {DEFAULT_PORT})")
         parser.add_argument("--serial-number", help="find the board by its USB serial number")
-        parser.add_argument("--steps-per-um", type=float, help="motor steps per µm")
+        parser.add_argument("--steps-per-um", type=positive_number, help="motor steps per µm")
         return parser
 
     action("info", "identity, versions, capabilities, LEDs, state").set_defaults(func=run_info)
     action("status", "position, motion, endstops, fault, LEDs").set_defaults(func=run_status)
     move = action("move", "move the focus and wait until it settled")
     where = move.add_mutually_exclusive_group(required=True)
-    where.add_argument("--by", type=float, metavar="UM", help="relative move")
-    where.add_argument("--to", type=float, metavar="UM", help="absolute move")
+    where.add_argument("--by", type=finite_number, metavar="UM",
+                       help="relative move (a negative one as --by=-5)")
+    where.add_argument("--to", type=finite_number, metavar="UM", help="absolute move")
     move.set_defaults(func=run_move)
     action("home", "seek the min endstop; the position becomes known").set_defaults(
         func=run_home)
     set_position = action("set-position", "declare the current position (re-reference)")
-    set_position.add_argument("z_um", type=float, metavar="UM")
+    set_position.add_argument("z_um", type=finite_number, metavar="UM")
     set_position.set_defaults(func=run_set_position)
     leds = action("leds", "light LEDs by pattern or index and hold them")
     what = leds.add_mutually_exclusive_group(required=True)
@@ -55,8 +87,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     what.add_argument("--index", nargs="+", metavar="I[:LEVEL]",
                       help="LED indices, each with a brightness 0..255 (default 255)")
     leds.add_argument("--preset", default="pi-hq", help="optics preset (default: %(default)s)")
-    leds.add_argument("--hold", type=float, default=0.0,
-                      help="seconds to keep them lit (default: until Ctrl-C)")
+    leds.add_argument("--hold", type=hold_seconds, default=0.0,
+                      help="seconds to keep them lit, while the board is asked whether it "
+                           "faulted (default: until Ctrl-C)")
     leds.set_defaults(func=run_leds)
     action("clear-fault", "clear a latched fault (after fixing its cause)").set_defaults(
         func=run_clear_fault)
@@ -70,23 +103,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def board_from(args: argparse.Namespace) -> FocusBoard:
     """The board the config's [board] table names, with the command line on top (unconnected)."""
-    from controller.hardware.board import FocusBoard, FocusBoardSettings
-    from controller.hardware.box import serial_opener
+    from dataclasses import replace
 
-    port, serial_number, steps_per_um = DEFAULT_PORT, None, FocusBoardSettings.steps_per_um
-    travel, heartbeat = FocusBoardSettings.travel_um, FocusBoardSettings.heartbeat_s
-    if args.config:
-        from controller.config import load_config
+    from controller.config import BoardSettings, load_config
+    from controller.hardware.box import focus_board
 
-        board = load_config(args.config).board
-        port = board.port or port
-        serial_number = board.serial_number or None
-        steps_per_um, heartbeat = board.steps_per_um, board.heartbeat_s
-        travel = (board.travel_min_um, board.travel_max_um)
-    return FocusBoard(
-        serial_opener(args.port or port, args.serial_number or serial_number),
-        FocusBoardSettings(steps_per_um=args.steps_per_um or steps_per_um, travel_um=travel,
-                           heartbeat_s=heartbeat))
+    board = load_config(args.config).board if args.config else BoardSettings()
+    given = {"port": args.port, "serial_number": args.serial_number,
+             "steps_per_um": args.steps_per_um}
+    return focus_board(replace(board, **{k: v for k, v in given.items() if v is not None}))
 
 
 def _connect(args: argparse.Namespace) -> FocusBoard:
@@ -167,14 +192,27 @@ def run_leds(args: argparse.Namespace) -> int:
         print(f"{board.status().lit_led_count} LEDs lit; "
               + (f"holding {args.hold} s" if args.hold else "Ctrl-C to turn them off"))
         with contextlib.suppress(KeyboardInterrupt):
-            _hold(args.hold)
+            hold_lit(board, args.hold)
     return 0
 
 
-def _hold(seconds: float) -> None:
-    end = time.monotonic() + seconds if seconds else float("inf")
-    while time.monotonic() < end:
-        time.sleep(min(0.2, max(0.0, end - time.monotonic())))
+def hold_lit(board: FocusBoard, seconds: float) -> None:
+    """Keep the LEDs lit for ``seconds`` (0: until Ctrl-C), asking the board meanwhile: a board
+    that faulted has darkened its LEDs itself, so the hold ends with the fault named."""
+    from controller.hardware.board_link import BoardFault
+
+    end = time.monotonic() + seconds if seconds else math.inf
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(HOLD_POLL_S, left))
+        status = board.status()
+        if status.fault:
+            raise BoardFault(f"focus board fault while the LEDs were held: {status.fault_text}; "
+                             "the board turned them off")
+
+
+def _wait_for_ctrl_c() -> None:
+    while True:
+        time.sleep(1.0)
 
 
 def run_clear_fault(args: argparse.Namespace) -> int:
@@ -192,5 +230,5 @@ def run_sim(args: argparse.Namespace) -> int:
         print(f"simulated focus board on {sim.port} (motor state: {sim.state_file}); Ctrl-C ends",
               flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            _hold(0)
+            _wait_for_ctrl_c()
     return 0

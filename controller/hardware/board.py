@@ -13,17 +13,20 @@ import math
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from controller.hardware import protocol
 from controller.hardware.board_link import (
+    BoardError,
     BoardFault,
     BoardInfo,
     BoardLink,
     LinkLost,
-    LinkSettings,
     PortOpener,
+    TravelLimit,
+    unpack_reply,
 )
+from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.interfaces import (
     DriveFault,
     FocusDrive,
@@ -35,36 +38,12 @@ from controller.optics import LedArray, Pattern
 
 log = logging.getLogger(__name__)
 
+MAX_LIT_LEDS = (protocol.MAX_PAYLOAD - struct.calcsize(protocol.SET_LEDS_HEAD)) // (
+    struct.calcsize(protocol.LED_LEVEL))  # LEDs one SET_LEDS packet can name
 
-@dataclass(frozen=True)
-class FocusBoardSettings:
-    """What the board's steps and LEDs mean, and how the driver paces it.
 
-    Built by box.py from the config's ``[board]`` table (config.BoardSettings), which names the
-    port; this holds what the driver does with the board once it is reached.
-    ``steps_per_um`` > 0: positive steps move the objective away from the sample (conventions);
-    wire the driver's DIR (or set ``dir_invert`` in the board's settings) to make it so.
-    """
-
-    steps_per_um: float = 10.0
-    travel_um: tuple[float, float] = (-1000.0, 1000.0)
-    speed_um_s: float = 200.0
-    accel_um_s2: float = 2000.0
-    home_clearance_um: float = 10.0  # the min endstop sits this far below the lower limit
-    heartbeat_s: float = 0.5  # the board's deadline; the driver beats at a quarter of it
-    settle_s: float = 0.05  # mechanics settle after the last step
-    link: LinkSettings = field(default_factory=LinkSettings)
-    leds: LedArray | None = None  # None: use the geometry the board reports
-    led_na_tolerance: float = 0.02  # how far a pattern's LED may be from a real one
-    led_geometry_tolerance_mm: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not self.steps_per_um > 0:
-            raise HardwareError(f"board: steps_per_um must be > 0, got {self.steps_per_um}")
-        if not self.travel_um[0] < self.travel_um[1]:
-            raise HardwareError(f"board: travel_um must be (min, max), got {self.travel_um}")
-        if not (self.speed_um_s > 0 and self.accel_um_s2 > 0 and self.heartbeat_s > 0):
-            raise HardwareError("board: speed, acceleration and heartbeat must be > 0")
+class NotFinite(DriveFault):
+    """A position or move that is not a finite number of µm; refused before anything is sent."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +69,8 @@ class BoardStatus:
     @classmethod
     def from_payload(cls, payload: bytes) -> BoardStatus:
         size = struct.calcsize(protocol.STATUS_REPLY)
-        position, target, flags, fault, lit_count, tag, rx_errors = struct.unpack(
-            protocol.STATUS_REPLY, payload[:size])
+        position, target, flags, fault, lit_count, tag, rx_errors = unpack_reply(
+            protocol.STATUS_REPLY, payload, "STATUS", text_follows=True)
         return cls(
             position_steps=position, target_steps=target,
             moving=bool(flags & protocol.F_MOVING),
@@ -117,6 +96,9 @@ class FocusBoard(FocusDrive, Illuminator):
         self._heartbeat: threading.Thread | None = None
         self.heartbeat_error: HardwareError | None = None
         self._unheard_reboot: PositionUnknown | None = None  # found by the heartbeat thread
+        # Where the board last said it rests (steps), for checking moves before they are sent;
+        # None once anything could have moved it since (a move, a stop, homing, a new boot).
+        self._resting_steps: int | None = None
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -124,7 +106,7 @@ class FocusBoard(FocusDrive, Illuminator):
         info = self.link.open()
         try:
             self._configure_board(info)
-        except HardwareError:
+        except BaseException:  # whatever went wrong (even Ctrl-C), the port is let go
             self._release()
             raise
         self._beating.set()
@@ -148,11 +130,10 @@ class FocusBoard(FocusDrive, Illuminator):
     def _configure_board(self, info: BoardInfo) -> None:
         """Send limits, speed, acceleration and deadline; learn and check the LED geometry."""
         s = self.settings
-        low, high = (round(z * s.steps_per_um) for z in s.travel_um)
-        config = struct.pack(
-            protocol.CONFIG, low, high, low - max(1, round(s.home_clearance_um * s.steps_per_um)),
-            max(1, round(s.speed_um_s * s.steps_per_um)),
-            max(1, round(s.accel_um_s2 * s.steps_per_um)), round(s.heartbeat_s * 1000))
+        self._resting_steps = None  # a new boot does not vouch for its position
+        low, high = s.limit_steps
+        config = struct.pack(protocol.CONFIG, low, high, s.home_steps, s.speed_steps,
+                             s.accel_steps, s.heartbeat_ms)
         self.link.call(protocol.CONFIGURE, config)
         board_leds = self._read_led_geometry(info.led_count)
         if s.leds is not None and board_leds is not None:
@@ -164,7 +145,10 @@ class FocusBoard(FocusDrive, Illuminator):
         while len(positions) < count:
             payload = self.link.call(protocol.LED_GEOMETRY,
                                      struct.pack(protocol.LED_GEOMETRY_REQUEST, len(positions)))
-            _, page = protocol.unpack_led_geometry(payload)
+            try:
+                _, page = protocol.unpack_led_geometry(payload)
+            except ValueError as exc:
+                raise BoardError(f"focus board: a malformed LED_GEOMETRY reply: {exc}") from None
             if not page:
                 break
             positions.extend((x / 10, y / 10, d / 10) for x, y, d in page)
@@ -215,7 +199,10 @@ class FocusBoard(FocusDrive, Illuminator):
     # -- board commands ------------------------------------------------------------------------
 
     def status(self) -> BoardStatus:
-        return BoardStatus.from_payload(self.link.call(protocol.STATUS))
+        status = BoardStatus.from_payload(self.link.call(protocol.STATUS))
+        resting = status.position_known and not status.moving and not status.fault
+        self._resting_steps = status.position_steps if resting else None
+        return status
 
     def clear_fault(self) -> None:
         self.link.call(protocol.CLEAR_FAULT)
@@ -223,15 +210,19 @@ class FocusBoard(FocusDrive, Illuminator):
     def home(self) -> float:
         """Seek the min endstop; afterwards the position is the lower limit minus the clearance."""
         self._unheard_reboot = None
+        self._resting_steps = None
         reply = self.link.call(protocol.HOME, struct.pack(protocol.HOME_REQUEST, 0))
-        (duration_ms,) = struct.unpack(protocol.HOME_REPLY, reply)
+        (duration_ms,) = unpack_reply(protocol.HOME_REPLY, reply, "HOME")
         return self._wait_for_motion(duration_ms)
 
     def set_position_um(self, z_um: float) -> None:
-        """Declare where the drive is now (re-reference without an endstop)."""
+        """Declare where the drive is now (re-reference without an endstop); a position
+        outside the travel limits is refused here, as the board would refuse it."""
+        steps = self._inside_travel("position", z_um, self._steps("position", z_um))
         self._unheard_reboot = None  # whatever happened before, the position is now known
-        steps = round(z_um * self.settings.steps_per_um)
+        self._resting_steps = None
         self.link.call(protocol.SET_POSITION, struct.pack(protocol.SET_POSITION_REQUEST, steps))
+        self._resting_steps = steps  # the board accepts a position only while it rests
 
     # -- FocusDrive ----------------------------------------------------------------------------
 
@@ -248,12 +239,54 @@ class FocusBoard(FocusDrive, Illuminator):
         return status.position_steps / self.settings.steps_per_um
 
     def move_by(self, delta_um: float) -> float:
-        return self._move(protocol.MOVE_RELATIVE, round(delta_um * self.settings.steps_per_um))
+        """Move relative to where the board rests; a move leaving the travel limits is refused
+        here, before it is sent (and by the board, should it ever be sent)."""
+        steps = self._steps("move by", delta_um)
+        low, high = self.settings.limit_steps
+        if abs(steps) > high - low:  # from anywhere inside the travel, this leaves it
+            raise self._travel_limit("move by", delta_um)
+        self._raise_unheard_reboot()
+        start = self._resting_steps
+        if start is None:
+            start = self._resting_steps_now()
+        if start is not None:
+            self._inside_travel("move by", delta_um, start + steps)
+        return self._move(protocol.MOVE_RELATIVE, steps)
 
     def move_to(self, z_um: float) -> float:
-        return self._move(protocol.MOVE_ABSOLUTE, round(z_um * self.settings.steps_per_um))
+        """Move to ``z_um``; a target outside the travel limits is refused before it is sent."""
+        steps = self._inside_travel("move to", z_um, self._steps("move to", z_um))
+        self._raise_unheard_reboot()
+        return self._move(protocol.MOVE_ABSOLUTE, steps)
+
+    def _steps(self, what: str, z_um: float) -> int:
+        """µm as whole steps; not a number, or a number no step count can hold, is refused."""
+        if math.isnan(z_um):
+            raise NotFinite(f"focus board: {what} {z_um} µm: not a number")
+        scaled = z_um * self.settings.steps_per_um
+        if not math.isfinite(scaled):
+            raise self._travel_limit(what, z_um)
+        return round(scaled)
+
+    def _inside_travel(self, what: str, z_um: float, target_steps: int) -> int:
+        low, high = self.settings.limit_steps
+        if not low <= target_steps <= high:
+            raise self._travel_limit(what, z_um)
+        return target_steps
+
+    def _travel_limit(self, what: str, z_um: float) -> TravelLimit:
+        low, high = self.settings.travel_um
+        return TravelLimit(f"focus board: {what} {z_um:g} µm is outside travel limits "
+                           f"[{low:g}, {high:g}] µm")
+
+    def _resting_steps_now(self) -> int | None:
+        """Ask the board where it rests; None when it cannot say (the board then refuses the
+        move itself: position unknown, fault or busy)."""
+        self.status()
+        return self._resting_steps
 
     def stop(self) -> None:
+        self._resting_steps = None
         try:
             self.link.call(protocol.STOP)
         except PositionUnknown:
@@ -270,9 +303,9 @@ class FocusBoard(FocusDrive, Illuminator):
         return self._settled_at
 
     def _move(self, mode: int, steps: int) -> float:
-        self._raise_unheard_reboot()
+        self._resting_steps = None
         reply = self.link.call(protocol.MOVE, struct.pack(protocol.MOVE_REQUEST, mode, steps, 0))
-        _, duration_ms = struct.unpack(protocol.MOVE_REPLY, reply)
+        _, duration_ms = unpack_reply(protocol.MOVE_REPLY, reply, "MOVE")
         return self._wait_for_motion(duration_ms)
 
     def _wait_for_motion(self, duration_ms: int) -> float:
@@ -305,7 +338,21 @@ class FocusBoard(FocusDrive, Illuminator):
         self.set_leds(self.led_levels(pattern))
 
     def set_leds(self, levels: list[tuple[int, int]]) -> None:
-        """Light exactly these (LED index, 0..255); the board refuses an index it lacks."""
+        """Light exactly these (LED index, 0..255); an index the board lacks, a brightness out
+        of range or more LEDs than one packet holds are refused before anything is sent."""
+        count = self.info.led_count
+        if len(levels) > MAX_LIT_LEDS:
+            raise HardwareError(f"focus board: {len(levels)} LEDs in one pattern; at most "
+                                f"{MAX_LIT_LEDS} fit in a SET_LEDS packet")
+        for index, brightness in levels:
+            if not 0 <= index < count:
+                raise HardwareError(f"focus board: LED {index} does not exist "
+                                    f"(the board has {count})")
+            if not 0 <= brightness <= 255:
+                raise HardwareError(f"focus board: LED {index} brightness {brightness} is "
+                                    "outside 0..255")
+        if len({index for index, _ in levels}) != len(levels):
+            raise HardwareError("focus board: an LED is named twice in one pattern")
         self._pattern_tag = self._pattern_tag % 0xFFFF + 1
         self.link.call(protocol.SET_LEDS, protocol.pack_set_leds(self._pattern_tag, levels))
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.hardware import protocol
 from controller.hardware.interfaces import DriveFault, HardwareError, PositionUnknown
@@ -97,6 +97,18 @@ class BoardInfo:
         return bool(self.capabilities & protocol.CAP_ENDSTOP_MIN)
 
 
+def unpack_reply(fmt: str, payload: bytes, what: str, *,
+                 text_follows: bool = False) -> tuple[Any, ...]:
+    """A reply payload's fields; a payload of the wrong length (a board bug, or another
+    firmware) is a BoardError naming the reply, never a struct.error. ``text_follows``: the
+    fixed fields may be followed by text."""
+    size = struct.calcsize(fmt)
+    if len(payload) != size and not (text_follows and len(payload) > size):
+        raise BoardError(f"focus board: a malformed {what} reply ({len(payload)} bytes, "
+                         f"expected {size}{' or more' if text_follows else ''})")
+    return tuple(struct.unpack(fmt, payload[:size]))
+
+
 _ERRORS: dict[int, type[HardwareError]] = {
     protocol.E_POSITION_UNKNOWN: PositionUnknown,
     protocol.E_FAULT: BoardFault,
@@ -169,13 +181,12 @@ class BoardLink:
 
     def identify(self) -> BoardInfo:
         payload = self._exchange(protocol.IDENTIFY, b"", session=0)[1]
-        size = struct.calcsize(protocol.IDENTIFY_REPLY)
         if len(payload) < 1 or payload[0] != protocol.PROTOCOL_VERSION:
             version = payload[0] if payload else "none"
             raise BoardError(f"focus board speaks protocol {version}, this driver "
                              f"{protocol.PROTOCOL_VERSION}: update the firmware or the host")
-        version, major, minor, patch, board_id, caps, leds, next_seq = struct.unpack(
-            protocol.IDENTIFY_REPLY, payload[:size])
+        version, major, minor, patch, board_id, caps, leds, next_seq = unpack_reply(
+            protocol.IDENTIFY_REPLY, payload, "IDENTIFY", text_follows=True)
         self._next_seq = next_seq
         return BoardInfo(version, f"{major}.{minor}.{patch}", board_id.hex(), caps, leds,
                          self._last_reply_session)

@@ -12,13 +12,14 @@ import serial
 from serial.tools import list_ports
 
 from controller.clock import MonotonicClock
-from controller.config import Config
-from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.config import BoardSettings, Config
+from controller.hardware.board import FocusBoard
 from controller.hardware.board_link import LinkLost, PortOpener, SerialPort
+from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.interfaces import HardwareError
 from controller.hardware.picamera import PiCamera, Picamera2Api
 from controller.hardware.rig import Rig
-from controller.optics import preset
+from controller.optics import LedArray, preset
 
 DEFAULT_PORT = "/dev/focusboard"  # the udev symlink (deploy/)
 
@@ -48,6 +49,20 @@ def find_port(port: str, serial_number: str | None) -> str:
     raise LinkLost(f"no USB serial device with serial number {serial_number!r}")
 
 
+def board_settings(board: BoardSettings, leds: LedArray | None = None) -> FocusBoardSettings:
+    """The driver's settings from the config's [board] table: the travel the host plans in is
+    the travel CONFIGURE sets as the board's own soft limits, from the same two numbers."""
+    return FocusBoardSettings(steps_per_um=board.steps_per_um,
+                              travel_um=(board.travel_min_um, board.travel_max_um),
+                              heartbeat_s=board.heartbeat_s, leds=leds)
+
+
+def focus_board(board: BoardSettings, leds: LedArray | None = None) -> FocusBoard:
+    """The focus board the config's [board] table names, unconnected."""
+    return FocusBoard(serial_opener(board.port or DEFAULT_PORT, board.serial_number or None),
+                      board_settings(board, leds))
+
+
 def open_picamera2(camera_index: int = 0) -> Picamera2Api:
     """picamera2's camera object for one camera, unconfigured (PiCamera configures it)."""
     try:
@@ -67,17 +82,12 @@ def open_picamera2(camera_index: int = 0) -> Picamera2Api:
 def open_box(config: Config) -> Rig:
     """Backend ``serial``: the Pi camera and the focus board on USB."""
     system = preset(config.optics.preset)
+    board = focus_board(config.board, system.leds)  # its numbers are checked before any opening
     camera = PiCamera(open_picamera2(config.camera.camera_index),
                       frame_shape=system.optics.frame_shape, exposure_us=config.camera.exposure_us,
                       analogue_gain=config.camera.analogue_gain, plane=config.camera.plane)
-    board_config = config.board
     try:
-        board = FocusBoard(
-            serial_opener(board_config.port or DEFAULT_PORT, board_config.serial_number or None),
-            FocusBoardSettings(
-                steps_per_um=board_config.steps_per_um,
-                travel_um=(board_config.travel_min_um, board_config.travel_max_um),
-                heartbeat_s=board_config.heartbeat_s, leds=system.leds)).connect()
+        board.connect()
     except BaseException:
         camera.close()
         raise

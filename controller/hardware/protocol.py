@@ -257,9 +257,11 @@ def pack_led_geometry(first: int, positions_dmm: list) -> bytes:
 
 
 def unpack_led_geometry(payload: bytes) -> tuple:
-    """``(first, [(x, y, d) in 0.1 mm, ...])``."""
+    """``(first, [(x, y, d) in 0.1 mm, ...])``; ValueError when the payload's length is wrong."""
     head = struct.calcsize(LED_GEOMETRY_HEAD)
     item = struct.calcsize(LED_POSITION)
+    if len(payload) < head:
+        raise ValueError("LED_GEOMETRY payload too short")
     first, count = struct.unpack(LED_GEOMETRY_HEAD, payload[:head])
     if len(payload) != head + count * item:
         raise ValueError("LED_GEOMETRY payload has the wrong length")

@@ -1,5 +1,7 @@
 """``focuslock board`` against the simulated board: the commands a person types at the box."""
 
+import re
+
 import pytest
 
 from controller.cli import main
@@ -44,3 +46,41 @@ def test_a_missing_board_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("focuslock board: error: cannot open the focus board") and (
         err.count("\n") == 1)
+
+
+def run_cli(argv, capsys):
+    """``focuslock ARGV``'s exit status and stderr, argparse's own refusals included."""
+    code: int | str | None
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse refuses an argument by exiting 2
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["move", "--to", "1e9"], r"move to 1e\+09 µm is outside travel limits \[-1000, 1000\] µm"),
+    (["move", "--by", "nan"], "argument --by: 'nan' is not a finite number"),
+    (["move", "--by", "inf"], "argument --by: 'inf' is not a finite number"),
+    (["move", "--by=-1e400"], "argument --by: '-1e400' is not a finite number"),
+    (["move", "--by", "ten"], "argument --by: 'ten' is not a number"),
+    (["set-position", "nan"], "argument UM: 'nan' is not a finite number"),
+    (["move", "--by", "1", "--steps-per-um", "1e30"],
+     r"travel_um \(-1000.0, 1000.0\) at 1e\+30 steps/µm is -1.01e\+33..1e\+33 steps "
+     r"\(with the home clearance\); the protocol carries -2147483648..2147483647"),
+    (["move", "--by", "1", "--steps-per-um", "0"], "argument --steps-per-um: '0' must be > 0"),
+    (["leds", "--index", "3", "--hold", "-1"], r"argument --hold: '-1' must be in 0..86400 s"),
+    (["leds", "--index", "3", "--hold", "nan"], "argument --hold: 'nan' is not a finite number"),
+    (["leds", "--index", "70000"], r"LED 70000 does not exist \(the board has 64\)"),
+])
+def test_bad_numbers_exit_2_with_one_line_naming_them_and_nothing_moves(sim, capsys, argv,
+                                                                        message):
+    port = ["--port", sim.port]
+    assert main(["board", "set-position", "0", *port]) == 0
+    capsys.readouterr()
+    code, err = run_cli(["board", *argv, *port], capsys)
+    assert code == 2
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and re.search(message, errors[0]), err
+    assert sim.motor_steps() == 500 and sim.lit_leds() == {}

@@ -15,8 +15,9 @@ import time
 import pytest
 
 from controller.hardware import protocol
-from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.board import FocusBoard
 from controller.hardware.board_link import BoardFault, LinkLost, LinkSettings, TravelLimit
+from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import HardwareError, PositionUnknown
 from controller.optics import Led, LedArray, Pattern, preset
@@ -85,6 +86,10 @@ def test_moves_leds_limits_and_homing_through_the_pty(sim, drive):
         drive.move_to(1000.1)
     with pytest.raises(TravelLimit):
         drive.move_by(-1010.5)
+    # the host refused those itself; the board refuses them too when a host does not
+    with pytest.raises(TravelLimit, match="outside travel limits: target 10001"):
+        drive.link.call(protocol.MOVE, struct.pack(protocol.MOVE_REQUEST,
+                                                   protocol.MOVE_ABSOLUTE, 10001, 0))
     assert sim.motor_steps() == mech(10)
 
     autofocus = preset("pi-hq").autofocus

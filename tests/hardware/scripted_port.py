@@ -13,10 +13,15 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from controller.hardware import protocol
+from controller.hardware.board import FocusBoard
+from controller.hardware.board_link import LinkSettings
+from controller.hardware.board_settings import FocusBoardSettings
 
 READ_TIMEOUT_S = 0.01  # what box.serial_opener gives pyserial
+QUICK = LinkSettings(reply_timeout_s=0.02, retries=2, reconnect_s=0.0)
 
 
 def reply(request: protocol.Packet, payload: bytes = b"", *, code: int = protocol.OK,
@@ -77,20 +82,31 @@ class ScriptedPort:
 
 
 class ScriptedBoard:
-    """Answers like a board on a clean line: a session, a position, no LEDs, every move at once.
+    """Answers like a board on a clean line: a session, a position, ``led_count`` LEDs in a row,
+    every move at once, and a fault when a test latches one.
 
     It trusts the host's sequence numbers (the firmware's checks are tested in test_board_logic)
     and records what it was asked, so tests look at exactly what the driver sent.
     """
 
-    def __init__(self, session: int = 0x1234, board_id: bytes = b"SCRIPTED") -> None:
+    def __init__(self, session: int = 0x1234, board_id: bytes = b"SCRIPTED",
+                 led_count: int = 0) -> None:
         self.session = session
         self.board_id = board_id
+        self.led_count = led_count
         self.next_seq = 0
         self.position_steps = 0
         self.position_known = False
+        self.fault = protocol.FAULT_NONE
+        self.fault_detail = b""
+        self.lit: list[tuple[int, int]] = []
         self.configs: list[tuple[int, ...]] = []
         self.moves: list[tuple[int, int]] = []  # (mode, steps)
+
+    def latch_fault(self, fault: int, detail: bytes) -> None:
+        """What a board does when it faults: latch it and turn the LEDs off."""
+        self.fault, self.fault_detail = fault, detail
+        self.lit = []
 
     def reboot(self, board_id: bytes | None = None) -> None:
         """A new boot: a new nonce, the position unknown (and maybe another board)."""
@@ -103,7 +119,7 @@ class ScriptedBoard:
         if request.code == protocol.IDENTIFY:
             return self._ok(request, struct.pack(
                 protocol.IDENTIFY_REPLY, protocol.PROTOCOL_VERSION, 1, 2, 3, self.board_id,
-                protocol.CAP_SIMULATED, 0, self.next_seq))
+                protocol.CAP_SIMULATED, self.led_count, self.next_seq))
         if request.session != self.session:
             return reply(request, b"another boot", code=protocol.E_STALE_SESSION,
                          session=self.session)
@@ -117,8 +133,18 @@ class ScriptedBoard:
             return self._move(request)
         elif request.code == protocol.STATUS:
             flags = protocol.F_POSITION_KNOWN if self.position_known else 0
-            return self._ok(request, struct.pack(protocol.STATUS_REPLY, self.position_steps,
-                                                 self.position_steps, flags, 0, 0, 0, 0))
+            return self._ok(request, struct.pack(
+                protocol.STATUS_REPLY, self.position_steps, self.position_steps, flags,
+                self.fault, len(self.lit), 0, 0) + self.fault_detail)
+        elif request.code == protocol.LED_GEOMETRY:
+            (first,) = struct.unpack(protocol.LED_GEOMETRY_REQUEST, request.payload)
+            page = range(first, min(self.led_count, first + protocol.LED_GEOMETRY_PAGE))
+            return self._ok(request, protocol.pack_led_geometry(
+                first, [(100 * i, 0, 400) for i in page]))
+        elif request.code == protocol.SET_LEDS:
+            self.lit = protocol.unpack_set_leds(request.payload)[1]
+        elif request.code in (protocol.LEDS_OFF, protocol.RELEASE):
+            self.lit = []
         return self._ok(request)
 
     def _move(self, request: protocol.Packet) -> bytes:
@@ -133,3 +159,13 @@ class ScriptedBoard:
 
     def _ok(self, request: protocol.Packet, payload: bytes = b"") -> bytes:
         return reply(request, payload, session=self.session)
+
+
+def connected(board: Callable[[protocol.Packet], bytes], **settings: Any) -> tuple[
+        FocusBoard, ScriptedPort]:
+    """The driver connected to a scripted far end, and the port it talks through."""
+    port = ScriptedPort(board)
+    # a deadline long enough that no heartbeat falls into these short tests' assertions
+    values = {"steps_per_um": 10.0, "settle_s": 0.0, "heartbeat_s": 2.0, "link": QUICK,
+              **settings}
+    return FocusBoard(lambda: port, FocusBoardSettings(**values)).connect(), port

@@ -13,25 +13,14 @@ import struct
 import pytest
 
 from controller.hardware import protocol
-from controller.hardware.board import FocusBoard, FocusBoardSettings
-from controller.hardware.board_link import BoardError, BoardLink, LinkLost, LinkSettings
+from controller.hardware.board_link import BoardError, BoardLink, LinkLost
 from controller.hardware.interfaces import PositionUnknown
-from tests.hardware.scripted_port import ScriptedBoard, ScriptedPort, reply
-
-QUICK = LinkSettings(reply_timeout_s=0.02, retries=2, reconnect_s=0.0)
+from tests.hardware.scripted_port import QUICK, ScriptedBoard, ScriptedPort, connected, reply
 
 
 def link_to(answer) -> tuple[BoardLink, ScriptedPort]:
     port = ScriptedPort(answer)
     return BoardLink(lambda: port, QUICK), port
-
-
-def connected(board: ScriptedBoard, **settings) -> tuple[FocusBoard, ScriptedPort]:
-    port = ScriptedPort(board)
-    # a deadline long enough that no heartbeat falls into these short tests' assertions
-    values = {"steps_per_um": 10.0, "settle_s": 0.0, "heartbeat_s": 2.0, "link": QUICK,
-              **settings}
-    return FocusBoard(lambda: port, FocusBoardSettings(**values)).connect(), port
 
 
 def test_identify_reads_the_board_and_adopts_its_next_sequence_number():
