@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
@@ -36,6 +37,7 @@ class ConfigError(FocuslockError, ValueError):
 
 
 MAX_FILE_BYTES = 1 << 20  # a config is a few kB; anything larger is not one (or /dev/zero)
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")  # a key shown as is; others quoted, as repr does
 MAX_TEXT_CHARS = 4096  # PATH_MAX on Linux: no setting's text is longer
 TRAVEL_BOUND_UM = 100_000.0  # ±10 cm: more than any focus drive has, small enough to stay exact
 # The board's own deadline range is 20..60000 ms (firmware/focusboard/config.py); the host beats
@@ -458,7 +460,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             raise ConfigError(f"{where}: keys must be text, got {shown(name)}")
     unknown = sorted(set(data) - set(known))
     if unknown:
-        name = unknown[0] if len(unknown[0]) <= 60 else shown(unknown[0])
+        name = unknown[0] if BARE_KEY.fullmatch(unknown[0]) else shown(unknown[0])
         raise ConfigError(f"{prefix}{name}: unknown key "
                           f"(known: {', '.join(sorted(known))})")
     values: dict[str, Any] = {}

@@ -221,3 +221,10 @@ def test_file_problems_are_one_line_naming_the_file(tmp_path):
     # opens, but its first bytes cannot be read (EIO), even by root:
     with pytest.raises(ConfigError, match=r"^/proc/self/mem: cannot read the config file"):
         load_config("/proc/self/mem")
+
+
+def test_a_key_that_is_not_a_bare_word_is_quoted_in_its_one_line_error():
+    """Found by tests/test_config_properties.py: a TOML key may hold a line break."""
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"lock": {"ga\nin": 1}})
+    assert str(info.value).startswith("lock.'ga\\nin': unknown key")
