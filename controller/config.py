@@ -8,10 +8,11 @@ seconds, Hz.
 
 What is checked where:
 - *here, whenever a settings table is made* (from a file, or by ``dataclasses.replace`` at run
-  time): pure and cheap checks only. Types, each setting's range rule (``Within``, ``Text``,
-  ``OneOf``; the example config prints them) and the rules between settings in
-  ``Config.__post_init__`` (the offset inside the lock's window: ``offset_limit_um``, which the
-  HTTP API uses too; the windows inside the travel; the exposure inside the camera timeout).
+  time): pure and cheap checks only. Types, each setting's range rule
+  (controller/setting_rules.py; the example config prints the ranges) and the rules between
+  settings in ``Config.__post_init__`` (the offset inside the lock's window: ``offset_limit_um``,
+  which the HTTP API uses too; the windows inside the travel; the exposure inside the camera
+  timeout).
 - *at ``focuslock config check`` and at start* (controller/preflight.py): what needs the
   filesystem, the network or the simulator: the model bundle, the sample kind, the log folder,
   the listen address.
@@ -26,10 +27,11 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from controller.errors import FocuslockError
 from controller.optics import PRESETS
+from controller.setting_rules import OneOf, Rule, Text, Within, shown
 
 
 class ConfigError(FocuslockError, ValueError):
@@ -38,78 +40,11 @@ class ConfigError(FocuslockError, ValueError):
 
 MAX_FILE_BYTES = 1 << 20  # a config is a few kB; anything larger is not one (or /dev/zero)
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")  # a key shown as is; others quoted, as repr does
-MAX_TEXT_CHARS = 4096  # PATH_MAX on Linux: no setting's text is longer
 TRAVEL_BOUND_UM = 100_000.0  # ±10 cm: more than any focus drive has, small enough to stay exact
 # The board's own deadline range is 20..60000 ms (firmware/focusboard/config.py); the host beats
 # every quarter deadline and resends a lost beat after 0.1 s (LinkSettings), so a deadline below
 # 0.2 s faults the board on one lost packet.
 HEARTBEAT_RANGE_S = (0.2, 60.0)
-
-
-class Rule(Protocol):
-    """What one setting may be: the check, and the words for the error and the example."""
-
-    def admits(self, value: Any) -> bool: ...
-
-    @property
-    def requirement(self) -> str: ...  # follows "must be"
-
-
-def _number(value: float) -> str:
-    """A bound as people write it: 100000 rather than 1e+05."""
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
-
-
-@dataclass(frozen=True)
-class Within:
-    """A closed interval (open at the low end if ``open_low``) in ``unit``; ``or_zero``: 0 too,
-    for settings where 0 means "the default of the hardware"."""
-
-    low: float
-    high: float
-    unit: str = ""
-    open_low: bool = False
-    or_zero: bool = False
-
-    def admits(self, value: Any) -> bool:
-        above = self.low < value if self.open_low else self.low <= value
-        return bool((above and value <= self.high) or (self.or_zero and value == 0))
-
-    @property
-    def requirement(self) -> str:
-        interval = f"{'(' if self.open_low else '['}{_number(self.low)}, {_number(self.high)}]"
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{'0 or ' if self.or_zero else ''}in {interval}{unit}"
-
-
-@dataclass(frozen=True)
-class Text:
-    """A string a file name or an address can be: no NUL character, at most ``max_chars``."""
-
-    required: bool = False
-    max_chars: int = MAX_TEXT_CHARS
-
-    def admits(self, value: Any) -> bool:
-        return (bool(value) or not self.required) and len(value) <= self.max_chars \
-            and "\0" not in value
-
-    @property
-    def requirement(self) -> str:
-        return f"text of {1 if self.required else 0} to {self.max_chars} characters without NUL"
-
-
-@dataclass(frozen=True)
-class OneOf:
-    choices: tuple[str, ...]
-
-    def admits(self, value: Any) -> bool:
-        return value in self.choices
-
-    @property
-    def requirement(self) -> str:
-        return f"one of {', '.join(map(repr, self.choices))}"
-
-
 UNIT_INTERVAL = Within(0, 1, open_low=True)  # gains: a fraction of the error, never nothing
 FRACTION = Within(0, 1)
 
@@ -129,14 +64,6 @@ def setting_rule(setting: Field[Any]) -> Rule | None:
 def setting_doc(setting: Field[Any]) -> str:
     """The doc of one setting of a settings table ('' for a table of the Config)."""
     return str(setting.metadata.get("doc", ""))
-
-
-def shown(value: Any) -> str:
-    """A value as an error message quotes it: short, even for a 5000-digit integer."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
-        return f"an integer of {math.floor(value.bit_length() * math.log10(2)) + 1} digits"
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:50]}… ({len(text)} characters)"
 
 
 class _Table:

@@ -25,12 +25,12 @@ from controller.commands.config import to_toml
 from controller.config import (
     Config,
     ConfigError,
-    Within,
     config_from_dict,
     load_config,
     offset_limit_um,
     setting_rule,
 )
+from controller.setting_rules import Within
 
 WILD: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | st.floats() | st.integers()

@@ -17,7 +17,8 @@ import textwrap
 from dataclasses import Field, fields, is_dataclass
 from typing import Any
 
-from controller.config import Config, Within, load_config, setting_doc, setting_rule
+from controller.config import Config, load_config, setting_doc, setting_rule
+from controller.setting_rules import Within
 
 EXAMPLE_HEADER = """\
 # focuslock configuration: every key is optional; what is shown here are the defaults.
