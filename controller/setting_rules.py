@@ -86,4 +86,6 @@ def shown(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
         return f"an integer of about {round(value.bit_length() * math.log10(2))} digits"
     text = repr(value)
+    if isinstance(value, float) and text.endswith(".0"):
+        text = text[:-2]  # as the file most likely wrote it: 3 for a gain read as 3.0
     return text if len(text) <= 60 else f"{text[:50]}… ({len(text)} characters)"
