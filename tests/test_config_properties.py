@@ -118,7 +118,7 @@ def assert_keeps_its_promises(config: Config) -> None:
     assert abs(board.travel_max_um * board.steps_per_um) < 2**31
 
 
-@settings(max_examples=800)
+@settings(max_examples=600)
 @given(documents(wild=True))
 def test_any_tables_give_a_config_that_keeps_its_promises_or_a_config_error(data):
     check_tables(data)
