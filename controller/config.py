@@ -1,61 +1,88 @@
-"""The box's TOML configuration: typed, frozen settings with a default for every value.
+"""The box's TOML configuration: typed, frozen settings with a default and one range rule each.
 
 Every command takes the same file (``--config PATH``); a missing file section means "defaults".
 An unknown key, a wrong type or an out-of-range value is a ConfigError that names the key path
-(``lock.gain: must be in (0, 1]``), because a silently ignored typo in a focus lock is a crashed
-objective days later. Units follow docs/conventions.md: µm, seconds, Hz.
+and the allowed range (``lock.gain: must be in (0, 1], got 1.5``), because a silently ignored
+typo in a focus lock is a crashed objective days later. Units follow docs/conventions.md: µm,
+seconds, Hz.
+
+What is checked where:
+- *here, whenever a settings table is made* (from a file, or by ``dataclasses.replace`` at run
+  time): pure and cheap checks only. Types, each setting's range rule
+  (controller/setting_rules.py; the example config prints the ranges) and the rules between
+  settings in ``Config.__post_init__`` (the offset inside the lock's window: ``offset_limit_um``,
+  which the HTTP API uses too; the windows inside the travel; the exposure inside the camera
+  timeout).
+- *at ``focuslock config check`` and at start* (controller/preflight.py): what needs the
+  filesystem, the network or the simulator: the model bundle, the sample kind, the log folder,
+  the listen address.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from controller.errors import FocuslockError
 from controller.optics import PRESETS
+from controller.setting_rules import OneOf, Rule, Text, Within, shown
 
 
 class ConfigError(FocuslockError, ValueError):
     """A configuration file or value the box refuses; the message names the key path."""
 
 
-Check = tuple[Callable[[Any], bool], str]
+MAX_FILE_BYTES = 1 << 20  # a config is a few kB; anything larger is not one (or /dev/zero)
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")  # a key shown as is; others quoted, as repr does
+TRAVEL_BOUND_UM = 100_000.0  # ±10 cm: more than any focus drive has, small enough to stay exact
+# The board's own deadline range is 20..60000 ms (firmware/focusboard/config.py); the host beats
+# every quarter deadline and resends a lost beat after 0.1 s (LinkSettings), so a deadline below
+# 0.2 s faults the board on one lost packet.
+HEARTBEAT_RANGE_S = (0.2, 60.0)
+UNIT_INTERVAL = Within(0, 1, open_low=True)  # gains: a fraction of the error, never nothing
+FRACTION = Within(0, 1)
 
 
-def _positive() -> Check:
-    return (lambda v: v > 0, "must be > 0")
-
-
-def _non_negative() -> Check:
-    return (lambda v: v >= 0, "must be >= 0")
-
-
-def _unit_interval_open_low() -> Check:
-    return (lambda v: 0 < v <= 1, "must be in (0, 1]")
-
-
-def _fraction() -> Check:
-    return (lambda v: 0 <= v <= 1, "must be in [0, 1]")
-
-
-def _one_of(*choices: str) -> Check:
-    return (lambda v: v in choices, f"must be one of {', '.join(repr(c) for c in choices)}")
-
-
-def _setting(default: Any, *checks: Check, doc: str) -> Any:
-    """A setting: its default, its checks, and the sentence deploy/focuslock.example.toml
+def _setting(default: Any, rule: Rule | None = None, *, doc: str) -> Any:
+    """A setting: its default, its range rule, and the sentence deploy/focuslock.example.toml
     prints beside it (``focuslock config example`` writes that file from these)."""
-    return field(default=default, metadata={"checks": checks, "doc": doc})
+    return field(default=default, metadata={"rule": rule, "doc": doc})
+
+
+def setting_rule(setting: Field[Any]) -> Rule | None:
+    """The range rule of one setting (None: its type says it all, as for a bool or a choice)."""
+    rule: Rule | None = setting.metadata.get("rule")
+    return rule
 
 
 def setting_doc(setting: Field[Any]) -> str:
     """The doc of one setting of a settings table ('' for a table of the Config)."""
     return str(setting.metadata.get("doc", ""))
+
+
+class _Table:
+    """A settings table: every setting is held to its rule whenever the table is made."""
+
+    SECTION: ClassVar[str]  # the table's key in the file ("" for the top level)
+
+    def __post_init__(self) -> None:
+        for setting in fields(self):  # type: ignore[arg-type]
+            rule = setting_rule(setting)
+            value = getattr(self, setting.name)
+            if rule is not None and not rule.admits(value):
+                raise ConfigError(f"{self.key(setting.name)}: must be {rule.requirement}, "
+                                  f"got {shown(value)}")
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        """The key path of one of this table's settings, as the file and errors name it."""
+        return f"{cls.SECTION}.{name}" if cls.SECTION else name
 
 
 # The closed sets of choices; a Literal keeps each value the plain string the TOML file has.
@@ -65,155 +92,201 @@ BoardBackend = Literal["virtual", "firmware-sim", "serial"]
 
 
 @dataclass(frozen=True)
-class OpticsSettings:
+class OpticsSettings(_Table):
     """The optical system the box has (the presets are in controller/optics.py)."""
 
-    preset: str = _setting("paper", _one_of(*PRESETS),
+    SECTION = "optics"
+    preset: str = _setting("paper", OneOf(tuple(PRESETS)),
                            doc='"paper" (20x/0.5, 2048² sCMOS) or "pi-hq" (Pi HQ, 10x/0.25)')
 
 
 @dataclass(frozen=True)
-class CameraSettings:
+class CameraSettings(_Table):
     """The autofocus camera."""
 
+    SECTION = "camera"
     backend: CameraBackend = _setting(
         "virtual", doc='"virtual" (the simulated microscope) or "picamera2" (Pi camera)')
-    exposure_us: int = _setting(5000, _positive(), doc="fixed; auto exposure is always off")
-    analogue_gain: float = _setting(1.0, (lambda v: v >= 1, "must be >= 1"), doc="fixed; >= 1")
-    timeout_s: float = _setting(2.0, _positive(),
-                                doc="no frame within this: camera fault, the loop stops safely")
-    camera_index: int = _setting(0, _non_negative(), doc="picamera2: which camera")
+    exposure_us: int = _setting(5000, Within(1, 10_000_000, "µs"),
+                                doc="fixed; auto exposure is always off")
+    analogue_gain: float = _setting(1.0, Within(1, 64), doc="fixed")
+    timeout_s: float = _setting(2.0, Within(0.05, 60, "s"),
+                                doc="no frame within this: camera fault, the loop stops safely; "
+                                    "longer than the exposure")
+    camera_index: int = _setting(0, Within(0, 15), doc="picamera2: which camera")
     plane: CameraPlane = _setting(
         "raw", doc='picamera2: "raw" sensor pixels or the ISP\'s "luminance"')
 
 
 @dataclass(frozen=True)
-class BoardSettings:
+class BoardSettings(_Table):
     """The focus drive and the LED array: one board, or their simulated stand-ins."""
 
+    SECTION = "board"
     backend: BoardBackend = _setting(
         "virtual",
         doc='"virtual" (in-process), "firmware-sim" (the real firmware under MicroPython on a '
             'pty: the digital twin) or "serial" (the focus board on USB)',
     )
-    port: str = _setting("", doc='e.g. "/dev/focusboard" (udev symlink); empty: by serial number')
-    serial_number: str = _setting("", doc="USB serial number of the board")
-    steps_per_um: float = _setting(10.0, _positive(), doc="motor steps per µm of focus travel")
+    port: str = _setting("", Text(),
+                         doc='e.g. "/dev/focusboard" (udev symlink); empty: by serial number')
+    serial_number: str = _setting("", Text(), doc="USB serial number of the board")
+    # 1000 steps/µm over ±100000 µm stays far inside the protocol's 32-bit step counts
+    steps_per_um: float = _setting(10.0, Within(0.1, 1000, "steps/µm"),
+                                   doc="motor steps per µm of focus travel")
     heartbeat_s: float = _setting(
-        0.5, _positive(), doc="the board stops and turns LEDs off when the host falls silent")
-    travel_min_um: float = _setting(-1000.0, doc="soft travel limit, enforced by the board itself")
-    travel_max_um: float = _setting(1000.0, doc="soft travel limit, enforced by the board itself")
+        0.5, Within(*HEARTBEAT_RANGE_S, "s"),
+        doc="the board stops and turns LEDs off when the host falls silent this long")
+    travel_min_um: float = _setting(-1000.0, Within(-TRAVEL_BOUND_UM, TRAVEL_BOUND_UM, "µm"),
+                                    doc="soft travel limit, enforced by the board itself")
+    travel_max_um: float = _setting(1000.0, Within(-TRAVEL_BOUND_UM, TRAVEL_BOUND_UM, "µm"),
+                                    doc="soft travel limit, enforced by the board itself; "
+                                        "above travel_min_um")
 
 
 @dataclass(frozen=True)
-class ModelSettings:
+class ModelSettings(_Table):
     """The model bundle that reads the distance to focus (and carries its own confidence
     threshold)."""
 
-    bundle: str = _setting("", doc="model bundle directory; empty: the bundled default model")
+    SECTION = "model"
+    bundle: str = _setting("", Text(),
+                           doc="model bundle directory; empty: the bundled default model")
 
 
 @dataclass(frozen=True)
-class LockSettings:
+class LockSettings(_Table):
     """Continuous lock: the control law and when the lock calls itself locked or lost."""
 
-    rate_hz: float = _setting(2.0, _positive(), doc="lock steps per second")
-    offset_um: float = _setting(0.0, doc="hold z = z_focus + offset_um")
-    gain: float = _setting(0.6, _unit_interval_open_low(),
+    SECTION = "lock"
+    rate_hz: float = _setting(2.0, Within(0.01, 100, "Hz"), doc="lock steps per second")
+    offset_um: float = _setting(0.0, doc="hold z = z_focus + offset_um; within ± half of "
+                                         "travel_window_um")
+    gain: float = _setting(0.6, UNIT_INTERVAL,
                            doc="fraction of a small error corrected per step (filters noise)")
     capture_gain: float = _setting(
-        0.9, _unit_interval_open_low(),
-        doc="fraction of a large error corrected (after a knock, at start)")
-    capture_beyond_um: float = _setting(2.0, _non_negative(),
+        0.9, UNIT_INTERVAL, doc="fraction of a large error corrected (after a knock, at start)")
+    capture_beyond_um: float = _setting(2.0, Within(0, 1000, "µm"),
                                         doc="errors larger than this are large")
-    dead_band_um: float = _setting(0.1, _non_negative(), doc="no move for smaller errors")
-    max_step_um: float = _setting(10.0, _positive(), doc="largest single correction")
+    dead_band_um: float = _setting(0.1, Within(0, 100, "µm"), doc="no move for smaller errors")
+    max_step_um: float = _setting(10.0, Within(0, 1000, "µm", open_low=True),
+                                  doc="largest single correction")
     travel_window_um: float = _setting(
-        100.0, _positive(), doc="never leave ± half of this around where the lock started"
-    )
-    tolerance_um: float = _setting(0.5, _positive(),
+        100.0, Within(0, 2 * TRAVEL_BOUND_UM, "µm", open_low=True),
+        doc="never leave ± half of this around where the lock started; at most the travel")
+    tolerance_um: float = _setting(0.5, Within(0, 100, "µm", open_low=True),
                                    doc='a reading within this is "in tolerance"')
     in_tolerance_count: int = _setting(
-        3, _positive(), doc='consecutive in-tolerance readings before "locked"')
+        3, Within(1, 1000), doc='consecutive in-tolerance readings before "locked"')
     rejections_before_lost: int = _setting(
-        5, _positive(), doc='consecutive untrusted readings before "lost" (no moves)')
+        5, Within(1, 1000), doc='consecutive untrusted readings before "lost" (no moves)')
     recover_from_lost: bool = _setting(
         True, doc="resume once readings are trusted again (moving on trusted ones only)"
     )
 
 
+def offset_limit_um(lock: LockSettings) -> float:
+    """The largest ``|offset_um|`` the lock may hold: half its travel window, so the held z
+    stays inside the window. The config's rule and the HTTP API's cap are this one number."""
+    return lock.travel_window_um / 2
+
+
+def with_offset(config: Config, offset_um: float) -> Config:
+    """``config`` holding ``offset_um`` instead, held to the file's own rule (ConfigError)."""
+    return replace(config, lock=replace(config.lock, offset_um=offset_um))
+
+
 @dataclass(frozen=True)
-class FocusSettings:
+class FocusSettings(_Table):
     """Focus now: iterate until within tolerance, at most max_steps moves."""
 
-    max_steps: int = _setting(5, _positive(), doc="moves at most")
-    tolerance_um: float = _setting(0.5, _positive(), doc="done once a reading is within this")
-    gain: float = _setting(1.0, _unit_interval_open_low(),
-                           doc="fraction of the error corrected per move")
-    max_step_um: float = _setting(40.0, _positive(), doc="largest single move")
+    SECTION = "focus"
+    max_steps: int = _setting(5, Within(1, 100), doc="moves at most")
+    tolerance_um: float = _setting(0.5, Within(0, 100, "µm", open_low=True),
+                                   doc="done once a reading is within this")
+    gain: float = _setting(1.0, UNIT_INTERVAL, doc="fraction of the error corrected per move")
+    max_step_um: float = _setting(40.0, Within(0, 1000, "µm", open_low=True),
+                                  doc="largest single move")
     search_window_um: float = _setting(
-        80.0, _positive(),
+        80.0, Within(0, 2 * TRAVEL_BOUND_UM, "µm", open_low=True),
         doc="never leaves ± half of this around where it started (a little more than the "
-            "model's ±30 µm range)")
+            "model's ±30 µm range); at most the travel")
 
 
 @dataclass(frozen=True)
-class GateSettings:
+class GateSettings(_Table):
     """Thresholds beyond which a frame is not trusted (no move). The confidence threshold is
     not here: it belongs to the model it was calibrated for (record.json ``min_confidence``)."""
 
+    SECTION = "gates"
     dark_fraction: float = _setting(
-        0.02, _fraction(), doc="mean below this fraction of full scale: too dark"
+        0.02, FRACTION, doc="mean below this fraction of full scale: too dark"
     )
     saturated_fraction: float = _setting(
-        0.01, _fraction(), doc="more pixels than this at full scale: saturated"
+        0.01, FRACTION, doc="more pixels than this at full scale: saturated"
     )
     min_contrast: float = _setting(
-        0.004, _non_negative(),
+        0.004, FRACTION,
         doc="neighbouring 16x16-pixel block means differ less than this: empty field",
     )
-    max_frame_age_s: float = _setting(1.0, _positive(), doc="older frames are stale")
+    max_frame_age_s: float = _setting(1.0, Within(0, 60, "s", open_low=True),
+                                      doc="older frames are stale")
+
+
+# Simulated frames: no smaller than a useful feature patch, no larger than the largest camera
+# a preset has (2048²): one such field already takes 64 MiB per complex plane.
+SIM_FRAME_RANGE_PX = (32, 2048)
 
 
 @dataclass(frozen=True)
-class SimSettings:
+class SimSettings(_Table):
     """The simulated microscope (sample, focus, stage) behind the virtual and firmware-sim
     backends; a real box ignores it."""
 
-    sample: str = _setting("sparse-cells", doc='simulated sample: "sparse-cells" or "dense-cells"')
-    frame_size: int = _setting(0, _non_negative(),
+    SECTION = "sim"
+    sample: str = _setting("sparse-cells", Text(required=True),
+                           doc='simulated sample: "sparse-cells" or "dense-cells"')
+    frame_size: int = _setting(0, Within(*SIM_FRAME_RANGE_PX, "px", or_zero=True),
                                doc="square frames of this many pixels; 0: the optics preset's")
-    seed: int = _setting(0, doc="seed of the sample, the focal plane's random walk and the "
-                                "sensor noise")
-    focus_z_um: float = _setting(0.0, doc="true focal plane, in drive coordinates")
-    start_z_um: float = _setting(8.0, doc="where the drive starts")
-    drift_um_per_min: float = _setting(0.0, doc="thermal drift of the focal plane")
-    random_walk_um_per_sqrt_s: float = _setting(0.0, _non_negative(),
+    seed: int = _setting(0, Within(0, 2**32 - 1),
+                         doc="seed of the sample, the focal plane's random walk and the sensor "
+                             "noise")
+    focus_z_um: float = _setting(0.0, Within(-TRAVEL_BOUND_UM, TRAVEL_BOUND_UM, "µm"),
+                                 doc="true focal plane, in drive coordinates; inside the travel")
+    start_z_um: float = _setting(8.0, Within(-TRAVEL_BOUND_UM, TRAVEL_BOUND_UM, "µm"),
+                                 doc="where the drive starts; inside the travel")
+    drift_um_per_min: float = _setting(0.0, Within(-100, 100, "µm/min"),
+                                       doc="thermal drift of the focal plane")
+    random_walk_um_per_sqrt_s: float = _setting(0.0, Within(0, 10, "µm/√s"),
                                                 doc="random walk of the focal plane")
-    backlash_um: float = _setting(0.0, _non_negative(),
+    backlash_um: float = _setting(0.0, Within(0, 100, "µm"),
                                   doc="play of the focus mechanism on reversal")
-    settle_s: float = _setting(0.05, _non_negative(), doc="mechanics ring-down after a move")
+    settle_s: float = _setting(0.05, Within(0, 10, "s"), doc="mechanics ring-down after a move")
 
 
 @dataclass(frozen=True)
-class ServiceSettings:
+class ServiceSettings(_Table):
     """``focuslock serve``: where the HTTP API and the dashboard listen, what they do at start."""
 
-    host: str = _setting("127.0.0.1", (lambda v: v != "", "must not be empty"),
-                         doc='listen address; "0.0.0.0" exposes the API to the network')
-    port: int = _setting(8470, (lambda v: 0 <= v <= 65535, "must be in [0, 65535]"),
-                         doc="TCP port; 0: any free port")
+    SECTION = "service"
+    host: str = _setting("127.0.0.1", Text(required=True, max_chars=253),  # DNS's longest
+                         doc='IPv4 listen address or host name; "0.0.0.0" exposes the API to '
+                             'the network')
+    port: int = _setting(8470, Within(0, 65535), doc="TCP port; 0: any free port")
     autostart_lock: bool = _setting(False, doc="true: start the focus lock when the service starts")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(_Table):
     """The whole file: where run logs go, then one table per part of the box."""
 
-    log_dir: str = _setting("focuslock-runs", doc="run logs (JSON lines), CSVs and plots")
-    log_max_mb: float = _setting(50.0, _positive(),
+    SECTION = ""
+    log_dir: str = _setting("focuslock-runs", Text(required=True),
+                            doc="run logs (JSON lines), CSVs and plots")
+    log_max_mb: float = _setting(50.0, Within(0.001, 100_000, "MB"),
                                  doc="a step log rotates past this size (about a day at 2 Hz)")
-    log_keep: int = _setting(4, _positive(), doc="rotated step logs kept; the oldest is dropped")
+    log_keep: int = _setting(4, Within(1, 1000),
+                             doc="rotated step logs kept; the oldest is dropped")
     optics: OpticsSettings = field(default_factory=OpticsSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
     board: BoardSettings = field(default_factory=BoardSettings)
@@ -225,37 +298,82 @@ class Config:
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
     def __post_init__(self) -> None:
-        if not self.board.travel_min_um < self.board.travel_max_um:
-            raise ConfigError("board.travel_max_um: must be greater than board.travel_min_um")
-        if self.camera.backend == "virtual" and self.board.backend == "serial":
+        super().__post_init__()
+        board = self.board
+        if not board.travel_min_um < board.travel_max_um:
+            raise ConfigError(f"board.travel_max_um: must be greater than board.travel_min_um "
+                              f"({board.travel_min_um:g}), got {board.travel_max_um:g}")
+        span = board.travel_max_um - board.travel_min_um
+        for table, name in ((self.lock, "travel_window_um"), (self.focus, "search_window_um")):
+            if getattr(table, name) > span:
+                raise ConfigError(f"{table.key(name)}: must be at most the travel "
+                                  f"({span:g} µm, board.travel_min_um to travel_max_um), "
+                                  f"got {getattr(table, name):g}")
+        limit = offset_limit_um(self.lock)
+        if not abs(self.lock.offset_um) <= limit:
+            raise ConfigError(f"lock.offset_um: must be within ±{limit:g} µm (half of "
+                              f"lock.travel_window_um), got {self.lock.offset_um:g}")
+        for name in ("focus_z_um", "start_z_um"):
+            if not board.travel_min_um <= getattr(self.sim, name) <= board.travel_max_um:
+                raise ConfigError(f"sim.{name}: must be inside the travel "
+                                  f"[{board.travel_min_um:g}, {board.travel_max_um:g}] µm, "
+                                  f"got {getattr(self.sim, name):g}")
+        if not self.camera.exposure_us / 1e6 < self.camera.timeout_s:
+            raise ConfigError(f"camera.timeout_s: must be longer than the exposure "
+                              f"({self.camera.exposure_us / 1e6:g} s), got "
+                              f"{self.camera.timeout_s:g}")
+        if self.camera.backend == "virtual" and board.backend == "serial":
             raise ConfigError("board.backend: 'serial' drives a real microscope, which the "
                               "virtual camera cannot see; use camera.backend = 'picamera2'")
-        if self.camera.backend == "picamera2" and self.board.backend != "serial":
+        if self.camera.backend == "picamera2" and board.backend != "serial":
             raise ConfigError(f"board.backend: the Pi camera needs the real board ('serial'), "
-                              f"got {self.board.backend!r}")
+                              f"got {board.backend!r}")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Read a TOML file (None: all defaults)."""
+    """Read a TOML file (None: all defaults); any file problem is one line naming the path."""
     if path is None:
         return Config()
     path = Path(path)
+    text = _read_text(path)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of 5000 digits, arrays 10⁵ deep
+        raise ConfigError(f"{path}: not a config TOML can hold: {exc}") from exc
     try:
         return config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: "
+                          f"{exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB, not a config file")
+    if b"\0" in raw:
+        raise ConfigError(f"{path}: a binary file (NUL bytes), not a TOML config")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                          f"{exc.start}); TOML files are UTF-8") from None
+
+
 def config_from_dict(data: Mapping[str, Any]) -> Config:
     """Build and validate a Config from parsed TOML (or any nested mapping)."""
-    return _build(Config, data, "")
+    config: Config = _build(Config, data, "")
+    return config
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
@@ -264,49 +382,49 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"{where}: must be a table, got {type(data).__name__}")
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
+    for name in data:
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}: keys must be text, got {shown(name)}")
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        name = unknown[0] if BARE_KEY.fullmatch(unknown[0]) else shown(unknown[0])
+        raise ConfigError(f"{prefix}{name}: unknown key "
+                          f"(known: {', '.join(sorted(known))})")
     values: dict[str, Any] = {}
     for name, value in data.items():
         kind = hints[name]
-        key = f"{prefix}{name}"
         if is_dataclass(kind):
-            values[name] = _build(kind, value, f"{key}.")  # type: ignore[arg-type]
-            continue
-        values[name] = _coerce(key, kind, value)
-        for predicate, message in known[name].metadata.get("checks", ()):
-            if not predicate(values[name]):
-                raise ConfigError(f"{key}: {message}, got {value!r}")
-    try:
-        return cls(**values)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+            values[name] = _build(kind, value, f"{prefix}{name}.")  # type: ignore[arg-type]
+        else:
+            values[name] = _coerce(f"{prefix}{name}", kind, value)
+    return cls(**values)
 
 
 def _coerce(key: str, kind: Any, value: Any) -> Any:
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key}: must be true or false, got {value!r}")
+            raise ConfigError(f"{key}: must be true or false, got {shown(value)}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+            raise ConfigError(f"{key}: must be an integer, got {shown(value)}")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: must be finite, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{key}: must be a number, got {shown(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: must be finite, got {shown(value)}")
+        return number
     if kind is str or get_origin(kind) is Literal:
         if not isinstance(value, str):
-            raise ConfigError(f"{key}: must be a string, got {value!r}")
+            raise ConfigError(f"{key}: must be a string, got {shown(value)}")
         choices = get_args(kind)
         if choices and value not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}, "
-                              f"got {value!r}")
+                              f"got {shown(value)}")
         return value
     raise TypeError(f"config field {key} has unsupported type {kind!r}")  # a bug, not user input

@@ -2,7 +2,9 @@
 print the documented example.
 
 A focus lock that refuses its config at 3 a.m. is a lost night; ``deploy/install.sh`` runs
-``config check`` so a bad file is caught while someone is watching. ``config example`` writes
+``config check`` so a bad file is caught while someone is watching: besides the file's own rules
+it tries what the config needs from the machine (the model bundle it names, the simulated sample,
+the log folder, the listen address). ``config example`` writes
 deploy/focuslock.example.toml from the settings' own docs (controller/config.py), so the example
 cannot drift from what the program reads; a test checks that the committed file is current.
 """
@@ -12,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
-from dataclasses import fields, is_dataclass
+from dataclasses import Field, fields, is_dataclass
 from typing import Any
 
-from controller.config import Config, load_config, setting_doc
+from controller.config import Config, load_config, setting_doc, setting_rule
+from controller.setting_rules import Within
 
 EXAMPLE_HEADER = """\
 # focuslock configuration: every key is optional; what is shown here are the defaults.
@@ -30,7 +33,9 @@ WIDTH = 100
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = subparsers.add_parser("config", help="check or show a TOML config file")
     actions = config.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="validate a config file; exit 2 naming the bad key")
+    check = actions.add_parser(
+        "check", help="validate a config file and what it needs (bundle, sample, log folder, "
+                      "address); exit 2 naming the bad key")
     check.add_argument("--config", required=True, help="TOML config file")
     check.set_defaults(func=run_check)
     show = actions.add_parser("show", help="print every setting in force (defaults filled in)")
@@ -43,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_check(args: argparse.Namespace) -> int:
+    """The file's own rules, then what it needs from this machine (controller/preflight.py)."""
+    from controller.preflight import check_environment
+
     config = load_config(args.config)
+    check_environment(config)
     print(f"{args.config}: ok (camera {config.camera.backend}, board {config.board.backend}, "
           f"optics {config.optics.preset})")
     return 0
@@ -87,10 +96,17 @@ def example_toml() -> str:
             tables.append(f"[{f.name}]")
             tables.extend(line for g in fields(value)
                           for line in _documented(g.name, getattr(value, g.name),
-                                                  setting_doc(g)))
+                                                  _doc_and_rule(g)))
         else:
-            top.extend(_documented(f.name, value, setting_doc(f)))
+            top.extend(_documented(f.name, value, _doc_and_rule(f)))
     return EXAMPLE_HEADER + "\n" + "\n".join(top + tables) + "\n"
+
+
+def _doc_and_rule(setting: Field[Any]) -> str:
+    """A setting's doc and, where it has one, its numeric range: what the example prints."""
+    rule = setting_rule(setting)
+    doc = setting_doc(setting)
+    return f"{doc}; {rule.requirement}" if isinstance(rule, Within) else doc
 
 
 def _documented(name: str, value: Any, doc: str) -> list[str]:

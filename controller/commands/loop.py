@@ -88,8 +88,10 @@ def _load_model(config: Config, rig: Rig) -> FocusModel:
 
 
 def _run_log(config: Config, prefix: str) -> RunLog:
+    from controller.preflight import check_log_dir
     from controller.runlog import RunLog, timestamped_dir
 
+    check_log_dir(config.log_dir)
     folder = timestamped_dir(Path(config.log_dir), prefix)
     return RunLog(folder / "steps.jsonl", folder / "steps.csv",
                   max_bytes=round(config.log_max_mb * 1e6), keep=config.log_keep)

@@ -16,6 +16,7 @@ from types import FrameType
 
 from controller.config import load_config
 from controller.errors import FocuslockError
+from controller.preflight import check_listen_address, check_log_dir
 
 log = logging.getLogger("controller.serve")
 
@@ -37,6 +38,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     host = args.host or config.service.host
+    check_log_dir(config.log_dir)
+    check_listen_address(host)
     port = config.service.port if args.port is None else args.port
     if not 0 <= port <= 65535:
         raise FocuslockError(f"--port: must be in [0, 65535], got {port}")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TypeVar
 
-from controller.config import Config
+from controller.config import Config, ConfigError, with_offset
 from controller.loop import FocusReport, LoopState
 from controller.service.errors import Conflict, InvalidRequest, StillRunning, Unavailable
 from controller.service.hardware import Hardware, open_hardware
@@ -83,10 +83,6 @@ class FocusService:
     def steps_since(self, seq: int, limit: int) -> Page:
         return self.history.since(seq, limit)
 
-    @property
-    def offset_limit_um(self) -> float:
-        return self.config.lock.travel_window_um / 2
-
     # -- commands (any thread; the worker carries them out) --------------------------------------
 
     def focus_now(self, timeout_s: float) -> FocusReport:
@@ -125,12 +121,13 @@ class FocusService:
         return self._snapshot(self._wait_for(self._worker.submit(self._worker.stop_lock)))
 
     def set_offset(self, offset_um: object) -> StatusSnapshot:
-        """Hold ``z = z_focus + offset_um`` from the next step on (and in later runs)."""
-        limit = self.offset_limit_um
+        """Hold ``z = z_focus + offset_um`` from the next step on (and in later runs); refused
+        unless the config's own rule for lock.offset_um admits it."""
         value = _finite_number("offset_um", offset_um)
-        if abs(value) > limit:
-            raise InvalidRequest(f"offset_um: must be within ±{limit:g} µm (half of "
-                                 f"lock.travel_window_um), got {value:g}")
+        try:
+            with_offset(self.config, value)
+        except ConfigError as exc:
+            raise InvalidRequest(str(exc)) from None
         return self._snapshot(self._call(lambda: self._worker.set_offset(value)))
 
     def home_drive(self) -> StatusSnapshot:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controller.config import BoardBackend, CameraBackend, Config
+from controller.config import BoardBackend, CameraBackend, Config, offset_limit_um
 from controller.lock_runner import StepCounts
 from controller.loop import LoopState
 from controller.service.hardware import ModelInfo
@@ -92,7 +92,7 @@ class WorkerStatus:
         """The status before the worker has opened anything."""
         lock = config.lock
         return cls(state=LoopState.IDLE, reason="", z_um=None, offset_um=lock.offset_um,
-                   offset_limit_um=lock.travel_window_um / 2, tolerance_um=lock.tolerance_um,
+                   offset_limit_um=offset_limit_um(lock), tolerance_um=lock.tolerance_um,
                    rate_hz=lock.rate_hz, travel_um=None, leds="off", model=None,
                    hardware=Backends(config.camera.backend, config.board.backend),
                    mode=ServiceMode.IDLE, counters=ServiceCounters(), last_step=None)
