@@ -65,9 +65,10 @@ def run_cli(argv, capsys):
     (["move", "--by=-1e400"], "argument --by: '-1e400' is not a finite number"),
     (["move", "--by", "ten"], "argument --by: 'ten' is not a number"),
     (["set-position", "nan"], "argument UM: 'nan' is not a finite number"),
+    # the config's range rule for steps per µm speaks first (the driver's own check of what the
+    # protocol carries is in tests/hardware/test_board_refusals.py)
     (["move", "--by", "1", "--steps-per-um", "1e30"],
-     r"travel_um \(-1000.0, 1000.0\) at 1e\+30 steps/µm is -1.01e\+33..1e\+33 steps "
-     r"\(with the home clearance\); the protocol carries -2147483648..2147483647"),
+     r"board.steps_per_um: must be in \[0.1, 1000\] steps/µm, got 1e\+30"),
     (["move", "--by", "1", "--steps-per-um", "0"], "argument --steps-per-um: '0' must be > 0"),
     (["leds", "--index", "3", "--hold", "-1"], r"argument --hold: '-1' must be in 0..86400 s"),
     (["leds", "--index", "3", "--hold", "nan"], "argument --hold: 'nan' is not a finite number"),

@@ -150,11 +150,13 @@ def test_without_its_window_focus_now_would_have_run_away(rig):
     assert max(end_positions(records)) == pytest.approx(START_Z_UM + 56.0)  # 8 → 16 → 32 → 64
 
 
-@pytest.mark.parametrize(("window_um", "reason"), [(100.0, "saturated"),
-                                                   (20.0, "would leave the travel window")])
-def test_the_lock_with_a_45_um_offset_never_leaves_its_travel_window(rig, window_um, reason):
+@pytest.mark.parametrize(("window_um", "offset_um", "reason"), [
+    (100.0, 45.0, "saturated"), (20.0, 9.0, "would leave the travel window")])
+def test_a_lock_with_a_large_offset_never_leaves_its_travel_window(rig, window_um, offset_um,
+                                                                    reason):
+    """(An offset beyond half the window the config refuses itself: tests/loop/test_config.)"""
     records: list[StepRecord] = []
-    report = run_lock(make_loop(rig, misread(rig), records=records, offset_um=45.0,
+    report = run_lock(make_loop(rig, misread(rig), records=records, offset_um=offset_um,
                                 travel_window_um=window_um, recover_from_lost=False),
                       max_steps=40)
     positions = end_positions(records)
