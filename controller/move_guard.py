@@ -90,12 +90,13 @@ class MoveGuard:
             limited = self.name
         return move_um, limited
 
-    def check_target(self, z_um: float) -> float:
-        """``z_um`` if an absolute move may go there; MoveRefused naming the window if not."""
-        _require_finite("the target z_um", z_um)
+    def check_target(self, z_um: float, what: str = "z_um") -> float:
+        """``z_um`` if an absolute move may go there; MoveRefused naming ``what`` (the asked-for
+        number, in the asker's words) and the window if not."""
+        _require_finite(f"the target {what}", z_um)
         low, high = self.window
         if not low <= z_um <= high:
-            raise MoveRefused(f"z_um: must be within {self.describe()}, got {z_um:g}")
+            raise MoveRefused(f"{what}: must be within {self.describe()}, got {z_um:g}")
         return z_um
 
 

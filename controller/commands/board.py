@@ -149,8 +149,17 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_move(args: argparse.Namespace) -> int:
+    from controller.move_guard import MoveGuard
+
     with _connect(args) as board:
-        z = board.move_by(args.by) if args.by is not None else board.move_to(args.to)
+        # A person's move passes the guard every planned move passes (here the drive's travel),
+        # and is refused, not shortened, where it would leave it.
+        guard = MoveGuard.for_drive(board.travel_um)
+        if args.by is not None:
+            guard.check_target(board.position_um() + args.by, "the end of move --by")
+            z = board.move_by(args.by)
+        else:
+            z = board.move_to(guard.check_target(args.to, "move --to"))
         print(f"at {z:.3f} µm")
     return 0
 

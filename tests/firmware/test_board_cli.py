@@ -28,7 +28,7 @@ def test_reference_move_and_report(sim, capsys):
     assert "at 2.500 µm" in capsys.readouterr().out
     assert sim.motor_steps() == 525
     assert main(["board", "move", "--to", "5000", *port]) == 2
-    assert "outside travel limits" in capsys.readouterr().err
+    assert "move --to: must be within the drive travel" in capsys.readouterr().err
     assert sim.motor_steps() == 525
 
 
@@ -59,7 +59,10 @@ def run_cli(argv, capsys):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["move", "--to", "1e9"], r"move to 1e\+09 µm is outside travel limits \[-1000, 1000\] µm"),
+    (["move", "--to", "1e9"],
+     r"move --to: must be within the drive travel \[-1000.0, 1000.0\] µm, got 1e\+09"),
+    (["move", "--by", "1500"],
+     r"the end of move --by: must be within the drive travel \[-1000.0, 1000.0\] µm, got 1500"),
     (["move", "--by", "nan"], "argument --by: 'nan' is not a finite number"),
     (["move", "--by", "inf"], "argument --by: 'inf' is not a finite number"),
     (["move", "--by=-1e400"], "argument --by: '-1e400' is not a finite number"),
