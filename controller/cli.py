@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -69,15 +70,17 @@ def bounded_float(low: float, high: float, *, open_low: bool = False,
     return parse
 
 
-def bounded_int(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high]."""
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``low`` (and at most ``high``)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {text}")
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"must be at least {low}, got {text}" if high is None
+                else f"must be in [{low}, {high}], got {text}")
         return value
     return parse
 
@@ -105,15 +108,16 @@ def write_crash_log(command: str, argv: Sequence[str], exc: BaseException) -> Pa
     text = (f"focuslock {__version__} {command}: {' '.join(argv)}\n"
             + "".join(traceback.format_exception(exc)))
     folder = crash_dir()
-    path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with path.open("x", encoding="utf-8") as f:
+        fd, name = tempfile.mkstemp(prefix=f"crash-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                    suffix=".log", dir=folder)  # private: it may hold paths
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
     except OSError:
         sys.stderr.write(text)
         return Path("<stderr>")
-    return path
+    return Path(name)
 
 
 def command_modules() -> Iterator[ModuleType]:

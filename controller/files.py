@@ -17,6 +17,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from controller.errors import FocuslockError
+
+
+class DestinationError(FocuslockError):
+    """A place a result cannot be written to."""
+
+
+def require_writable_dir(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be made in it: asked before long
+    work, so its result has somewhere to go."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DestinationError(f"{folder}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DestinationError(f"{folder}: no permission to write in it")
+
 
 def new_dir(path: Path) -> Path:
     """Create ``path``, or ``path-2``, ``path-3`` ... when it is taken, and return it: a folder

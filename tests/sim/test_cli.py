@@ -41,7 +41,7 @@ def test_sim_reports_bad_configurations_as_one_line_errors(tmp_path, capsys):
     out = str(tmp_path / "x.ome.tif")
     cases = [
         (["--na", "1.1"], "must be smaller than the immersion index"),
-        (["--size", "-5"], "positive pixel counts"),
+        (["--size", "-5"], "pixel counts of at least 8"),
         (["--z-range", "2", "1"], "must not exceed"),
         (["--sample", "plankton"], "unknown sample kind"),
         (["--patterns", "autofocus,ring"], "unknown pattern 'ring'"),
