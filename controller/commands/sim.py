@@ -142,7 +142,7 @@ def run_stack(args: argparse.Namespace) -> int:
     from controller.sim import ImagingSettings, SimError, make_sample, render_stack
     from controller.sim.montage import write_montage
     from controller.sim.stacks import require_render_memory
-    from controller.stackio import write_stack
+    from controller.stackio import GROUND_TRUTH_MIN_PLANES, write_stack
 
     system = preset(args.preset)
     overrides = {name: getattr(args, name) for name in
@@ -192,6 +192,10 @@ def run_stack(args: argparse.Namespace) -> int:
         print(f"focuslock sim: warning: {message}", file=sys.stderr)
     stack.metadata["name"] = f"{args.sample}-{args.seed}"
     path = write_stack(args.out, stack)
+    if z.size < GROUND_TRUTH_MIN_PLANES:
+        print(f"focuslock sim: warning: {path} has {z.size} plane(s): predict reads it (one "
+              f"plane is a single image), but train and evaluate need at least "
+              f"{GROUND_TRUTH_MIN_PLANES} for their ground truth", file=sys.stderr)
     print(f"wrote {path}: {sample.kind} seed {args.seed}, {len(patterns)} channel(s) "
           f"x {z.size} planes of {cols}x{rows}, focus at z = {args.focus_z:g} µm")
     if args.montage:
