@@ -18,6 +18,11 @@ MAX_LED_RADIUS_NA = 0.1  # a real LED die spans about 0.005 NA seen from the sam
 MAX_MONTAGE_PLANES = 100
 MIN_TILE_PX, MAX_TILE_PX = 16, 1024
 MIN_FRAME_PX = 8
+# What microscopes have; beyond these the simulation overflows (a 1e-283 µm wavelength) or draws
+# a field of metres (a 1e-5 magnification), which takes its sample generator days.
+OPTICS_RANGES = {"na": (0.0, 1.7), "immersion-index": (1.0, 2.5), "wavelength-um": (0.2, 2.0),
+                 "magnification": (1.0, 200.0), "camera-pixel-um": (0.5, 30.0)}
+SAMPLE_PIXEL_UM = (0.01, 2.0)  # the camera pixel seen at the sample
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for name, what in (("na", "objective NA"), ("immersion-index", "immersion index"),
                        ("wavelength-um", "wavelength (µm)"), ("magnification", "magnification"),
                        ("camera-pixel-um", "camera pixel (µm, on the sensor)")):
-        stack.add_argument(f"--{name}", type=finite_float, default=None,
-                           help=f"override the preset's {what}")
+        low, high = OPTICS_RANGES[name]
+        stack.add_argument(f"--{name}", type=bounded_float(low, high, open_low=low == 0),
+                           default=None,
+                           help=f"override the preset's {what}, {low:g}..{high:g}")
     stack.add_argument("--montage", default=None, metavar="PNG",
                        help="also draw the stack's montage there")
     stack.set_defaults(func=run_stack)
@@ -153,6 +160,10 @@ def run_stack(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", UndersampledWarning)
             optics = dataclasses.replace(system.optics, **overrides)
         system = dataclasses.replace(system, optics=optics)
+    low, high = SAMPLE_PIXEL_UM
+    if not low <= system.optics.pixel_um <= high:
+        raise SimError(f"the camera pixel at the sample (camera pixel / magnification) is "
+                       f"{system.optics.pixel_um:.4g} µm; the simulator takes {low:g}..{high:g} µm")
     if len(args.size) not in (1, 2) or min(args.size) < MIN_FRAME_PX:
         raise SimError(f"--size: give one or two pixel counts of at least {MIN_FRAME_PX}, "
                        f"got {args.size}")

@@ -12,22 +12,12 @@ import numpy as np
 import pytest
 
 from controller.cli import build_parser, main
+from tests.cli_run import run_cli
 from training.network import HyperParams, TrainingError, build, fit
 
 from .conftest import TINY
 
 pytestmark = [pytest.mark.training]
-
-
-def run(argv, capsys):
-    """Exit status and stderr of one command, argparse's refusals included."""
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
 
 
 @pytest.mark.parametrize(("extra", "message"), [
@@ -48,7 +38,7 @@ def run(argv, capsys):
     (["--feature-patch", "-4"], "patch must be a positive integer"),
 ])
 def test_train_refuses_bad_numbers_before_reading_any_data(tmp_path, capsys, extra, message):
-    code, err = run(["train", str(tmp_path / "no-data"), "--out", str(tmp_path / "b"), *extra],
+    code, err = run_cli(["train", str(tmp_path / "no-data"), "--out", str(tmp_path / "b"), *extra],
                     capsys)
     assert code == 2
     assert message in err
@@ -77,7 +67,7 @@ def test_train_refuses_an_existing_out_before_training_and_leaves_it_alone(tmp_p
         (["--force"], foreign, "not a model bundle (no record.json); refusing to replace it"),
     ]
     for extra, out, message in cases:
-        code, err = run(["train", no_data, "--out", str(out), *extra], capsys)
+        code, err = run_cli(["train", no_data, "--out", str(out), *extra], capsys)
         assert code == 2 and message in err, (extra, out, err)
     assert (foreign / "holiday.jpg").read_text() == "precious"
     assert a_file.read_text() == "mine"
@@ -91,7 +81,7 @@ def test_retraining_with_force_switches_the_new_bundle_in_whole(tmp_path, capsys
     old = json.loads((out / "record.json").read_text())
     mask = os.umask(0o022)
     try:
-        code, err = run(["train", str(train_dir), "--out", str(out), "--force", *TINY,
+        code, err = run_cli(["train", str(train_dir), "--out", str(out), "--force", *TINY,
                          "--max-epochs", "2"], capsys)
     finally:
         os.umask(mask)
@@ -108,10 +98,10 @@ def test_train_and_evaluate_name_a_stack_too_short_for_ground_truth(tmp_path, ca
     assert main(["sim", "stack", str(data / "one.ome.tif"), "--size", "256",
                  "--z-range", "0", "0"]) == 0
     capsys.readouterr()
-    code, err = run(["train", str(data), "--out", str(tmp_path / "b"), *TINY], capsys)
+    code, err = run_cli(["train", str(data), "--out", str(tmp_path / "b"), *TINY], capsys)
     assert code == 2
     assert "one.ome.tif: stack has 1 planes; ground truth needs at least 7" in err
-    code, err = run(["evaluate", str(bundle), str(data)], capsys)
+    code, err = run_cli(["evaluate", str(bundle), str(data)], capsys)
     assert code == 2 and "one.ome.tif: stack has 1 planes" in err
 
 
@@ -122,7 +112,7 @@ def test_train_and_evaluate_name_a_stack_too_short_for_ground_truth(tmp_path, ca
     (["--z-range", "0"], "must be positive"),
 ])
 def test_train_data_refuses_before_rendering(tmp_path, capsys, extra, message):
-    code, err = run(["train-data", str(tmp_path / "out"), "--count", "1", *extra], capsys)
+    code, err = run_cli(["train-data", str(tmp_path / "out"), "--count", "1", *extra], capsys)
     assert code == 2 and message in err
     assert not (tmp_path / "out").exists()
 
@@ -130,7 +120,8 @@ def test_train_data_refuses_before_rendering(tmp_path, capsys, extra, message):
 def test_train_data_refuses_a_folder_it_cannot_make(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    code, err = run(["train-data", str(blocker / "out"), "--count", "1", "--size", "64"], capsys)
+    code, err = run_cli(["train-data", str(blocker / "out"), "--count", "1", "--size", "64"],
+                        capsys)
     assert code == 2 and "cannot create the folder" in err
 
 
