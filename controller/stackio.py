@@ -92,7 +92,6 @@ def write_stack(path: str | os.PathLike[str], stack: FocalStack) -> Path:
     """Write atomically (temporary file, then rename), so a crash never leaves half a stack;
     the file gets the permissions the user's umask allows."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "focuslock_stack": FORMAT_VERSION,
         "optics": stack.optics.to_dict(),
@@ -122,8 +121,12 @@ def write_stack(path: str | os.PathLike[str], stack: FocalStack) -> Path:
             "PositionZUnit": ["µm"] * (n_channels * n_planes),
         },
     }
-    with replaced_file(path) as f:
-        tifffile.imwrite(f, stack.images, ome=True, metadata=ome, photometric="minisblack")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_file(path) as f:
+            tifffile.imwrite(f, stack.images, ome=True, metadata=ome, photometric="minisblack")
+    except OSError as exc:  # a full disk, a folder where the file should go, no permission
+        raise StackFileError(f"{path}: cannot write the stack ({exc.strerror or exc})") from exc
     return path
 
 

@@ -106,3 +106,11 @@ def test_a_one_channel_one_plane_stack_reads_back(tmp_path, stack):
 
 def test_the_ground_truth_plane_count_is_that_of_the_peak_fit():
     assert GROUND_TRUTH_MIN_PLANES == 2 * FIT_HALF_WIDTH + 1
+
+
+def test_a_stack_that_cannot_be_written_is_a_clear_error(tmp_path, stack):
+    (tmp_path / "a-file").write_text("")
+    for path in (tmp_path / "a-file" / "s.ome.tif", tmp_path):
+        with pytest.raises(StackFileError, match="cannot write the stack"):
+            write_stack(path, stack)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
