@@ -138,3 +138,18 @@ def test_predict_accepts_a_one_plane_stack_as_a_single_image(tmp_path, capsys):
     assert main(["predict", str(DEFAULT_BUNDLE), str(stack), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["plane"], r["z_um"]) for r in rows] == [(0, 2.0)]
+
+
+def test_a_bug_report_falls_back_to_stderr_when_no_crash_log_can_be_written(
+        tmp_path, capsys, monkeypatch):
+    def broken(args):
+        raise KeyError("lost")
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker))
+    monkeypatch.setattr(controller.commands.sim, "run_montage", broken)
+    assert main(["sim", "montage", "s.ome.tif", "--out", str(tmp_path / "m.png")]) == 1
+    err = capsys.readouterr().err
+    assert "KeyError: 'lost'" in err  # the traceback is kept, on the only channel left
+    assert err.rstrip().endswith("this is a bug, please report it with <stderr>")

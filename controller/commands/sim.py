@@ -160,10 +160,11 @@ def run_stack(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", UndersampledWarning)
             optics = dataclasses.replace(system.optics, **overrides)
         system = dataclasses.replace(system, optics=optics)
-    low, high = SAMPLE_PIXEL_UM
-    if not low <= system.optics.pixel_um <= high:
+    finest, coarsest = SAMPLE_PIXEL_UM
+    if not finest <= system.optics.pixel_um <= coarsest:
         raise SimError(f"the camera pixel at the sample (camera pixel / magnification) is "
-                       f"{system.optics.pixel_um:.4g} µm; the simulator takes {low:g}..{high:g} µm")
+                       f"{system.optics.pixel_um:.4g} µm; the simulator takes "
+                       f"{finest:g}..{coarsest:g} µm")
     if len(args.size) not in (1, 2) or min(args.size) < MIN_FRAME_PX:
         raise SimError(f"--size: give one or two pixel counts of at least {MIN_FRAME_PX}, "
                        f"got {args.size}")
