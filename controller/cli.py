@@ -6,6 +6,11 @@ picamera2) inside their run functions only, so ``focuslock --help`` stays instan
 Groups from outside the controller (training's ``train``, ``evaluate``, ``train-data``) join
 through the ``focuslock.commands`` entry-point group of the installed package, so the controller
 never imports training by name.
+
+Every command ends through one error path (``main``): a user's mistake (a ``FocuslockError``) is
+one line naming the problem and exit status 2, like argparse's own errors; anything else is a bug,
+reported in one line that names the crash log holding its traceback, exit status 1. Number
+arguments parse through ``finite_float`` and friends, so NaN and infinities stop at the parser.
 """
 
 from __future__ import annotations
@@ -13,9 +18,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
+import os
 import sys
-from collections.abc import Iterator, Sequence
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from types import ModuleType
 
 from controller import __version__
@@ -31,6 +42,82 @@ COMMAND_MODULES = (
     "controller.commands.serve",  # the headless service: HTTP API, dashboard, systemd notify
 )
 COMMAND_ENTRY_POINTS = "focuslock.commands"  # more groups, after these, in entry-point name order
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a float that is a real number (not NaN, not an infinity)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def bounded_float(low: float, high: float, *, open_low: bool = False,
+                  open_high: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite float in [low, high], either end open when asked."""
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        above_low = value > low if open_low else value >= low
+        below_high = value < high if open_high else value <= high
+        if not (above_low and below_high):
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+    return parse
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``low`` (and at most ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"must be at least {low}, got {text}" if high is None
+                else f"must be in [{low}, {high}], got {text}")
+        return value
+    return parse
+
+
+def yes_no(text: str) -> bool:
+    """An argparse type for a flag given a value: true/false, yes/no, 1/0."""
+    word = text.strip().lower()
+    if word in ("true", "yes", "1", "on"):
+        return True
+    if word in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def crash_dir() -> Path:
+    """Where crash logs go: the user's state folder ($XDG_STATE_HOME/focuslock, by default
+    ~/.local/state/focuslock), which outlives a reboot, unlike /tmp."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "focuslock"
+
+
+def write_crash_log(command: str, argv: Sequence[str], exc: BaseException) -> Path:
+    """The traceback of an unexpected exception in a new file; its path (stderr when the
+    state folder is not writable, so the report is never lost)."""
+    text = (f"focuslock {__version__} {command}: {' '.join(argv)}\n"
+            + "".join(traceback.format_exception(exc)))
+    folder = crash_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"crash-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                    suffix=".log", dir=folder)  # private: it may hold paths
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError:
+        sys.stderr.write(text)
+        return Path("<stderr>")
+    return Path(name)
 
 
 def command_modules() -> Iterator[ModuleType]:
@@ -55,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (0 done, 1 a bug, 2 a user error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -69,6 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"focuslock {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        log = write_crash_log(args.command, argv, exc)
+        print(f"focuslock {args.command}: internal error: {type(exc).__name__}: {exc}; this is "
+              f"a bug, please report it with {log}", file=sys.stderr)
+        return 1
     return code
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from controller.files import new_dir
+
 
 @dataclass(frozen=True)
 class StepRecord:
@@ -116,8 +118,7 @@ def read_run(jsonl_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def timestamped_dir(root: Path, prefix: str) -> Path:
-    """A new folder for one run's files: ``root/prefix-YYYYmmdd-HHMMSS``."""
-    path = root / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """A new folder for one run's files, ``root/prefix-YYYYmmdd-HHMMSS`` (``-2``, ``-3`` ...
+    after it for runs started in the same second): created here, so no two runs share one."""
+    return new_dir(root / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
 

@@ -13,8 +13,8 @@ Fiji/Bio-Formats reads the pixels, sizes, channel names and z; focuslock reads t
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +26,15 @@ import numpy as np
 import tifffile
 
 from controller.errors import FocuslockError
+from controller.files import replaced_file
 from controller.optics import Optics, OpticsError, Pattern
+from controller.resources import require_memory
 
 FORMAT_VERSION = 1
 AUTOFOCUS_CHANNEL = "autofocus"
+# Planes a stack needs to give training its ground truth (training/groundtruth.py fits a parabola
+# through the sharpest plane and three on each side); fewer make a stack fit for predict only.
+GROUND_TRUTH_MIN_PLANES = 7
 
 
 class StackFileError(FocuslockError, ValueError):
@@ -84,9 +89,9 @@ class FocalStack:
 
 
 def write_stack(path: str | os.PathLike[str], stack: FocalStack) -> Path:
-    """Write atomically (temporary file, then rename), so a crash never leaves half a stack."""
+    """Write atomically (temporary file, then rename), so a crash never leaves half a stack;
+    the file gets the permissions the user's umask allows."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "focuslock_stack": FORMAT_VERSION,
         "optics": stack.optics.to_dict(),
@@ -116,14 +121,12 @@ def write_stack(path: str | os.PathLike[str], stack: FocalStack) -> Path:
             "PositionZUnit": ["µm"] * (n_channels * n_planes),
         },
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
     try:
-        tifffile.imwrite(tmp, stack.images, ome=True, metadata=ome, photometric="minisblack")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_file(path) as f:
+            tifffile.imwrite(f, stack.images, ome=True, metadata=ome, photometric="minisblack")
+    except OSError as exc:  # a full disk, a folder where the file should go, no permission
+        raise StackFileError(f"{path}: cannot write the stack ({exc.strerror or exc})") from exc
     return path
 
 
@@ -139,7 +142,10 @@ def read_stack(path: str | os.PathLike[str]) -> FocalStack:
     path = Path(path)
     with _opened(path) as tif:
         record = _record(path, tif)
-        images = tif.series[0].asarray()
+        series = tif.series[0]
+        require_memory(f"reading {path} ({'x'.join(map(str, series.shape))} pixels)",
+                       math.prod(series.shape) * series.dtype.itemsize)
+        images = series.asarray()
     try:
         optics = Optics.from_dict(record["optics"])
         channels = tuple(Pattern.from_dict(c) for c in record["channels"])
@@ -149,9 +155,10 @@ def read_stack(path: str | os.PathLike[str]) -> FocalStack:
     except (KeyError, TypeError, ValueError) as exc:
         raise StackFileError(f"{path}: stack record is incomplete or invalid: {exc}") from exc
     images = np.asarray(images)
-    if images.ndim == 3 and len(channels) == 1:
-        images = images[np.newaxis]
     expected = (len(channels), z_um.size)
+    if images.ndim >= 2 and images.size == math.prod((*expected, *images.shape[-2:])):
+        # tifffile drops axes of length one: a one-channel or one-plane stack comes back 3-D
+        images = images.reshape(*expected, *images.shape[-2:])
     if images.ndim != 4 or images.shape[:2] != expected:
         raise StackFileError(f"{path}: pixel data of shape {images.shape} does not match "
                              f"{expected[0]} channels x {expected[1]} planes in its record")

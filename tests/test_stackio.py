@@ -1,11 +1,21 @@
 """The OME-TIFF focal-stack format: round trip, and clear errors for damaged files."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import tifffile
 
 from controller.optics import preset
-from controller.stackio import FocalStack, StackFileError, read_stack, write_stack
+from controller.stackio import (
+    GROUND_TRUTH_MIN_PLANES,
+    FocalStack,
+    StackFileError,
+    read_stack,
+    write_stack,
+)
+from training.groundtruth import FIT_HALF_WIDTH
 
 
 @pytest.fixture
@@ -62,3 +72,45 @@ def test_missing_file_is_named(tmp_path):
 def test_inconsistent_stack_is_refused(stack):
     with pytest.raises(StackFileError, match="z positions"):
         FocalStack(stack.images, np.arange(4.0), stack.channels, stack.optics)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_stack_files_get_the_permissions_of_the_users_umask(tmp_path, stack, umask):
+    old = os.umask(umask)
+    try:
+        path = write_stack(tmp_path / "s.ome.tif", stack)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_rewritten_stack_replaces_the_old_one_whole(tmp_path, stack):
+    path = write_stack(tmp_path / "s.ome.tif", stack)
+    stack.metadata["seed"] = 4
+    write_stack(path, stack)
+    assert read_stack(path).metadata["seed"] == 4
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_one_plane_stack_reads_back(tmp_path, stack):
+    one = FocalStack(stack.images[:, 2:3], stack.z_um[2:3], stack.channels, stack.optics)
+    back = read_stack(write_stack(tmp_path / "one.ome.tif", one))
+    np.testing.assert_array_equal(back.images, one.images)
+    assert back.z_um.tolist() == [0.0]
+
+
+def test_a_one_channel_one_plane_stack_reads_back(tmp_path, stack):
+    one = FocalStack(stack.images[:1, :1], stack.z_um[:1], stack.channels[:1], stack.optics)
+    assert read_stack(write_stack(tmp_path / "one.ome.tif", one)).images.shape == (1, 1, 32, 48)
+
+
+def test_the_ground_truth_plane_count_is_that_of_the_peak_fit():
+    assert GROUND_TRUTH_MIN_PLANES == 2 * FIT_HALF_WIDTH + 1
+
+
+def test_a_stack_that_cannot_be_written_is_a_clear_error(tmp_path, stack):
+    (tmp_path / "a-file").write_text("")
+    for path in (tmp_path / "a-file" / "s.ome.tif", tmp_path):
+        with pytest.raises(StackFileError, match="cannot write the stack"):
+            write_stack(path, stack)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]

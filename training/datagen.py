@@ -16,9 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from controller.errors import FocuslockError
+from controller.files import require_writable_dir
 from controller.optics import preset
 from controller.sim.samples import make_sample
-from controller.sim.stacks import render_stack
+from controller.sim.stacks import render_stack, require_render_memory, resolve_patterns
 from controller.stackio import write_stack
 
 
@@ -30,14 +31,17 @@ def generate(out: Path, count: int, *, kinds: Sequence[str], seed: int, size: in
              preset_name: str = "paper", z_range_um: float = 30.0, z_step_um: float = 1.0,
              focus_jitter_um: float = 1.0, progress: bool = True) -> list[Path]:
     """Render ``count`` stacks into ``out`` (skipping those already there); their paths."""
-    if count < 1 or size < 8 or z_range_um <= 0 or z_step_um <= 0 or not kinds:
+    if count < 1 or size < 8 or not z_range_um > 0 or not z_step_um > 0 or not kinds:
         raise FocuslockError("train-data: count, size, z range, z step and the sample kinds "
                              "must be positive / non-empty")
     system = preset(preset_name)
     pixel_um = system.optics.pixel_um
-    n_steps = round(z_range_um / z_step_um)
+    half_planes = z_range_um / z_step_um
+    require_render_memory("train-data", (size, size), 1, len(resolve_patterns(system, None)),
+                          2 * half_planes + 1)
+    require_writable_dir(out)
+    n_steps = round(half_planes)
     z = np.arange(-n_steps, n_steps + 1) * z_step_um
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in tqdm(range(count), desc="rendering stacks", unit="stack", disable=not progress):
         kind = kinds[i % len(kinds)]

@@ -23,6 +23,17 @@ class TrainingError(FocuslockError, ValueError):
     """Hyper-parameters or data that training cannot use."""
 
 
+# What a network for one small MLP can use; beyond these a number is a typo (or a network too big
+# to build: 10**6 layers of 10**6 units). Chained comparisons refuse NaN, the upper ends infinity.
+INTEGER_RANGES = {
+    "depth": (1, 100), "width": (1, 10_000), "batch_size": (1, 1 << 20),
+    "max_epochs": (1, 1_000_000), "patience": (1, 1_000_000), "lr_patience": (0, 1_000_000),
+    "seed": (0, 2**32 - 1),  # what numpy's legacy seeding, which Keras calls, accepts
+}
+MAX_LEARNING_RATE = 1.0
+MAX_OUTPUT_SCALE_UM = 1000.0  # the drive's whole travel
+
+
 @dataclass(frozen=True)
 class HyperParams:
     depth: int = 10  # hidden layers
@@ -41,15 +52,19 @@ class HyperParams:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("depth", "width", "batch_size", "max_epochs", "patience"):
-            if int(getattr(self, name)) < 1:
-                raise TrainingError(f"hyper-parameter {name} must be >= 1")
-        if self.lr_patience < 0:
-            raise TrainingError("hyper-parameter lr_patience must be >= 0")
+        for name, (low, high) in INTEGER_RANGES.items():
+            value = getattr(self, name)
+            if not (isinstance(value, int) and low <= value <= high):
+                raise TrainingError(f"hyper-parameter {name} must be an integer in "
+                                    f"[{low}, {high}], got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise TrainingError(f"hyper-parameter dropout must be in [0, 1), got {self.dropout}")
-        if self.learning_rate <= 0 or self.output_scale_um <= 0:
-            raise TrainingError("learning_rate and output_scale_um must be positive")
+        if not 0.0 < self.learning_rate <= MAX_LEARNING_RATE:
+            raise TrainingError(f"hyper-parameter learning_rate must be in (0, "
+                                f"{MAX_LEARNING_RATE:g}], got {self.learning_rate}")
+        if not 0.0 < self.output_scale_um <= MAX_OUTPUT_SCALE_UM:
+            raise TrainingError(f"hyper-parameter output_scale_um must be in (0, "
+                                f"{MAX_OUTPUT_SCALE_UM:g}] µm, got {self.output_scale_um}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,8 +131,12 @@ def fit(model: Any, hp: HyperParams, x_train: np.ndarray, y_train: np.ndarray,
         result = model.fit(x_train, y_train, validation_data=(x_val, y_val),
                            epochs=hp.max_epochs, batch_size=hp.batch_size, shuffle=True,
                            callbacks=callbacks, verbose=verbose)
-    val = [float(v) for v in result.history["val_rmse"]]
-    return History([float(v) for v in result.history["rmse"]], val, int(np.argmin(val)))
+    val = np.array(result.history["val_rmse"], np.float64)
+    if not np.isfinite(val).any():
+        raise TrainingError(f"training diverged: the validation RMSE was {val[-1]} in every "
+                            f"epoch (learning rate {hp.learning_rate:g}: try a smaller one)")
+    best = int(np.nanargmin(np.where(np.isfinite(val), val, np.nan)))
+    return History([float(v) for v in result.history["rmse"]], val.tolist(), best)
 
 
 def weights_to_arrays(model: Any) -> dict[str, np.ndarray]:

@@ -17,7 +17,15 @@ import numpy as np
 
 from controller import __version__
 from controller.features import FeatureSpec, Standardizer
-from controller.model import BUNDLE_FORMAT, FocusModel, ModelError, check_fit, read_record
+from controller.files import replaced_dir, require_writable_dir
+from controller.model import (
+    BUNDLE_FORMAT,
+    RECORD_FILE,
+    FocusModel,
+    ModelError,
+    check_fit,
+    read_record,
+)
 from training.dataset import Dataset, load_dataset
 from training.export import (
     DEFAULT_MIN_CONFIDENCE,
@@ -44,6 +52,7 @@ INT8_TOLERANCE = 0.05  # the int8 model may be this much worse than the float on
 # edges of its trained range (6 µm frames routed to a ±6 µm network read 4.4 µm), and the main
 # network's own error near focus (about 0.5 µm) must not carry a frame there.
 FINE_MARGIN_UM = 3.0
+MAX_FINE_RANGE_UM = 100.0  # the near-focus network's ±range; the main one's is about ±30 µm
 
 
 def folder_name(path: Path) -> str:
@@ -113,7 +122,36 @@ def _ground_truth_error(dataset: Dataset) -> dict[str, float] | None:
             "p90_um": float(np.percentile(e, 90)), "max_um": float(e.max())}
 
 
-def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
+def check_bundle_target(out: Path, force: bool) -> None:
+    """Before any work: ``out`` can become the new bundle. An existing bundle is replaced only
+    with ``force``; a file, or a folder holding something else, never (nothing is lost)."""
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out}: is a file, not a bundle folder; choose another name")
+    if out.is_dir():
+        if not force:
+            raise TrainingError(f"--out {out}: a bundle folder already exists; pass --force to "
+                                f"replace it, or choose another name")
+        if any(out.iterdir()) and not (out / RECORD_FILE).is_file():
+            raise TrainingError(f"--out {out}: the folder is not a model bundle (no "
+                                f"{RECORD_FILE}); refusing to replace it, even with --force")
+    require_writable_dir(out.parent)
+
+
+def check_training_numbers(fine_range_um: float | None, min_confidence: float | None,
+                           validation_fraction: float, workers: int) -> None:
+    """The numbers ``train`` takes besides the hyper-parameters, checked before any work."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise TrainingError(f"--validation-fraction must be in (0, 1), got {validation_fraction}")
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise TrainingError(f"--min-confidence must be in [0, 1], got {min_confidence}")
+    if fine_range_um is not None and not FINE_MARGIN_UM < fine_range_um <= MAX_FINE_RANGE_UM:
+        raise TrainingError(f"--fine-range-um must be in ({FINE_MARGIN_UM:g}, "
+                            f"{MAX_FINE_RANGE_UM:g}] µm, got {fine_range_um}")
+    if workers < 1:
+        raise TrainingError(f"--workers must be at least 1, got {workers}")
+
+
+def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, force: bool = False,
           finetune: Path | None = None, fine_range_um: float | None = None, mirror: bool = False,
           min_confidence: float | None = None, validation_fraction: float = 0.15,
           workers: int = 1, cache_dir: Path | None = None, verbose: int = 2) -> dict[str, Any]:
@@ -123,12 +161,14 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
     focus (from scratch, also when fine-tuning); the controller switches to it when the main
     network puts a frame within ``fine_range_um - FINE_MARGIN_UM``. ``min_confidence`` is the
     threshold the bundle carries (None: the fine-tuned bundle's, else DEFAULT_MIN_CONFIDENCE).
+    The bundle is written to a new folder beside ``out`` and switched in once verified; an
+    existing ``out`` is replaced only with ``force``.
     """
+    check_training_numbers(fine_range_um, min_confidence, validation_fraction, workers)
+    check_bundle_target(out, force)
     base: dict[str, Any] | None = None
     fine_tuned_from: dict[str, Any] | None = None
     threshold = DEFAULT_MIN_CONFIDENCE if min_confidence is None else min_confidence
-    if not 0.0 <= threshold <= 1.0:
-        raise TrainingError(f"min_confidence must be in [0, 1], got {threshold}")
     if finetune is not None:
         base = read_record(finetune)
         fine_tuned_from = {"bundle": folder_name(finetune),
@@ -200,19 +240,20 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams,
         },
         "fine": fine,
     }
-    write_bundle(out, int8_model, weights_to_arrays(model), record, fine_model)
-    # The controller's own loader must accept what was written and give the same answers.
-    loaded = FocusModel.load(out, optics=data.optics, pattern=data.pattern)
-    if not np.allclose(loaded.predict_features(val_set.features), int8_patch, atol=1e-4):
-        raise ModelError(f"{out}: the controller's predictions differ from the exporter's")
-    frames = per_frame_model(val_set, loaded)
-    record["metrics"]["bundle"] = metrics(frames["label"], frames["predicted"])
-    record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames)
-    write_bundle(out, int8_model, weights_to_arrays(model), record, fine_model)
-    write_report(out / "report", frames["label"], frames["predicted"],
-                 f"{folder_name(out)}: validation, int8" + (" coarse + fine" if fine else ""),
-                 {"bundle": folder_name(out), "data": folder_name(data_dir)},
-                 (history.train_rmse_um, history.val_rmse_um), list(frames["stack"]))
+    with replaced_dir(out) as staging:
+        write_bundle(staging, int8_model, weights_to_arrays(model), record, fine_model)
+        # The controller's own loader must accept what was written and give the same answers.
+        loaded = FocusModel.load(staging, optics=data.optics, pattern=data.pattern)
+        if not np.allclose(loaded.predict_features(val_set.features), int8_patch, atol=1e-4):
+            raise ModelError(f"{out}: the controller's predictions differ from the exporter's")
+        frames = per_frame_model(val_set, loaded)
+        record["metrics"]["bundle"] = metrics(frames["label"], frames["predicted"])
+        record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames)
+        write_bundle(staging, int8_model, weights_to_arrays(model), record, fine_model)
+        write_report(staging / "report", frames["label"], frames["predicted"],
+                     f"{folder_name(out)}: validation, int8" + (" coarse + fine" if fine else ""),
+                     {"bundle": folder_name(out), "data": folder_name(data_dir)},
+                     (history.train_rmse_um, history.val_rmse_um), list(frames["stack"]))
     return record
 
 
@@ -241,8 +282,6 @@ def _train_fine(range_um: float, spec: FeatureSpec, hp: HyperParams, train_set: 
                 x_train: np.ndarray, val_set: Dataset, x_val: np.ndarray, verbose: int
                 ) -> tuple[dict[str, Any], bytes]:
     """The near-focus network: same features and normalisation, rows within ``range_um``."""
-    if range_um <= FINE_MARGIN_UM:
-        raise TrainingError(f"the fine range must exceed {FINE_MARGIN_UM} µm, got {range_um}")
     near_train = np.abs(train_set.defocus_um) <= range_um
     near_val = np.abs(val_set.defocus_um) <= range_um
     fine_hp = replace(hp, output_scale_um=range_um / 2)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from controller.errors import FocuslockError
+
+LUMINANCE_BYTES = 8  # per pixel and band: colour is averaged in float64
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +34,6 @@ def register(subparsers: Any) -> None:
 
 def _frames(model_path: Path, path: Path) -> Iterator[tuple[Any, int, float | None, Any]]:
     """(model, plane index, z, frame) for every frame of one file."""
-    import numpy as np
 
     from controller.model import FocusModel
     from controller.stackio import AUTOFOCUS_CHANNEL, read_stack
@@ -43,18 +45,38 @@ def _frames(model_path: Path, path: Path) -> Iterator[tuple[Any, int, float | No
         for i, frame in enumerate(stack.channel(AUTOFOCUS_CHANNEL)):
             yield model, i, float(stack.z_um[i]), frame
         return
-    model = FocusModel.load(model_path)
-    try:
-        from PIL import Image
+    image = read_image(path)
+    yield FocusModel.load(model_path), 0, None, image
 
-        image = np.asarray(Image.open(path))
+
+def read_image(path: Path) -> Any:
+    """One frame from an image file, as a 2-D array (colour becomes its luminance). Its size is
+    read from the header first: past PIL's decompression-bomb limit, or more than the free
+    memory, the file is refused before its pixels are decoded."""
+    import numpy as np
+    from PIL import Image
+
+    from controller.resources import require_memory
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                cols, rows = opened.size
+                bands = len(opened.getbands())
+                require_memory(f"reading {path} ({cols}x{rows} pixels)",
+                               rows * cols * bands * LUMINANCE_BYTES)
+                image = np.asarray(opened)
     except FileNotFoundError:
         raise FocuslockError(f"{path}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FocuslockError(f"{path}: refused, a damaged file or a decompression bomb: "
+                             f"{exc}") from None
     except OSError as exc:
         raise FocuslockError(f"{path}: not a readable image ({exc})") from exc
     if image.ndim == 3:  # colour or RGBA: the luminance is what the method uses
         image = image[..., :3].mean(axis=2)
-    yield model, 0, None, image
+    return image
 
 
 def run(args: argparse.Namespace) -> int:

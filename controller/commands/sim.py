@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
+from controller.cli import bounded_float, bounded_int, finite_float
+
 DEFAULT_PATTERNS = "autofocus,dpc-bottom"
+SEED = bounded_int(0, 2**63 - 1)
+MAX_LED_RADIUS_NA = 0.1  # a real LED die spans about 0.005 NA seen from the sample
+MAX_MONTAGE_PLANES = 100
+MIN_TILE_PX, MAX_TILE_PX = 16, 1024
+MIN_FRAME_PX = 8
+# What microscopes have; beyond these the simulation overflows (a 1e-283 µm wavelength) or draws
+# a field of metres (a 1e-5 magnification), which takes its sample generator days.
+OPTICS_RANGES = {"na": (0.0, 1.7), "immersion-index": (1.0, 2.5), "wavelength-um": (0.2, 2.0),
+                 "magnification": (1.0, 200.0), "camera-pixel-um": (0.5, 30.0)}
+SAMPLE_PIXEL_UM = (0.01, 2.0)  # the camera pixel seen at the sample
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,27 +38,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     stack.add_argument("out", metavar="OUT.ome.tif", help="stack file to write")
     stack.add_argument("--sample", default="sparse-cells",
                        help="sparse-cells, dense-cells, tissue or image (default: %(default)s)")
-    stack.add_argument("--seed", type=int, default=1, help="sample seed (default: %(default)s)")
-    stack.add_argument("--noise-seed", type=int, default=None,
+    stack.add_argument("--seed", type=SEED, default=1, help="sample seed (default: %(default)s)")
+    stack.add_argument("--noise-seed", type=SEED, default=None,
                        help="camera-noise seed (default: the sample seed)")
     stack.add_argument("--preset", default="paper", help="optical system (default: %(default)s)")
-    stack.add_argument("--z-range", nargs=2, type=float, default=(-30.0, 30.0),
+    stack.add_argument("--z-range", nargs=2, type=finite_float, default=(-30.0, 30.0),
                        metavar=("FROM", "TO"), help="focus positions in µm (default: -30 30)")
-    stack.add_argument("--z-step", type=float, default=1.0, help="µm (default: %(default)s)")
-    stack.add_argument("--focus-z", type=float, default=0.0,
+    stack.add_argument("--z-step", type=finite_float, default=1.0,
+                       help="µm (default: %(default)s)")
+    stack.add_argument("--focus-z", type=finite_float, default=0.0,
                        help="drive position of the true focal plane, µm (default: %(default)s)")
     stack.add_argument("--size", nargs="+", type=int, default=[1024], metavar="PX",
                        help="frame size: N (square) or ROWS COLS (default: 1024)")
     stack.add_argument("--patterns", default=DEFAULT_PATTERNS,
                        help="comma-separated pattern names of the preset (default: %(default)s)")
-    stack.add_argument("--oversample", type=int, default=1,
+    stack.add_argument("--oversample", type=bounded_int(1), default=1,
                        help="simulate on a grid this many times finer than the camera pixel, "
                             "for sample detail beyond the camera's Nyquist frequency "
                             "(default: %(default)s)")
-    stack.add_argument("--bandwidth-nm", type=float, default=0.0,
-                       help="LED spectral FWHM, sampled at 3 wavelengths (default: 0, one)")
-    stack.add_argument("--led-radius-na", type=float, default=0.0,
-                       help="angular radius of the LED die in NA (default: 0, a point)")
+    stack.add_argument("--bandwidth-nm", type=finite_float, default=0.0,
+                       help="LED spectral FWHM, sampled at 3 wavelengths, below half the "
+                            "wavelength (default: 0, one)")
+    stack.add_argument("--led-radius-na", type=bounded_float(0.0, MAX_LED_RADIUS_NA),
+                       default=0.0, help=f"angular radius of the LED die in NA, up to "
+                                         f"{MAX_LED_RADIUS_NA} (default: 0, a point)")
     stack.add_argument("--image", default=None, help="picture for --sample image")
     stack.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="a sample parameter (JSON value), e.g. density_per_mm2=800; "
@@ -54,8 +69,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for name, what in (("na", "objective NA"), ("immersion-index", "immersion index"),
                        ("wavelength-um", "wavelength (µm)"), ("magnification", "magnification"),
                        ("camera-pixel-um", "camera pixel (µm, on the sensor)")):
-        stack.add_argument(f"--{name}", type=float, default=None,
-                           help=f"override the preset's {what}")
+        low, high = OPTICS_RANGES[name]
+        stack.add_argument(f"--{name}", type=bounded_float(low, high, open_low=low == 0),
+                           default=None,
+                           help=f"override the preset's {what}, {low:g}..{high:g}")
     stack.add_argument("--montage", default=None, metavar="PNG",
                        help="also draw the stack's montage there")
     stack.set_defaults(func=run_stack)
@@ -66,9 +83,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     draw.add_argument("--out", required=True, metavar="PNG", help="image to write")
     draw.add_argument("--channel", action="append", default=None,
                       help="channel to draw (repeatable; default: all)")
-    draw.add_argument("--max-planes", type=int, default=11,
+    draw.add_argument("--max-planes", type=bounded_int(1, MAX_MONTAGE_PLANES), default=11,
                       help="planes per row, spread over the stack (default: %(default)s)")
-    draw.add_argument("--tile", type=int, default=160, help="tile size in px (default: 160)")
+    draw.add_argument("--tile", type=bounded_int(MIN_TILE_PX, MAX_TILE_PX), default=160,
+                      help=f"tile size in px, {MIN_TILE_PX}..{MAX_TILE_PX} (default: 160)")
     draw.set_defaults(func=run_montage)
 
 
@@ -85,6 +103,16 @@ def _params(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def _require_file_target(path: Path) -> None:
+    """Before any work: a file can be written at ``path`` (not a folder, in a writable one)."""
+    from controller.files import require_writable_dir
+    from controller.sim import SimError
+
+    if path.is_dir():
+        raise SimError(f"{path}: is a folder; give a file name in it")
+    require_writable_dir(path.parent)
 
 
 class _ProgressLine:
@@ -120,7 +148,8 @@ def run_stack(args: argparse.Namespace) -> int:
     from controller.optics import UndersampledWarning, preset
     from controller.sim import ImagingSettings, SimError, make_sample, render_stack
     from controller.sim.montage import write_montage
-    from controller.stackio import write_stack
+    from controller.sim.stacks import require_render_memory
+    from controller.stackio import GROUND_TRUTH_MIN_PLANES, write_stack
 
     system = preset(args.preset)
     overrides = {name: getattr(args, name) for name in
@@ -131,21 +160,32 @@ def run_stack(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", UndersampledWarning)
             optics = dataclasses.replace(system.optics, **overrides)
         system = dataclasses.replace(system, optics=optics)
-    if len(args.size) not in (1, 2) or min(args.size) <= 0:
-        raise SimError(f"--size: give one or two positive pixel counts, got {args.size}")
-    if args.oversample < 1:
-        raise SimError(f"--oversample must be >= 1, got {args.oversample}")
+    finest, coarsest = SAMPLE_PIXEL_UM
+    if not finest <= system.optics.pixel_um <= coarsest:
+        raise SimError(f"the camera pixel at the sample (camera pixel / magnification) is "
+                       f"{system.optics.pixel_um:.4g} µm; the simulator takes "
+                       f"{finest:g}..{coarsest:g} µm")
+    if len(args.size) not in (1, 2) or min(args.size) < MIN_FRAME_PX:
+        raise SimError(f"--size: give one or two pixel counts of at least {MIN_FRAME_PX}, "
+                       f"got {args.size}")
     rows, cols = (args.size * 2)[:2]
     low, high = args.z_range
-    if not (math.isfinite(args.z_step) and args.z_step > 0):
+    if not args.z_step > 0:
         raise SimError(f"--z-step must be positive, got {args.z_step}")
     if not low <= high:
         raise SimError(f"--z-range {low:g} {high:g}: the first must not exceed the second")
-    z = np.arange(low, high + args.z_step / 2, args.z_step)
+    if not 0 <= args.bandwidth_nm / 1000.0 < system.optics.wavelength_um / 2:
+        raise SimError(f"--bandwidth-nm must be in [0, {system.optics.wavelength_um * 500:g}) "
+                       f"(half the wavelength), got {args.bandwidth_nm}")
     names = [n.strip() for n in args.patterns.split(",") if n.strip()]
     if not names:
         raise SimError("--patterns: no pattern named")
     patterns = [system.pattern(n) for n in names]
+    require_render_memory("sim stack", (rows, cols), args.oversample,
+                          len(patterns), (high - low) / args.z_step + 1)
+    for out in (Path(args.out), *([Path(args.montage)] if args.montage else [])):
+        _require_file_target(out)
+    z = np.arange(low, high + args.z_step / 2, args.z_step)
     params = _params(args.param)
     if args.image is not None:
         params["image"] = args.image
@@ -164,6 +204,10 @@ def run_stack(args: argparse.Namespace) -> int:
         print(f"focuslock sim: warning: {message}", file=sys.stderr)
     stack.metadata["name"] = f"{args.sample}-{args.seed}"
     path = write_stack(args.out, stack)
+    if z.size < GROUND_TRUTH_MIN_PLANES:
+        print(f"focuslock sim: warning: {path} has {z.size} plane(s): predict reads it (one "
+              f"plane is a single image), but train and evaluate need at least "
+              f"{GROUND_TRUTH_MIN_PLANES} for their ground truth", file=sys.stderr)
     print(f"wrote {path}: {sample.kind} seed {args.seed}, {len(patterns)} channel(s) "
           f"x {z.size} planes of {cols}x{rows}, focus at z = {args.focus_z:g} µm")
     if args.montage:
@@ -175,6 +219,7 @@ def run_montage(args: argparse.Namespace) -> int:
     from controller.sim.montage import write_montage
     from controller.stackio import read_stack
 
+    _require_file_target(Path(args.out))
     stack = read_stack(args.stack)
     path = write_montage(stack, args.out, args.channel, args.max_planes, args.tile)
     print(f"wrote {path}")

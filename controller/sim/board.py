@@ -30,8 +30,10 @@ import json
 import os
 import random
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import tty
@@ -43,6 +45,7 @@ from typing import Any
 from controller.hardware.interfaces import HardwareError
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+WORKDIR_PREFIX = "focuslock-board-"  # + owner pid + "-" + random: see temporary_workdir
 
 
 @dataclass
@@ -96,6 +99,37 @@ class LineFaults:
             if self._rng.random() < self.duplicate:
                 out.append(byte)
         return bytes(out)
+
+
+def temporary_workdir() -> Path:
+    """A new folder in the system's temporary directory for one simulated board, named with
+    this process's id. Folders that earlier processes left there (killed before they could
+    remove theirs) are removed first, once their process is gone: nothing piles up in /tmp."""
+    remove_stale_workdirs(Path(tempfile.gettempdir()))
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+
+
+def remove_stale_workdirs(root: Path) -> list[Path]:
+    """Remove this user's board folders in ``root`` whose owning process has ended; them."""
+    removed = []
+    for path in root.glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = path.name.removeprefix(WORKDIR_PREFIX).partition("-")[0]
+        if not (pid.isdigit() and path.is_dir() and not path.is_symlink()) or \
+                path.stat().st_uid != os.getuid() or _process_exists(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def micropython_command() -> list[str]:

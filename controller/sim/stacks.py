@@ -11,6 +11,7 @@ import numpy as np
 from controller import __version__
 from controller.optics import Pattern, Preset
 from controller.optics import preset as named_preset
+from controller.resources import require_memory
 from controller.sim.camera import CameraModel
 from controller.sim.errors import SimError
 from controller.sim.imaging import Imager, ImagingSettings
@@ -18,6 +19,24 @@ from controller.sim.samples import Sample
 from controller.stackio import FocalStack
 
 Progress = Callable[[int, int], None]  # (planes done, planes in all)
+MAX_PLANES = 100_000  # ±1000 µm of drive travel at 0.02 µm steps; more is a typo, not a stack
+# Peak memory of rendering per pixel of the simulation grid (sample, fields, FFT buffers, pupils),
+# measured: 1024x1024 frames under two patterns peak at 250 MB, 512x512 at 2x oversampling 160 MB.
+SIM_BYTES_PER_PIXEL = 160
+
+
+def require_render_memory(what: str, frame_shape: tuple[int, int], oversample: int,
+                          n_channels: int, n_planes: float) -> None:
+    """Refuse a render whose plane count is absurd or whose simulation grid and stack would not
+    fit in memory, before the sample is made (``n_planes`` may be a float: inf, 1e30 ...)."""
+    if not n_planes <= MAX_PLANES:
+        raise SimError(f"{what}: the z range and step give {n_planes:.6g} planes; a stack has at "
+                       f"most {MAX_PLANES}")
+    rows, cols = frame_shape
+    need = (SIM_BYTES_PER_PIXEL * rows * cols * oversample**2
+            + np.dtype(np.uint16).itemsize * n_channels * int(n_planes) * rows * cols)
+    require_memory(f"{what} ({n_channels} channel(s) x {int(n_planes)} planes of {cols}x{rows}"
+                   f"{f', oversampled {oversample}x' if oversample > 1 else ''})", need)
 
 
 def resolve_preset(preset: Preset | str) -> Preset:

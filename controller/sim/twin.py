@@ -12,8 +12,10 @@ Scenarios (controller/sim/scenario.py) play timed events against the twin while 
 
 from __future__ import annotations
 
-import tempfile
+import functools
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import Illuminator
 from controller.hardware.rig import Rig
 from controller.optics import LedArray, Pattern, Preset
-from controller.sim.board import SimBoardSettings, SimulatedBoard
+from controller.sim.board import SimBoardSettings, SimulatedBoard, temporary_workdir
 from controller.sim.devices import VirtualCamera, VirtualScope
 from controller.sim.rigs import SimulatedWorld
 
@@ -88,11 +90,10 @@ def open_twin(system: Preset, settings: SimSettings, *, steps_per_um: float = 10
     clock = clock or MonotonicClock()
     world = SimulatedWorld.build(system, settings, clock, frame_shape)
     system = world.system
-    closers = []
-    if workdir is None:
-        temporary = tempfile.TemporaryDirectory(prefix="focuslock-twin-")
-        closers.append(temporary.cleanup)
-        workdir = Path(temporary.name)
+    closers: list[Callable[[], None]] = []
+    if workdir is None:  # removed on close, or by the next twin's start after a kill
+        workdir = temporary_workdir()
+        closers.append(functools.partial(shutil.rmtree, workdir, ignore_errors=True))
     start_steps = round(settings.start_z_um * steps_per_um)
     leds_dmm = [[round(x * 10), round(y * 10), round(d * 10)]
                 for x, y, d in system.leds.positions_mm]

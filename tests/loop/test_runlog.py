@@ -4,7 +4,8 @@ import csv
 
 import pytest
 
-from controller.runlog import RunLog, StepRecord, read_run
+from controller.files import new_dir
+from controller.runlog import RunLog, StepRecord, read_run, timestamped_dir
 
 
 def record(step: int) -> StepRecord:
@@ -44,3 +45,11 @@ def test_rotation_keeps_the_newest_steps_within_the_size_bound(tmp_path):
 def test_undeclared_columns_are_a_bug(tmp_path):
     with RunLog(tmp_path / "s.jsonl") as log, pytest.raises(ValueError, match="undeclared"):
         log.write(record(1), surprise=1)
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    folders = [timestamped_dir(tmp_path / "runs", "lock") for _ in range(3)]
+    assert len(set(folders)) == 3 and all(f.is_dir() for f in folders)
+    assert all(f.name.startswith("lock-") and not any(f.iterdir()) for f in folders)
+    taken = new_dir(tmp_path / "run")
+    assert [new_dir(taken).name, new_dir(taken).name] == ["run-2", "run-3"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from controller.cli import main
 from controller.stackio import read_stack
+from tests.cli_run import run_cli
 
 
 def test_sim_stack_writes_a_readable_stack_with_its_truth_and_a_montage(tmp_path, capsys):
@@ -41,7 +43,7 @@ def test_sim_reports_bad_configurations_as_one_line_errors(tmp_path, capsys):
     out = str(tmp_path / "x.ome.tif")
     cases = [
         (["--na", "1.1"], "must be smaller than the immersion index"),
-        (["--size", "-5"], "positive pixel counts"),
+        (["--size", "-5"], "pixel counts of at least 8"),
         (["--z-range", "2", "1"], "must not exceed"),
         (["--sample", "plankton"], "unknown sample kind"),
         (["--patterns", "autofocus,ring"], "unknown pattern 'ring'"),
@@ -67,3 +69,43 @@ def test_sim_montage_of_a_missing_stack_is_a_clear_error(tmp_path, capsys):
     assert main(["sim", "montage", str(tmp_path / "none.ome.tif"), "--out",
                  str(tmp_path / "m.png")]) == 2
     assert "no such stack file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--size", "100000"], "would need 2.64e+03 GiB of memory, the machine has"),
+    (["--oversample", "1000"], "oversampled 1000x) would need"),
+    (["--z-step", "1e-9"], "the z range and step give 3e+10 planes; a stack has at most 100000"),
+    (["--z-range", "-1000000000", "1000000000"], "give 2e+09 planes"),
+    (["--z-range", "0", "1e308", "--z-step", "1e-300"], "give inf planes"),
+    (["--bandwidth-nm", "400"], "--bandwidth-nm must be in [0, 265)"),
+    (["--led-radius-na", "0.5"], "argument --led-radius-na: must be in [0, 0.1]"),
+    (["--size", "7"], "pixel counts of at least 8"),
+])
+def test_sim_stack_refuses_work_beyond_the_machine_before_allocating(tmp_path, capsys, extra,
+                                                                    message):
+    out = tmp_path / "x.ome.tif"
+    code, err = run_cli(["sim", "stack", str(out), "--z-range", "-15", "15", *extra], capsys)
+    assert code == 2
+    assert message in err
+    assert "rendering plane" not in err  # refused before any work
+    assert not out.exists()
+
+
+def test_sim_stack_refuses_an_output_it_could_not_write_before_rendering(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out, message in ((tmp_path, "is a folder"),
+                         (blocker / "x.ome.tif", "cannot create the folder")):
+        assert main(["sim", "stack", str(out), "--size", "32", "--z-range", "0", "0"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "rendering plane" not in err
+
+
+def test_sim_stack_warns_that_a_short_stack_serves_predict_only(tmp_path, capsys):
+    out = tmp_path / "short.ome.tif"
+    assert main(["sim", "stack", str(out), "--size", "32", "--z-range", "-2", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "has 5 plane(s): predict reads it" in err and "need at least 7" in err
+    assert read_stack(out).images.shape == (2, 5, 32, 32)
+    assert main(["sim", "stack", str(out), "--size", "32", "--z-range", "-3", "3"]) == 0
+    assert "warning" not in capsys.readouterr().err
