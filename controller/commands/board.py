@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import tempfile
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -232,12 +232,18 @@ def run_clear_fault(args: argparse.Namespace) -> int:
 
 
 def run_sim(args: argparse.Namespace) -> int:
-    from controller.sim.board import SimulatedBoard
+    from controller.sim.board import SimulatedBoard, temporary_workdir
 
-    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="focusboard-"))
-    with SimulatedBoard(workdir) as sim:
-        print(f"simulated focus board on {sim.port} (motor state: {sim.state_file}); Ctrl-C ends",
-              flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            _wait_for_ctrl_c()
+    # Without --workdir the board's folder is temporary: removed at the end, or at the next
+    # start of a simulated board should this process be killed.
+    workdir = Path(args.workdir) if args.workdir else temporary_workdir()
+    try:
+        with SimulatedBoard(workdir) as sim:
+            print(f"simulated focus board on {sim.port} (motor state: {sim.state_file}); "
+                  f"Ctrl-C ends", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                _wait_for_ctrl_c()
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0

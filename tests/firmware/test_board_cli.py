@@ -1,6 +1,10 @@
 """``focuslock board`` against the simulated board: the commands a person types at the box."""
 
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -88,3 +92,23 @@ def test_bad_numbers_exit_2_with_one_line_naming_them_and_nothing_moves(sim, cap
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and re.search(message, errors[0]), err
     assert sim.motor_steps() == 500 and sim.lit_leds() == {}
+
+
+def test_board_sim_serves_until_ctrl_c_and_leaves_no_folder_behind(tmp_path):
+    """``focuslock board sim`` (a board to try the commands on): its temporary folder goes when it
+    ends, so repeated tries do not pile up in the temporary directory."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    with subprocess.Popen([sys.executable, "-m", "controller.cli", "board", "sim"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            line = process.stdout.readline()
+            assert line.startswith("simulated focus board on "), line + process.stderr.read()
+            assert main(["board", "info", "--port", line.split()[4]]) == 0
+            assert list(tmp_path.glob("focuslock-board-*"))
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0, process.stderr.read()
+        finally:
+            process.kill()
+    assert not list(tmp_path.glob("focuslock-board-*"))
