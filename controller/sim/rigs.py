@@ -78,7 +78,7 @@ def virtual_rig(system: Preset, settings: SimSettings, *, clock: Clock | None = 
 def open_virtual(config: Config) -> Rig:
     """Backend ``virtual``: the in-process virtual microscope."""
     return virtual_rig(preset(config.optics.preset), config.sim,
-                       steps_per_um=config.board.steps_per_um)
+                       steps_per_um=config.board.steps_per_um, travel_um=config_travel(config))
 
 
 def open_firmware_sim(config: Config) -> Rig:
@@ -86,4 +86,10 @@ def open_firmware_sim(config: Config) -> Rig:
     from controller.sim.twin import open_twin
 
     return open_twin(preset(config.optics.preset), config.sim,
-                     steps_per_um=config.board.steps_per_um).rig
+                     steps_per_um=config.board.steps_per_um, travel_um=config_travel(config)).rig
+
+
+def config_travel(config: Config) -> tuple[float, float]:
+    """The travel the config gives the focus drive: a simulated drive's limits, as a real
+    board's soft limits, are the numbers every window is checked against."""
+    return config.board.travel_min_um, config.board.travel_max_um

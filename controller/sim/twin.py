@@ -85,7 +85,8 @@ class DigitalTwin:
 
 def open_twin(system: Preset, settings: SimSettings, *, steps_per_um: float = 10.0,
               frame_shape: tuple[int, int] | None = None, workdir: Path | None = None,
-              clock: Clock | None = None) -> DigitalTwin:
+              clock: Clock | None = None,
+              travel_um: tuple[float, float] = TWIN_TRAVEL_UM) -> DigitalTwin:
     """Start the firmware, connect the driver, and couple both to a virtual scope."""
     clock = clock or MonotonicClock()
     world = SimulatedWorld.build(system, settings, clock, frame_shape)
@@ -102,7 +103,7 @@ def open_twin(system: Preset, settings: SimSettings, *, steps_per_um: float = 10
     closers.insert(0, board_sim.close)
     try:
         board = FocusBoard(serial_opener(board_sim.port), FocusBoardSettings(
-            steps_per_um=steps_per_um, travel_um=TWIN_TRAVEL_UM, settle_s=settings.settle_s,
+            steps_per_um=steps_per_um, travel_um=travel_um, settle_s=settings.settle_s,
             leds=system.leds)).connect()
         # After power-up the firmware does not vouch for its position; the twin knows where the
         # mechanism is, so it re-references there (a user would home or set it).

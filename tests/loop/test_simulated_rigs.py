@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from controller.config import SimSettings
+from controller.config import SimSettings, config_from_dict
 from controller.hardware.interfaces import CameraTimeout, DriveFault
+from controller.hardware.rig import open_rig
 from controller.optics import preset
 from controller.sim.rigs import virtual_rig
 from controller.sim.twin import open_twin
@@ -56,3 +57,22 @@ def test_a_dead_camera_times_out(rig):
     with pytest.raises(CameraTimeout):
         rig.camera.capture(timeout_s=0.2)
     assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("backend", ["virtual", pytest.param("firmware-sim",
+                                                             marks=pytest.mark.firmware)])
+def test_a_simulated_drive_has_the_travel_the_config_gives(backend):
+    """Every window is checked against the config's travel; a simulated drive enforces the same
+    numbers (the twin's firmware gets them as its soft limits, as a real board does)."""
+    config = config_from_dict({"board": {"backend": backend, "travel_min_um": -30.0,
+                                         "travel_max_um": 70.0},
+                               "lock": {"travel_window_um": 50.0},
+                               "focus": {"search_window_um": 50.0},
+                               "sim": {"frame_size": 128}})
+    rig = open_rig(config)
+    try:
+        assert rig.drive.travel_um == (-30.0, 70.0)
+        with pytest.raises(DriveFault):
+            rig.drive.move_to(80.0)
+    finally:
+        rig.close()
