@@ -16,6 +16,10 @@ What is checked where:
 - *at ``focuslock config check`` and at start* (controller/preflight.py): what needs the
   filesystem, the network or the simulator: the model bundle, the sample kind, the log folder,
   the listen address.
+
+Longer than most modules because it is the one table of every setting (its default, range rule
+and doc, which the example config prints); the rules live in setting_rules.py, the machine's
+checks in preflight.py.
 """
 
 from __future__ import annotations

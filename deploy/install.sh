@@ -52,8 +52,13 @@ if [ -e "$config" ]; then
 else
     install -D -m 0644 "$here/focuslock.box.toml" "$config"
 fi
-# Refuse to finish with a config the program would reject at boot.
-"$target/venv/bin/focuslock" config check --config "$config"
+# Refuse to finish with a config the program would reject at boot. Staged under --root, the
+# config is for another machine: check what it says, not what this machine has.
+if [ -z "$root" ]; then
+    "$target/venv/bin/focuslock" config check --config "$config"
+else
+    "$target/venv/bin/focuslock" config show --config "$config" >/dev/null
+fi
 
 if [ -z "$root" ]; then
     id focuslock >/dev/null 2>&1 \

@@ -6,6 +6,9 @@ method, 409 for a request that contradicts what is running, 413 for an oversized
 a POST/PUT body is not declared ``application/json``. Requiring that type is what keeps a web
 page in a browser on the box from moving the motor: a cross-site request with it needs a CORS
 preflight, which this server never grants. Endpoints: docs/service.md.
+
+A little over 400 lines because the routes and the strict reading of a request body they all
+share (size, type, JSON depth, finite numbers, known fields) are best read together.
 """
 
 from __future__ import annotations

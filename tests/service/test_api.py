@@ -32,7 +32,7 @@ def test_status_before_anything_runs(running):
                             "mode", "counters", "last_step", "uptime_s", "healthy", "health"]
     assert status["counters"] == {"steps": 0, "moves": 0, "locked_steps": 0, "rejected": {},
                                   "faults": 0, "lock_starts": 0, "focus_runs": 0}
-    assert status["travel_um"] == [-500.0, 500.0]
+    assert status["travel_um"] == [-1000.0, 1000.0]  # the config's, as the virtual drive's
     assert status["state"] == "idle" and status["mode"] == "idle"
     assert status["z_um"] == pytest.approx(START_Z_UM)
     assert status["offset_um"] == 0.0 and status["offset_limit_um"] == 50.0
