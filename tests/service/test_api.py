@@ -253,7 +253,7 @@ def test_dashboard_is_one_self_contained_page(running):
     assert '<canvas id="plot"' in page
     assert "http://" not in page and "https://" not in page  # no CDN, works offline
     for endpoint in ("/api/status", "/api/log", "/api/focus", "/api/lock/start",
-                     "/api/lock/stop", "/api/offset"):
+                     "/api/stop", "/api/offset"):  # its Stop ends the lock or a focus now
         assert endpoint in page
 
 

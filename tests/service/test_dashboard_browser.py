@@ -59,7 +59,7 @@ def test_the_buttons_start_the_lock_set_the_offset_and_stop(running, tmp_path):
         message = browser.wait_for("document.getElementById('message').className === 'error' "
                                    "&& document.getElementById('message').textContent")
         assert "within ±50 µm" in message  # the API's refusal, shown to the person
-        browser.evaluate("document.getElementById('lock-stop').click()")
+        browser.evaluate("document.getElementById('stop').click()")
         browser.wait_for("document.getElementById('state')?.textContent === 'idle'")
         assert browser.evaluate("document.getElementById('leds').textContent") == "off"
         assert running.hardware[-1].rig.illuminator.pattern is None
