@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controller.cli import bounded_int, finite_float, yes_no
+from controller.commands.arguments import bounded_int, finite_float, yes_no
 
 DEFAULT_KINDS = "sparse-cells,dense-cells"
 WORKERS = bounded_int(1, os.cpu_count() or 1)  # more processes than cores only cost memory

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.commands.arguments import finite_float
 from controller.errors import FocuslockError
 
 if TYPE_CHECKING:
@@ -25,20 +26,9 @@ MAX_HOLD_S = 86400.0  # a day; 0 holds until Ctrl-C
 HOLD_POLL_S = 0.2  # how often a hold asks the board whether it faulted
 
 
-def finite_number(text: str) -> float:
-    """An argparse type: a finite number (nan, inf and 1e400 are refused with one line)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
 def positive_number(text: str) -> float:
     """An argparse type: a finite number > 0 (a motor scale: 0 means nothing, not a default)."""
-    value = finite_number(text)
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
     return value
@@ -46,7 +36,7 @@ def positive_number(text: str) -> float:
 
 def hold_seconds(text: str) -> float:
     """An argparse type: seconds to hold the LEDs, 0 (until Ctrl-C) .. MAX_HOLD_S."""
-    value = finite_number(text)
+    value = finite_float(text)
     if not 0 <= value <= MAX_HOLD_S:
         raise argparse.ArgumentTypeError(f"{text!r} must be in 0..{MAX_HOLD_S:g} s "
                                          "(0: until Ctrl-C)")
@@ -72,14 +62,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     action("status", "position, motion, endstops, fault, LEDs").set_defaults(func=run_status)
     move = action("move", "move the focus and wait until it settled")
     where = move.add_mutually_exclusive_group(required=True)
-    where.add_argument("--by", type=finite_number, metavar="UM",
+    where.add_argument("--by", type=finite_float, metavar="UM",
                        help="relative move (a negative one as --by=-5)")
-    where.add_argument("--to", type=finite_number, metavar="UM", help="absolute move")
+    where.add_argument("--to", type=finite_float, metavar="UM", help="absolute move")
     move.set_defaults(func=run_move)
     action("home", "seek the min endstop; the position becomes known").set_defaults(
         func=run_home)
     set_position = action("set-position", "declare the current position (re-reference)")
-    set_position.add_argument("z_um", type=finite_number, metavar="UM")
+    set_position.add_argument("z_um", type=finite_float, metavar="UM")
     set_position.set_defaults(func=run_set_position)
     leds = action("leds", "light LEDs by pattern or index and hold them")
     what = leds.add_mutually_exclusive_group(required=True)

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from controller.cli import bounded_float, bounded_int, finite_float
+from controller.commands.arguments import bounded_float, bounded_int, finite_float
 
 DEFAULT_PATTERNS = "autofocus,dpc-bottom"
 SEED = bounded_int(0, 2**63 - 1)
