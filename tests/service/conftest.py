@@ -74,6 +74,15 @@ def hanging_hardware(config: Config, models: list[HangingModel]) -> Callable[[],
     return make
 
 
+@pytest.fixture
+def hanging_service(start_service, tmp_path) -> tuple[Running, HangingModel]:
+    """A service on the virtual rig whose model can be made to hang (``model.free.clear()``)."""
+    config = service_config(tmp_path)
+    models: list[HangingModel] = []
+    running = start_service(config, hardware=hanging_hardware(config, models))
+    return running, models[-1]
+
+
 @dataclass
 class Client:
     """Plain HTTP on loopback: one request per connection, like curl."""

@@ -13,8 +13,6 @@ from controller.errors import FocuslockError
 from tests.service.conftest import (
     FOCUS_Z_UM,
     START_Z_UM,
-    HangingModel,
-    hanging_hardware,
     oracle_hardware,
     service_config,
 )
@@ -74,12 +72,9 @@ def test_focus_now_reports_and_leaves_the_sample_in_focus(running):
 
 
 def test_focus_now_that_outlasts_its_timeout_is_504_and_holds_off_other_commands(
-        start_service, tmp_path):
-    config = service_config(tmp_path)
-    models: list[HangingModel] = []
-    running = start_service(config, hardware=hanging_hardware(config, models))
+        hanging_service):
+    running, model = hanging_service
     client = running.client
-    model = models[-1]
     model.free.clear()
     try:
         code, reply = client.post("/api/focus", {"timeout_s": 0.3})

@@ -11,8 +11,6 @@ import pytest
 
 from tests.service.conftest import (
     START_Z_UM,
-    HangingModel,
-    hanging_hardware,
     oracle_hardware,
     service_config,
 )
@@ -26,12 +24,9 @@ def in_background(call, *args: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, result
 
 
-def test_stop_ends_a_running_focus_now_before_its_next_move(start_service, tmp_path):
-    config = service_config(tmp_path)
-    models: list[HangingModel] = []
-    running = start_service(config, hardware=hanging_hardware(config, models))
+def test_stop_ends_a_running_focus_now_before_its_next_move(hanging_service):
+    running, model = hanging_service
     client = running.client
-    model = models[-1]
     model.free.clear()
     try:
         focus, focus_reply = in_background(client.post, "/api/focus", {"timeout_s": 60})
@@ -72,11 +67,8 @@ def test_stop_stops_the_lock_and_is_harmless_when_nothing_runs(running):
     assert code == 400 and 'unknown field "now"' in reply["error"]
 
 
-def test_closing_the_service_stops_a_running_focus_now_first(start_service, tmp_path):
-    config = service_config(tmp_path)
-    models: list[HangingModel] = []
-    running = start_service(config, hardware=hanging_hardware(config, models))
-    model = models[-1]
+def test_closing_the_service_stops_a_running_focus_now_first(hanging_service):
+    running, model = hanging_service
     model.free.clear()
     try:
         in_background(running.client.post, "/api/focus", {"timeout_s": 60})
