@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from controller.errors import FocuslockError
 from controller.loop import FocusReport
-from controller.service.daemon import FocusService
+from controller.service.daemon import FocusService, is_finite_number
 from controller.service.errors import (
     Conflict,
     InvalidRequest,
@@ -187,7 +187,7 @@ def _metrics(request: _Request) -> Reply:
 def _focus(request: _Request) -> Reply:
     _fields(request, query=(), body=("timeout_s",))
     timeout = request.body.get("timeout_s", FOCUS_TIMEOUT_DEFAULT_S)
-    if not _is_number(timeout) or not 0 < timeout <= FOCUS_TIMEOUT_MAX_S:
+    if not is_finite_number(timeout) or not 0 < timeout <= FOCUS_TIMEOUT_MAX_S:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"timeout_s: must be a number in "
                                                 f"(0, {FOCUS_TIMEOUT_MAX_S:g}], got {timeout!r}")
     return _json(_focus_report_json(request.service.focus_now(float(timeout))))
@@ -273,10 +273,6 @@ def _int_query(request: _Request, name: str, default: int, *, low: int,
     if value < low or (high is not None and value > high):
         raise HttpError(HTTPStatus.BAD_REQUEST, f"{name}: must be {bounds}, got {value}")
     return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _reject_constant(name: str) -> Any:

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import TypeGuard, TypeVar
 
 from controller.config import Config, ConfigError, with_offset
 from controller.loop import FocusReport, LoopState
@@ -184,8 +184,13 @@ class FocusService:
         return Health(True, "ok")
 
 
+def is_finite_number(value: object) -> TypeGuard[int | float]:
+    """A finite JSON number (true and false are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _finite_number(name: str, value: object) -> float:
     """``value`` as a float if it is a finite JSON number, else InvalidRequest."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_finite_number(value):
         return float(value)
     raise InvalidRequest(f"{name}: must be a finite number, got {value!r}")
