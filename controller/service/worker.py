@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from controller.clock import MonotonicClock
-from controller.config import Config
+from controller.config import Config, with_offset
 from controller.errors import FocuslockError
 from controller.lock_runner import LockRunner
 from controller.loop import FocusLoop, FocusReport, LoopState
@@ -159,10 +159,9 @@ class LoopWorker:
 
     def set_offset(self, offset_um: float) -> WorkerStatus:
         """Hold ``z = z_focus + offset_um`` from the next step on (and in later runs)."""
-        lock = dataclasses.replace(self.config.lock, offset_um=offset_um)
-        self.config = dataclasses.replace(self.config, lock=lock)
+        self.config = with_offset(self.config, offset_um)
         if self._open is not None:
-            self._open.loop.lock_settings = lock
+            self._open.loop.lock_settings = self.config.lock
         return self._publish()
 
     def home_drive(self) -> WorkerStatus:
