@@ -221,6 +221,7 @@ def run_demo(args: argparse.Namespace) -> int:
         score_run,
         summary_lines,
     )
+    from controller.sim.rigs import config_travel
     from controller.sim.scenario import demo_scenario
     from controller.sim.twin import open_twin
 
@@ -234,7 +235,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"focuslock demo: {args.duration:.0f} s lock on the digital twin (virtual microscope, "
           f"real firmware under MicroPython), drift {sim_settings.drift_um_per_min} µm/min")
     twin = open_twin(preset(config.optics.preset), sim_settings,
-                     steps_per_um=config.board.steps_per_um)
+                     steps_per_um=config.board.steps_per_um, travel_um=config_travel(config))
     try:
         model = _load_model(config, twin.rig)
         with RunLog(out / "run.jsonl", out / "run.csv", extra_columns=TRUTH_COLUMNS) as log:
