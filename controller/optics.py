@@ -9,14 +9,22 @@ the NA vector ``(na_x, na_y)`` of the light's direction of travel at the sample,
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal, get_args
 
 from controller.errors import FocuslockError
+
+# The camera's colour filter array, named by its top-left 2x2 cell as the raw frame is delivered
+# ("mono": no filter). A colour sensor's frame stays the raw mosaic: every pixel one filter.
+ColourFilter = Literal["mono", "RGGB", "BGGR", "GRBG", "GBRG"]
+COLOUR_FILTERS: tuple[str, ...] = get_args(ColourFilter)
+MAX_CHROMATIC_UM_PER_UM = 1000.0  # 100 µm of focal shift per 0.1 µm of wavelength: no objective
+MIN_COLOUR_SEPARATION_UM = 0.05  # two LEDs told apart by a colour sensor differ at least this much
 
 
 class OpticsError(FocuslockError, ValueError):
@@ -38,6 +46,10 @@ class Optics:
     camera_pixel_um: float = 6.5
     frame_shape: tuple[int, int] = (2048, 2048)  # (rows, columns) as the camera delivers them
     bit_depth: int = 16
+    colour_filter: ColourFilter = "mono"
+    # Longitudinal chromatic aberration: light of wavelength λ is in focus
+    # chromatic_focus_um_per_um · (λ - wavelength_um) further along +z than the design wavelength.
+    chromatic_focus_um_per_um: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("wavelength_um", "na", "immersion_index", "magnification", "camera_pixel_um"):
@@ -54,6 +66,14 @@ class Optics:
             raise OpticsError(f"optics: frame_shape must be positive, got {self.frame_shape}")
         if not 8 <= self.bit_depth <= 16:
             raise OpticsError(f"optics: bit_depth must be 8..16, got {self.bit_depth}")
+        if self.colour_filter not in COLOUR_FILTERS:
+            raise OpticsError(f"optics: colour_filter must be one of {COLOUR_FILTERS}, "
+                              f"got {self.colour_filter!r}")
+        c = self.chromatic_focus_um_per_um
+        if not (isinstance(c, int | float) and math.isfinite(c)
+                and abs(c) <= MAX_CHROMATIC_UM_PER_UM):
+            raise OpticsError(f"optics: chromatic_focus_um_per_um must be a number within "
+                              f"±{MAX_CHROMATIC_UM_PER_UM:g}, got {c!r}")
         if self.pixel_um > self.nyquist_pixel_um:
             warnings.warn(
                 f"optics: pixel at the sample {self.pixel_um:.3f} µm is coarser than the coherent "
@@ -71,6 +91,14 @@ class Optics:
     def nyquist_pixel_um(self) -> float:
         """Coarsest pixel that still samples the pupil's coherent passband (cutoff NA/λ)."""
         return self.wavelength_um / (2.0 * self.na)
+
+    def focal_shift_um(self, wavelength_um: float | None) -> float:
+        """How much further along +z light of this wavelength is in focus than light of the
+        design wavelength (None: the design wavelength). The defocus that light sees is
+        ``defocus_um + focal_shift_um(λ)`` (docs/conventions.md)."""
+        if wavelength_um is None:
+            return 0.0
+        return self.chromatic_focus_um_per_um * (wavelength_um - self.wavelength_um)
 
     @property
     def depth_of_field_um(self) -> float:
@@ -95,15 +123,34 @@ class Optics:
 
 @dataclass(frozen=True)
 class Led:
-    """One lit LED: the NA vector of its light at the sample and its relative brightness."""
+    """One lit LED: the NA vector of its light at the sample, its relative brightness and, for
+    a colour LED, its centre wavelength (None: the optics' wavelength, a monochrome system)."""
 
     na_x: float
     na_y: float
     brightness: float = 1.0
+    wavelength_um: float | None = None
 
     @property
     def na(self) -> float:
         return math.hypot(self.na_x, self.na_y)
+
+    def to_list(self) -> list[float]:
+        """``[na_x, na_y, brightness]``, with the wavelength as a fourth item for a colour LED."""
+        out = [self.na_x, self.na_y, self.brightness]
+        return out if self.wavelength_um is None else [*out, self.wavelength_um]
+
+    @classmethod
+    def from_list(cls, item: Any) -> Led:
+        values = [float(v) for v in item]
+        if len(values) not in (3, 4):
+            raise ValueError(f"an LED is [na_x, na_y, brightness(, wavelength_um)], got {item!r}")
+        return cls(*values)
+
+    def same_colour(self, other: Led, tol_um: float = 0.01) -> bool:
+        if self.wavelength_um is None or other.wavelength_um is None:
+            return self.wavelength_um is other.wavelength_um
+        return abs(self.wavelength_um - other.wavelength_um) <= tol_um
 
 
 @dataclass(frozen=True)
@@ -121,15 +168,28 @@ class Pattern:
                 raise OpticsError(f"pattern {self.name!r}: LED NA {led.na:.3f} must be < 1 (air)")
             if led.brightness < 0:
                 raise OpticsError(f"pattern {self.name!r}: negative brightness {led.brightness}")
+            w = led.wavelength_um
+            if w is not None and not (math.isfinite(w) and 0.2 <= w <= 2.0):
+                raise OpticsError(f"pattern {self.name!r}: LED wavelength {w} µm is not light "
+                                  f"a microscope images with (0.2..2 µm)")
+
+    @property
+    def wavelengths(self) -> tuple[float | None, ...]:
+        """The distinct LED colours of the pattern in order of first appearance (None: the
+        optics' own wavelength)."""
+        seen: list[float | None] = []
+        for led in self.leds:
+            if led.wavelength_um not in seen:
+                seen.append(led.wavelength_um)
+        return tuple(seen)
 
     def to_dict(self) -> dict[str, Any]:
-        leds = [[led.na_x, led.na_y, led.brightness] for led in self.leds]
-        return {"name": self.name, "leds": leds}
+        return {"name": self.name, "leds": [led.to_list() for led in self.leds]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Pattern:
         try:
-            leds = tuple(Led(float(x), float(y), float(b)) for x, y, b in d["leds"])
+            leds = tuple(Led.from_list(item) for item in d["leds"])
             return cls(name=str(d["name"]), leds=leds)
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, OpticsError):
@@ -137,14 +197,16 @@ class Pattern:
             raise OpticsError(f"pattern: malformed record {dict(d)!r}: {exc}") from exc
 
     def is_close(self, other: Pattern, tol_na: float = 0.01) -> bool:
-        """Same LEDs (order-free) within ``tol_na``; brightness is ignored (exposure absorbs it)."""
+        """Same LEDs (order-free) within ``tol_na`` and of the same colours; brightness is
+        ignored (exposure absorbs it)."""
         if len(self.leds) != len(other.leds):
             return False
         remaining = list(other.leds)
         for led in self.leds:
             match = next(
                 (o for o in remaining
-                 if math.hypot(o.na_x - led.na_x, o.na_y - led.na_y) <= tol_na),
+                 if math.hypot(o.na_x - led.na_x, o.na_y - led.na_y) <= tol_na
+                 and o.same_colour(led)),
                 None,
             )
             if match is None:
@@ -203,14 +265,16 @@ class LedArray:
     def na_of(self, index: int) -> tuple[float, float]:
         return self.nas[index]
 
-    def led(self, index: int, brightness: float = 1.0, exposure_compensation: bool = False) -> Led:
-        """The LED as lit; with compensation its brightness is divided by cos θ, like the paper's
-        exposure scaling that makes every angle deliver the same light per sample area."""
+    def led(self, index: int, brightness: float = 1.0, exposure_compensation: bool = False,
+            wavelength_um: float | None = None) -> Led:
+        """The LED as lit (in a colour if given); with compensation its brightness is divided by
+        cos θ, like the paper's exposure scaling that makes every angle deliver the same light
+        per sample area."""
         na_x, na_y = self.na_of(index)
         if exposure_compensation:
             cos_theta = math.sqrt(max(1.0 - (na_x**2 + na_y**2) / self.medium_index**2, 1e-6))
             brightness /= cos_theta
-        return Led(na_x, na_y, brightness)
+        return Led(na_x, na_y, brightness, wavelength_um)
 
     def nearest(self, na_x: float, na_y: float) -> int:
         """Index of the LED whose NA vector is closest to the one asked for."""
@@ -258,9 +322,66 @@ class LedArray:
         return Pattern(name, tuple(self.led(i, exposure_compensation=True) for i in chosen))
 
 
+PARALLAX_PATTERN = "parallax"  # one-frame mode: both LEDs at once, in two colours
+PARALLAX_FIRST = "parallax-first"  # two-frame mode: the first view's LED alone
+PARALLAX_SECOND = "parallax-second"  # two-frame mode: the second view's LED alone
+
+
+@dataclass(frozen=True)
+class ParallaxViews:
+    """Two views of the sample under two illumination angles, whose sideways shift against each
+    other gives the signed defocus (controller/parallax.py).
+
+    ``one_frame``: both LEDs are lit at once in two colours and a colour camera separates the
+    views in one exposure; otherwise each view is its own frame (any camera). The views are
+    always ordered: the shift is measured of ``second`` against ``first``.
+    """
+
+    first: Led
+    second: Led
+    one_frame: bool = False
+
+    def __post_init__(self) -> None:
+        a, b = self.first, self.second
+        if math.hypot(a.na_x - b.na_x, a.na_y - b.na_y) < 0.05:
+            raise OpticsError("parallax views: the two LEDs must light the sample from different "
+                              "angles (NA vectors at least 0.05 apart)")
+        if self.one_frame:
+            if a.wavelength_um is None or b.wavelength_um is None:
+                raise OpticsError("parallax views in one frame: both LEDs need a colour "
+                                  "(wavelength_um), which the colour camera separates")
+            if abs(a.wavelength_um - b.wavelength_um) < MIN_COLOUR_SEPARATION_UM:
+                raise OpticsError(
+                    f"parallax views in one frame: LED colours {a.wavelength_um} and "
+                    f"{b.wavelength_um} µm are too close for a colour camera to separate "
+                    f"(at least {MIN_COLOUR_SEPARATION_UM} µm apart)")
+
+    @property
+    def patterns(self) -> tuple[Pattern, ...]:
+        """What one parallax reading lights, one pattern per frame, in capture order."""
+        if self.one_frame:
+            return (Pattern(PARALLAX_PATTERN, (self.first, self.second)),)
+        return (Pattern(PARALLAX_FIRST, (self.first,)), Pattern(PARALLAX_SECOND, (self.second,)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"first": self.first.to_list(), "second": self.second.to_list(),
+                "one_frame": self.one_frame}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ParallaxViews:
+        try:
+            return cls(Led.from_list(d["first"]), Led.from_list(d["second"]),
+                       bool(d["one_frame"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, OpticsError):
+                raise
+            raise OpticsError(f"parallax views: malformed record {dict(d)!r}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class Preset:
-    """A named, complete optical system: optics, LED array and the two channels' patterns."""
+    """A named, complete optical system: optics, LED array, the two channels' patterns and,
+    where the hardware has them, the two parallax views."""
 
     name: str
     optics: Optics
@@ -268,15 +389,28 @@ class Preset:
     autofocus: Pattern
     ground_truth: Pattern
     description: str = field(default="", compare=False)
+    parallax: ParallaxViews | None = None
+
+    def __post_init__(self) -> None:
+        if (self.parallax is not None and self.parallax.one_frame
+                and self.optics.colour_filter == "mono"):
+            raise OpticsError(f"preset {self.name!r}: one-frame parallax needs a colour camera "
+                              f"(optics.colour_filter), the optics have none")
+
+    @property
+    def patterns(self) -> tuple[Pattern, ...]:
+        """Every pattern the preset names, without repeats."""
+        out = [self.autofocus, self.ground_truth]
+        if self.parallax is not None:
+            out += [p for p in self.parallax.patterns if p.name not in (o.name for o in out)]
+        return tuple(out)
 
     def pattern(self, name: str) -> Pattern:
-        for pattern in (self.autofocus, self.ground_truth):
+        for pattern in self.patterns:
             if pattern.name == name:
                 return pattern
-        raise OpticsError(
-            f"preset {self.name!r}: unknown pattern {name!r}; "
-            f"known: {self.autofocus.name!r}, {self.ground_truth.name!r}"
-        )
+        known = ", ".join(repr(p.name) for p in self.patterns)
+        raise OpticsError(f"preset {self.name!r}: unknown pattern {name!r}; known: {known}")
 
 
 def _paper() -> Preset:
@@ -313,7 +447,48 @@ def _pi_hq() -> Preset:
     )
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (_paper(), _pi_hq())}
+def _paper_pair() -> Preset:
+    # The paper's microscope with a second LED mirrored across the axis: two monochrome frames,
+    # one under the autofocus LED (the network's frame too) and one under its mirror, shift
+    # against each other by about 0.8 µm per µm of defocus (2.5 pixels).
+    paper = _paper()
+    first = paper.autofocus.leds[0]
+    second = paper.leds.led(paper.leds.nearest(first.na_x, -first.na_y))
+    return dataclasses.replace(
+        paper, name="paper-pair", parallax=ParallaxViews(first, second, one_frame=False),
+        description="The paper's microscope with a mirrored second LED: parallax from two frames")
+
+
+# WS2812 emission peaks (µm): what a colour retrofit lights its two views with.
+WS2812_RED_UM = 0.625
+WS2812_GREEN_UM = 0.525
+WS2812_BLUE_UM = 0.465
+
+
+def _pi_hq_colour() -> Preset:
+    # The low-cost box as a one-shot colour retrofit: the HQ camera's raw Bayer mosaic, a red LED
+    # on one side of the axis and a blue one mirrored on the other, lit together, so one exposure
+    # holds both views. A plain achromat keeps red and blue in focus about 1.6 µm apart.
+    hq = _pi_hq()
+    optics = dataclasses.replace(hq.optics, wavelength_um=WS2812_GREEN_UM, colour_filter="RGGB",
+                                 chromatic_focus_um_per_um=10.0)
+    leds = hq.leds
+    red_index = leds.nearest(0.0, 0.18)
+    red_na = leds.na_of(red_index)
+    red = leds.led(red_index, wavelength_um=WS2812_RED_UM)
+    blue = leds.led(leds.nearest(red_na[0], -red_na[1]), wavelength_um=WS2812_BLUE_UM)
+    views = ParallaxViews(red, blue, one_frame=True)
+    ground_truth = Pattern(hq.ground_truth.name, tuple(
+        dataclasses.replace(led, wavelength_um=WS2812_GREEN_UM) for led in hq.ground_truth.leds))
+    return Preset(
+        name="pi-hq-colour", optics=optics, leds=leds, autofocus=views.patterns[0],
+        ground_truth=ground_truth, parallax=views,
+        description="Low-cost colour retrofit: Pi HQ raw Bayer frames, a red and a blue WS2812 "
+                    "LED lit together (parallax in one frame)")
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (_paper(), _pi_hq(), _paper_pair(), _pi_hq_colour())}
 
 
 def preset(name: str) -> Preset:
