@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from controller.cli import main
-from controller.sim.board import SimBoardSettings, SimulatedBoard
+from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
 
 pytestmark = pytest.mark.firmware
 
@@ -40,7 +40,7 @@ def test_leds_by_index_are_lit_while_held_and_refused_when_absent(sim, capsys):
     port = ["--port", sim.port]
     assert main(["board", "leds", "--index", "3:40", "9", "--hold", "0.05", *port]) == 0
     assert "2 LEDs lit" in capsys.readouterr().out
-    assert sim.lit_leds() == {}  # released when the command ended
+    assert sim.lit_leds() == LitLeds()  # released when the command ended
     assert main(["board", "leds", "--index", "64", *port]) == 2
     assert "LED 64 does not exist" in capsys.readouterr().err
 
@@ -92,7 +92,7 @@ def test_bad_numbers_exit_2_with_one_line_naming_them_and_nothing_moves(sim, cap
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and re.search(message, errors[0]), err
-    assert sim.motor_steps() == 500 and sim.lit_leds() == {}
+    assert sim.motor_steps() == 500 and sim.lit_leds() == LitLeds()
 
 
 def test_board_sim_serves_until_ctrl_c_and_leaves_no_folder_behind(tmp_path):

@@ -29,7 +29,7 @@ from controller.commands.board import MAX_HOLD_S
 from controller.hardware import protocol
 from controller.hardware.board import BoardStatus
 from controller.hardware.board_link import BoardError
-from controller.sim.board import SimBoardSettings, SimulatedBoard
+from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
 
 # -- the packet codec --------------------------------------------------------------------------
 
@@ -200,4 +200,4 @@ def test_board_commands_with_generated_numbers_work_or_exit_2_and_stay_in_the_tr
     else:  # it ran, so its scale parsed; from 0 µm, a move stays inside ±TRAVEL_UM
         scale = float(steps_per_um) if steps_per_um is not None else 10.0
         assert abs(sim.motor_steps() - start) <= round(TRAVEL_UM * scale)
-    assert sim.lit_leds() == {}  # every command releases the board
+    assert sim.lit_leds() == LitLeds()  # every command releases the board
