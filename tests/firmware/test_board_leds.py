@@ -4,6 +4,9 @@ pattern as it was. The same logic under MicroPython, behind a pty, is in test_bo
 """
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from controller.hardware import protocol as p
 from firmware.focusboard import hal_sim, leds, settings
@@ -119,3 +122,26 @@ def test_a_board_with_impossible_led_settings_does_not_boot(change, complaint):
     with pytest.raises(ValueError, match=complaint):
         hal_sim.SimHardware(settings.merged(settings.REFERENCE, {
             "max_speed": 100000, "max_accel": 10**7, **change}))
+
+
+colour_entries = st.lists(st.tuples(st.integers(0, 70), st.integers(0, 255), st.integers(0, 255),
+                                    st.integers(0, 255)), max_size=12)
+
+
+@hypothesis_settings(max_examples=200)
+@given(st.one_of(colour_entries.map(lambda c: p.pack_set_leds_rgb(5, c)), st.binary(max_size=40)))
+def test_any_colour_payload_lights_exactly_what_it_says_or_changes_nothing(payload):
+    board, hal = make_board()
+    host = Host(board)
+    host.ok(p.SET_LEDS, p.pack_set_leds(1, [(7, 9)]))
+    reply = host.send(p.SET_LEDS_RGB, payload)
+    if reply.code != p.OK:
+        assert reply.code == p.E_BAD_ARGUMENT and reply.payload
+        assert hal.leds.colours == {7: (0, 9, 0)} and host.status()["tag"] == 1
+        return
+    tag, colours = p.unpack_set_leds_rgb(payload)
+    indices = [entry[0] for entry in colours]
+    assert len(set(indices)) == len(indices) and max(indices, default=0) < 64
+    lit = {index: tuple(rgb) for index, *rgb in colours if any(rgb)}
+    assert hal.leds.colours == lit and hal.leds.in_colour == bool(lit)
+    assert host.status()["tag"] == (tag if lit else 0)
