@@ -30,6 +30,12 @@ def colour_board(capabilities: int = RGB) -> tuple[FocusBoard, ScriptedBoard, Sc
     return drive, board, port
 
 
+def mono(drive: FocusBoard) -> Pattern:
+    """LED 7 without a colour: lit in the board's own colour."""
+    assert drive.leds is not None
+    return Pattern("mono", (drive.leds.led(7),))
+
+
 def two_colours(drive: FocusBoard, red_um: float = WS2812_RED_UM,
                 blue_um: float | None = WS2812_BLUE_UM) -> Pattern:
     assert drive.leds is not None
@@ -42,7 +48,7 @@ def test_a_two_colour_pattern_is_one_set_leds_rgb_packet():
     drive.show(two_colours(drive))
     assert port.commands()[-1] == protocol.SET_LEDS_RGB
     assert board.lit == [(2, 255, 0, 0), (5, 0, 0, 128)]
-    drive.show(Pattern("mono", (drive.leds.led(7),)))  # no wavelength: levels, as before
+    drive.show(mono(drive))  # no wavelength: levels, as before
     assert port.commands()[-1] == protocol.SET_LEDS and board.lit == [(7, 255)]
     drive.close()
 
@@ -53,7 +59,7 @@ def test_a_two_colour_pattern_is_one_set_leds_rgb_packet():
 ])
 def test_a_board_that_cannot_show_colours_is_sent_nothing(capabilities, what):
     drive, board, port = colour_board(capabilities)
-    drive.show(Pattern("mono", (drive.leds.led(7),)))
+    drive.show(mono(drive))
     sent = len(port.requests)
     with pytest.raises(HardwareError, match="pattern 'two colours': this focus board cannot "
                                             "show colours"):
@@ -83,7 +89,7 @@ def test_a_board_that_cannot_show_colours_is_sent_nothing(capabilities, what):
      f"{MAX_COLOURED_LEDS + 1} LEDs in one pattern; at most {MAX_COLOURED_LEDS} fit in a "
      "SET_LEDS_RGB packet"),
     (lambda d: d.led_levels(two_colours(d)), "has colours: its LEDs are led_colours"),
-    (lambda d: d.led_colours(Pattern("mono", (d.leds.led(7),))), "has no colours"),
+    (lambda d: d.led_colours(mono(d)), "has no colours"),
 ])
 def test_colours_the_board_or_the_packet_cannot_carry_are_refused_before_sending(call, message):
     drive, board, port = colour_board()
