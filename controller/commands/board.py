@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from controller.commands.arguments import finite_float
 from controller.errors import FocuslockError
-from controller.optics import WS2812_BLUE_UM, WS2812_GREEN_UM, WS2812_RED_UM
+from controller.optics import WS2812_BLUE_UM, WS2812_GREEN_UM, WS2812_RED_UM, preset
 
 if TYPE_CHECKING:
-    from controller.hardware.board import FocusBoard
+    from controller.hardware.board import BoardStatus, FocusBoard
 
 DEFAULT_PORT = "/dev/focusboard"
 MAX_HOLD_S = 86400.0  # a day; 0 holds until Ctrl-C
@@ -115,6 +115,11 @@ def _connect(args: argparse.Namespace) -> FocusBoard:
     return board_from(args).connect()
 
 
+def _in_colour(status: BoardStatus) -> str:
+    """Whether the lit LEDs show colours the host chose, for a line about them."""
+    return " in colour" if status.leds_in_colour else ""
+
+
 def _print_status(board: FocusBoard) -> None:
     status = board.status()
     spu = board.settings.steps_per_um
@@ -124,8 +129,8 @@ def _print_status(board: FocusBoard) -> None:
     print(f"moving: {status.moving}  motor enabled: {status.motor_enabled}")
     print(f"endstops: min {status.endstop_min}, max {status.endstop_max}")
     print(f"fault: {status.fault_text if status.fault else 'none'}")
-    colour = " in the host's colours" if status.leds_in_colour else ""
-    print(f"LEDs lit: {status.lit_led_count}{colour} (pattern tag {status.pattern_tag})")
+    print(f"LEDs lit: {status.lit_led_count}{_in_colour(status)} "
+          f"(pattern tag {status.pattern_tag})")
     print(f"packets dropped as corrupt: {status.rx_errors}")
 
 
@@ -194,12 +199,11 @@ def run_leds(args: argparse.Namespace) -> int:
                              "their own colours")
     with _connect(args) as board:
         if args.pattern:
-            from controller.optics import preset
-
             board.show(preset(args.preset).pattern(args.pattern))
         else:
             board.set_leds(_parse_levels(args.index), args.wavelength)
-        print(f"{board.status().lit_led_count} LEDs lit; "
+        status = board.status()
+        print(f"{status.lit_led_count} LEDs lit{_in_colour(status)}; "
               + (f"holding {args.hold} s" if args.hold else "Ctrl-C to turn them off"))
         with contextlib.suppress(KeyboardInterrupt):
             hold_lit(board, args.hold)

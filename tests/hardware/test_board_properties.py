@@ -144,6 +144,8 @@ NUMBER_ARGUMENTS = {  # argv of one argument, its value's name, and the range it
     "--steps-per-um": (lambda t: ["status", f"--steps-per-um={t}"], "steps_per_um",
                        (math.ulp(0.0), math.inf)),  # > 0
     "--hold": (lambda t: ["leds", "--index", "1", f"--hold={t}"], "hold", (0.0, MAX_HOLD_S)),
+    "--wavelength": (lambda t: ["leds", "--index", "1", f"--wavelength={t}"], "wavelength",
+                     (math.ulp(0.0), math.inf)),  # > 0
 }
 
 
@@ -204,6 +206,8 @@ commands = st.one_of(  # (the argv before the common options, the argv after the
     st.builds(lambda t: (["move", f"--to={t}"], []), number_text),
     st.builds(lambda t: (["set-position"], ["--", t]), number_text),
     st.builds(lambda t: (["leds", "--hold", "0.01", "--index", t], []), number_text),
+    st.builds(lambda t: (["leds", "--hold", "0.01", "--index", "1", f"--wavelength={t}"], []),
+              st.one_of(number_text, st.floats(0.4, 0.7).map(repr))),
 )
 
 
