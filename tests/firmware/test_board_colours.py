@@ -2,15 +2,17 @@
 
 The host driver maps each LED's wavelength onto the WS2812 emitter nearest it, the board lights
 two LEDs in two colours at once, and what it lit (read from the simulator's side channel, never
-from the driver) is the pattern the twin's camera renders. Colours no emitter has, patterns that
-mix LEDs with and without a colour, and a board whose LEDs have one colour each are refused
-before anything is sent; the firmware refuses malformed colours itself.
+from the driver) is the pattern the twin's camera renders, on the colour preset's 8x8 array.
+Colours no emitter has, patterns that mix LEDs with and without a colour, and a board whose LEDs
+have one colour each are refused before anything is sent; the firmware refuses malformed colours
+itself.
 """
 
 import dataclasses
 
 import pytest
 
+from controller.config import SimSettings
 from controller.hardware import protocol
 from controller.hardware.board import FocusBoard
 from controller.hardware.board_link import BoardError
@@ -19,7 +21,8 @@ from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import HardwareError
 from controller.optics import WS2812_BLUE_UM, WS2812_GREEN_UM, WS2812_RED_UM, Pattern, preset
 from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
-from controller.sim.twin import lit_pattern
+from controller.sim.devices import VirtualCamera
+from controller.sim.twin import lit_pattern, open_twin
 
 pytestmark = pytest.mark.firmware
 
@@ -162,3 +165,24 @@ def test_a_board_whose_leds_have_one_colour_each_refuses_colours(tmp_path):
             assert sim.lit_leds() == before
         finally:
             drive.close()
+
+
+def test_the_twin_renders_the_colour_presets_parallax_as_the_board_lit_it(tmp_path):
+    twin = open_twin(COLOUR, SimSettings(), frame_shape=(64, 64), workdir=tmp_path)
+    try:
+        rig = twin.rig
+        assert isinstance(rig.drive, FocusBoard) and rig.drive.leds == COLOUR.leds  # the 8x8
+        assert twin.board.settings.leds == [[round(10 * v) for v in p]
+                                            for p in COLOUR.leds.positions_mm]
+        assert isinstance(rig.camera, VirtualCamera)
+        rig.illuminator.show(PARALLAX)
+        rendered = rig.camera.illumination()  # what the next frame is exposed under
+        assert rendered is not None and rendered.is_close(PARALLAX)
+        assert rig.camera.capture().image.shape == (64, 64)
+        rig.illuminator.show(COLOUR.ground_truth)
+        rendered = rig.camera.illumination()
+        assert rendered is not None and rendered.is_close(COLOUR.ground_truth)
+        rig.illuminator.off()
+        assert rig.camera.illumination() is None
+    finally:
+        twin.close()
