@@ -64,11 +64,12 @@ class TwinIlluminator(Illuminator):
 
     def show(self, pattern: Pattern) -> None:
         self.board.show(pattern)
-        if in_colour(pattern):
-            colours = {i: (r, g, b) for i, r, g, b in self.board.led_colours(pattern)}
+        if in_colour(pattern):  # the board keeps only what it lights: no dark entries
+            colours = {i: (r, g, b) for i, r, g, b in self.board.led_colours(pattern)
+                       if r or g or b}
             self._await(lambda lit: lit.in_colour and lit.colours == colours)
         else:
-            levels = dict(self.board.led_levels(pattern))
+            levels = {i: level for i, level in self.board.led_levels(pattern) if level}
             self._await(lambda lit: not lit.in_colour and lit.levels == levels)
 
     def off(self) -> None:
