@@ -13,11 +13,9 @@ import math
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from controller.hardware import protocol
+from controller.hardware import board_leds, protocol
 from controller.hardware.board_link import (
     BoardError,
     BoardFault,
@@ -36,15 +34,10 @@ from controller.hardware.interfaces import (
     Illuminator,
     PositionUnknown,
 )
-from controller.optics import Led, LedArray, Pattern
+from controller.optics import LedArray, Pattern
 
 log = logging.getLogger(__name__)
 
-MAX_LIT_LEDS = (protocol.MAX_PAYLOAD - struct.calcsize(protocol.SET_LEDS_HEAD)) // (
-    struct.calcsize(protocol.LED_LEVEL))  # LEDs one SET_LEDS packet can name
-MAX_COLOURED_LEDS = (protocol.MAX_PAYLOAD - struct.calcsize(protocol.SET_LEDS_HEAD)) // (
-    struct.calcsize(protocol.LED_COLOUR))  # LEDs one SET_LEDS_RGB packet can name
-EMITTERS = ("red", "green", "blue")  # an LED's emitters in the order LED_COLOUR carries them
 
 
 class NotFinite(DriveFault):
@@ -344,7 +337,7 @@ class FocusBoard(FocusDrive, Illuminator):
     def show(self, pattern: Pattern) -> None:
         """Light the pattern: in the board's own colour when its LEDs have no wavelength
         (SET_LEDS), else each LED on its emitter of that colour (SET_LEDS_RGB)."""
-        if in_colour(pattern):
+        if board_leds.in_colour(pattern):
             self.set_led_colours(self.led_colours(pattern))
         else:
             self.set_leds(self.led_levels(pattern))
@@ -355,42 +348,34 @@ class FocusBoard(FocusDrive, Illuminator):
         out of range, more LEDs than one packet holds or a colour the board cannot show are
         refused before anything is sent."""
         if wavelength_um is not None:
-            channel = self.emitter(wavelength_um, "LEDs by index")
-            self.set_led_colours([(index, *_one_emitter(level, channel))
-                                  for index, level in levels])
+            channel = board_leds.emitter(wavelength_um, self.settings, "LEDs by index")
+            self.set_led_colours(board_leds.in_one_colour(levels, channel))
             return
-        self._check_lit(levels, ("brightness",), MAX_LIT_LEDS, "SET_LEDS")
-        self._send_leds(protocol.SET_LEDS, protocol.pack_set_leds, levels)
+        board_leds.check_levels(levels, self.info.led_count)
+        self.link.call(protocol.SET_LEDS, protocol.pack_set_leds(self._next_tag(), levels))
 
     def set_led_colours(self, colours: list[tuple[int, int, int, int]]) -> None:
         """Light exactly these (LED index, red, green, blue 0..255); refused before anything is
         sent on a board whose LEDs have one colour each, and as set_leds refuses."""
         self._require_colours("LED colours")
-        self._check_lit(colours, EMITTERS, MAX_COLOURED_LEDS, "SET_LEDS_RGB")
-        self._send_leds(protocol.SET_LEDS_RGB, protocol.pack_set_leds_rgb, colours)
+        board_leds.check_colours(colours, self.info.led_count)
+        self.link.call(protocol.SET_LEDS_RGB, protocol.pack_set_leds_rgb(self._next_tag(), colours))
 
-    def _send_leds(self, command: int, pack: Callable[[int, list[Any]], bytes],
-                   items: list[Any]) -> None:
-        self._pattern_tag = self._pattern_tag % 0xFFFF + 1
-        self.link.call(command, pack(self._pattern_tag, items))
+    def led_levels(self, pattern: Pattern) -> list[tuple[int, int]]:
+        """The board's (LED index, 0..255) for a pattern without colours
+        (controller/hardware/board_leds.py)."""
+        return board_leds.led_levels(pattern, self._led_array(), self.settings)
 
-    def _check_lit(self, items: Sequence[tuple[int, ...]], fields: tuple[str, ...], most: int,
-                   command: str) -> None:
-        """Every LED exists, once, with each field in 0..255, and they fit one packet."""
-        count = self.info.led_count
-        if len(items) > most:
-            raise HardwareError(f"focus board: {len(items)} LEDs in one pattern; at most "
-                                f"{most} fit in a {command} packet")
-        for index, *values in items:
-            if not 0 <= index < count:
-                raise HardwareError(f"focus board: LED {index} does not exist "
-                                    f"(the board has {count})")
-            for name, value in zip(fields, values, strict=True):
-                if not 0 <= value <= 255:
-                    raise HardwareError(f"focus board: LED {index} {name} {value} is "
-                                        "outside 0..255")
-        if len({item[0] for item in items}) != len(items):
-            raise HardwareError("focus board: an LED is named twice in one pattern")
+    def led_colours(self, pattern: Pattern) -> list[tuple[int, int, int, int]]:
+        """The board's (LED index, red, green, blue) for a pattern in colour; refused on a
+        board that cannot show colours (controller/hardware/board_leds.py)."""
+        self._require_colours(f"pattern {pattern.name!r}")
+        return board_leds.led_colours(pattern, self._led_array(), self.settings)
+
+    def _led_array(self) -> LedArray:
+        if self.leds is None:
+            raise HardwareError("focus board: no LED geometry known (connect first)")
+        return self.leds
 
     def _require_colours(self, what: str) -> None:
         if not self.info.capabilities & protocol.CAP_LED_RGB:
@@ -399,72 +384,9 @@ class FocusBoard(FocusDrive, Illuminator):
                 "each, or its firmware predates SET_LEDS_RGB); use a pattern without "
                 "wavelengths")
 
-    def emitter(self, wavelength_um: float, what: str) -> int:
-        """The LED emitter (0 red, 1 green, 2 blue) whose peak is nearest the wavelength; one
-        farther than ``led_wavelength_tolerance_um`` from every peak is refused, named."""
-        peaks = self.settings.led_emitters_um
-        channel = min(range(len(peaks)), key=lambda c: abs(peaks[c] - wavelength_um))
-        tolerance = self.settings.led_wavelength_tolerance_um
-        if not abs(peaks[channel] - wavelength_um) <= tolerance:  # NaN too
-            shown = ", ".join(f"{name} {peak:g}" for name, peak in zip(EMITTERS, peaks,
-                                                                          strict=True))
-            raise HardwareError(f"{what}: no LED emitter shines at {wavelength_um:g} µm; the "
-                                f"board's LEDs have {shown} µm (each ±{tolerance:g} µm)")
-        return channel
-
-    def led_levels(self, pattern: Pattern) -> list[tuple[int, int]]:
-        """The board's (LED index, 0..255) for a pattern without colours, lit in the board's
-        own colour; brightness 1 is full scale, and a pattern brighter than that (exposure
-        compensation) is scaled down as a whole."""
-        if in_colour(pattern):
-            raise HardwareError(f"pattern {pattern.name!r} has colours: its LEDs are "
-                                "led_colours, not levels in the board's own colour")
-        levels: dict[int, int] = {}
-        for index, _, level in self._placed(pattern):
-            if index in levels:
-                raise HardwareError(f"pattern {pattern.name!r}: LED {index} is asked for twice")
-            levels[index] = level
-        return sorted(levels.items())
-
-    def led_colours(self, pattern: Pattern) -> list[tuple[int, int, int, int]]:
-        """The board's (LED index, red, green, blue 0..255) for a pattern whose LEDs have
-        colours: each on the emitter nearest its wavelength, at its level as in led_levels. Two
-        colours on one LED light two of its emitters; a board that cannot show colours, or a
-        wavelength no emitter has, is refused."""
-        self._require_colours(f"pattern {pattern.name!r}")
-        if not in_colour(pattern):
-            raise HardwareError(f"pattern {pattern.name!r} has no colours: it is lit in the "
-                                "board's own colour (led_levels)")
-        colours: dict[int, list[int]] = {}
-        for index, led, level in self._placed(pattern):
-            assert led.wavelength_um is not None  # in_colour: every LED has one
-            channel = self.emitter(led.wavelength_um, f"pattern {pattern.name!r}")
-            emitters = colours.setdefault(index, [0, 0, 0])
-            if emitters[channel]:
-                raise HardwareError(f"pattern {pattern.name!r}: LED {index}'s "
-                                    f"{EMITTERS[channel]} emitter is asked for twice")
-            emitters[channel] = level
-        return [(index, r, g, b) for index, (r, g, b) in sorted(colours.items())]
-
-    def _placed(self, pattern: Pattern) -> list[tuple[int, Led, int]]:
-        """(board LED index, the pattern's LED, level 0..255) for each LED of the pattern: the
-        board LED nearest its NA (one farther than the tolerance is refused); brightness 1 is
-        full scale, a pattern brighter than that is scaled down as a whole."""
-        if self.leds is None:
-            raise HardwareError("focus board: no LED geometry known (connect first)")
-        leds = self.leds
-        scale = 255 / max(1.0, *(led.brightness for led in pattern.leds))
-        placed = []
-        for led in pattern.leds:
-            index = leds.nearest(led.na_x, led.na_y)
-            na_x, na_y = leds.na_of(index)
-            if math.hypot(na_x - led.na_x, na_y - led.na_y) > self.settings.led_na_tolerance:
-                raise HardwareError(
-                    f"pattern {pattern.name!r}: no LED at NA ({led.na_x:.3f}, {led.na_y:.3f}); "
-                    f"the nearest, LED {index}, is at ({na_x:.3f}, {na_y:.3f})")
-            level = max(1, min(255, round(led.brightness * scale))) if led.brightness > 0 else 0
-            placed.append((index, led, level))
-        return placed
+    def _next_tag(self) -> int:
+        self._pattern_tag = self._pattern_tag % 0xFFFF + 1
+        return self._pattern_tag
 
     def off(self) -> None:
         self.link.call(protocol.LEDS_OFF)
@@ -474,19 +396,3 @@ class FocusBoard(FocusDrive, Illuminator):
         """The tag of the last pattern sent; the board's status echoes it while it is lit."""
         return self._pattern_tag
 
-
-def _one_emitter(level: int, channel: int) -> tuple[int, int, int]:
-    """(red, green, blue) with only emitter ``channel`` lit, at ``level``."""
-    red, green, blue = (level if c == channel else 0 for c in range(len(EMITTERS)))
-    return red, green, blue
-
-
-def in_colour(pattern: Pattern) -> bool:
-    """Whether the pattern's LEDs have colours (wavelengths). One that mixes LEDs with and
-    without a wavelength is refused: the board lights an LED without one in its own colour,
-    which a pattern in colour cannot name."""
-    colours = pattern.wavelengths
-    if None in colours and len(colours) > 1:
-        raise HardwareError(f"pattern {pattern.name!r} mixes LEDs with a wavelength and LEDs "
-                            "without one; give every LED its colour, or none")
-    return colours != (None,)

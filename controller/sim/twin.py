@@ -21,7 +21,8 @@ from pathlib import Path
 
 from controller.clock import Clock, MonotonicClock
 from controller.config import SimSettings
-from controller.hardware.board import FocusBoard, FocusBoardSettings, in_colour
+from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.board_leds import in_colour
 from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import Illuminator
 from controller.hardware.rig import Rig

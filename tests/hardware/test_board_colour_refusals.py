@@ -15,7 +15,8 @@ import math
 import pytest
 
 from controller.hardware import protocol
-from controller.hardware.board import MAX_COLOURED_LEDS, FocusBoard
+from controller.hardware.board import FocusBoard
+from controller.hardware.board_leds import MAX_COLOURED_LEDS, emitter
 from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.interfaces import HardwareError
 from controller.optics import WS2812_BLUE_UM, WS2812_GREEN_UM, WS2812_RED_UM, Pattern
@@ -104,14 +105,13 @@ def test_colours_the_board_or_the_packet_cannot_carry_are_refused_before_sending
 
 
 def test_the_emitter_is_the_nearest_peak_within_the_tolerance():
-    drive, _, _ = colour_board()
-    assert [drive.emitter(w, "t") for w in (WS2812_RED_UM, WS2812_GREEN_UM, WS2812_BLUE_UM)] == [
-        0, 1, 2]
-    assert drive.emitter(WS2812_GREEN_UM - 0.024, "t") == 1
-    assert drive.emitter(0.63, "t") == 0
+    settings = FocusBoardSettings()
+    peaks = (WS2812_RED_UM, WS2812_GREEN_UM, WS2812_BLUE_UM)
+    assert [emitter(w, settings, "t") for w in peaks] == [0, 1, 2]
+    assert emitter(WS2812_GREEN_UM - 0.024, settings, "t") == 1
+    assert emitter(0.63, settings, "t") == 0
     with pytest.raises(HardwareError, match=r"t: no LED emitter shines at 0\.499 µm"):
-        drive.emitter(WS2812_GREEN_UM - 0.026, "t")
-    drive.close()
+        emitter(WS2812_GREEN_UM - 0.026, settings, "t")
 
 
 @pytest.mark.parametrize(("settings", "message"), [

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from controller.cli import build_parser, main
 from controller.commands.board import MAX_HOLD_S
 from controller.hardware import protocol
-from controller.hardware.board import MAX_COLOURED_LEDS, BoardStatus
+from controller.hardware.board import BoardStatus
+from controller.hardware.board_leds import MAX_COLOURED_LEDS
 from controller.hardware.board_link import BoardError
 from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
 
