@@ -207,3 +207,30 @@ def test_a_simulated_stack_has_a_channel_for_every_pattern_of_its_preset(name, c
     assert stack.channel_names == channels
     assert list(stack.channels) == list(system.patterns)
     assert ("colour_filter" in stack.metadata) == (system.optics.colour_filter != "mono")
+
+
+@pytest.mark.firmware
+def test_the_twin_delivers_raw_bayer_frames_of_the_leds_its_firmware_lit(tmp_path):
+    from controller.sim.twin import lit_pattern, open_twin
+
+    twin = open_twin(COLOUR, SimSettings(start_z_um=0.0), frame_shape=(128, 128),
+                     workdir=tmp_path)
+    try:
+        twin.rig.illuminator.show(COLOUR.pattern("parallax"))
+        frame = twin.rig.camera.capture().image.astype(np.float64)
+        lit = lit_pattern(twin.board.lit_leds(), COLOUR.leds)
+    finally:
+        twin.close()
+    assert lit is not None and len(lit.leds) == 2
+    # Whatever colours the board gives its LEDs, each site shows their light through its filter
+    # (the scope's empty-field brightfield, scaled by the sensor).
+    cfa = BayerFilter.for_optics(COLOUR.optics)
+    assert cfa is not None
+    shares = [(led.brightness / sum(x.brightness for x in lit.leds),
+               led.wavelength_um or COLOUR.optics.wavelength_um) for led in lit.leds]
+    expected = {c: sum(s * cfa.response(c, w) for s, w in shares) for c in FILTER_COLOURS}
+    offset = twin.scope.sensor.offset_adu
+    means = {c: frame[r::2, k::2].mean() - offset for c in FILTER_COLOURS
+             for r, k in site_offsets(cfa.layout, c)[:1]}
+    ratios = [means[c] / expected[c] for c in FILTER_COLOURS]
+    assert max(ratios) < 1.15 * min(ratios)
