@@ -164,7 +164,7 @@ def test_every_sample_kind_renders_as_a_raw_mosaic_under_the_colour_preset(kind)
 def test_the_green_ground_truth_of_a_colour_stack_is_at_the_true_focus(kind):
     # Measured with training's estimator on one green site of each 2x2 cell: the raw mosaic's
     # fixed 2x2 pattern and a full-resolution band beyond this objective's cutoff defeat it
-    # (docs/simulator.md). Over 24 stacks of 256² (8 seeds per kind): |error| median 0.55 µm,
+    # (docs/simulator.md). Over 24 stacks of 256² (8 seeds per kind): |error| median 0.58 µm,
     # at most 1.8 µm (a fifth of the 8.4 µm depth of field); 2x2-binned pi-hq frames: the same.
     focus = 0.3
     sample = make_sample(kind, (N, N), COLOUR.optics.pixel_um, seed=1)
