@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from controller.config import SimSettings
-from controller.optics import Led, Optics, ParallaxViews, Pattern, preset
+from controller.optics import (
+    WS2812_BLUE_UM,
+    WS2812_RED_UM,
+    Led,
+    Optics,
+    ParallaxViews,
+    Pattern,
+    preset,
+)
 from controller.sim import SAMPLE_KINDS, Imager, Sample, make_sample, render_stack
 from controller.sim.bayer import FILTER_COLOURS, BayerFilter, site_offsets
 from controller.sim.rigs import virtual_rig
@@ -211,6 +219,7 @@ def test_a_simulated_stack_has_a_channel_for_every_pattern_of_its_preset(name, c
 
 @pytest.mark.firmware
 def test_the_twin_delivers_raw_bayer_frames_of_the_leds_its_firmware_lit(tmp_path):
+    from controller.hardware.board_settings import FocusBoardSettings
     from controller.sim.twin import lit_pattern, open_twin
 
     twin = open_twin(COLOUR, SimSettings(start_z_um=0.0), frame_shape=(128, 128),
@@ -218,10 +227,11 @@ def test_the_twin_delivers_raw_bayer_frames_of_the_leds_its_firmware_lit(tmp_pat
     try:
         twin.rig.illuminator.show(COLOUR.pattern("parallax"))
         frame = twin.rig.camera.capture().image.astype(np.float64)
-        lit = lit_pattern(twin.board.lit_leds(), COLOUR.leds)
+        lit = lit_pattern(twin.board.lit_leds(), COLOUR.leds, FocusBoardSettings().led_emitters_um)
     finally:
         twin.close()
-    assert lit is not None and len(lit.leds) == 2
+    assert lit is not None
+    assert sorted(led.wavelength_um or 0.0 for led in lit.leds) == [WS2812_BLUE_UM, WS2812_RED_UM]
     # Whatever colours the board gives its LEDs, each site shows their light through its filter
     # (the scope's empty-field brightfield, scaled by the sensor).
     cfa = BayerFilter.for_optics(COLOUR.optics)
