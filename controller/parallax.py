@@ -54,7 +54,7 @@ __all__ = ["ParallaxCalibration", "ParallaxCue", "ParallaxError", "ParallaxReadi
 CALIBRATION_FORMAT = 1
 MIN_PLANES = 9  # planes a calibration fit needs (after dropping the unreadable ones)
 MIN_SPAN_DOF = 4.0  # the fitted planes must span this many depths of field
-MAX_RESIDUAL_DOF = 0.25  # a fit whose rms residual exceeds this fraction of the DOF is refused
+MAX_RESIDUAL_DOF = 0.5  # a fit whose rms residual exceeds this fraction of the DOF is refused
 MAX_SLOPE_ERROR = 0.3  # a fitted µm per pixel this far (relative) from the optics' is refused
 OUTLIER_MADS = 4.0  # planes beyond this many robust sigmas of the first fit are dropped
 OPTICS_RANGE_WINDOWS = 0.25  # uncalibrated range: shifts up to this fraction of a patch
@@ -157,7 +157,7 @@ class ParallaxCalibration:
         if rms > MAX_RESIDUAL_DOF * dof:
             raise ParallaxError(f"{source}: poor fit, rms residual {rms:.3f} µm over "
                                 f"{int(used.sum())} planes (at most {MAX_RESIDUAL_DOF * dof:.3f} "
-                                f"µm, a quarter of the depth of field): too little texture, or "
+                                f"µm, half the depth of field): too little texture, or "
                                 f"a sample that moved during the stack?")
         step = float(np.median(np.abs(np.diff(np.sort(stack.z_um)))))  # one plane beyond
         return cls(slope, offset, source, views,

@@ -78,8 +78,8 @@ def reading_frames(kind: str, seed: int, defocus: Sequence[float], *, preset_nam
 
 def parallax_stack(kind: str, seed: int, z_um: Sequence[float] | np.ndarray, *, preset_name: str,
                    size: int = 512, focus_z_um: float = 0.0) -> FocalStack:
-    """A focal stack with the ground-truth channel and the parallax channel(s), as
-    ``focuslock collect`` writes them (a colour camera's frames are raw mosaics)."""
+    """A focal stack with the channels ``focuslock collect`` writes for the preset (autofocus,
+    ground truth, parallax views; a colour camera's frames are raw mosaics)."""
     system = preset(preset_name)
     views = system.parallax
     assert views is not None
@@ -88,15 +88,18 @@ def parallax_stack(kind: str, seed: int, z_um: Sequence[float] | np.ndarray, *, 
     rng = np.random.default_rng(seed + 7)
     sample = sample_of(kind, seed, size, system.optics.pixel_um)
     camera = CameraModel.for_bit_depth(system.optics.bit_depth)
-    truth = Imager(system.optics, sample).planes(_monochrome(system.ground_truth), defocus)
-    channels = [np.stack([camera.expose(_as_mosaic(p, system.optics), rng) for p in truth])]
+    imager = Imager(system.optics, sample)
+    extra = [p for p in (system.autofocus, system.ground_truth) if p not in views.patterns]
+    channels = [np.stack([camera.expose(_as_mosaic(plane, system.optics), rng)
+                          for plane in imager.planes(_monochrome(pattern), defocus)])
+                for pattern in extra]
     readings = reading_frames(kind, seed, list(defocus), preset_name=preset_name, size=size,
                               noise_seed=seed + 11)
     for k in range(len(views.patterns)):
         channels.append(np.stack([frames[k] for frames in readings]))
     optics = dataclasses.replace(system.optics, frame_shape=(size, size))
-    return FocalStack(np.stack(channels), z, (system.ground_truth, *views.patterns), optics,
-                      focus_z_um, {"sample": {"kind": kind, "seed": seed}})
+    return FocalStack(np.stack(channels), z, (*extra, *views.patterns), optics, focus_z_um,
+                      {"sample": {"kind": kind, "seed": seed}})
 
 
 def _monochrome(pattern: Pattern) -> Pattern:

@@ -127,33 +127,36 @@ def test_a_calibration_with_impossible_numbers_is_refused(paper_stack, tmp_path)
 
 
 def test_calibration_refuses_a_stack_without_parallax_channels(paper_stack):
-    truth_only = FocalStack(paper_stack.images[:1], paper_stack.z_um, paper_stack.channels[:1],
+    truth_only = FocalStack(paper_stack.images[:2], paper_stack.z_um, paper_stack.channels[:2],
                             paper_stack.optics)
-    with pytest.raises(ParallaxError, match=r"no parallax channels.*'dpc-bottom'"):
+    with pytest.raises(ParallaxError, match=r"no parallax channels.*'autofocus', 'dpc-bottom'"):
         ParallaxCalibration.fit(truth_only)
 
 
 def test_calibration_refuses_too_few_planes_and_too_short_a_span(paper_stack):
-    few = FocalStack(paper_stack.images[:, 8:16], paper_stack.z_um[8:16], paper_stack.channels,
-                     paper_stack.optics)
-    with pytest.raises(ParallaxError, match="calibration needs at least 9"):
+    near = slice(7, 18)  # z -5..5 µm: ground truth finds focus inside
+    images = paper_stack.images[:, near].copy()
+    images[2:, :3] = 1000  # three planes' parallax frames hold no texture: no shift there
+    few = FocalStack(images, paper_stack.z_um[near], paper_stack.channels, paper_stack.optics)
+    with pytest.raises(ParallaxError, match="only 8 of 11 planes give a parallax shift"):
         ParallaxCalibration.fit(few, source="few.ome.tif")
-    short = FocalStack(paper_stack.images[:, 7:16], paper_stack.z_um[7:16], paper_stack.channels,
-                       paper_stack.optics)
-    with pytest.raises(ParallaxError, match=r"short\.ome\.tif: the planes span 8\.0 µm"):
+    # the same planes said to be 0.7 µm apart: 7 µm of defocus, less than four depths of field
+    short = FocalStack(paper_stack.images[:, near], 0.7 * paper_stack.z_um[near],
+                       paper_stack.channels, paper_stack.optics)
+    with pytest.raises(ParallaxError, match=r"short\.ome\.tif: the planes span 7\.0 µm"):
         ParallaxCalibration.fit(short, source="short.ome.tif")
 
 
 def test_calibration_refuses_swapped_views_and_a_poor_fit(paper_stack):
     images = paper_stack.images.copy()
-    images[[1, 2]] = images[[2, 1]]  # the second LED's frames filed as the first's
+    images[[2, 3]] = images[[3, 2]]  # the second LED's frames filed as the first's
     swapped = dataclasses.replace(paper_stack, images=images)
     with pytest.raises(ParallaxError, match=r"wrong way.*swapped"):
         ParallaxCalibration.fit(swapped)
     rng = np.random.default_rng(0)
     shuffled = paper_stack.images.copy()
     order = rng.permutation(paper_stack.z_um.size)
-    shuffled[1:] = shuffled[1:, order]  # the parallax frames no longer match their planes
+    shuffled[2:] = shuffled[2:, order]  # the parallax frames no longer match their planes
     with pytest.raises(ParallaxError, match=r"poor fit|optics'"):
         ParallaxCalibration.fit(dataclasses.replace(paper_stack, images=shuffled))
 
