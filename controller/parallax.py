@@ -123,8 +123,9 @@ class ParallaxCalibration:
         frames = [stack.channel(p.name) for p in views.patterns]
         optics = stack.optics
         guess = cls.from_optics(optics, views, patch=patch)
+        # a colour stack that never shows the views far enough apart is fitted without unmixing
         leak = (ShiftMeter(views, optics, patch=patch).measure_leak(list(zip(*frames, strict=True)))
-                if views.one_frame else (0.0, 0.0))
+                if views.one_frame else None) or (0.0, 0.0)
         meter = ShiftMeter(views, optics, patch=patch, leak=leak)
         shifts = np.full(defocus.size, np.nan)
         for i in range(defocus.size):

@@ -242,11 +242,12 @@ class ShiftMeter:
             cross *= self.mask / magnitude
             return self._peaks(inverse())
 
-    def measure_leak(self, planes: Sequence[Sequence[np.ndarray]]) -> tuple[float, float]:
+    def measure_leak(self, planes: Sequence[Sequence[np.ndarray]]) -> tuple[float, float] | None:
         """The unmixing coefficients of a colour reading, from planes where the two views' peaks
-        stand apart. With ``r = (1-a)·v1 + a·v2`` and ``b = c·v1 + (1-c)·v2`` (v2 = v1 shifted
-        by s), r's autocorrelation at lag s over the r-b cross-correlation there is a/(1-c),
-        b's is c/(1-a): exactly what subtracting ``r - k1·b`` and ``b - k2·r`` removes."""
+        stand apart (None when too few do). With ``r = (1-a)·v1 + a·v2`` and
+        ``b = c·v1 + (1-c)·v2`` (v2 = v1 shifted by s), r's autocorrelation at lag s over the r-b
+        cross-correlation there is a/(1-c), b's is c/(1-a): exactly what subtracting
+        ``r - k1·b`` and ``b - k2·r`` removes."""
         far = 2.0 * self._peak_reach()
         ratios = []
         for frames in planes:
@@ -265,10 +266,7 @@ class ShiftMeter:
             ratios += [(ac1[i, best[i]] / peak[i], ac2[i, best[i]] / peak[i])
                        for i in np.flatnonzero(apart)]
         if len(ratios) < MIN_LEAK_PATCHES:
-            raise ParallaxError(
-                f"cannot measure the colour filters' leak: only {len(ratios)} patch(es) of "
-                f"{len(planes)} planes show the views at least {far * self._binned_px:.0f} camera "
-                f"px apart ({MIN_LEAK_PATCHES} needed); the stack must reach farther from focus")
+            return None
         k1, k2 = np.median(np.array(ratios), axis=0)
         return float(k1), float(k2)
 
