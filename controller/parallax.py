@@ -57,6 +57,8 @@ MIN_SPAN_DOF = 4.0  # the fitted planes must span this many depths of field
 MAX_RESIDUAL_DOF = 0.5  # a fit whose rms residual exceeds this fraction of the DOF is refused
 MAX_SLOPE_ERROR = 0.3  # a fitted µm per pixel this far (relative) from the optics' is refused
 OUTLIER_MADS = 4.0  # planes beyond this many robust sigmas of the first fit are dropped
+MAX_LEAK = 0.3  # the colour leak is searched in [0, MAX_LEAK] (a sensor's is a few per cent)
+LEAK_TOLERANCE = 0.005
 OPTICS_RANGE_WINDOWS = 0.25  # uncalibrated range: shifts up to this fraction of a patch
 # Confidence (docs/parallax.md has the measurements behind these): a patch counts when its
 # correlation peak stands SHARPNESS_FLOOR times above the surface's rms; the reading's
@@ -117,22 +119,14 @@ class ParallaxCalibration:
             patch: int = 512) -> ParallaxCalibration:
         """Fitted on a collected focal stack: its ground truth (controller/groundtruth.py) gives
         every plane's defocus, the cue its shift; a robust line through them. A colour stack's
-        leak is measured first (far planes, where the views' peaks stand apart)."""
+        filter leak is fitted with it (``_fit_leak``)."""
         views = stack_views(stack)
         defocus = find_focus(stack).focus_z_um - stack.z_um
         frames = [stack.channel(p.name) for p in views.patterns]
         optics = stack.optics
         guess = cls.from_optics(optics, views, patch=patch)
-        # a colour stack that never shows the views far enough apart is fitted without unmixing
-        leak = (ShiftMeter(views, optics, patch=patch).measure_leak(list(zip(*frames, strict=True)))
-                if views.one_frame else None) or (0.0, 0.0)
-        meter = ShiftMeter(views, optics, patch=patch, leak=leak)
-        shifts = np.full(defocus.size, np.nan)
-        for i in range(defocus.size):
-            patches = meter.measure([f[i] for f in frames])
-            keep = patches.sharpness >= SHARPNESS_FLOOR
-            if keep.any():
-                shifts[i] = float(np.median(patches.shift_px[keep]))
+        leak = _fit_leak(views, optics, frames, defocus, patch) if views.one_frame else 0.0
+        shifts = _plane_shifts(ShiftMeter(views, optics, patch=patch, leak=(leak, leak)), frames)
         slope, offset, used = _robust_line(shifts, defocus)
         dof = optics.depth_of_field_um
         if used.sum() < MIN_PLANES:
@@ -163,7 +157,7 @@ class ParallaxCalibration:
         step = float(np.median(np.abs(np.diff(np.sort(stack.z_um)))))  # one plane beyond
         return cls(slope, offset, source, views,
                    (float(defocus[used].min()) - step, float(defocus[used].max()) + step), rms,
-                   int(used.sum()), leak, patch)
+                   int(used.sum()), (leak, leak), patch)
 
     def to_dict(self) -> dict[str, Any]:
         return {"focuslock_parallax": CALIBRATION_FORMAT, "um_per_px": self.um_per_px,
@@ -298,6 +292,37 @@ def _views(first: Any, second: Any, one_frame: bool) -> ParallaxViews:
         return ParallaxViews(first, second, one_frame)
     except OpticsError as exc:
         raise ParallaxError(f"stack's parallax channels: {exc}") from exc
+
+
+def _plane_shifts(meter: ShiftMeter, frames: Sequence[np.ndarray]) -> np.ndarray:
+    """Every plane's shift: the median of its readable patches (NaN where none is)."""
+    shifts = np.full(len(frames[0]), np.nan)
+    for i in range(shifts.size):
+        patches = meter.measure([f[i] for f in frames])
+        keep = patches.sharpness >= SHARPNESS_FLOOR
+        if keep.any():
+            shifts[i] = float(np.median(patches.shift_px[keep]))
+    return shifts
+
+
+def _fit_leak(views: ParallaxViews, optics: Optics, frames: Sequence[np.ndarray],
+              defocus: np.ndarray, patch: int) -> float:
+    """The colour filters' leak to unmix (the same for both views): the one that makes the
+    stack's shifts most nearly a straight line in the defocus. Left in, the leak's zero-shift
+    copy pulls near-focus shifts towards zero, a bend no line follows; the other view's light
+    can only add, so the search runs over [0, MAX_LEAK]."""
+    from scipy.optimize import minimize_scalar
+
+    def misfit(leak: float) -> float:
+        shifts = _plane_shifts(ShiftMeter(views, optics, patch=patch, leak=(leak, leak)), frames)
+        slope, offset, used = _robust_line(shifts, defocus)
+        if used.sum() < MIN_PLANES:
+            return math.inf
+        return float(np.sqrt(np.mean((defocus[used] - slope * shifts[used] - offset) ** 2)))
+
+    best = minimize_scalar(misfit, bounds=(0.0, MAX_LEAK), method="bounded",
+                           options={"xatol": LEAK_TOLERANCE})
+    return float(best.x) if math.isfinite(best.fun) else 0.0
 
 
 def _robust_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:

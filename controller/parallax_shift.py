@@ -21,7 +21,7 @@ cell, so the second view's spectrum is phase-shifted back onto the first's sites
 cross-power. The colour filters leak (a red site sees some blue light), which puts a copy of the
 other view at zero shift into each: left alone it pulls every shift towards zero near focus.
 The cue unmixes it: ``view1 - leak[0]·view2`` and ``view2 - leak[1]·view1`` (per frequency,
-after the site alignment), with the leak measured at calibration (controller/parallax.py).
+after the site alignment), with the leak fitted at calibration (controller/parallax.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ MAX_BIN = 8  # camera (or colour-site) pixels binned along an axis, at most
 MIN_WINDOW = 32  # binned pixels along each axis of a patch, at least
 SEARCH_WIDTH = 1.5  # binned pixels either side of the baseline where the peak may lie
 MAX_SHIFT_FRACTION = 0.375  # of the window along the baseline: farther peaks are not searched
-MIN_LEAK_PATCHES = 6  # patches with the views far apart a leak measurement needs
 MOSAIC_CONTRAST = 0.05
 MOSAIC_SAMPLE = 8  # a colour frame's brightest site mean exceeds its dimmest by this, at least
 
@@ -182,7 +181,7 @@ class ShiftMeter:
             return None
         fy, fx = self._frequencies()
         d = self.site_delta * self.optics.pixel_um  # µm
-        return np.exp(2j * np.pi * (fy * d[0] + fx * d[1])).astype(np.complex64)
+        return np.exp(-2j * np.pi * (fy * d[0] + fx * d[1])).astype(np.complex64)
 
     def _search_lags(self) -> np.ndarray:
         """Flat indices of the correlation lags near the baseline where the peak may lie."""
@@ -196,8 +195,6 @@ class ShiftMeter:
         across = np.abs(ly[:, None] * ux - lx[None, :] * uy)
         reach = MAX_SHIFT_FRACTION * min(h / max(abs(uy), 1e-9), w / max(abs(ux), 1e-9))
         keep = (across <= SEARCH_WIDTH) & (np.abs(along) <= reach)
-        self._along = along  # binned px along the baseline of every lag
-        self._binned_px = math.hypot(self.bins[0] * uy, self.bins[1] * ux) * self.site_px
         return np.flatnonzero(keep)
 
     def check_frames(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -242,34 +239,6 @@ class ShiftMeter:
             cross *= self.mask / magnitude
             return self._peaks(inverse())
 
-    def measure_leak(self, planes: Sequence[Sequence[np.ndarray]]) -> tuple[float, float] | None:
-        """The unmixing coefficients of a colour reading, from planes where the two views' peaks
-        stand apart (None when too few do). With ``r = (1-a)·v1 + a·v2`` and
-        ``b = c·v1 + (1-c)·v2`` (v2 = v1 shifted by s), r's autocorrelation at lag s over the r-b
-        cross-correlation there is a/(1-c), b's is c/(1-a): exactly what subtracting
-        ``r - k1·b`` and ``b - k2·r`` removes."""
-        far = 2.0 * self._peak_reach()
-        ratios = []
-        for frames in planes:
-            with _lock:
-                first, second = self._spectra(frames)
-                cross, inverse = _irfft_plan((self.count, *self.window_shape))
-                surfaces = []
-                for a, b in ((second, first), (first, first), (second, second)):
-                    np.multiply(a, np.conj(b), out=cross)
-                    cross *= self.mask
-                    surfaces.append(inverse().reshape(self.count, -1).copy())
-            cc, ac1, ac2 = surfaces
-            best = self._search[np.argmax(cc[:, self._search], axis=1)]
-            peak = cc[np.arange(self.count), best]
-            apart = (np.abs(self._along.ravel()[best]) >= far) & (peak > 0)
-            ratios += [(ac1[i, best[i]] / peak[i], ac2[i, best[i]] / peak[i])
-                       for i in np.flatnonzero(apart)]
-        if len(ratios) < MIN_LEAK_PATCHES:
-            return None
-        k1, k2 = np.median(np.array(ratios), axis=0)
-        return float(k1), float(k2)
-
     def _spectra(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The two views' patch spectra, the second's sites moved onto the first's; they live
         in the shared plan's output buffer, so the caller holds ``_lock``."""
@@ -282,13 +251,6 @@ class ShiftMeter:
         if self._align is not None:
             second *= self._align
         return first, second
-
-    def _peak_reach(self) -> float:
-        """How far along the baseline (binned px) the correlation peak of the lens reaches: its
-        envelope falls below a tenth of its top beyond."""
-        psf = np.fft.irfft2(self.mask.astype(np.float64), s=self.window_shape).ravel()
-        strong = np.abs(psf[self._search]) > 0.1 * psf[0]
-        return float(np.abs(self._along.ravel()[self._search][strong]).max())
 
     def _views(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         if not self.views.one_frame:

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 
 from controller.optics import preset
 from controller.parallax import (
@@ -19,6 +20,7 @@ from controller.parallax import (
     ParallaxReading,
     stack_views,
 )
+from controller.parallax_shift import ShiftMeter
 from controller.sim.samples import SAMPLE_KINDS
 from controller.stackio import FocalStack
 
@@ -217,3 +219,35 @@ def test_frames_smaller_than_a_patch_are_refused():
     assert system.parallax is not None
     with pytest.raises(ParallaxError, match="smaller than one 512x512"):
         ParallaxCue(system.parallax, optics_of("paper-pair", 256))
+
+
+def test_unmixing_the_colour_leak_restores_a_near_focus_shift():
+    # Each view's sites hold a fifth of the other view's light: its zero-shift copy pulls a
+    # 6-pixel shift towards zero; unmixing with the leak gives the shift back.
+    system = preset("pi-hq-colour")
+    assert system.parallax is not None
+    rng = np.random.default_rng(4)
+    texture = gaussian_filter(rng.standard_normal((SIZE, SIZE)), 8.0, mode="wrap")
+    first = 1.0 + 0.3 * texture / texture.std()
+    second = np.roll(first, 6, axis=0)  # the blue view 6 px along +y: -6 px along the baseline
+    a = 0.2
+    mosaic = 0.3 * (first + second)
+    mosaic[0::2, 0::2] = ((1 - a) * first + a * second)[0::2, 0::2]  # red sites
+    mosaic[1::2, 1::2] = (a * first + (1 - a) * second)[1::2, 1::2]  # blue sites
+    frame = (2000 * mosaic).astype(np.uint16)
+    optics = optics_of("pi-hq-colour")
+    mixed = ShiftMeter(system.parallax, optics).measure([frame]).shift_px[0]
+    k = a / (1 - a)
+    unmixed = ShiftMeter(system.parallax, optics, leak=(k, k)).measure([frame]).shift_px[0]
+    assert unmixed == pytest.approx(-6.0, abs=0.5)
+    assert mixed > -6.0 + 1.5
+
+
+def test_a_colour_stack_calibrates_with_its_leak():
+    stack = parallax_stack("tissue", 41, np.arange(-20.0, 20.5, 2.0), preset_name="pi-hq-colour",
+                           focus_z_um=0.5)
+    cal = ParallaxCalibration.fit(stack, source="colour.ome.tif")
+    geometric = ParallaxCalibration.from_optics(stack.optics, stack_views(stack))
+    assert cal.views.one_frame and 0.0 <= cal.leak[0] <= 0.3
+    assert cal.um_per_px == pytest.approx(geometric.um_per_px, rel=0.1)
+    assert cal.residual_um < 0.5 * stack.optics.depth_of_field_um

@@ -48,11 +48,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     print(f"{args.stack}: {calibration.planes} planes, defocus {low:+.1f}..{high:+.1f} µm")
     print(f"  defocus_um = {calibration.um_per_px:+.5f} µm/px x shift_px "
           f"{calibration.offset_um:+.3f} µm")
-    colour = ""
-    if calibration.views.one_frame:
-        colour = (f", colour leak unmixed {leak[0]:.3f} / {leak[1]:.3f}" if any(leak) else
-                  ", colour leak not measurable (the views never stood far enough apart), "
-                  "not unmixed")
+    colour = f", colour leak unmixed {leak[0]:.3f}" if calibration.views.one_frame else ""
     print(f"  rms residual {calibration.residual_um:.3f} µm{colour}")
     print(f"wrote {path}")
     return 0
