@@ -28,9 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from controller.errors import FocuslockError
 from controller.features import FeatureSpec, featurize
 from controller.optics import preset
-from controller.parallax import ParallaxCalibration, ParallaxCue, ParallaxError
+from controller.parallax import ParallaxCalibration, ParallaxCue
 from controller.sim.samples import SAMPLE_KINDS
 from tests.parallax_sim import parallax_stack, reading_frames
 
@@ -46,15 +47,18 @@ def cue_for(mode: str, size: int, calibration: ParallaxCalibration | None) -> Pa
     return ParallaxCue(system.parallax, optics, calibration)
 
 
-def calibrate(mode: str, kind: str, index: int, size: int) -> tuple[ParallaxCalibration, str]:
-    """The fit on a stack of another seed, or (with the refusal said) the optics' prediction."""
+def calibrate(mode: str, kind: str, index: int, size: int,
+              recorded: bool) -> tuple[ParallaxCalibration, str]:
+    """The fit on a stack of another seed (against its ground truth, or with ``recorded`` the
+    simulator's focal plane), or (with the refusal said) the optics' prediction."""
     seed = CALIBRATION_SEED + index
     z = np.arange(-HALF_RANGE_UM, HALF_RANGE_UM + 0.5, 1.0)
     focus = float(np.random.default_rng(seed).uniform(-0.5, 0.5))
     stack = parallax_stack(kind, seed, z, preset_name=mode, size=size, focus_z_um=focus)
     try:
-        fitted = ParallaxCalibration.fit(stack, source=f"{kind}-{seed}")
-    except ParallaxError as exc:
+        fitted = ParallaxCalibration.fit(stack, source=f"{kind}-{seed}",
+                                         focus_z_um=focus if recorded else None)
+    except FocuslockError as exc:
         system = preset(mode)
         assert system.parallax is not None
         return (ParallaxCalibration.from_optics(stack.optics, system.parallax),
@@ -131,13 +135,19 @@ def main() -> int:
     parser.add_argument("--kinds", default=",".join(sorted(SAMPLE_KINDS)))
     parser.add_argument("--modes", default="paper-pair,pi-hq-colour")
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--recorded-focus", action="store_true",
+                        help="calibrate against the simulator's focal plane instead of the "
+                             "stack's ground-truth channel (isolates the cue from the ground "
+                             "truth's own errors)")
     args = parser.parse_args()
+    truth = "the simulator's focal plane" if args.recorded_focus else "its ground truth"
     print(f"frames {args.size}², {args.seeds} evaluation seed(s) per kind, readings every µm "
-          f"over ±{HALF_RANGE_UM:g} µm; calibration on a stack of another seed of the same kind")
+          f"over ±{HALF_RANGE_UM:g} µm; calibration on a stack of another seed of the same kind, "
+          f"against {truth}")
     for mode in args.modes.split(","):
         totals = []
         for index, kind in enumerate(args.kinds.split(",")):
-            calibration, note = calibrate(mode, kind, index, args.size)
+            calibration, note = calibrate(mode, kind, index, args.size, args.recorded_focus)
             rows = evaluate(mode, kind, args.seeds, args.size, calibration)
             totals.append(rows)
             s = score(rows)

@@ -115,13 +115,15 @@ class ParallaxCalibration:
                    patch=patch)
 
     @classmethod
-    def fit(cls, stack: FocalStack, *, source: str = "stack",
-            patch: int = 512) -> ParallaxCalibration:
-        """Fitted on a collected focal stack: its ground truth (controller/groundtruth.py) gives
-        every plane's defocus, the cue its shift; a robust line through them. A colour stack's
-        filter leak is fitted with it (``_fit_leak``)."""
+    def fit(cls, stack: FocalStack, *, source: str = "stack", patch: int = 512,
+            focus_z_um: float | None = None) -> ParallaxCalibration:
+        """Fitted on a collected focal stack: its ground truth (controller/groundtruth.py, or
+        ``focus_z_um`` where the focal plane is known, as in a simulated stack) gives every
+        plane's defocus, the cue its shift; a robust line through them. A colour stack's filter
+        leak is fitted with it (``_fit_leak``)."""
         views = stack_views(stack)
-        defocus = find_focus(stack).focus_z_um - stack.z_um
+        focus = find_focus(stack).focus_z_um if focus_z_um is None else focus_z_um
+        defocus = focus - stack.z_um
         frames = [stack.channel(p.name) for p in views.patterns]
         optics = stack.optics
         guess = cls.from_optics(optics, views, patch=patch)

@@ -27,24 +27,15 @@ after the site alignment), with the leak fitted at calibration (controller/paral
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from controller.errors import FocuslockError
-from controller.features import FeatureError, FeatureSpec
+from controller.features import FeatureError, FeatureSpec, fft_lock, irfft_plan, rfft_plan
 from controller.mosaic import site_of, sites
 from controller.optics import Led, Optics, ParallaxViews
-
-try:
-    import pyfftw
-
-    _HAVE_PYFFTW = True
-except ImportError:  # pragma: no cover - pyfftw is a dependency, as in controller/features.py
-    _HAVE_PYFFTW = False
-import scipy.fft
 
 LENS_EDGE = 0.1  # the lens mask falls from 1 to 0 over this fraction of the pupil radius
 MAX_BIN = 8  # camera (or colour-site) pixels binned along an axis, at most
@@ -81,9 +72,6 @@ class PatchShifts:
     shift_px: np.ndarray  # (patches,) second view against the first, camera px along the baseline
     height: np.ndarray  # (patches,) correlation peak, 1 for two identical shifted textures
     sharpness: np.ndarray  # (patches,) peak over the rms of the correlation around it
-
-
-_Transform = Callable[[], np.ndarray]
 
 
 class ShiftMeter:
@@ -227,12 +215,12 @@ class ShiftMeter:
         return out
 
     def measure(self, frames: Sequence[np.ndarray]) -> PatchShifts:
-        with _lock:
+        with fft_lock:
             first, second = self._spectra(frames)
             if any(self.leak):
                 first, second = (first - np.float32(self.leak[0]) * second,
                                  second - np.float32(self.leak[1]) * first)
-            cross, inverse = _irfft_plan((self.count, *self.window_shape))
+            cross, inverse = irfft_plan((self.count, *self.window_shape))
             np.multiply(second, np.conj(first), out=cross)
             magnitude = np.abs(cross)
             magnitude += np.float32(1e-20) + np.float32(1e-6) * magnitude.max()
@@ -241,9 +229,9 @@ class ShiftMeter:
 
     def _spectra(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The two views' patch spectra, the second's sites moved onto the first's; they live
-        in the shared plan's output buffer, so the caller holds ``_lock``."""
+        in the shared plan's output buffer, so the caller holds ``fft_lock``."""
         views = self._views(self.check_frames(frames))
-        buffer, forward = _rfft_plan((2 * self.count, *self.window_shape))
+        buffer, forward = rfft_plan((2 * self.count, *self.window_shape))
         for k, view in enumerate(views):
             self._fill(buffer[k * self.count:(k + 1) * self.count], view)
         spectra = forward()
@@ -317,38 +305,3 @@ def check_mosaic(frame: np.ndarray, colour_filter: str) -> None:
                             f"sites are equally bright, means {listed}): one-frame parallax "
                             f"reads the raw Bayer frame under two colour LEDs, not a monochrome "
                             f"or demosaiced one")
-
-_plans: dict[tuple[str, tuple[int, ...]], tuple[np.ndarray, _Transform]] = {}
-_lock = threading.Lock()  # one set of buffers per shape is shared by every meter
-
-
-def _rfft_plan(shape: tuple[int, int, int]) -> tuple[np.ndarray, _Transform]:
-    """An aligned float32 buffer and a reusable single-thread real FFT over its last two axes."""
-    key = ("forward", shape)
-    if key not in _plans:
-        if _HAVE_PYFFTW:
-            buffer = pyfftw.empty_aligned(shape, dtype="float32")
-            plan = pyfftw.builders.rfftn(buffer, axes=(1, 2), threads=1,
-                                         planner_effort="FFTW_MEASURE", avoid_copy=True)
-            _plans[key] = (buffer, plan)
-        else:  # pragma: no cover
-            buffer = np.empty(shape, np.float32)
-            _plans[key] = (buffer, lambda: scipy.fft.rfftn(buffer, axes=(1, 2), workers=1))
-    return _plans[key]
-
-
-def _irfft_plan(shape: tuple[int, int, int]) -> tuple[np.ndarray, _Transform]:
-    """An aligned complex64 half-spectrum buffer and its reusable inverse real FFT to ``shape``."""
-    key = ("inverse", shape)
-    if key not in _plans:
-        half = (shape[0], shape[1], shape[2] // 2 + 1)
-        if _HAVE_PYFFTW:
-            buffer = pyfftw.empty_aligned(half, dtype="complex64")
-            plan = pyfftw.builders.irfftn(buffer, s=shape[1:], axes=(1, 2), threads=1,
-                                          planner_effort="FFTW_MEASURE", avoid_copy=True)
-            _plans[key] = (buffer, plan)
-        else:  # pragma: no cover
-            buffer = np.empty(half, np.complex64)
-            _plans[key] = (buffer, lambda: scipy.fft.irfftn(buffer, s=shape[1:], axes=(1, 2),
-                                                            workers=1))
-    return _plans[key]

@@ -251,3 +251,12 @@ def test_a_colour_stack_calibrates_with_its_leak():
     assert cal.views.one_frame and 0.0 <= cal.leak[0] <= 0.3
     assert cal.um_per_px == pytest.approx(geometric.um_per_px, rel=0.1)
     assert cal.residual_um < 0.5 * stack.optics.depth_of_field_um
+
+
+def test_a_known_focal_plane_replaces_the_ground_truth(paper_stack):
+    # a simulated stack records its focal plane; the fit against it and against the ground truth
+    # agree within the ground truth's own error
+    known = ParallaxCalibration.fit(paper_stack, focus_z_um=paper_stack.focus_z_um)
+    found = ParallaxCalibration.fit(paper_stack)
+    assert known.um_per_px == pytest.approx(found.um_per_px, rel=1e-6)
+    assert known.offset_um == pytest.approx(found.offset_um, abs=0.5)
