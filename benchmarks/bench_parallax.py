@@ -14,6 +14,7 @@ Goals: RMSE <= 0.2 µm within ±10 µm and <= 1.0 µm over ±30 µm, correct sig
 <= 3 ms per 2048² frame.
 Run:  .venv/bin/python benchmarks/bench_parallax.py [--size 1024] [--seeds 3]
       [--kinds sparse-cells,dense-cells,tissue,image] [--modes paper-pair,pi-hq-colour]
+      [--recorded-focus] [--no-timing | --timing-only]
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def main() -> int:
     parser.add_argument("--kinds", default=",".join(sorted(SAMPLE_KINDS)))
     parser.add_argument("--modes", default="paper-pair,pi-hq-colour")
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--timing-only", action="store_true")
     parser.add_argument("--recorded-focus", action="store_true",
                         help="calibrate against the simulator's focal plane instead of the "
                              "stack's ground-truth channel (isolates the cue from the ground "
@@ -144,7 +146,7 @@ def main() -> int:
     print(f"frames {args.size}², {args.seeds} evaluation seed(s) per kind, readings every µm "
           f"over ±{HALF_RANGE_UM:g} µm; calibration on a stack of another seed of the same kind, "
           f"against {truth}")
-    for mode in args.modes.split(","):
+    for mode in [] if args.timing_only else args.modes.split(","):
         totals = []
         for index, kind in enumerate(args.kinds.split(",")):
             calibration, note = calibrate(mode, kind, index, args.size, args.recorded_focus)
