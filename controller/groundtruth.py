@@ -16,6 +16,11 @@ gave overall medians of 0.11–0.14 µm; 0.5–1.0 with 7 planes was best (0.11 
 their mid-plane, which the simulator calls focus, whatever the band: a bias of the definition,
 not noise. Lower bands (0.1–0.3) fail (0.8–1.3 µm): defocused phase objects gain low-frequency
 contrast.
+
+A colour camera's frame is its raw Bayer mosaic, whose filter pattern would put every plane's
+low frequencies into the high band: its sharpness is measured on the sites of the channel's
+colour (controller/mosaic.py), a half-resolution image. Training uses this module for its labels;
+the box uses it to calibrate the parallax cue (controller/parallax.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import numpy as np
 import scipy.fft
 
 from controller.errors import FocuslockError
+from controller.mosaic import sites
+from controller.optics import PARALLAX_PATTERN
 from controller.stackio import AUTOFOCUS_CHANNEL, FocalStack
 
 CROP = 1024  # the paper's crop; smaller frames are used whole
@@ -50,9 +57,10 @@ class GroundTruth:
 
 
 def ground_truth_channel(stack: FocalStack) -> int:
-    """Index of the incoherent channel: a pattern of several LEDs that is not the autofocus one."""
+    """Index of the incoherent channel: a pattern of several LEDs that is neither the autofocus
+    one nor the two LEDs of a colour parallax reading."""
     candidates = [i for i, c in enumerate(stack.channels)
-                  if len(c.leds) > 1 and c.name != AUTOFOCUS_CHANNEL]
+                  if len(c.leds) > 1 and c.name not in (AUTOFOCUS_CHANNEL, PARALLAX_PATTERN)]
     if not candidates:
         described = ", ".join(f"{c.name!r} ({len(c.leds)} LED{'s' * (len(c.leds) != 1)})"
                               for c in stack.channels)
@@ -93,7 +101,12 @@ def find_focus(stack: FocalStack) -> GroundTruth:
     z = stack.z_um[order]
     if np.any(np.diff(z) <= 0):
         raise GroundTruthError("stack has repeated z positions")
-    curve = sharpness(stack.images[ground_truth_channel(stack)][order])
+    channel = ground_truth_channel(stack)
+    planes = stack.images[channel][order]
+    if stack.optics.colour_filter != "mono":
+        light = stack.channels[channel].leds[0].wavelength_um or stack.optics.wavelength_um
+        planes = sites(planes, stack.optics.colour_filter, light)
+    curve = sharpness(planes)
     peak = int(np.argmax(curve))
     noise = float(np.median(np.abs(np.diff(curve))))
     if curve[peak] - np.min(curve) < MIN_PROMINENCE * noise:
