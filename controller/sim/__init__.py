@@ -35,9 +35,10 @@ and ``CameraModel``.
 from controller.sim.bayer import BayerFilter, site_offsets
 from controller.sim.camera import CameraModel
 from controller.sim.errors import SimError
-from controller.sim.imaging import Imager, ImagingSettings, propagate
+from controller.sim.imaging import Imager, ImagingSettings
 from controller.sim.samples import SAMPLE_KINDS, Sample, make_sample
 from controller.sim.stacks import render_stack
+from controller.sim.waves import propagate
 
 __all__ = [
     "SAMPLE_KINDS",

@@ -27,7 +27,6 @@ each plane costs one propagator, and each (LED, plane) one inverse FFT through a
 from __future__ import annotations
 
 import math
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +38,7 @@ import pyfftw
 from controller.optics import Led, Optics, Pattern
 from controller.sim.errors import SimError
 from controller.sim.samples import Sample
+from controller.sim.waves import axial_frequency, fft2_plans, propagator, spatial_frequencies
 
 
 @dataclass(frozen=True)
@@ -81,81 +81,6 @@ class ImagingSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-class _Fft2:
-    """Forward and inverse 2D complex FFTs of one shape through FFTW plans made once (one
-    thread). Both read ``input`` and write ``output``; neither normalises."""
-
-    def __init__(self, shape: tuple[int, int]) -> None:
-        self.input = pyfftw.zeros_aligned(shape, dtype=np.complex64)
-        self.output = pyfftw.zeros_aligned(shape, dtype=np.complex64)
-        # Measuring costs ~0.3 s (1024²) to 1.5 s (2048²) once per shape and process, and makes
-        # each transform ~4x faster than an estimated plan at 2048².
-        flags = ("FFTW_MEASURE",)
-        self._forward = pyfftw.FFTW(self.input, self.output, axes=(0, 1),
-                                    direction="FFTW_FORWARD", flags=flags, threads=1)
-        self._inverse = pyfftw.FFTW(self.input, self.output, axes=(0, 1),
-                                    direction="FFTW_BACKWARD", flags=flags, threads=1)
-        self.input[:] = 0
-
-    def forward(self) -> np.ndarray:
-        self._forward()
-        return self.output
-
-    def inverse(self) -> np.ndarray:
-        self._inverse(normalise_idft=False)
-        return self.output
-
-
-_per_thread = threading.local()
-
-
-def _fft(shape: tuple[int, int]) -> _Fft2:
-    """This thread's plans for the shape (buffers are shared by every Imager of the thread, so
-    threads must not share them); the four most recent shapes are kept."""
-    plans: OrderedDict[tuple[int, int], _Fft2] = _per_thread.__dict__.setdefault(
-        "plans", OrderedDict())
-    if shape not in plans:
-        plans[shape] = _Fft2(shape)
-        while len(plans) > 4:
-            plans.popitem(last=False)
-    plans.move_to_end(shape)
-    return plans[shape]
-
-
-def _kz(k2: np.ndarray, index: float, wavelength_um: float) -> np.ndarray:
-    """k_z - n/λ (the constant piston removed: it changes no intensity), NaN where evanescent."""
-    k0 = index / wavelength_um
-    with np.errstate(invalid="ignore"):
-        return np.sqrt(k0**2 - k2) - k0
-
-
-def propagator(k2: np.ndarray, distance_um: float, index: float,
-               wavelength_um: float) -> np.ndarray:
-    """Angular-spectrum transfer function for ``distance_um`` along the direction of travel in a
-    medium of the given index. Evanescent waves decay forwards and are dropped backwards (they
-    cannot be back-propagated stably)."""
-    kz = _kz(k2, index, wavelength_um)
-    k0 = index / wavelength_um
-    decay = np.sqrt(np.clip(k2 - k0**2, 0.0, None))
-    out = np.where(np.isnan(kz), 0.0, np.exp(2j * np.pi * np.nan_to_num(kz) * distance_um))
-    if distance_um > 0:
-        out = np.where(np.isnan(kz), np.exp(-2.0 * np.pi * decay * distance_um), out)
-    return out.astype(np.complex64)
-
-
-def spatial_frequencies(shape: tuple[int, int], pixel_um: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ky column, kx row) in cycles/µm, FFT order."""
-    return (np.fft.fftfreq(shape[0], d=pixel_um)[:, None],
-            np.fft.fftfreq(shape[1], d=pixel_um)[None, :])
-
-
-def propagate(field: np.ndarray, distance_um: float, pixel_um: float, wavelength_um: float,
-              index: float = 1.0) -> np.ndarray:
-    """A complex field propagated by ``distance_um`` along the direction of travel."""
-    ky, kx = spatial_frequencies(field.shape[-2:], pixel_um)
-    h = propagator(ky**2 + kx**2, distance_um, index, wavelength_um)
-    return np.fft.ifft2(np.fft.fft2(field) * h).astype(np.complex64)
 
 
 PATTERNS_CACHED = 4  # a parallax reading alternates autofocus, parallax-first and -second
@@ -237,7 +162,7 @@ class Imager:
     def _accumulate(self, bands: list[_Band], defocus_um: float,
                     accs: Mapping[float, np.ndarray]) -> None:
         """Add every sub-source's |field|² at the defocus to its wavelength's accumulator."""
-        fft = _fft(self.sample.shape)
+        fft = fft2_plans(self.sample.shape)
         magnitude = np.empty(self.sample.shape, dtype=np.float32)
         fft.input[:] = 0
         for band in bands:
@@ -283,7 +208,7 @@ class Imager:
         iy, ix = np.arange(-by, by + 1), np.arange(-bx, bx + 1)
         k2 = (iy[:, None] * dky) ** 2 + (ix[None, :] * dkx) ** 2
         pupil = k2 <= cutoff**2
-        kz = _kz(k2, self.optics.immersion_index, wavelength)
+        kz = axial_frequency(k2, self.optics.immersion_index, wavelength)
         kz_box = np.where(pupil, kz, 0.0).astype(np.float32)
         back = self._focus_shift(k2, wavelength) * pupil
         norm = 1.0 / (rows * cols)
@@ -314,7 +239,7 @@ class Imager:
         the tilt (thin: the same for every LED; thick: one beam propagation per LED)."""
         if self.sample.slices == 1:
             if wavelength not in self._spectra:
-                fft = _fft(self.sample.shape)
+                fft = fft2_plans(self.sample.shape)
                 fft.input[:] = self.sample.transmittance(wavelength)[0]
                 self._spectra[wavelength] = fft.forward().copy()
             return self._spectra[wavelength]
@@ -330,7 +255,7 @@ class Imager:
                            f"(λ/(2·{sample.pixel_um:.3g} µm) in NA); a thick sample needs finer "
                            f"pixels for it")
         first, rest, step = self._thick_optics(wavelength)
-        fft = _fft(sample.shape)
+        fft = fft2_plans(sample.shape)
         ramp = (np.exp(2j * np.pi * shift[0] * np.arange(rows) / rows)[:, None]
                 * np.exp(2j * np.pi * shift[1] * np.arange(cols) / cols)[None, :])
         np.multiply(ramp, first, out=fft.input)
