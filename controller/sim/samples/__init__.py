@@ -25,6 +25,7 @@ other kind's samples as they were; drawing only from it keeps the new family's r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -65,8 +66,7 @@ def make_sample(kind: str, shape: tuple[int, int], pixel_um: float, seed: int,
                        f"known: {sorted(known)}")
     rng = np.random.default_rng([int(seed), _stable_hash(kind)])
     sample = maker(rng, (rows, cols), float(pixel_um), dict(params))
-    return Sample(sample.path_um, sample.pixel_um, sample.slice_um, sample.medium_index,
-                  kind, int(seed), sample.params)
+    return dataclasses.replace(sample, kind=kind, seed=int(seed))
 
 
 def _stable_hash(text: str) -> int:
