@@ -32,9 +32,15 @@ from typing import Any
 import numpy as np
 
 from controller.sim.errors import SimError
+from controller.sim.samples.adherent import CELL_CLUSTERS, ELONGATED_CELLS, SPREAD_CELLS
+from controller.sim.samples.blood import RED_CELLS
 from controller.sim.samples.cells import DENSE_CELLS, SPARSE_CELLS
-from controller.sim.samples.picture import IMAGE
+from controller.sim.samples.microbes import BACTERIA
+from controller.sim.samples.picture import IMAGE, PICTURES
 from controller.sim.samples.sample import Sample, SampleFamily
+from controller.sim.samples.scatterers import BEADS, DIATOMS
+from controller.sim.samples.sections import TISSUE_SECTION
+from controller.sim.samples.thick import POLLEN, THICK_CELLS
 from controller.sim.samples.tissue import TISSUE
 
 __all__ = ["SAMPLE_KINDS", "Sample", "SampleFamily", "make_sample"]
@@ -44,6 +50,17 @@ SAMPLE_KINDS: dict[str, SampleFamily] = {
     "dense-cells": DENSE_CELLS,
     "tissue": TISSUE,
     "image": IMAGE,
+    "red-cells": RED_CELLS,
+    "spread-cells": SPREAD_CELLS,
+    "elongated-cells": ELONGATED_CELLS,
+    "cell-clusters": CELL_CLUSTERS,
+    "bacteria": BACTERIA,
+    "thick-cells": THICK_CELLS,
+    "pollen": POLLEN,
+    "diatoms": DIATOMS,
+    "beads": BEADS,
+    "tissue-section": TISSUE_SECTION,
+    "pictures": PICTURES,
 }
 
 
