@@ -190,9 +190,11 @@ class InstrumentVariation:
     led_brightness: tuple[float, float] = (0.8, 1.2)
     led_scatter: float = 0.1  # the instrument's rms scatter, uniform in [0, this]
     tilt_deg: float = 0.5
-    spherical_waves: float = 0.5  # uniform in ±this
-    astigmatism_waves: float = 0.5
-    coma_waves: float = 0.5
+    # Peak-to-valley 0.5 waves for astigmatism and coma (2c), 0.375 for spherical (1.5c): at
+    # c = 0.5 each the sharpest incoherent plane is no longer one plane (docs/families.md).
+    spherical_waves: float = 0.25  # uniform in ±this
+    astigmatism_waves: float = 0.25
+    coma_waves: float = 0.25
     cameras: tuple[str, ...] = (NATIVE_CAMERA,)
     exposure_scale: tuple[float, float] = (0.3, 1.2)
     read_noise_scale: tuple[float, float] = (1.0, 2.0)

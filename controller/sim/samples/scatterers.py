@@ -42,7 +42,7 @@ def _diatoms(rng: np.random.Generator, shape: tuple[int, int], pixel_um: float,
     period = positive("stria_um", param(params, "stria_um",
                                         lambda: rng.uniform(finest, max(2.0, finest))))
     pores = float(param(params, "pore_depth", lambda: rng.uniform(0.3, 0.9)))
-    girdle = float(param(params, "girdle_um", lambda: rng.uniform(1.0, 4.0)))
+    girdle = float(param(params, "girdle_um", lambda: rng.uniform(0.5, 2.0)))
     positive("length_um", l_lo)
     lengths = rng.uniform(l_lo, l_hi, count_for(coverage, shape, pixel_um,
                                                 0.25 * ((l_lo + l_hi) / 2) ** 2))

@@ -10,7 +10,8 @@ magnitude-only network reads the sign of defocus from (docs/families.md):
   haemoglobin): ``imag = a·(path − its minimum)``;
 - ``negative``: absorption where it is shortest (a dyed medium the objects exclude, a negative
   stain): ``imag = a·(its maximum − path)``;
-- ``uncorrelated``: a stain texture of its own, unrelated to the path, of the same strength;
+- ``uncorrelated``: a stain texture of its own, unrelated to the path, holding as much
+  absorption over the field as the positive relation would;
 
 with ``a`` the family's ``absorption`` (µm of absorption path per µm of optical path; 0: none).
 Over several slices the extremes are of the projected path, spread evenly over the slices.
@@ -91,11 +92,11 @@ def absorb(rng: np.random.Generator, vol: Volume, pixel_um: float, params: dict[
         vol.path.imag += ratio * (real - projected.min() * share)
     elif relation == "negative":
         vol.path.imag += ratio * (projected.max() * share - real)
-    else:
+    else:  # as much absorption in all as the positive relation would give, spread at random
         texture = _unit_range(random_field(rng, vol.shape, pixel_um,
                                            corr_um=rng.uniform(0.5, 5.0)))
-        span = float(projected.max() - projected.min())
-        vol.path.imag += (ratio * span * share) * texture[None]
+        total = float((projected - projected.min()).mean()) / max(float(texture.mean()), 1e-6)
+        vol.path.imag += (ratio * total * share) * texture[None]
 
 
 def far_dust(rng: np.random.Generator, shape: tuple[int, int], pixel_um: float,

@@ -39,14 +39,14 @@ def _random_direction(rng: np.random.Generator) -> np.ndarray:
 def _thick_cells(rng: np.random.Generator, shape: tuple[int, int], pixel_um: float,
                  params: dict[str, Any]) -> Sample:
     """Rounded cells resting on the glass (suspension or mitotic cells, oocyte-like blobs):
-    flattened ellipsoids of Δn 0.006–0.016 with a nucleus and nucleoli, strongly refracting lipid
+    flattened ellipsoids of Δn 0.005–0.012 with a nucleus and nucleoli, strongly refracting lipid
     droplets (Δn ≈ 0.1) and watery vacuoles."""
     medium = float(param(params, "medium_index", lambda: 1.335))
     coverage = positive("coverage", param(params, "coverage",
                                           lambda: log_uniform(rng, 0.02, 0.4)))
     d_lo, d_hi = param_range(params, "diameter_um", (10.0, 30.0))
     f_lo, f_hi = param_range(params, "flatness", (0.5, 1.0))
-    dn_lo, dn_hi = param_range(params, "index_contrast", (0.006, 0.016))
+    dn_lo, dn_hi = param_range(params, "index_contrast", (0.005, 0.012))
     droplets = float(param(params, "droplets_per_cell", lambda: rng.uniform(0.0, 10.0)))
     positive("diameter_um", d_lo)
     vol = _volume(params, shape, d_hi * f_hi + 1.0)
