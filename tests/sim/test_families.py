@@ -16,6 +16,7 @@ from PIL import Image
 from controller.errors import FocuslockError
 from controller.optics import Led, Pattern, preset
 from controller.sim import SAMPLE_KINDS, Imager, Sample, make_sample, render_stack
+from controller.sim.samples.slide import SLIDE_PARAMS
 from training.groundtruth import find_focus
 
 PAPER = preset("paper")
@@ -23,9 +24,10 @@ PIXEL = PAPER.optics.pixel_um
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "families.md"
 THICK = {"thick-cells", "pollen"}
 # |sharpest incoherent plane - simulator's focus|, µm, measured on 12 seeds of 256² frames per
-# family (docs/families.md): thin families stay within 0.75 µm, rounded cells 30 µm tall within
-# 1.5; pollen grains are sharpest anywhere from their lower to their upper surface.
-TOLERANCE_UM = {"thick-cells": 1.6, "pollen": 16.0}
+# family (docs/families.md): the others within 0.65 µm, rounded cells up to 30 µm tall within
+# 1.6; pollen grains (up to 30 µm) are sharpest anywhere from their lower to their upper
+# surface (17.6).
+TOLERANCE_UM = {"thick-cells": 2.0, "pollen": 18.0}
 THIN_TOLERANCE_UM = 0.8
 CLEAN = {"background_opd_um": 0.0, "debris_per_mm2": 0.0, "uneven_absorption_um": 0.0,
          "dust_per_mm2": 0.0}
@@ -89,12 +91,15 @@ def test_a_family_reproduces_from_its_seed_and_records_its_draw_as_json(kind, pi
 
 
 def test_every_family_and_parameter_is_documented():
+    """docs/families.md has a section per family naming each parameter it accepts (those of
+    the slide in the slide's table), and its pictures are small."""
     text = DOCS.read_text()
+    slide = text[text.index("### The slide"):text.index("### Families")]
     for kind, family in SAMPLE_KINDS.items():
-        assert f"`{kind}`" in text, kind
-        section = text[text.index(f"### `{kind}`"):]
-        section = section[:section.find("\n### ", 1) if "\n### " in section[1:] else None]
-        missing = [p for p in family.params if f"`{p}`" not in section]
+        section = text[text.index(f"### `{kind}`") + 1:]
+        section = section[:section.find("\n#")]
+        missing = [p for p in family.params if f"`{p}`" not in section
+                   and not (p in SLIDE_PARAMS and f"`{p}`" in slide)]
         assert not missing, (kind, missing)
     images = re.findall(r"\]\((\S+\.png)\)", text)
     assert images
