@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 from scipy import fft as sfft
 
-from controller.sim.samples.drawing import Volume, dome, ellipse, random_field, voronoi
+from controller.sim.samples.drawing import Volume, random_field, voronoi
 from controller.sim.samples.params import choice, param, positive
 from controller.sim.samples.sample import Sample, SampleFamily
 from controller.sim.samples.slide import SLIDE_PARAMS, Stain, on_slide
+from controller.sim.samples.tissue import add_nuclei
 
 TEXTURES = ("fibrous", "epithelial", "adipose", "muscle")
 # Eosin (and most counterstains) binds protein, so the dense material absorbs (positive); some
@@ -43,18 +44,7 @@ def _tissue_section(rng: np.random.Generator, shape: tuple[int, int], pixel_um: 
     density = _DENSITY[texture](rng, (slices, *shape), pixel_um, vol.dz)
     vol.path.real = density * np.float32(vol.dz * contrast)
     del density
-    area_mm2 = shape[0] * shape[1] * pixel_um**2 / 1e6
-    count = int(rng.poisson(per_mm2 * area_mm2))
-    for _ in range(count):
-        radius = rng.uniform(2.0, 4.0)
-        size = 2 * math.ceil(1.6 * radius / pixel_um) + 3
-        rho2 = ellipse(size, (0.0, 0.0), (radius * rng.uniform(1.0, 1.6), radius),
-                       rng.uniform(0, np.pi), pixel_um)
-        depth = rng.uniform(0.0, thickness)
-        half = dome(rho2, radius)
-        dn_nucleus = rng.uniform(0.01, 0.03)
-        corner = (int(rng.integers(shape[0])), int(rng.integers(shape[1])))
-        vol.add(depth - half, depth + half, complex(dn_nucleus, nuclear * dn_nucleus), at=corner)
+    count = add_nuclei(rng, vol, pixel_um, per_mm2, lambda dn: complex(dn, nuclear * dn))
     params["objects"] = count
     return on_slide(rng, vol, pixel_um, medium, params, SECTION_STAIN)
 
