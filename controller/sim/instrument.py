@@ -228,10 +228,10 @@ class InstrumentVariation:
         brightness = rng.uniform(*self.led_brightness)
         scatter = rng.uniform(0.0, 1.0) * self.led_scatter
         led_seed = int(rng.integers(2**31))
-        tilt = _polar(rng, self.tilt_deg, 1)
+        tilt = _polar(rng, self.tilt_deg)
         spherical = rng.uniform(-1.0, 1.0) * self.spherical_waves
-        astigmatism = _polar(rng, self.astigmatism_waves, 2)
-        coma = _polar(rng, self.coma_waves, 1)
+        astigmatism = _polar(rng, self.astigmatism_waves)
+        coma = _polar(rng, self.coma_waves)
         camera = self.cameras[int(rng.integers(len(self.cameras)))]
         low, high = self.exposure_scale
         exposure = math.exp(rng.uniform(math.log(low), math.log(high)))
@@ -256,9 +256,9 @@ IDEAL = InstrumentVariation(led_shift_na=0.0, led_brightness=(1.0, 1.0), led_sca
 """The variation that always draws the ideal instrument, ``Instrument()``."""
 
 
-def _polar(rng: np.random.Generator, limit: float, symmetry: int) -> tuple[float, float]:
-    """A pair of magnitude uniform in [0, limit] and uniform direction; ``symmetry`` 2 for a
-    term whose axis repeats every 180° (astigmatism: components cos 2θ, sin 2θ)."""
+def _polar(rng: np.random.Generator, limit: float) -> tuple[float, float]:
+    """A pair of magnitude uniform in [0, limit] and uniform direction (for astigmatism, whose
+    pair is (cos 2θ, sin 2θ), an axis θ uniform over 180°)."""
     magnitude = rng.uniform(0.0, 1.0) * limit
     angle = rng.uniform(0.0, 2.0 * math.pi)
     return (magnitude * math.cos(angle), magnitude * math.sin(angle)) if magnitude else (0.0, 0.0)

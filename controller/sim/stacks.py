@@ -106,7 +106,7 @@ def render_stack(
     metadata = {
         "source": f"focuslock {__version__} virtual microscope",
         "preset": system.name,
-        "sample": sample.describe(),
+        "sample": imager.sample.describe(),  # as rendered: a tilted instrument slices it
         "imaging": imager.settings.to_dict(),
         "oversample": imager.oversample,
         "camera": sensor.to_dict(),
