@@ -8,15 +8,20 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.commands.arguments import bounded_float, bounded_int, finite_float
+
+if TYPE_CHECKING:
+    from controller.sim.instrument import Instrument
 
 SEED = bounded_int(0, 2**63 - 1)
 MAX_LED_RADIUS_NA = 0.1  # a real LED die spans about 0.005 NA seen from the sample
 MAX_MONTAGE_PLANES = 100
 MIN_TILE_PX, MAX_TILE_PX = 16, 1024
 MIN_FRAME_PX = 8
+MAX_FAMILY_PX = 1024  # a sheet of every family at 1024² already takes minutes
+MAX_SHEET_DEFOCI = 11
 # What microscopes have; beyond these the simulation overflows (a 1e-283 µm wavelength) or draws
 # a field of metres (a 1e-5 magnification), which takes its sample generator days.
 OPTICS_RANGES = {"na": (0.0, 1.7), "immersion-index": (1.0, 2.5), "wavelength-um": (0.2, 2.0),
@@ -36,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "patterns; the true focal plane is recorded (docs/stack-format.md).")
     stack.add_argument("out", metavar="OUT.ome.tif", help="stack file to write")
     stack.add_argument("--sample", default="sparse-cells",
-                       help="sparse-cells, dense-cells, tissue or image (default: %(default)s)")
+                       help="sample family (focuslock sim families lists them; "
+                            "docs/families.md) (default: %(default)s)")
     stack.add_argument("--seed", type=SEED, default=1, help="sample seed (default: %(default)s)")
     stack.add_argument("--noise-seed", type=SEED, default=None,
                        help="camera-noise seed (default: the sample seed)")
@@ -73,9 +79,40 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         stack.add_argument(f"--{name}", type=bounded_float(low, high, open_low=low == 0),
                            default=None,
                            help=f"override the preset's {what}, {low:g}..{high:g}")
+    stack.add_argument("--instrument-seed", type=SEED, default=None,
+                       help="render on an instrument drawn with this seed from the default "
+                            "variation (LED position and brightness, tilt, aberrations, "
+                            "exposure, noise; docs/families.md) (default: the ideal one)")
     stack.add_argument("--montage", default=None, metavar="PNG",
                        help="also draw the stack's montage there")
     stack.set_defaults(func=run_stack)
+
+    families = commands.add_parser(
+        "families", help="list the sample families, or draw each as a PNG sheet",
+        description="Every sample family with the parameters it draws (docs/families.md); "
+                    "with --out, a sheet of each family's channels at a few defoci.")
+    families.add_argument("--out", default=None, metavar="PNG",
+                          help="draw the families there instead of listing them")
+    families.add_argument("--sample", action="append", default=None, metavar="FAMILY",
+                          help="a family to draw (repeatable; default: every family that "
+                               "needs no input, and pictures when --images is given)")
+    families.add_argument("--images", default=None, metavar="FOLDER",
+                          help="the pictures family's folder of pictures")
+    families.add_argument("--preset", default="paper",
+                          help="optical system (default: %(default)s)")
+    families.add_argument("--seed", type=SEED, default=1, help="sample seed (default: 1)")
+    families.add_argument("--size", type=bounded_int(MIN_FRAME_PX, MAX_FAMILY_PX), default=256,
+                          help=f"frame size in px, {MIN_FRAME_PX}..{MAX_FAMILY_PX} "
+                               f"(default: 256)")
+    families.add_argument("--defocus", nargs="+", type=finite_float, default=[-6.0, 0.0, 6.0],
+                          metavar="UM", help="defoci drawn, µm (default: -6 0 6)")
+    families.add_argument("--tile", type=bounded_int(MIN_TILE_PX, MAX_TILE_PX), default=96,
+                          help=f"tile size in px, {MIN_TILE_PX}..{MAX_TILE_PX} (default: 96)")
+    families.add_argument("--columns", type=bounded_int(1, 20), default=3,
+                          help="families across (default: %(default)s)")
+    families.add_argument("--instrument-seed", type=SEED, default=None,
+                          help="draw on an instrument drawn with this seed (default: ideal)")
+    families.set_defaults(func=run_families)
 
     draw = commands.add_parser("montage", help="draw a stack's planes as a PNG grid",
                                description="One row per channel, planes with z labels.")
@@ -196,11 +233,12 @@ def run_stack(args: argparse.Namespace) -> int:
     settings = ImagingSettings(bandwidth_um=args.bandwidth_nm / 1000.0,
                                led_radius_na=args.led_radius_na)
     noise_seed = args.seed if args.noise_seed is None else args.noise_seed
+    instrument = _instrument(args.instrument_seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UndersampledWarning)
         stack = render_stack(sample, z, preset=system, patterns=patterns,
                              focus_z_um=args.focus_z, settings=settings, seed=noise_seed,
-                             progress=_ProgressLine())
+                             instrument=instrument, progress=_ProgressLine())
     for message in {str(w.message) for w in caught}:
         print(f"focuslock sim: warning: {message}", file=sys.stderr)
     stack.metadata["name"] = f"{args.sample}-{args.seed}"
@@ -224,4 +262,40 @@ def run_montage(args: argparse.Namespace) -> int:
     stack = read_stack(args.stack)
     path = write_montage(stack, args.out, args.channel, args.max_planes, args.tile)
     print(f"wrote {path}")
+    return 0
+
+
+def _instrument(seed: int | None) -> Instrument | None:
+    """The instrument drawn with ``seed`` from the default variation, or None (ideal)."""
+    from controller.sim.instrument import InstrumentVariation
+
+    return None if seed is None else InstrumentVariation().draw(seed)
+
+
+def run_families(args: argparse.Namespace) -> int:
+    from controller.optics import preset
+    from controller.sim import SimError
+    from controller.sim.gallery import family_sheet, renderable_kinds
+    from controller.sim.samples import SAMPLE_KINDS
+    from controller.sim.stacks import require_render_memory
+
+    if args.out is None:
+        for kind, family in SAMPLE_KINDS.items():
+            doc = " ".join((family.make.__doc__ or "").split("\n\n")[0].split())
+            print(f"{kind}\n    {doc}\n    parameters: {', '.join(sorted(family.params))}")
+        return 0
+    if len(args.defocus) > MAX_SHEET_DEFOCI:
+        raise SimError(f"--defocus: at most {MAX_SHEET_DEFOCI} defoci, got {len(args.defocus)}")
+    system = preset(args.preset)
+    params = {} if args.images is None else {"pictures": {"images": args.images}}
+    kinds = args.sample or renderable_kinds(params)
+    require_render_memory("sim families", (args.size, args.size), 1, len(system.patterns),
+                          len(args.defocus))
+    _require_file_target(Path(args.out))
+    sheet = family_sheet(kinds, system, size_px=args.size, seed=args.seed,
+                         defocus_um=args.defocus, tile_px=args.tile, columns=args.columns,
+                         params=params, instrument=_instrument(args.instrument_seed),
+                         progress=lambda kind: print(f"rendering {kind}", file=sys.stderr))
+    sheet.save(args.out, format="PNG")
+    print(f"wrote {args.out}: {len(kinds)} families")
     return 0

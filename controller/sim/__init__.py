@@ -2,21 +2,27 @@
 
 API summary (model, approximations and figures in docs/simulator.md):
 
-- ``make_sample(kind, shape, pixel_um, seed, **params) -> Sample``: kinds (``SAMPLE_KINDS``)
-  ``sparse-cells``, ``dense-cells``, ``tissue`` (5 µm, multi-slice) and ``image``
-  (``image=PATH or ARRAY``). Unset parameters are drawn from realistic ranges with the seed and
-  recorded in ``sample.params``. A ``Sample`` is complex optical path per slice;
-  ``sample.focus_depth_um`` is where in a thick sample the focal plane lies.
+- ``make_sample(kind, shape, pixel_um, seed, **params) -> Sample``: kinds (``SAMPLE_KINDS``,
+  docs/families.md) ``sparse-cells``, ``dense-cells``, ``tissue`` (5 µm, multi-slice), ``image``
+  (``image=PATH or ARRAY``), and the families ``red-cells``, ``spread-cells``,
+  ``elongated-cells``, ``cell-clusters``, ``bacteria``, ``thick-cells``, ``pollen``,
+  ``diatoms``, ``beads``, ``tissue-section``, ``pictures`` (``images=FOLDER``). Unset parameters
+  are drawn from realistic ranges with the seed and recorded in ``sample.params``. A ``Sample``
+  is complex optical path per slice, and perhaps a far layer (dust on the coverslip's far
+  side); ``sample.focus_depth_um`` is where in a thick sample the focal plane lies.
+- ``InstrumentVariation().draw(seed) -> Instrument`` (``controller/sim/instrument.py``): LED
+  position error and brightness, sample tilt, Zernike aberrations, camera preset, exposure and
+  read noise; ``Instrument()`` is the ideal one; ``to_dict``/``from_dict`` plain JSON.
 - ``render_stack(sample, z_um, *, preset="paper", patterns=None, focus_z_um=0.0, camera=None,
-  settings=None, seed=0, progress=None) -> controller.stackio.FocalStack``: one channel per
-  pattern (default: every pattern the preset names, ``Preset.patterns``, named after them),
-  plane z has ``defocus_um = focus_z_um - z``; ``seed`` drives the camera noise; a colour
-  camera's frames are its raw Bayer mosaic. Write it with ``controller.stackio.write_stack``
-  (docs/stack-format.md).
-- ``Imager(optics, sample, settings).planes(pattern, defocus_um)``: noise-free intensities
-  (1 = the pattern's unobstructed brightfield), one float32 frame per defocus, every colour
-  summed; ``.colour_planes(pattern, defocus_um) -> {wavelength_um: plane}`` the same per
-  wavelength of light (colour LEDs each see the objective's chromatic focal shift).
+  settings=None, instrument=None, seed=0, progress=None) -> controller.stackio.FocalStack``:
+  one channel per pattern (default: every pattern the preset names, ``Preset.patterns``, named
+  after them), plane z has ``defocus_um = focus_z_um - z``; ``seed`` drives the camera noise;
+  a colour camera's frames are its raw Bayer mosaic. Write it with
+  ``controller.stackio.write_stack`` (docs/stack-format.md).
+- ``Imager(optics, sample, settings, instrument).planes(pattern, defocus_um)``: noise-free
+  intensities (1 = the pattern's unobstructed brightfield), one float32 frame per defocus,
+  every colour summed; ``.colour_planes(pattern, defocus_um) -> {wavelength_um: plane}`` the
+  same per wavelength of light (colour LEDs each see the objective's chromatic focal shift).
 - ``BayerFilter(layout, response=IMX477_RESPONSE).mosaic(colour_planes)``: the relative
   intensity behind a colour filter array (``BayerFilter.for_optics(optics)``, None for mono);
   ``site_offsets(layout, colour)`` where a colour's sites sit in the 2x2 cell
@@ -35,9 +41,10 @@ and ``CameraModel``.
 from controller.sim.bayer import BayerFilter, site_offsets
 from controller.sim.camera import CameraModel
 from controller.sim.errors import SimError
-from controller.sim.imaging import Imager, ImagingSettings, propagate
+from controller.sim.imaging import Imager, ImagingSettings
 from controller.sim.samples import SAMPLE_KINDS, Sample, make_sample
 from controller.sim.stacks import render_stack
+from controller.sim.waves import propagate
 
 __all__ = [
     "SAMPLE_KINDS",

@@ -114,3 +114,12 @@ def _fixed_pattern(shape: tuple[int, int], prnu: float, vignetting: float,
         gain = gain * (1.0 + np.float32(prnu) * rng.standard_normal(shape, dtype=np.float32))
     gain.flags.writeable = False
     return gain
+
+
+CAMERA_PRESETS: dict[str, CameraModel] = {
+    "scmos": CameraModel(),
+    "cmos-12bit": CameraModel.for_bit_depth(12),
+    "cmos-8bit": CameraModel.for_bit_depth(8),
+}
+"""Sensors an instrument may carry instead of its optics' own (``Instrument.camera``): the
+paper's sCMOS, a Raspberry Pi HQ-class 12-bit CMOS sensor, and an 8-bit webcam-class one."""

@@ -8,9 +8,14 @@ Scalar wave optics on the sample's periodic grid (docs/simulator.md has the full
   colour LED shines at its own wavelength (``Led.wavelength_um``, None: the optics' own);
 - a thin sample multiplies the wave by its transmittance, so the exit spectrum is the sample's
   spectrum shifted by ``k_led`` and one FFT of the sample serves every LED and every plane;
-  a thick sample is propagated slice by slice (beam propagation) once per LED;
+  a thick sample is propagated slice by slice (beam propagation) once per LED, and so is a
+  sample with a far layer (``Sample.far_path_um``: dust on the coverslip's far side), which the
+  wave reaches after ``far_distance_um`` in glass and is then propagated back from;
 - the objective passes spatial frequencies ``|k| <= NA/λ`` (darkfield appears by itself when an
-  LED's NA exceeds the objective's: its undiffracted light misses the pupil);
+  LED's NA exceeds the objective's: its undiffracted light misses the pupil), with the phase of
+  the instrument's aberrations over it;
+- the instrument (controller/sim/instrument.py: ideal by default) moves and dims the LEDs,
+  tilts the sample and aberrates the pupil;
 - defocus: the image at ``defocus_um = D`` is the field at the focal plane propagated by ``-D``
   along the direction of travel, ``H = exp(2πi k_z (-D))``, ``k_z = sqrt((n/λ)² - |k|²)`` in the
   immersion index n (docs/conventions.md); a thick sample's focal plane is its optical
@@ -27,7 +32,6 @@ each plane costs one propagator, and each (LED, plane) one inverse FFT through a
 from __future__ import annotations
 
 import math
-import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -38,7 +42,10 @@ import pyfftw
 
 from controller.optics import Led, Optics, Pattern
 from controller.sim.errors import SimError
+from controller.sim.instrument import Instrument, tilted
 from controller.sim.samples import Sample
+from controller.sim.samples.sample import transmittance
+from controller.sim.waves import axial_frequency, fft2_plans, propagator, spatial_frequencies
 
 
 @dataclass(frozen=True)
@@ -82,81 +89,6 @@ class ImagingSettings:
         return asdict(self)
 
 
-class _Fft2:
-    """Forward and inverse 2D complex FFTs of one shape through FFTW plans made once (one
-    thread). Both read ``input`` and write ``output``; neither normalises."""
-
-    def __init__(self, shape: tuple[int, int]) -> None:
-        self.input = pyfftw.zeros_aligned(shape, dtype=np.complex64)
-        self.output = pyfftw.zeros_aligned(shape, dtype=np.complex64)
-        # Measuring costs ~0.3 s (1024²) to 1.5 s (2048²) once per shape and process, and makes
-        # each transform ~4x faster than an estimated plan at 2048².
-        flags = ("FFTW_MEASURE",)
-        self._forward = pyfftw.FFTW(self.input, self.output, axes=(0, 1),
-                                    direction="FFTW_FORWARD", flags=flags, threads=1)
-        self._inverse = pyfftw.FFTW(self.input, self.output, axes=(0, 1),
-                                    direction="FFTW_BACKWARD", flags=flags, threads=1)
-        self.input[:] = 0
-
-    def forward(self) -> np.ndarray:
-        self._forward()
-        return self.output
-
-    def inverse(self) -> np.ndarray:
-        self._inverse(normalise_idft=False)
-        return self.output
-
-
-_per_thread = threading.local()
-
-
-def _fft(shape: tuple[int, int]) -> _Fft2:
-    """This thread's plans for the shape (buffers are shared by every Imager of the thread, so
-    threads must not share them); the four most recent shapes are kept."""
-    plans: OrderedDict[tuple[int, int], _Fft2] = _per_thread.__dict__.setdefault(
-        "plans", OrderedDict())
-    if shape not in plans:
-        plans[shape] = _Fft2(shape)
-        while len(plans) > 4:
-            plans.popitem(last=False)
-    plans.move_to_end(shape)
-    return plans[shape]
-
-
-def _kz(k2: np.ndarray, index: float, wavelength_um: float) -> np.ndarray:
-    """k_z - n/λ (the constant piston removed: it changes no intensity), NaN where evanescent."""
-    k0 = index / wavelength_um
-    with np.errstate(invalid="ignore"):
-        return np.sqrt(k0**2 - k2) - k0
-
-
-def propagator(k2: np.ndarray, distance_um: float, index: float,
-               wavelength_um: float) -> np.ndarray:
-    """Angular-spectrum transfer function for ``distance_um`` along the direction of travel in a
-    medium of the given index. Evanescent waves decay forwards and are dropped backwards (they
-    cannot be back-propagated stably)."""
-    kz = _kz(k2, index, wavelength_um)
-    k0 = index / wavelength_um
-    decay = np.sqrt(np.clip(k2 - k0**2, 0.0, None))
-    out = np.where(np.isnan(kz), 0.0, np.exp(2j * np.pi * np.nan_to_num(kz) * distance_um))
-    if distance_um > 0:
-        out = np.where(np.isnan(kz), np.exp(-2.0 * np.pi * decay * distance_um), out)
-    return out.astype(np.complex64)
-
-
-def spatial_frequencies(shape: tuple[int, int], pixel_um: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ky column, kx row) in cycles/µm, FFT order."""
-    return (np.fft.fftfreq(shape[0], d=pixel_um)[:, None],
-            np.fft.fftfreq(shape[1], d=pixel_um)[None, :])
-
-
-def propagate(field: np.ndarray, distance_um: float, pixel_um: float, wavelength_um: float,
-              index: float = 1.0) -> np.ndarray:
-    """A complex field propagated by ``distance_um`` along the direction of travel."""
-    ky, kx = spatial_frequencies(field.shape[-2:], pixel_um)
-    h = propagator(ky**2 + kx**2, distance_um, index, wavelength_um)
-    return np.fft.ifft2(np.fft.fft2(field) * h).astype(np.complex64)
-
 
 PATTERNS_CACHED = 4  # a parallax reading alternates autofocus, parallax-first and -second
 
@@ -178,14 +110,18 @@ class Imager:
     The sample grid must equal the camera's pixel at the sample or be an integer factor finer;
     either way each camera pixel integrates the intensity over its area. Intensities are
     relative: 1 is the unobstructed brightfield of the pattern (its LEDs' brightness summed),
-    whatever their colours. One Imager
-    belongs to one thread (its caches are not locked); FFT buffers are per thread.
+    whatever their colours, times the instrument's LED brightness. A tilted instrument images
+    the sample tilted (``self.sample``; ``instrument.tilted``). One Imager belongs to one thread
+    (its caches are not locked); FFT buffers are per thread.
     """
 
-    def __init__(self, optics: Optics, sample: Sample,
-                 settings: ImagingSettings | None = None) -> None:
+    def __init__(self, optics: Optics, sample: Sample, settings: ImagingSettings | None = None,
+                 instrument: Instrument | None = None) -> None:
         self.optics = optics
-        self.sample = sample
+        self.instrument = instrument or Instrument()
+        # A tilted thin sample is cut in slices of an eighth of the depth of field λ/NA².
+        self.sample = sample = tilted(sample, self.instrument.tilt_deg,
+                                      optics.wavelength_um / optics.na**2 / 8)
         self.settings = settings or ImagingSettings()
         ratio = optics.pixel_um / sample.pixel_um
         self.oversample = round(ratio)
@@ -200,7 +136,7 @@ class Imager:
         self.frame_shape = (rows // self.oversample, cols // self.oversample)
         self._pixels = PixelAperture(sample.shape, sample.pixel_um, self.oversample)
         self._spectra: dict[float, np.ndarray] = {}  # thin: the sample's spectrum
-        self._thick: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._slices: dict[float, _SliceOptics] = {}
         self._bands: OrderedDict[Pattern, list[_Band]] = OrderedDict()
 
     def planes(self, pattern: Pattern,
@@ -237,7 +173,7 @@ class Imager:
     def _accumulate(self, bands: list[_Band], defocus_um: float,
                     accs: Mapping[float, np.ndarray]) -> None:
         """Add every sub-source's |field|² at the defocus to its wavelength's accumulator."""
-        fft = _fft(self.sample.shape)
+        fft = fft2_plans(self.sample.shape)
         magnitude = np.empty(self.sample.shape, dtype=np.float32)
         fft.input[:] = 0
         for band in bands:
@@ -263,8 +199,9 @@ class Imager:
             self._bands.move_to_end(pattern)
             return self._bands[pattern]
         bands = []
-        for colour in pattern.wavelengths:
-            leds = [led for led in pattern.leds if led.wavelength_um == colour]
+        lit = self.instrument.lit(pattern)
+        for colour in lit.wavelengths:
+            leds = [led for led in lit.leds if led.wavelength_um == colour]
             centre = self.optics.wavelength_um if colour is None else colour
             bands += [self._band(leds, wavelength, weight)
                       for wavelength, weight in self.settings.spectrum(centre)]
@@ -283,9 +220,13 @@ class Imager:
         iy, ix = np.arange(-by, by + 1), np.arange(-bx, bx + 1)
         k2 = (iy[:, None] * dky) ** 2 + (ix[None, :] * dkx) ** 2
         pupil = k2 <= cutoff**2
-        kz = _kz(k2, self.optics.immersion_index, wavelength)
+        kz = axial_frequency(k2, self.optics.immersion_index, wavelength)
         kz_box = np.where(pupil, kz, 0.0).astype(np.float32)
         back = self._focus_shift(k2, wavelength) * pupil
+        aberration = self.instrument.pupil_phase(iy[:, None] * dky, ix[None, :] * dkx, cutoff,
+                                                 self.optics.wavelength_um / wavelength)
+        if aberration is not None:
+            back = back * aberration
         norm = 1.0 / (rows * cols)
         fields = []
         for led in leds:
@@ -311,45 +252,71 @@ class Imager:
 
     def _exit_spectrum(self, wavelength: float, shift: tuple[int, int]) -> np.ndarray:
         """Unnormalised spectrum of the field leaving the sample, in the frame that moves with
-        the tilt (thin: the same for every LED; thick: one beam propagation per LED)."""
-        if self.sample.slices == 1:
+        the tilt (thin: the same for every LED; thick or with a far layer: one beam
+        propagation per LED)."""
+        if self.sample.slices == 1 and self.sample.far_path_um is None:
             if wavelength not in self._spectra:
-                fft = _fft(self.sample.shape)
+                fft = fft2_plans(self.sample.shape)
                 fft.input[:] = self.sample.transmittance(wavelength)[0]
                 self._spectra[wavelength] = fft.forward().copy()
             return self._spectra[wavelength]
         return self._beam_propagation(wavelength, shift)
 
     def _beam_propagation(self, wavelength: float, shift: tuple[int, int]) -> np.ndarray:
-        """Multi-slice: multiply by a slice, propagate to the next, ..., for one tilted wave.
-        Returns the exit spectrum shifted back by the tilt, so it gathers like a thin one."""
+        """Multi-slice: multiply by a slice, propagate to the next, ..., for one tilted wave;
+        then to the far layer, if any, through it and back to the last slice. Returns the exit
+        spectrum shifted back by the tilt, so it gathers like a thin one."""
         sample = self.sample
         rows, cols = sample.shape
         if abs(shift[0]) >= rows // 2 or abs(shift[1]) >= cols // 2:
             raise SimError(f"an LED at this angle is beyond the sample grid's Nyquist limit "
                            f"(λ/(2·{sample.pixel_um:.3g} µm) in NA); a thick sample needs finer "
                            f"pixels for it")
-        first, rest, step = self._thick_optics(wavelength)
-        fft = _fft(sample.shape)
+        optics = self._slice_optics(wavelength)
+        fft = fft2_plans(sample.shape)
         ramp = (np.exp(2j * np.pi * shift[0] * np.arange(rows) / rows)[:, None]
                 * np.exp(2j * np.pi * shift[1] * np.arange(cols) / cols)[None, :])
-        np.multiply(ramp, first, out=fft.input)
-        for transmittance in rest:
-            np.multiply(fft.forward(), step, out=fft.input)
-            np.multiply(fft.inverse(), transmittance, out=fft.input)
-        return np.roll(fft.forward(), (-shift[0], -shift[1]), axis=(0, 1))
+        np.multiply(ramp, optics.first, out=fft.input)
+        for layer in optics.rest:
+            np.multiply(fft.forward(), optics.step, out=fft.input)
+            np.multiply(fft.inverse(), layer, out=fft.input)
+        spectrum = fft.forward()
+        if optics.far is not None:
+            far, there, back = optics.far
+            np.multiply(spectrum, there, out=fft.input)
+            np.multiply(fft.inverse(), far, out=fft.input)
+            spectrum = fft.forward()
+            spectrum *= back
+        return np.roll(spectrum, (-shift[0], -shift[1]), axis=(0, 1))
 
-    def _thick_optics(self, wavelength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The first slice's transmittance, the others' (with the inverse FFT's 1/N folded in)
-        and the slice-to-slice propagator: computed once per wavelength, shared by all LEDs."""
-        if wavelength not in self._thick:
+    def _slice_optics(self, wavelength: float) -> _SliceOptics:
+        """What beam propagation multiplies by, computed once per wavelength and shared by all
+        LEDs (transmittances after the first with the inverse FFT's 1/N folded in)."""
+        if wavelength not in self._slices:
             sample = self.sample
-            transmittance = sample.transmittance(wavelength)
-            transmittance[1:] *= np.complex64(1.0 / (sample.shape[0] * sample.shape[1]))
+            norm = np.complex64(1.0 / (sample.shape[0] * sample.shape[1]))
+            layers = sample.transmittance(wavelength)
+            layers[1:] *= norm
             ky, kx = spatial_frequencies(sample.shape, sample.pixel_um)
-            step = propagator(ky**2 + kx**2, sample.slice_um, sample.medium_index, wavelength)
-            self._thick[wavelength] = (transmittance[0], transmittance[1:], step)
-        return self._thick[wavelength]
+            k2 = ky**2 + kx**2
+            step = propagator(k2, sample.slice_um, sample.medium_index, wavelength)
+            far = None
+            if sample.far_path_um is not None:
+                distance, index = sample.far_distance_um, sample.far_index
+                far = (transmittance(sample.far_path_um, wavelength) * norm,
+                       propagator(k2, distance, index, wavelength),
+                       propagator(k2, -distance, index, wavelength))
+            self._slices[wavelength] = _SliceOptics(layers[0], layers[1:], step, far)
+        return self._slices[wavelength]
+
+
+@dataclass
+class _SliceOptics:
+    first: np.ndarray  # complex64 (rows, cols): the first slice's transmittance
+    rest: np.ndarray  # complex64 (slices - 1, rows, cols): the others', times 1/N
+    step: np.ndarray  # complex64 (rows, cols): the propagator from one slice to the next
+    # the far layer's transmittance (times 1/N) and the propagators to it and back
+    far: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 
 class PixelAperture:

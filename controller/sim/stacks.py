@@ -17,6 +17,7 @@ from controller.sim.bayer import BayerFilter, sensor_intensity
 from controller.sim.camera import CameraModel
 from controller.sim.errors import SimError
 from controller.sim.imaging import Imager, ImagingSettings
+from controller.sim.instrument import Instrument
 from controller.sim.samples import Sample
 from controller.stackio import FocalStack
 
@@ -66,6 +67,7 @@ def render_stack(
     focus_z_um: float = 0.0,
     camera: CameraModel | None = None,
     settings: ImagingSettings | None = None,
+    instrument: Instrument | None = None,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> FocalStack:
@@ -73,7 +75,10 @@ def render_stack(
     pattern, named after it). The sample's focal plane is at ``focus_z_um``, so plane z has
     ``defocus_um = focus_z_um - z``. ``seed`` drives the camera noise only (the sample carries its
     own seed). Frames have the sample's shape divided by the oversampling factor; with a colour
-    camera (``optics.colour_filter``) each frame is its raw Bayer mosaic."""
+    camera (``optics.colour_filter``) each frame is its raw Bayer mosaic. An ``instrument``
+    (controller/sim/instrument.py) moves and dims the LEDs, tilts the sample, aberrates the
+    objective and sets the camera's sensor, exposure and noise; it is recorded in the
+    metadata."""
     system = resolve_preset(preset)
     channels = resolve_patterns(system, patterns)
     z = np.asarray(z_um, dtype=np.float64).ravel()
@@ -82,7 +87,9 @@ def render_stack(
     if not (np.all(np.isfinite(z)) and math.isfinite(focus_z_um)):
         raise SimError("stack: z positions and focus_z_um must be finite numbers")
     sensor = camera or CameraModel.for_bit_depth(system.optics.bit_depth)
-    imager = Imager(system.optics, sample, settings)
+    if instrument is not None:
+        sensor = instrument.camera_model(sensor)
+    imager = Imager(system.optics, sample, settings, instrument)
     colour_filter = BayerFilter.for_optics(system.optics)
     optics = dataclasses.replace(system.optics, frame_shape=imager.frame_shape,
                                  bit_depth=sensor.bit_depth)
@@ -99,10 +106,11 @@ def render_stack(
     metadata = {
         "source": f"focuslock {__version__} virtual microscope",
         "preset": system.name,
-        "sample": sample.describe(),
+        "sample": imager.sample.describe(),  # as rendered: a tilted instrument slices it
         "imaging": imager.settings.to_dict(),
         "oversample": imager.oversample,
         "camera": sensor.to_dict(),
+        **({} if instrument is None else {"instrument": instrument.to_dict()}),
         **({} if colour_filter is None else {"colour_filter": colour_filter.to_dict()}),
         "noise_seed": int(seed),
     }

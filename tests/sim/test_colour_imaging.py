@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from controller.config import SimSettings
 from controller.groundtruth import find_focus
@@ -148,10 +150,13 @@ def test_one_colour_frame_holds_both_views_in_its_red_and_blue_sites():
 
 
 @pytest.mark.parametrize("kind", sorted(SAMPLE_KINDS))
-def test_every_sample_kind_renders_as_a_raw_mosaic_under_the_colour_preset(kind):
+def test_every_sample_kind_renders_as_a_raw_mosaic_under_the_colour_preset(kind, tmp_path):
     optics = COLOUR.optics
-    params = {"image": np.random.default_rng(1).integers(0, 255, (40, 40))} \
-        if kind == "image" else {}
+    picture = np.random.default_rng(1).integers(0, 255, (40, 40)).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "picture.png")
+    given: dict[str, dict[str, Any]] = {"image": {"image": picture},
+                                         "pictures": {"images": str(tmp_path)}}
+    params = given.get(kind, {})
     sample = make_sample(kind, (128, 128), optics.pixel_um, seed=5, **params)
     stack = render_stack(sample, [-2.0, 3.0], preset=COLOUR, seed=5)
     assert stack.channel_names == ["parallax", "dpc-bottom"]

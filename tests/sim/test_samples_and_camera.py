@@ -85,7 +85,7 @@ def test_image_kind_turns_a_picture_into_an_amplitude_and_phase_object(tmp_path)
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (lambda: make_sample("bacteria", (64, 64), PIXEL, 1), "unknown sample kind 'bacteria'"),
+    (lambda: make_sample("plankton", (64, 64), PIXEL, 1), "unknown sample kind 'plankton'"),
     (lambda: make_sample("sparse-cells", (0, 64), PIXEL, 1), "at least 8x8"),
     (lambda: make_sample("sparse-cells", (64, 64), -0.3, 1), "pixel_um must be a positive"),
     (lambda: make_sample("sparse-cells", (64, 64), PIXEL, 1, colour=3), "unknown parameters"),

@@ -25,15 +25,22 @@ other kind's samples as they were; drawing only from it keeps the new family's r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import numpy as np
 
 from controller.sim.errors import SimError
+from controller.sim.samples.adherent import CELL_CLUSTERS, ELONGATED_CELLS, SPREAD_CELLS
+from controller.sim.samples.blood import RED_CELLS
 from controller.sim.samples.cells import DENSE_CELLS, SPARSE_CELLS
-from controller.sim.samples.picture import IMAGE
+from controller.sim.samples.microbes import BACTERIA
+from controller.sim.samples.picture import IMAGE, PICTURES
 from controller.sim.samples.sample import Sample, SampleFamily
+from controller.sim.samples.scatterers import BEADS, DIATOMS
+from controller.sim.samples.sections import TISSUE_SECTION
+from controller.sim.samples.thick import POLLEN, THICK_CELLS
 from controller.sim.samples.tissue import TISSUE
 
 __all__ = ["SAMPLE_KINDS", "Sample", "SampleFamily", "make_sample"]
@@ -43,6 +50,17 @@ SAMPLE_KINDS: dict[str, SampleFamily] = {
     "dense-cells": DENSE_CELLS,
     "tissue": TISSUE,
     "image": IMAGE,
+    "red-cells": RED_CELLS,
+    "spread-cells": SPREAD_CELLS,
+    "elongated-cells": ELONGATED_CELLS,
+    "cell-clusters": CELL_CLUSTERS,
+    "bacteria": BACTERIA,
+    "thick-cells": THICK_CELLS,
+    "pollen": POLLEN,
+    "diatoms": DIATOMS,
+    "beads": BEADS,
+    "tissue-section": TISSUE_SECTION,
+    "pictures": PICTURES,
 }
 
 
@@ -65,8 +83,7 @@ def make_sample(kind: str, shape: tuple[int, int], pixel_um: float, seed: int,
                        f"known: {sorted(known)}")
     rng = np.random.default_rng([int(seed), _stable_hash(kind)])
     sample = maker(rng, (rows, cols), float(pixel_um), dict(params))
-    return Sample(sample.path_um, sample.pixel_um, sample.slice_um, sample.medium_index,
-                  kind, int(seed), sample.params)
+    return dataclasses.replace(sample, kind=kind, seed=int(seed))
 
 
 def _stable_hash(text: str) -> int:

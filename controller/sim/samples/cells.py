@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from controller.sim.samples.drawing import (
     COVERGLASS_PARAMS,
@@ -15,9 +14,12 @@ from controller.sim.samples.drawing import (
     background,
     dome,
     ellipse,
+    patch,
     random_field,
+    voronoi,
 )
 from controller.sim.samples.params import param, param_range, positive, slices_of
+from controller.sim.samples.placement import periodic_distance
 from controller.sim.samples.sample import Sample, SampleFamily
 
 
@@ -45,7 +47,7 @@ def _sparse_cells(rng: np.random.Generator, shape: tuple[int, int], pixel_um: fl
         radius = rng.uniform(d_lo, d_hi) / 2.0
         for _attempt in range(20):  # sparse: cells do not pile up on each other
             cy, cx = rng.uniform(0, size_um[0]), rng.uniform(0, size_um[1])
-            if all(_periodic_distance((cy, cx), (py, px), size_um) > 0.9 * (radius + pr)
+            if all(periodic_distance((cy, cx), (py, px), size_um) > 0.9 * (radius + pr)
                    for py, px, pr in placed):
                 break
         else:
@@ -58,21 +60,11 @@ def _sparse_cells(rng: np.random.Generator, shape: tuple[int, int], pixel_um: fl
     return Sample(vol.path, pixel_um, vol.dz if slices > 1 else 0.0, medium, params=params)
 
 
-def _periodic_distance(a: tuple[float, float], b: tuple[float, float],
-                       size: tuple[float, float]) -> float:
-    dy = abs(a[0] - b[0]) % size[0]
-    dx = abs(a[1] - b[1]) % size[1]
-    return math.hypot(min(dy, size[0] - dy), min(dx, size[1] - dx))
-
-
 def _white_cell(rng: np.random.Generator, vol: Volume, pixel_um: float,
                 centre_um: tuple[float, float], radius: float, height: float, dn: complex,
                 granularity: float) -> None:
     """One leukocyte: a dome with a lobed nucleus (lymphocyte, neutrophil or monocyte look)."""
-    size = 2 * math.ceil(1.1 * radius / pixel_um) + 3
-    centre_px = (centre_um[0] / pixel_um - 0.5, centre_um[1] / pixel_um - 0.5)  # index units
-    corner = (math.floor(centre_px[0]) - size // 2, math.floor(centre_px[1]) - size // 2)
-    offset = (centre_px[0] - corner[0] - (size - 1) / 2, centre_px[1] - corner[1] - (size - 1) / 2)
+    size, corner, offset = patch(centre_um, 1.1 * radius, pixel_um)
     aspect = rng.uniform(0.85, 1.15)
     angle = rng.uniform(0, np.pi)
     body = dome(ellipse(size, offset, (radius * aspect, radius / aspect), angle, pixel_um),
@@ -109,19 +101,30 @@ def _dense_cells(rng: np.random.Generator, shape: tuple[int, int], pixel_um: flo
     size_um = np.array([shape[0] * pixel_um, shape[1] * pixel_um])
     seeds_n = max(2, round(size_um.prod() / cell_um**2))
     seeds = rng.uniform(0, 1, (seeds_n, 2)) * size_um
-    tree = cKDTree(seeds, boxsize=size_um)
-    yy, xx = np.meshgrid((np.arange(shape[0]) + 0.5) * pixel_um,
-                         (np.arange(shape[1]) + 0.5) * pixel_um, indexing="ij")
-    points = np.stack([yy.ravel(), xx.ravel()], axis=1) % size_um
-    dist, nearest = tree.query(points, k=2, workers=1)
-    d_own = dist[:, 0].reshape(shape).astype(np.float32)
-    edge = ((dist[:, 1] - dist[:, 0]) / 2.0).reshape(shape).astype(np.float32)
-    owner = nearest[:, 0].reshape(shape)
+    vol = Volume(slices, shape, height * 1.3 + 1.0)
+    cells = cell_layer(rng, vol, pixel_um, seeds, cell_um, height, (dn_lo, dn_hi), absorb,
+                       texture)
+    background(rng, vol, pixel_um, params)
+    params["cells"] = cells
+    return Sample(vol.path, pixel_um, vol.dz if slices > 1 else 0.0, medium, params=params)
+
+
+def cell_layer(rng: np.random.Generator, vol: Volume, pixel_um: float, seeds: np.ndarray,
+               cell_um: float, height: float, contrast: tuple[float, float], absorb: float,
+               texture: float, keep: np.ndarray | None = None) -> int:
+    """Cells packed edge to edge (the Voronoi cells of ``seeds``, µm), each a low dome with a
+    nucleus and nucleoli; ``keep`` (bool per seed) leaves the others' places empty, so the kept
+    ones form islands. Returns the number of cells drawn."""
+    shape = vol.shape
+    seeds_n = len(seeds)
+    d_own, edge, owner = voronoi(seeds, shape, pixel_um)
     rise = np.clip(edge / (0.3 * cell_um), 0.0, 1.0)
     cell_height = (height * rng.uniform(0.7, 1.3, seeds_n))[owner].astype(np.float32)
+    if keep is not None:
+        cell_height *= keep[owner]
     thick = cell_height * np.sqrt(1.0 - (1.0 - rise) ** 2)
+    dn_lo, dn_hi = contrast
     dn = (rng.uniform(dn_lo, dn_hi, seeds_n) + 1j * absorb)[owner]
-    vol = Volume(slices, shape, height * 1.3 + 1.0)
     vol.add(0.0, thick, dn)
     nucleus_r = (cell_um * rng.uniform(0.2, 0.3, seeds_n))[owner]
     nucleus = dome((d_own / nucleus_r) ** 2, 1.0) * 0.6 * cell_height
@@ -131,9 +134,7 @@ def _dense_cells(rng: np.random.Generator, shape: tuple[int, int], pixel_um: flo
     if texture > 0:
         grains = random_field(rng, shape, pixel_um, corr_um=rng.uniform(0.3, 1.0))
         vol.path[vol.slices // 2] += (texture * grains * (thick > 0)).astype(np.complex64)
-    background(rng, vol, pixel_um, params)
-    params["cells"] = int(seeds_n)
-    return Sample(vol.path, pixel_um, vol.dz if slices > 1 else 0.0, medium, params=params)
+    return int(seeds_n if keep is None else keep.sum())
 
 
 SPARSE_CELLS = SampleFamily(_sparse_cells, COVERGLASS_PARAMS | {

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
+from scipy.spatial import cKDTree
 
 from controller.sim.samples.params import param
 
@@ -47,6 +48,43 @@ class Volume:
                 self.path[j][index] += (dn * overlap).astype(np.complex64)
 
 
+def patch(centre_um: tuple[float, float], extent_um: float,
+          pixel_um: float) -> tuple[int, tuple[int, int], tuple[float, float]]:
+    """A square patch for an object reaching ``extent_um`` from its centre: its size (px), the
+    top-left corner it goes at (``Volume.add(at=...)``), and the centre's offset from the
+    patch's centre (px, for ``ellipse`` and friends)."""
+    size = 2 * math.ceil(extent_um / pixel_um) + 3
+    centre_px = (centre_um[0] / pixel_um - 0.5, centre_um[1] / pixel_um - 0.5)  # index units
+    corner = (math.floor(centre_px[0]) - size // 2, math.floor(centre_px[1]) - size // 2)
+    offset = (centre_px[0] - corner[0] - (size - 1) / 2, centre_px[1] - corner[1] - (size - 1) / 2)
+    return size, corner, offset
+
+
+def ball(vol: Volume, centre_um: tuple[float, float], height_um: float,
+         radii_um: tuple[float, float], dn: complex, pixel_um: float) -> None:
+    """Add an ellipsoid of revolution about z (radius ``radii_um[0]`` across, half-height
+    ``radii_um[1]``) centred ``height_um`` above the coverglass: a bead, a droplet, a nucleus."""
+    size, corner, offset = patch(centre_um, radii_um[0], pixel_um)
+    half = dome(ellipse(size, offset, (radii_um[0],) * 2, 0.0, pixel_um), radii_um[1])
+    vol.add(height_um - half, height_um + half, dn, at=corner)
+
+
+def voronoi(seeds: np.ndarray, shape: tuple[int, int],
+            pixel_um: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The periodic Voronoi cells of ``seeds`` (µm, (n, 2) as (y, x)) on the grid: per pixel the
+    distance to its own seed, the distance to the nearest cell boundary (µm, float32), and the
+    index of its seed."""
+    size_um = np.array([shape[0] * pixel_um, shape[1] * pixel_um])
+    tree = cKDTree(seeds, boxsize=size_um)
+    yy, xx = np.meshgrid((np.arange(shape[0]) + 0.5) * pixel_um,
+                         (np.arange(shape[1]) + 0.5) * pixel_um, indexing="ij")
+    points = np.stack([yy.ravel(), xx.ravel()], axis=1) % size_um
+    dist, nearest = tree.query(points, k=2, workers=1)
+    d_own = dist[:, 0].reshape(shape).astype(np.float32)
+    edge = ((dist[:, 1] - dist[:, 0]) / 2.0).reshape(shape).astype(np.float32)
+    return d_own, edge, nearest[:, 0].reshape(shape)
+
+
 def random_field(rng: np.random.Generator, shape: tuple[int, ...], pixel_um: float,
                  corr_um: float, corr_z_px: float = 0.0) -> np.ndarray:
     """Periodic Gaussian random field, unit standard deviation, correlation length corr_um
@@ -68,13 +106,30 @@ def ellipse(size: int, offset: tuple[float, float], radii: tuple[float, float], 
             pixel_um: float) -> np.ndarray:
     """Squared elliptical radius on a size x size patch (1 at the rim), centred at ``offset``
     pixels from the patch centre."""
+    u, v = axes(size, offset, angle, pixel_um)
+    return np.asarray((u / radii[0]) ** 2 + (v / radii[1]) ** 2, dtype=np.float32)
+
+
+def axes(size: int, offset: tuple[float, float], angle: float,
+         pixel_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """µm along (u) and across (v) an object's axis at ``angle`` (from +x towards +y) on a
+    size x size patch, from its centre ``offset`` pixels from the patch centre."""
     c = (size - 1) / 2.0
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)
     y = (y - c - offset[0]) * pixel_um
     x = (x - c - offset[1]) * pixel_um
     u = x * math.cos(angle) + y * math.sin(angle)
     v = -x * math.sin(angle) + y * math.cos(angle)
-    return np.asarray((u / radii[0]) ** 2 + (v / radii[1]) ** 2, dtype=np.float32)
+    return u, v
+
+
+def capsule(size: int, offset: tuple[float, float], half_length_um: float, radius_um: float,
+            angle: float, pixel_um: float) -> np.ndarray:
+    """Thickness (µm) of a rod with round ends lying flat (a bacterium, a fibre): a cylinder
+    ``2·sqrt(r² − d²)``, d the distance from its axis segment of ±``half_length_um``."""
+    u, v = axes(size, offset, angle, pixel_um)
+    d2 = np.clip(np.abs(u) - half_length_um, 0.0, None) ** 2 + v**2
+    return np.asarray(2.0 * np.sqrt(np.clip(radius_um**2 - d2, 0.0, None)), dtype=np.float32)
 
 
 def dome(rho2: np.ndarray, height: float) -> np.ndarray:

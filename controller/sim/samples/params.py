@@ -50,3 +50,17 @@ def slices_of(params: dict[str, Any], default: int) -> int:
     if slices < 1:
         raise SimError(f"sample: slices must be >= 1, got {slices}")
     return slices
+
+
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """A draw spread evenly over orders of magnitude (densities, sizes, stain strengths)."""
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def choice(params: dict[str, Any], name: str, options: tuple[str, ...],
+           rng: np.random.Generator) -> str:
+    """A named option, given or drawn uniformly; anything else is refused naming the options."""
+    value = param(params, name, lambda: options[int(rng.integers(len(options)))])
+    if value not in options:
+        raise SimError(f"sample: {name} must be one of {list(options)}, got {value!r}")
+    return str(value)

@@ -11,6 +11,8 @@ import numpy as np
 
 from controller.sim.errors import SimError
 
+COVERSLIP_INDEX = 1.52  # borosilicate coverslip glass (D 263, No. 1.5: 170 µm thick)
+
 
 @dataclass(frozen=True, eq=False)
 class Sample:
@@ -23,6 +25,12 @@ class Sample:
     kind: str = "custom"
     seed: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    # A thin layer on another plane, far from the sample (dust on the coverslip's far side):
+    # complex optical path (rows, cols) like one slice, ``far_distance_um`` beyond the sample's
+    # exit plane (its last slice) along the light, through a medium of ``far_index`` (glass).
+    far_path_um: np.ndarray | None = None
+    far_distance_um: float = 0.0
+    far_index: float = COVERSLIP_INDEX
 
     def __post_init__(self) -> None:
         if self.path_um.ndim != 3 or min(self.path_um.shape) <= 0:
@@ -33,6 +41,15 @@ class Sample:
         if self.path_um.shape[0] > 1 and not self.slice_um > 0:
             raise SimError("sample: a sample of several slices needs slice_um > 0")
         object.__setattr__(self, "path_um", np.asarray(self.path_um, dtype=np.complex64))
+        if self.far_path_um is not None:
+            if self.far_path_um.shape != self.shape:
+                raise SimError(f"sample: the far layer must be {self.shape}, got "
+                               f"{self.far_path_um.shape}")
+            if not (self.far_distance_um > 0 and self.far_index >= 1.0):
+                raise SimError(f"sample: the far layer needs a distance > 0 and an index >= 1, "
+                               f"got {self.far_distance_um}, {self.far_index}")
+            object.__setattr__(self, "far_path_um",
+                               np.asarray(self.far_path_um, dtype=np.complex64))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -63,15 +80,8 @@ class Sample:
         return float(np.average(centres, weights=weights))
 
     def transmittance(self, wavelength_um: float) -> np.ndarray:
-        """complex64 (slices, rows, cols): exp(2πi·path/λ), in float32 parts (a complex exp is
-        several times slower)."""
-        k = np.float32(2.0 * np.pi / wavelength_um)
-        phase = self.path_um.real * k
-        amplitude = np.exp(-k * self.path_um.imag)
-        out = np.empty(self.path_um.shape, dtype=np.complex64)
-        out.real = amplitude * np.cos(phase)
-        out.imag = amplitude * np.sin(phase)
-        return out
+        """complex64 (slices, rows, cols): exp(2πi·path/λ)."""
+        return transmittance(self.path_um, wavelength_um)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready record for stack metadata: kind, seed, the parameters used, the geometry."""
@@ -85,7 +95,21 @@ class Sample:
             "pixel_um": self.pixel_um,
             "shape": list(self.shape),
             "focus_depth_um": self.focus_depth_um,
+            **({} if self.far_path_um is None else {
+                "far_layer": {"distance_um": self.far_distance_um, "index": self.far_index}}),
         }
+
+
+def transmittance(path_um: np.ndarray, wavelength_um: float) -> np.ndarray:
+    """complex64 exp(2πi·path/λ) of a complex optical path, in float32 parts (a complex exp is
+    several times slower)."""
+    k = np.float32(2.0 * np.pi / wavelength_um)
+    phase = path_um.real * k
+    amplitude = np.exp(-k * path_um.imag)
+    out = np.empty(path_um.shape, dtype=np.complex64)
+    out.real = amplitude * np.cos(phase)
+    out.imag = amplitude * np.sin(phase)
+    return out
 
 
 SampleMaker = Callable[[np.random.Generator, tuple[int, int], float, dict[str, Any]], Sample]

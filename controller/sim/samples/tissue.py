@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,20 @@ def _tissue(rng: np.random.Generator, shape: tuple[int, int], pixel_um: float,
     vol.path.real = density * np.float32(dz * dn_tissue)
     vol.path.imag = density * np.float32(dz * kappa_stroma)
     del density
+    add_nuclei(rng, vol, pixel_um, nuclei_per_mm2, lambda dn: complex(dn, kappa_nuclei))
+    return Sample(vol.path, pixel_um, dz, medium, params=params)
+
+
+def add_nuclei(rng: np.random.Generator, vol: Volume, pixel_um: float, per_mm2: float,
+               stained: Callable[[float], complex]) -> int:
+    """Nuclei at random depths through a section: ellipsoids 4–8 µm across (up to 1.6 times
+    longer one way) of index contrast 0.01–0.03, absorbing as ``stained`` makes that contrast
+    complex. Returns how many."""
+    shape = vol.shape
+    thickness = vol.slices * vol.dz
     area_mm2 = shape[0] * shape[1] * pixel_um**2 / 1e6
-    for _ in range(rng.poisson(nuclei_per_mm2 * area_mm2)):
+    count = int(rng.poisson(per_mm2 * area_mm2))
+    for _ in range(count):
         radius = rng.uniform(2.0, 4.0)
         size = 2 * math.ceil(1.6 * radius / pixel_um) + 3
         rho2 = ellipse(size, (0.0, 0.0), (radius * rng.uniform(1.0, 1.6), radius),
@@ -46,9 +59,8 @@ def _tissue(rng: np.random.Generator, shape: tuple[int, int], pixel_um: float,
         depth = rng.uniform(0.0, thickness)
         half = dome(rho2, radius)
         corner = (int(rng.integers(shape[0])), int(rng.integers(shape[1])))
-        vol.add(depth - half, depth + half, complex(rng.uniform(0.01, 0.03), kappa_nuclei),
-                at=corner)
-    return Sample(vol.path, pixel_um, dz, medium, params=params)
+        vol.add(depth - half, depth + half, stained(rng.uniform(0.01, 0.03)), at=corner)
+    return count
 
 
 TISSUE = SampleFamily(_tissue, frozenset({
