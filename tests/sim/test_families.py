@@ -14,14 +14,10 @@ import pytest
 from PIL import Image
 
 from controller.errors import FocuslockError
+from controller.groundtruth import find_focus
 from controller.optics import Led, Pattern, preset
 from controller.sim import SAMPLE_KINDS, Imager, Sample, make_sample, render_stack
 from controller.sim.samples.slide import SLIDE_PARAMS
-
-try:  # the ground truth may move beside the controller; the test follows it
-    from controller.groundtruth import find_focus  # type: ignore[import-not-found,unused-ignore]
-except ImportError:
-    from training.groundtruth import find_focus
 
 PAPER = preset("paper")
 PIXEL = PAPER.optics.pixel_um
