@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from controller.config import Config, SimSettings  # noqa: E402
 from controller.model import DEFAULT_BUNDLE, FocusModel  # noqa: E402
 from controller.optics import preset  # noqa: E402
+from controller.sensing import NetworkSensor  # noqa: E402
 
 FRAME = (2048, 2048)
 PAPER_PATCH, PAPER_ROWS, PAPER_COLS = 1024, 307, 51
@@ -142,7 +143,8 @@ def memory_child(bundle: Path, what: str, steps: int) -> None:
         rig = virtual_rig(preset("paper"), SimSettings(drift_um_per_min=1.0),
                           frame_shape=FRAME)
         model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
-        LockRunner(FocusLoop.for_rig(rig, model, config)).run(max_steps=steps)
+        sensor = NetworkSensor(model, rig.preset.autofocus)
+        LockRunner(FocusLoop.for_rig(rig, sensor, config)).run(max_steps=steps)
     print(f"{_peak_mb():.1f}")
 
 
@@ -167,7 +169,7 @@ def bench_focus_now(bundle: Path, starts: int, sample: str | None, seed: int) ->
     rig = virtual_rig(preset("paper"), SimSettings(), frame_shape=FRAME)
     assert rig.scope is not None
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
-    loop = FocusLoop.for_rig(rig, model, config)
+    loop = FocusLoop.for_rig(rig, NetworkSensor(model, rig.preset.autofocus), config)
     rng = np.random.default_rng(2024)
     kinds = ("sparse-cells", "dense-cells") if sample is None else (sample,)
     moves, errors, successes = [], [], []
@@ -210,7 +212,8 @@ def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
     with tempfile.TemporaryDirectory() as folder:
         log = RunLog(Path(folder) / "run.jsonl", extra_columns=TRUTH_COLUMNS)
-        run = run_scenario_lock(rig, model, config, duration_s=duration_s,
+        run = run_scenario_lock(rig, NetworkSensor(model, rig.preset.autofocus), config,
+                                duration_s=duration_s,
                                 events=demo_scenario(duration_s), log=log)
         log.close()
     score = score_run(run, config.lock.tolerance_um)
