@@ -2,11 +2,12 @@
 
 At each sample position (a field of view the user brings under the objective, or the twin's next
 seed) the drive steps through ``z_start + offsets`` and, at every plane, the camera takes one
-frame under each pattern: the model's autofocus LED and the incoherent half annulus from which
-training finds the true focus. Planes are visited in increasing z after a run-up from below, so
-backlash is taken up once and every plane is approached from the same side. Each position
-becomes one OME-TIFF focal stack (controller/stackio.py); a crash loses at most the stack being
-acquired.
+frame under each pattern the preset names: the model's autofocus LED, the incoherent half
+annulus from which training finds the true focus and, where the preset has them, the parallax
+views (whose shift against that focus calibrates the parallax cue). Planes are visited in
+increasing z after a run-up from below, so backlash is taken up once and every plane is
+approached from the same side. Each position becomes one OME-TIFF focal stack
+(controller/stackio.py); a crash loses at most the stack being acquired.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def collect_stack(rig: Rig, offsets_um: Sequence[float], patterns: Sequence[Patt
 def collect(rig: Rig, out_dir: Path, *, positions: int, offsets_um: Sequence[float],
             next_position: Callable[[int], None],
             progress: Progress | None = None) -> list[Path]:
-    """``positions`` stacks under the preset's autofocus and ground-truth patterns, written to
-    ``out_dir/position-NNN.ome.tif``; ``next_position(i)`` brings position i into view."""
-    patterns = (rig.preset.autofocus, rig.preset.ground_truth)
+    """``positions`` stacks under every pattern the preset names (``Preset.patterns``), written
+    to ``out_dir/position-NNN.ome.tif``; ``next_position(i)`` brings position i into view."""
+    patterns = rig.preset.patterns
     written = []
     for i in range(positions):
         next_position(i)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from controller.commands.arguments import finite_float
 from controller.errors import FocuslockError
+from controller.optics import WS2812_BLUE_UM, WS2812_GREEN_UM, WS2812_RED_UM, preset
 
 if TYPE_CHECKING:
-    from controller.hardware.board import FocusBoard
+    from controller.hardware.board import BoardStatus, FocusBoard
 
 DEFAULT_PORT = "/dev/focusboard"
 MAX_HOLD_S = 86400.0  # a day; 0 holds until Ctrl-C
@@ -76,7 +77,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     what.add_argument("--pattern", help="a pattern of the optics preset (e.g. autofocus)")
     what.add_argument("--index", nargs="+", metavar="I[:LEVEL]",
                       help="LED indices, each with a brightness 0..255 (default 255)")
-    leds.add_argument("--preset", default="pi-hq", help="optics preset (default: %(default)s)")
+    leds.add_argument("--preset", default="pi-hq",
+                      help="optics preset whose --pattern to light, e.g. pi-hq-colour's "
+                           "two-colour parallax (default: %(default)s)")
+    leds.add_argument("--wavelength", type=positive_number, metavar="UM",
+                      help=f"light the --index LEDs on their emitter of this colour (µm: "
+                           f"{WS2812_RED_UM} red, {WS2812_GREEN_UM} green, {WS2812_BLUE_UM} "
+                           f"blue); without it they shine in the board's own colour")
     leds.add_argument("--hold", type=hold_seconds, default=0.0,
                       help="seconds to keep them lit, while the board is asked whether it "
                            "faulted (default: until Ctrl-C)")
@@ -108,6 +115,11 @@ def _connect(args: argparse.Namespace) -> FocusBoard:
     return board_from(args).connect()
 
 
+def _in_colour(status: BoardStatus) -> str:
+    """Whether the lit LEDs show colours the host chose, for a line about them."""
+    return " in colour" if status.leds_in_colour else ""
+
+
 def _print_status(board: FocusBoard) -> None:
     status = board.status()
     spu = board.settings.steps_per_um
@@ -117,7 +129,8 @@ def _print_status(board: FocusBoard) -> None:
     print(f"moving: {status.moving}  motor enabled: {status.motor_enabled}")
     print(f"endstops: min {status.endstop_min}, max {status.endstop_max}")
     print(f"fault: {status.fault_text if status.fault else 'none'}")
-    print(f"LEDs lit: {status.lit_led_count} (pattern tag {status.pattern_tag})")
+    print(f"LEDs lit: {status.lit_led_count}{_in_colour(status)} "
+          f"(pattern tag {status.pattern_tag})")
     print(f"packets dropped as corrupt: {status.rx_errors}")
 
 
@@ -181,14 +194,16 @@ def _parse_levels(items: list[str]) -> list[tuple[int, int]]:
 
 
 def run_leds(args: argparse.Namespace) -> int:
+    if args.pattern and args.wavelength is not None:
+        raise FocuslockError("--wavelength colours the --index LEDs; a pattern's LEDs carry "
+                             "their own colours")
     with _connect(args) as board:
         if args.pattern:
-            from controller.optics import preset
-
             board.show(preset(args.preset).pattern(args.pattern))
         else:
-            board.set_leds(_parse_levels(args.index))
-        print(f"{board.status().lit_led_count} LEDs lit; "
+            board.set_leds(_parse_levels(args.index), args.wavelength)
+        status = board.status()
+        print(f"{status.lit_led_count} LEDs lit{_in_colour(status)}; "
               + (f"holding {args.hold} s" if args.hold else "Ctrl-C to turn them off"))
         with contextlib.suppress(KeyboardInterrupt):
             hold_lit(board, args.hold)

@@ -12,7 +12,6 @@ from typing import Any
 
 from controller.commands.arguments import bounded_float, bounded_int, finite_float
 
-DEFAULT_PATTERNS = "autofocus,dpc-bottom"
 SEED = bounded_int(0, 2**63 - 1)
 MAX_LED_RADIUS_NA = 0.1  # a real LED die spans about 0.005 NA seen from the sample
 MAX_MONTAGE_PLANES = 100
@@ -50,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="drive position of the true focal plane, µm (default: %(default)s)")
     stack.add_argument("--size", nargs="+", type=int, default=[1024], metavar="PX",
                        help="frame size: N (square) or ROWS COLS (default: 1024)")
-    stack.add_argument("--patterns", default=DEFAULT_PATTERNS,
-                       help="comma-separated pattern names of the preset (default: %(default)s)")
+    stack.add_argument("--patterns", default=None,
+                       help="comma-separated pattern names of the preset (default: every "
+                            "pattern it names: autofocus, ground truth and any parallax views)")
     stack.add_argument("--oversample", type=bounded_int(1), default=1,
                        help="simulate on a grid this many times finer than the camera pixel, "
                             "for sample detail beyond the camera's Nyquist frequency "
@@ -148,7 +148,7 @@ def run_stack(args: argparse.Namespace) -> int:
     from controller.optics import UndersampledWarning, preset
     from controller.sim import ImagingSettings, SimError, make_sample, render_stack
     from controller.sim.montage import write_montage
-    from controller.sim.stacks import require_render_memory
+    from controller.sim.stacks import require_render_memory, resolve_patterns
     from controller.stackio import GROUND_TRUTH_MIN_PLANES, write_stack
 
     system = preset(args.preset)
@@ -177,10 +177,11 @@ def run_stack(args: argparse.Namespace) -> int:
     if not 0 <= args.bandwidth_nm / 1000.0 < system.optics.wavelength_um / 2:
         raise SimError(f"--bandwidth-nm must be in [0, {system.optics.wavelength_um * 500:g}) "
                        f"(half the wavelength), got {args.bandwidth_nm}")
-    names = [n.strip() for n in args.patterns.split(",") if n.strip()]
-    if not names:
+    names = None if args.patterns is None else [n.strip() for n in args.patterns.split(",")
+                                                 if n.strip()]
+    if names == []:
         raise SimError("--patterns: no pattern named")
-    patterns = [system.pattern(n) for n in names]
+    patterns = resolve_patterns(system, names)
     require_render_memory("sim stack", (rows, cols), args.oversample,
                           len(patterns), (high - low) / args.z_step + 1)
     for out in (Path(args.out), *([Path(args.montage)] if args.montage else [])):

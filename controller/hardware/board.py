@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from controller.hardware import protocol
+from controller.hardware import board_leds, protocol
 from controller.hardware.board_link import (
     BoardError,
     BoardFault,
@@ -38,8 +38,6 @@ from controller.optics import LedArray, Pattern
 
 log = logging.getLogger(__name__)
 
-MAX_LIT_LEDS = (protocol.MAX_PAYLOAD - struct.calcsize(protocol.SET_LEDS_HEAD)) // (
-    struct.calcsize(protocol.LED_LEVEL))  # LEDs one SET_LEDS packet can name
 
 
 class NotFinite(DriveFault):
@@ -58,6 +56,7 @@ class BoardStatus:
     fault: int
     fault_detail: str
     lit_led_count: int
+    leds_in_colour: bool  # the lit LEDs show the colours the host chose (SET_LEDS_RGB)
     pattern_tag: int
     rx_errors: int
 
@@ -79,7 +78,8 @@ class BoardStatus:
             endstop_min=bool(flags & protocol.F_ENDSTOP_MIN),
             endstop_max=bool(flags & protocol.F_ENDSTOP_MAX),
             fault=fault, fault_detail=payload[size:].decode(errors="replace"),
-            lit_led_count=lit_count, pattern_tag=tag, rx_errors=rx_errors,
+            lit_led_count=lit_count, leds_in_colour=bool(flags & protocol.F_LEDS_IN_COLOUR),
+            pattern_tag=tag, rx_errors=rx_errors,
         )
 
 
@@ -335,47 +335,58 @@ class FocusBoard(FocusDrive, Illuminator):
     # -- Illuminator ---------------------------------------------------------------------------
 
     def show(self, pattern: Pattern) -> None:
-        self.set_leds(self.led_levels(pattern))
+        """Light the pattern: in the board's own colour when its LEDs have no wavelength
+        (SET_LEDS), else each LED on its emitter of that colour (SET_LEDS_RGB)."""
+        if board_leds.in_colour(pattern):
+            self.set_led_colours(self.led_colours(pattern))
+        else:
+            self.set_leds(self.led_levels(pattern))
 
-    def set_leds(self, levels: list[tuple[int, int]]) -> None:
-        """Light exactly these (LED index, 0..255); an index the board lacks, a brightness out
-        of range or more LEDs than one packet holds are refused before anything is sent."""
-        count = self.info.led_count
-        if len(levels) > MAX_LIT_LEDS:
-            raise HardwareError(f"focus board: {len(levels)} LEDs in one pattern; at most "
-                                f"{MAX_LIT_LEDS} fit in a SET_LEDS packet")
-        for index, brightness in levels:
-            if not 0 <= index < count:
-                raise HardwareError(f"focus board: LED {index} does not exist "
-                                    f"(the board has {count})")
-            if not 0 <= brightness <= 255:
-                raise HardwareError(f"focus board: LED {index} brightness {brightness} is "
-                                    "outside 0..255")
-        if len({index for index, _ in levels}) != len(levels):
-            raise HardwareError("focus board: an LED is named twice in one pattern")
-        self._pattern_tag = self._pattern_tag % 0xFFFF + 1
-        self.link.call(protocol.SET_LEDS, protocol.pack_set_leds(self._pattern_tag, levels))
+    def set_leds(self, levels: list[tuple[int, int]], wavelength_um: float | None = None) -> None:
+        """Light exactly these (LED index, 0..255): in the board's own colour, or, given a
+        wavelength, on each LED's emitter of that colour. An index the board lacks, a brightness
+        out of range, more LEDs than one packet holds or a colour the board cannot show are
+        refused before anything is sent."""
+        if wavelength_um is not None:
+            channel = board_leds.emitter(wavelength_um, self.settings, "LEDs by index")
+            self.set_led_colours(board_leds.in_one_colour(levels, channel))
+            return
+        board_leds.check_levels(levels, self.info.led_count)
+        self.link.call(protocol.SET_LEDS, protocol.pack_set_leds(self._next_tag(), levels))
+
+    def set_led_colours(self, colours: list[tuple[int, int, int, int]]) -> None:
+        """Light exactly these (LED index, red, green, blue 0..255); refused before anything is
+        sent on a board whose LEDs have one colour each, and as set_leds refuses."""
+        self._require_colours("LED colours")
+        board_leds.check_colours(colours, self.info.led_count)
+        self.link.call(protocol.SET_LEDS_RGB, protocol.pack_set_leds_rgb(self._next_tag(), colours))
 
     def led_levels(self, pattern: Pattern) -> list[tuple[int, int]]:
-        """The board's (LED index, 0..255) for a pattern; brightness 1 is full scale, and a
-        pattern brighter than that (exposure compensation) is scaled down as a whole."""
+        """The board's (LED index, 0..255) for a pattern without colours
+        (controller/hardware/board_leds.py)."""
+        return board_leds.led_levels(pattern, self._led_array(), self.settings)
+
+    def led_colours(self, pattern: Pattern) -> list[tuple[int, int, int, int]]:
+        """The board's (LED index, red, green, blue) for a pattern in colour; refused on a
+        board that cannot show colours (controller/hardware/board_leds.py)."""
+        self._require_colours(f"pattern {pattern.name!r}")
+        return board_leds.led_colours(pattern, self._led_array(), self.settings)
+
+    def _led_array(self) -> LedArray:
         if self.leds is None:
             raise HardwareError("focus board: no LED geometry known (connect first)")
-        leds = self.leds
-        scale = 255 / max(1.0, *(led.brightness for led in pattern.leds))
-        levels: dict[int, int] = {}
-        for led in pattern.leds:
-            index = leds.nearest(led.na_x, led.na_y)
-            na_x, na_y = leds.na_of(index)
-            if math.hypot(na_x - led.na_x, na_y - led.na_y) > self.settings.led_na_tolerance:
-                raise HardwareError(
-                    f"pattern {pattern.name!r}: no LED at NA ({led.na_x:.3f}, {led.na_y:.3f}); "
-                    f"the nearest, LED {index}, is at ({na_x:.3f}, {na_y:.3f})")
-            if index in levels:
-                raise HardwareError(f"pattern {pattern.name!r}: LED {index} is asked for twice")
-            levels[index] = max(1, min(255, round(led.brightness * scale))) if (
-                led.brightness > 0) else 0
-        return sorted(levels.items())
+        return self.leds
+
+    def _require_colours(self, what: str) -> None:
+        if not self.info.capabilities & protocol.CAP_LED_RGB:
+            raise HardwareError(
+                f"{what}: this focus board cannot show colours (its LEDs have one colour "
+                "each, or its firmware predates SET_LEDS_RGB); use a pattern without "
+                "wavelengths")
+
+    def _next_tag(self) -> int:
+        self._pattern_tag = self._pattern_tag % 0xFFFF + 1
+        return self._pattern_tag
 
     def off(self) -> None:
         self.link.call(protocol.LEDS_OFF)
@@ -384,3 +395,4 @@ class FocusBoard(FocusDrive, Illuminator):
     def pattern_tag(self) -> int:
         """The tag of the last pattern sent; the board's status echoes it while it is lit."""
         return self._pattern_tag
+

@@ -8,12 +8,13 @@ is opened, encoded or sent with it.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
 from controller.hardware.board_link import LinkSettings
 from controller.hardware.interfaces import HardwareError
-from controller.optics import LedArray
+from controller.optics import WS2812_BLUE_UM, WS2812_GREEN_UM, WS2812_RED_UM, LedArray
 
 # The ranges of the protocol's integer fields (protocol.CONFIG, MOVE_REQUEST, SET_POSITION_REQUEST):
 # a number outside its field cannot be sent, so the driver refuses it before encoding anything.
@@ -43,6 +44,13 @@ class FocusBoardSettings:
     leds: LedArray | None = None  # None: use the geometry the board reports
     led_na_tolerance: float = 0.02  # how far a pattern's LED may be from a real one
     led_geometry_tolerance_mm: float = 0.5
+    # The peak wavelengths (µm) of each LED's red, green and blue emitters (a WS2812: the
+    # datasheet's 620-630, 515-530 and 465-475 nm), and how far a pattern LED's wavelength may
+    # be from the emitter that lights it: under half the closest two peaks' spacing, so no
+    # wavelength could mean two emitters, and wide enough for each datasheet range.
+    led_emitters_um: tuple[float, float, float] = (WS2812_RED_UM, WS2812_GREEN_UM,
+                                                   WS2812_BLUE_UM)
+    led_wavelength_tolerance_um: float = 0.025
 
     def __post_init__(self) -> None:
         numbers = (("steps_per_um", self.steps_per_um), ("travel_um", self.travel_um[0]),
@@ -60,7 +68,20 @@ class FocusBoardSettings:
             raise HardwareError("board: speed, acceleration and heartbeat must be > 0")
         if not (self.home_clearance_um >= 0 and self.settle_s >= 0):
             raise HardwareError("board: home_clearance_um and settle_s must be >= 0")
+        self._check_emitters()
         self._check_fields()
+
+    def _check_emitters(self) -> None:
+        peaks = self.led_emitters_um
+        if len(peaks) != 3 or not all(math.isfinite(p) and p > 0 for p in peaks):
+            raise HardwareError(f"board: led_emitters_um must be the red, green and blue "
+                                f"emitters' peaks in µm, got {peaks}")
+        spacing = min(abs(a - b) for a, b in itertools.combinations(peaks, 2))
+        tolerance = self.led_wavelength_tolerance_um
+        if not (math.isfinite(tolerance) and 0 < tolerance < spacing / 2):
+            raise HardwareError(
+                f"board: led_wavelength_tolerance_um must be > 0 and below half the closest "
+                f"emitters' spacing ({spacing / 2:g} µm), got {tolerance}")
 
     def _check_fields(self) -> None:
         """Every CONFIGURE number must fit its field, and the travel must span whole steps."""

@@ -35,6 +35,7 @@ HOME = 0x12
 SET_POSITION = 0x13
 SET_LEDS = 0x20
 LEDS_OFF = 0x21
+SET_LEDS_RGB = 0x22
 CONFIGURE = 0x30
 GET_CONFIG = 0x31
 
@@ -84,12 +85,14 @@ F_MOTOR_ENABLED = 0x04
 F_ENDSTOP_MIN = 0x08
 F_ENDSTOP_MAX = 0x10
 F_FAULT = 0x20
+F_LEDS_IN_COLOUR = 0x40  # the lit pattern's colours are the host's (SET_LEDS_RGB)
 
 # Capabilities (identify).
 CAP_ENDSTOP_MIN = 0x01
 CAP_ENDSTOP_MAX = 0x02
 CAP_LED_MATRIX = 0x04
 CAP_LED_PWM = 0x08
+CAP_LED_RGB = 0x10  # each LED has red, green and blue emitters the host sets (SET_LEDS_RGB)
 CAP_SIMULATED = 0x80
 
 MOVE_RELATIVE = 0
@@ -109,8 +112,9 @@ LED_GEOMETRY_REQUEST = "<H"  # first index
 LED_GEOMETRY_HEAD = "<HB"  # first index, count; then count x LED_POSITION
 LED_POSITION = "<hhh"  # x, y, d in 0.1 mm
 LED_GEOMETRY_PAGE = 40
-SET_LEDS_HEAD = "<HB"  # pattern tag, count; then count x LED_LEVEL
-LED_LEVEL = "<HB"  # index, brightness 0..255
+SET_LEDS_HEAD = "<HB"  # pattern tag, count; then count x LED_LEVEL or LED_COLOUR
+LED_LEVEL = "<HB"  # index, brightness 0..255 (SET_LEDS: in the board's own colour)
+LED_COLOUR = "<HBBB"  # index, red, green, blue 0..255 (SET_LEDS_RGB)
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
@@ -223,49 +227,58 @@ def error_text(code: int, payload: bytes) -> str:
     return name + ": " + detail if detail else name
 
 
+def _pack_list(head: str, item: str, first: int, items: list) -> bytes:
+    """A payload of a head (``first``, count) and ``items`` packed one after another."""
+    out = struct.pack(head, first, len(items))
+    for fields in items:
+        out += struct.pack(item, *fields)
+    return out
+
+
+def _unpack_list(name: str, head: str, item: str, payload: bytes) -> tuple:
+    """``(first, [fields, ...])`` of such a payload; ValueError naming ``name`` when its length
+    is not the one its count says."""
+    head_size = struct.calcsize(head)
+    item_size = struct.calcsize(item)
+    if len(payload) < head_size:
+        raise ValueError(name + " payload too short")
+    first, count = struct.unpack(head, payload[:head_size])
+    expected = head_size + count * item_size
+    if len(payload) != expected:
+        raise ValueError(f"{name} payload holds {len(payload)} bytes, expected {expected}")
+    return first, [
+        struct.unpack(item, payload[head_size + k * item_size:head_size + (k + 1) * item_size])
+        for k in range(count)
+    ]
+
+
 def pack_set_leds(tag: int, levels: list) -> bytes:
     """SET_LEDS payload from ``[(index, brightness 0..255), ...]``; the pattern replaces all."""
-    out = struct.pack(SET_LEDS_HEAD, tag, len(levels))
-    for index, brightness in levels:
-        out += struct.pack(LED_LEVEL, index, brightness)
-    return out
+    return _pack_list(SET_LEDS_HEAD, LED_LEVEL, tag, levels)
 
 
 def unpack_set_leds(payload: bytes) -> tuple:
     """``(tag, [(index, brightness), ...])``; ValueError when the payload's length is wrong."""
-    head = struct.calcsize(SET_LEDS_HEAD)
-    item = struct.calcsize(LED_LEVEL)
-    if len(payload) < head:
-        raise ValueError("SET_LEDS payload too short")
-    tag, count = struct.unpack(SET_LEDS_HEAD, payload[:head])
-    if len(payload) != head + count * item:
-        raise ValueError(
-            f"SET_LEDS payload holds {len(payload)} bytes, expected {head + count * item}")
-    levels = []
-    for k in range(count):
-        at = head + k * item
-        levels.append(struct.unpack(LED_LEVEL, payload[at:at + item]))
-    return tag, levels
+    return _unpack_list("SET_LEDS", SET_LEDS_HEAD, LED_LEVEL, payload)
+
+
+def pack_set_leds_rgb(tag: int, colours: list) -> bytes:
+    """SET_LEDS_RGB payload from ``[(index, red, green, blue 0..255), ...]``; the pattern
+    replaces all."""
+    return _pack_list(SET_LEDS_HEAD, LED_COLOUR, tag, colours)
+
+
+def unpack_set_leds_rgb(payload: bytes) -> tuple:
+    """``(tag, [(index, red, green, blue), ...])``; ValueError when the payload's length is
+    wrong."""
+    return _unpack_list("SET_LEDS_RGB", SET_LEDS_HEAD, LED_COLOUR, payload)
 
 
 def pack_led_geometry(first: int, positions_dmm: list) -> bytes:
     """LED_GEOMETRY reply: positions ``(x, y, d)`` in 0.1 mm from LED ``first`` on."""
-    out = struct.pack(LED_GEOMETRY_HEAD, first, len(positions_dmm))
-    for x, y, d in positions_dmm:
-        out += struct.pack(LED_POSITION, x, y, d)
-    return out
+    return _pack_list(LED_GEOMETRY_HEAD, LED_POSITION, first, positions_dmm)
 
 
 def unpack_led_geometry(payload: bytes) -> tuple:
     """``(first, [(x, y, d) in 0.1 mm, ...])``; ValueError when the payload's length is wrong."""
-    head = struct.calcsize(LED_GEOMETRY_HEAD)
-    item = struct.calcsize(LED_POSITION)
-    if len(payload) < head:
-        raise ValueError("LED_GEOMETRY payload too short")
-    first, count = struct.unpack(LED_GEOMETRY_HEAD, payload[:head])
-    if len(payload) != head + count * item:
-        raise ValueError("LED_GEOMETRY payload has the wrong length")
-    return first, [
-        struct.unpack(LED_POSITION, payload[head + k * item:head + (k + 1) * item])
-        for k in range(count)
-    ]
+    return _unpack_list("LED_GEOMETRY", LED_GEOMETRY_HEAD, LED_POSITION, payload)

@@ -59,12 +59,29 @@ class SimBoardSettings:
     max_speed: int = 100000  # steps/s the simulated driver accepts
     max_accel: int = 4000000
     leds: list[list[int]] | None = None  # None: the reference board's 8x8 matrix
+    led_kind: str = "ws2812"  # RGB LEDs, lit in green without colours; "pwm": one colour each
     motion: dict[str, int] = field(default_factory=dict)  # boot-time overrides of MOTION
 
     def to_json(self, state_file: Path) -> str:
         d: dict[str, Any] = {k: v for k, v in asdict(self).items() if v is not None}
         d["state_file"] = str(state_file)
         return json.dumps(d)
+
+
+@dataclass(frozen=True)
+class LitLeds:
+    """What the board's LEDs shine: each lit LED's (red, green, blue) 0..255 as driven, and
+    whether the host chose those colours (SET_LEDS_RGB) or they are the board's own colour
+    (SET_LEDS: the light the optics are designed for, whatever emitters make it)."""
+
+    colours: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    in_colour: bool = False
+
+    @property
+    def levels(self) -> dict[int, int]:
+        """Each lit LED's brightness 0..255: its brightest emitter (the level SET_LEDS gave, in
+        the simulated board's own colour, green)."""
+        return {index: max(colour) for index, colour in self.colours.items()}
 
 
 @dataclass
@@ -258,21 +275,24 @@ class SimulatedBoard:
     # -- the side channel ----------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The firmware's last published state: motor_steps, motor_enabled, leds, boot_nonce."""
+        """The firmware's last published state: motor_steps, motor_enabled, moving, leds
+        ([index, red, green, blue] each), leds_in_colour, boot_nonce."""
         try:
             state: dict[str, Any] = json.loads(self.state_file.read_text())
         except FileNotFoundError:
             return {"motor_steps": self.settings.motor_steps, "motor_enabled": False,
-                    "leds": [], "boot_nonce": None}
+                    "leds": [], "leds_in_colour": False, "boot_nonce": None}
         return state
 
     def motor_steps(self) -> int:
         """Where the mechanism really is, in steps from its mechanical zero."""
         return int(self.state()["motor_steps"])
 
-    def lit_leds(self) -> dict[int, int]:
-        """LED index -> brightness (0..255) of the LEDs lit right now."""
-        return {int(i): int(v) for i, v in self.state()["leds"]}
+    def lit_leds(self) -> LitLeds:
+        """The LEDs lit right now, as the firmware last published them."""
+        state = self.state()
+        return LitLeds({int(i): (int(r), int(g), int(b)) for i, r, g, b in state["leds"]},
+                       bool(state["leds_in_colour"]))
 
     def inject(self, direction: str, data: bytes) -> None:
         """Put bytes on the line as if noise made them: ``to_board`` or ``to_host``."""

@@ -1,9 +1,10 @@
 """The virtual microscope as the loop's hardware: camera, focus drive and LEDs, in-process.
 
 The camera renders, with the simulator's wave optics and sensor noise, the sample at its true
-defocus under the pattern the illuminator shows right now. The truth a real box never knows
-lives here: the focal plane's position in drive coordinates (thermal drift, a random walk,
-knocks) and the mechanism's position (steps, backlash). ``defocus_um = z_focus - z_mechanism``
+defocus under the pattern the illuminator shows right now: a monochrome frame, or the raw Bayer
+mosaic when the optics have a colour filter (controller/sim/bayer.py). The truth a real box
+never knows lives here: the focal plane's position in drive coordinates (thermal drift, a random
+walk, knocks) and the mechanism's position (steps, backlash). ``defocus_um = z_focus - z_mechanism``
 (docs/conventions.md). Everything runs on one injectable clock, so tests in simulated time
 behave as they would in real time, only faster.
 
@@ -32,6 +33,7 @@ from controller.hardware.interfaces import (
 )
 from controller.optics import LedArray, Pattern, Preset
 from controller.sim import CameraModel, Imager, Sample
+from controller.sim.bayer import BayerFilter, sensor_intensity
 
 LED_MATCH_NA = 0.01  # an LED of the pattern must be this close (in NA) to one of the array
 
@@ -80,6 +82,7 @@ class VirtualScope:
         self.focal_plane = focal_plane
         self.mechanism_z = mechanism_z
         self.sensor = camera or CameraModel.for_bit_depth(preset.optics.bit_depth)
+        self.colour_filter = BayerFilter.for_optics(preset.optics)  # None: monochrome
         self.imager = Imager(preset.optics, sample)
         self.empty_field = False  # the sample has left the field of view
         self.light_scale = 1.0  # 0: light path blocked; > 1: overexposed (stray light)
@@ -109,12 +112,14 @@ class VirtualScope:
         return self.focal_plane.z_um() - self.mechanism_z()
 
     def render(self, pattern: Pattern | None) -> np.ndarray:
-        """One uint16 frame under ``pattern`` (None: every LED off)."""
+        """One uint16 frame under ``pattern`` (None: every LED off); a colour camera's is its raw
+        mosaic."""
         self.last_defocus_um = self.defocus_um()
         if pattern is None or self.light_scale == 0:
             intensity = np.zeros(self.frame_shape, dtype=np.float32)
         else:
-            (intensity,) = self._imager().planes(pattern, [self.last_defocus_um])
+            intensity = sensor_intensity(self._imager(), pattern, self.last_defocus_um,
+                                         self.colour_filter)
             if self.light_scale != 1.0:
                 intensity = intensity * np.float32(self.light_scale)
         return self.sensor.expose(intensity, self._rng)

@@ -4,7 +4,8 @@ Scalar wave optics on the sample's periodic grid (docs/simulator.md has the full
 
 - each LED (and each sub-source of a finite LED die, each wavelength of its spectrum) is a tilted
   plane wave ``exp(2πi k_led·r)`` with ``k_led = (na_x, na_y)/λ``, snapped to the FFT grid so the
-  tilt stays periodic; the LEDs of a pattern are mutually incoherent, so intensities add;
+  tilt stays periodic; the LEDs of a pattern are mutually incoherent, so intensities add; a
+  colour LED shines at its own wavelength (``Led.wavelength_um``, None: the optics' own);
 - a thin sample multiplies the wave by its transmittance, so the exit spectrum is the sample's
   spectrum shifted by ``k_led`` and one FFT of the sample serves every LED and every plane;
   a thick sample is propagated slice by slice (beam propagation) once per LED;
@@ -13,9 +14,11 @@ Scalar wave optics on the sample's periodic grid (docs/simulator.md has the full
 - defocus: the image at ``defocus_um = D`` is the field at the focal plane propagated by ``-D``
   along the direction of travel, ``H = exp(2πi k_z (-D))``, ``k_z = sqrt((n/λ)² - |k|²)`` in the
   immersion index n (docs/conventions.md); a thick sample's focal plane is its optical
-  centre of detail (``Sample.focus_depth_um``: the middle of a uniform section);
+  centre of detail (``Sample.focus_depth_um``: the middle of a uniform section); light of
+  wavelength λ sees ``D + optics.focal_shift_um(λ)``, the objective's chromatic focal shift;
 - the camera sees ``Σ brightness·|field|²`` integrated over each pixel's square aperture, on
-  the camera's grid or on one an integer factor finer (``PixelAperture``).
+  the camera's grid or on one an integer factor finer (``PixelAperture``); a colour camera sees
+  it per wavelength (``Imager.colour_planes``) through its filters (controller/sim/bayer.py).
 
 Speed: the pupil keeps only a box of the spectrum, so each LED's box is gathered once per pattern,
 each plane costs one propagator, and each (LED, plane) one inverse FFT through a reused FFTW plan.
@@ -26,14 +29,14 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pyfftw
 
-from controller.optics import Optics, Pattern
+from controller.optics import Led, Optics, Pattern
 from controller.sim.errors import SimError
 from controller.sim.samples import Sample
 
@@ -155,11 +158,16 @@ def propagate(field: np.ndarray, distance_um: float, pixel_um: float, wavelength
     return np.fft.ifft2(np.fft.fft2(field) * h).astype(np.complex64)
 
 
+PATTERNS_CACHED = 4  # a parallax reading alternates autofocus, parallax-first and -second
+
+
 @dataclass
 class _Band:
-    """One wavelength of a pattern: its pupil box and every sub-source's spectrum in it."""
+    """One wavelength of a pattern: its pupil box and the spectrum in it of every sub-source of
+    the LEDs that shine at it."""
 
     wavelength_um: float
+    focal_shift_um: float  # the objective's chromatic focal shift at this wavelength
     kz_box: np.ndarray  # float32 (by, bx): k_z - n/λ in the immersion medium, 0 outside the pupil
     fields: list[np.ndarray]  # complex64 (by, bx): normalised spectra inside the pupil
 
@@ -169,8 +177,8 @@ class Imager:
 
     The sample grid must equal the camera's pixel at the sample or be an integer factor finer;
     either way each camera pixel integrates the intensity over its area. Intensities are
-    relative: 1 is
-    the unobstructed brightfield of the pattern (its LEDs' brightness summed). One Imager
+    relative: 1 is the unobstructed brightfield of the pattern (its LEDs' brightness summed),
+    whatever their colours. One Imager
     belongs to one thread (its caches are not locked); FFT buffers are per thread.
     """
 
@@ -197,44 +205,75 @@ class Imager:
 
     def planes(self, pattern: Pattern,
                defocus_um: Sequence[float] | np.ndarray) -> Iterator[np.ndarray]:
-        """float32 (rows, cols) camera-grid intensity for each defocus, in order."""
+        """float32 (rows, cols) camera-grid intensity for each defocus, in order: every colour of
+        the pattern summed, as a monochrome camera sees it."""
         bands = self._bands_of(pattern)
         total = sum(b.brightness for b in pattern.leds)
-        fft = _fft(self.sample.shape)
-        magnitude = np.empty(self.sample.shape, dtype=np.float32)
         for defocus in defocus_um:
             acc = np.zeros(self.sample.shape, dtype=np.float32)
             if total > 0:
-                fft.input[:] = 0
-                for band in bands:
-                    by, bx = band.kz_box.shape
-                    phase = band.kz_box * np.float32(2.0 * np.pi * -float(defocus))  # by -D
-                    h = np.empty(phase.shape, dtype=np.complex64)
-                    h.real = np.cos(phase)
-                    h.imag = np.sin(phase)
-                    for spectrum in band.fields:
-                        np.multiply(spectrum, h, out=fft.input[:by, :bx])
-                        out = fft.inverse()
-                        np.abs(out, out=magnitude)
-                        magnitude *= magnitude
-                        acc += magnitude
+                self._accumulate(bands, float(defocus), dict.fromkeys(self._colours(bands), acc))
                 acc /= np.float32(total)
             yield self._pixels(acc)
 
+    def colour_planes(self, pattern: Pattern, defocus_um: float) -> dict[float, np.ndarray]:
+        """float32 (rows, cols) camera-grid intensity per wavelength of light (µm: each LED's
+        colour, or the optics' wavelength for an LED without one; with a bandwidth, each sample
+        of its spectrum) at one defocus, what a colour camera's filters weigh. Normalised like
+        ``planes``: the planes add up to its frame (1 = the whole pattern's brightfield)."""
+        bands = self._bands_of(pattern)
+        total = sum(b.brightness for b in pattern.leds)
+        accs = {wavelength: np.zeros(self.sample.shape, dtype=np.float32)
+                for wavelength in self._colours(bands)}
+        if total > 0:
+            self._accumulate(bands, float(defocus_um), accs)
+        return {wavelength: self._pixels(acc / np.float32(total) if total > 0 else acc)
+                for wavelength, acc in accs.items()}
+
+    @staticmethod
+    def _colours(bands: list[_Band]) -> list[float]:
+        return list(dict.fromkeys(band.wavelength_um for band in bands))
+
+    def _accumulate(self, bands: list[_Band], defocus_um: float,
+                    accs: Mapping[float, np.ndarray]) -> None:
+        """Add every sub-source's |field|² at the defocus to its wavelength's accumulator."""
+        fft = _fft(self.sample.shape)
+        magnitude = np.empty(self.sample.shape, dtype=np.float32)
+        fft.input[:] = 0
+        for band in bands:
+            acc = accs[band.wavelength_um]
+            by, bx = band.kz_box.shape
+            # Propagate by -D, D the defocus this wavelength sees (docs/conventions.md).
+            seen = defocus_um + band.focal_shift_um
+            phase = band.kz_box * np.float32(2.0 * np.pi * -seen)
+            h = np.empty(phase.shape, dtype=np.complex64)
+            h.real = np.cos(phase)
+            h.imag = np.sin(phase)
+            for spectrum in band.fields:
+                np.multiply(spectrum, h, out=fft.input[:by, :bx])
+                out = fft.inverse()
+                np.abs(out, out=magnitude)
+                magnitude *= magnitude
+                acc += magnitude
+
     def _bands_of(self, pattern: Pattern) -> list[_Band]:
-        """Per-wavelength pupil boxes of the pattern's sources, kept for the last two patterns
-        (a live microscope alternates between few patterns)."""
+        """Per-wavelength pupil boxes of the pattern's sources, one set per LED colour, kept for
+        the last few patterns (a live microscope alternates between few patterns)."""
         if pattern in self._bands:
             self._bands.move_to_end(pattern)
             return self._bands[pattern]
-        bands = [self._band(pattern, wavelength, weight)
-                 for wavelength, weight in self.settings.spectrum(self.optics.wavelength_um)]
+        bands = []
+        for colour in pattern.wavelengths:
+            leds = [led for led in pattern.leds if led.wavelength_um == colour]
+            centre = self.optics.wavelength_um if colour is None else colour
+            bands += [self._band(leds, wavelength, weight)
+                      for wavelength, weight in self.settings.spectrum(centre)]
         self._bands[pattern] = bands
-        while len(self._bands) > 2:
+        while len(self._bands) > PATTERNS_CACHED:
             self._bands.popitem(last=False)
         return bands
 
-    def _band(self, pattern: Pattern, wavelength: float, weight: float) -> _Band:
+    def _band(self, leds: Sequence[Led], wavelength: float, weight: float) -> _Band:
         rows, cols = self.sample.shape
         pixel = self.sample.pixel_um
         cutoff = self.optics.na / wavelength
@@ -249,7 +288,7 @@ class Imager:
         back = self._focus_shift(k2, wavelength) * pupil
         norm = 1.0 / (rows * cols)
         fields = []
-        for led in pattern.leds:
+        for led in leds:
             for dnx, dny, w_die in self.settings.die():
                 w = led.brightness * weight * w_die
                 if w == 0:
@@ -259,7 +298,7 @@ class Imager:
                 spectrum = self._exit_spectrum(wavelength, shift)
                 box = _gather(spectrum, iy - shift[0], ix - shift[1])
                 fields.append((box * back * (math.sqrt(w) * norm)).astype(np.complex64))
-        return _Band(wavelength, kz_box, fields)
+        return _Band(wavelength, self.optics.focal_shift_um(wavelength), kz_box, fields)
 
     def _focus_shift(self, k2: np.ndarray, wavelength: float) -> np.ndarray:
         """Back-propagation from the last slice, where beam propagation ends, to the sample's

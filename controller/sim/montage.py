@@ -1,4 +1,8 @@
-"""A PNG contact sheet of a focal stack: one row per channel, planes left to right, z labelled."""
+"""A PNG contact sheet of a focal stack: one row per channel, planes left to right, z labelled.
+
+A colour camera's raw Bayer frames are drawn in colour, one pixel per 2x2 cell (its R site, the
+mean of its G sites, its B site), so the two views of a two-colour parallax frame show as red and
+blue images."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from controller.sim.bayer import FILTER_COLOURS, site_offsets
 from controller.sim.errors import SimError
 from controller.stackio import FocalStack
 
@@ -26,31 +31,48 @@ def pick_planes(count: int, max_planes: int) -> list[int]:
 
 def montage(stack: FocalStack, channels: Sequence[str] | None = None, max_planes: int = 11,
             tile_px: int = 160) -> Image.Image:
-    """Tiles scaled to ``tile_px``; each channel's grey levels stretched between its 0.5th and
-    99.5th percentiles over all its planes, so defocus shows as contrast, not as brightness."""
+    """Tiles scaled to ``tile_px``; each channel's grey levels (each colour's, for a colour
+    camera) stretched between its 0.5th and 99.5th percentiles over all its planes, so defocus
+    shows as contrast, not as brightness."""
     if tile_px < 16:
         raise SimError(f"montage: tile size must be >= 16 px, got {tile_px}")
     names = list(channels) if channels else stack.channel_names
     planes = pick_planes(stack.z_um.size, max_planes)
-    rows, cols = stack.images.shape[2:]
+    layout = stack.optics.colour_filter
+    rows, cols = stack.images.shape[2:] if layout == "mono" else \
+        (stack.images.shape[2] // 2, stack.images.shape[3] // 2)
     scale = tile_px / max(rows, cols)
     size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
-    sheet = Image.new("L", (size[0] * len(planes), (size[1] + LABEL_PX) * len(names)), 0)
+    mode = "L" if layout == "mono" else "RGB"
+    sheet = Image.new(mode, (size[0] * len(planes), (size[1] + LABEL_PX) * len(names)))
     draw = ImageDraw.Draw(sheet)
     for r, name in enumerate(names):
-        data = stack.channel(name)
-        lo, hi = np.percentile(data[planes], [0.5, 99.5])
-        span = max(float(hi - lo), 1.0)
+        shown = _shown(stack.channel(name)[planes], layout)
+        per_colour = tuple(range(shown.ndim - 1)) if layout != "mono" else None
+        lo, hi = np.percentile(shown, [0.5, 99.5], axis=per_colour)
+        span = np.maximum(hi - lo, 1.0)
         for c, p in enumerate(planes):
-            grey = np.clip((data[p].astype(np.float32) - lo) / span * 255.0, 0, 255)
-            tile = Image.fromarray(grey.astype(np.uint8)).resize(size, Image.Resampling.BOX)
+            levels = np.clip((shown[c].astype(np.float32) - lo) / span * 255.0, 0, 255)
+            tile = Image.fromarray(levels.astype(np.uint8)).resize(size, Image.Resampling.BOX)
             x, y = c * size[0], r * (size[1] + LABEL_PX)
             sheet.paste(tile, (x, y))
             label = f"{name} z={stack.z_um[p]:+.1f}"
             if stack.focus_z_um is not None:
                 label += f" D={stack.focus_z_um - stack.z_um[p]:+.1f}"
-            draw.text((x + 2, y + size[1] + 1), label, fill=255)
+            draw.text((x + 2, y + size[1] + 1), label, fill=255 if mode == "L" else (255,) * 3)
     return sheet
+
+
+def _shown(frames: np.ndarray, layout: str) -> np.ndarray:
+    """The frames as drawn: (planes, rows, cols) grey as they are, or for raw Bayer frames
+    (planes, rows/2, cols/2, 3) float32 RGB, one pixel per whole 2x2 cell."""
+    if layout == "mono":
+        return frames
+    rows, cols = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+    sites = {colour: [frames[:, y:rows:2, x:cols:2] for y, x in site_offsets(layout, colour)]
+             for colour in FILTER_COLOURS}
+    return np.stack([np.mean(sites[colour], axis=0, dtype=np.float32)
+                     for colour in FILTER_COLOURS], axis=-1)
 
 
 def write_montage(stack: FocalStack, path: str | os.PathLike[str],

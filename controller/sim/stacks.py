@@ -1,4 +1,5 @@
-"""Simulated focal stacks with a known focal plane: the training data of the autofocus network."""
+"""Simulated focal stacks with a known focal plane: the training data of the autofocus network
+and the calibration data of the parallax cue (one channel per pattern of the preset)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from controller import __version__
 from controller.optics import Pattern, Preset
 from controller.optics import preset as named_preset
 from controller.resources import require_memory
+from controller.sim.bayer import BayerFilter, sensor_intensity
 from controller.sim.camera import CameraModel
 from controller.sim.errors import SimError
 from controller.sim.imaging import Imager, ImagingSettings
@@ -45,10 +47,10 @@ def resolve_preset(preset: Preset | str) -> Preset:
 
 def resolve_patterns(preset: Preset,
                      patterns: Sequence[Pattern | str] | None) -> tuple[Pattern, ...]:
-    """Patterns given as objects or by name (the preset's ``autofocus`` and ground-truth
-    pattern); by default the preset's pair, autofocus first."""
+    """Patterns given as objects or by name (``Preset.pattern``); by default every pattern the
+    preset names (``Preset.patterns``: autofocus, ground truth, then its parallax views)."""
     if patterns is None:
-        return (preset.autofocus, preset.ground_truth)
+        return preset.patterns
     resolved = tuple(p if isinstance(p, Pattern) else preset.pattern(p) for p in patterns)
     if not resolved:
         raise SimError("stack: no illumination pattern given")
@@ -70,7 +72,8 @@ def render_stack(
     """Image ``sample`` at each focus-drive position ``z_um`` under each pattern (one channel per
     pattern, named after it). The sample's focal plane is at ``focus_z_um``, so plane z has
     ``defocus_um = focus_z_um - z``. ``seed`` drives the camera noise only (the sample carries its
-    own seed). Frames have the sample's shape divided by the oversampling factor."""
+    own seed). Frames have the sample's shape divided by the oversampling factor; with a colour
+    camera (``optics.colour_filter``) each frame is its raw Bayer mosaic."""
     system = resolve_preset(preset)
     channels = resolve_patterns(system, patterns)
     z = np.asarray(z_um, dtype=np.float64).ravel()
@@ -80,6 +83,7 @@ def render_stack(
         raise SimError("stack: z positions and focus_z_um must be finite numbers")
     sensor = camera or CameraModel.for_bit_depth(system.optics.bit_depth)
     imager = Imager(system.optics, sample, settings)
+    colour_filter = BayerFilter.for_optics(system.optics)
     optics = dataclasses.replace(system.optics, frame_shape=imager.frame_shape,
                                  bit_depth=sensor.bit_depth)
     rng = np.random.default_rng(seed)
@@ -87,7 +91,8 @@ def render_stack(
     defocus = focus_z_um - z
     total = len(channels) * z.size
     for c, pattern in enumerate(channels):
-        for p, intensity in enumerate(imager.planes(pattern, defocus)):
+        for p, d in enumerate(defocus):
+            intensity = sensor_intensity(imager, pattern, float(d), colour_filter)
             images[c, p] = sensor.expose(intensity, rng)
             if progress is not None:
                 progress(c * z.size + p + 1, total)
@@ -98,6 +103,7 @@ def render_stack(
         "imaging": imager.settings.to_dict(),
         "oversample": imager.oversample,
         "camera": sensor.to_dict(),
+        **({} if colour_filter is None else {"colour_filter": colour_filter.to_dict()}),
         "noise_seed": int(seed),
     }
     return FocalStack(images, z, channels, optics, float(focus_z_um), metadata)

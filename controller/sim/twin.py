@@ -22,11 +22,12 @@ from pathlib import Path
 from controller.clock import Clock, MonotonicClock
 from controller.config import SimSettings
 from controller.hardware.board import FocusBoard, FocusBoardSettings
+from controller.hardware.board_leds import in_colour
 from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import Illuminator
 from controller.hardware.rig import Rig
 from controller.optics import LedArray, Pattern, Preset
-from controller.sim.board import SimBoardSettings, SimulatedBoard, temporary_workdir
+from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard, temporary_workdir
 from controller.sim.devices import VirtualCamera, VirtualScope
 from controller.sim.rigs import SimulatedWorld
 
@@ -34,10 +35,20 @@ TWIN_TRAVEL_UM = (-500.0, 500.0)
 SIDE_CHANNEL_WAIT_S = 0.5  # the firmware publishes its state file within ~20 ms of a change
 
 
-def lit_pattern(levels: dict[int, int], leds: LedArray) -> Pattern | None:
-    """The pattern the board's LED levels (index -> 0..255) make, None when all are dark."""
-    lit = tuple(leds.led(i, brightness=v / 255) for i, v in sorted(levels.items()) if v > 0)
-    return Pattern("board", lit) if lit else None
+def lit_pattern(lit: LitLeds, leds: LedArray,
+                emitters_um: tuple[float, float, float]) -> Pattern | None:
+    """The pattern the board's lit LEDs make, None when all are dark. LEDs in the board's own
+    colour shine the optics' light (no wavelength), as on a monochrome rig; LEDs in colours the
+    host chose are one LED per lit emitter, at that emitter's peak wavelength (``emitters_um``:
+    red, green, blue), so two colours on one LED are two lights from the same angle."""
+    if lit.in_colour:
+        lights = tuple(leds.led(index, brightness=level / 255, wavelength_um=emitters_um[emitter])
+                       for index, colour in sorted(lit.colours.items())
+                       for emitter, level in enumerate(colour) if level > 0)
+    else:
+        lights = tuple(leds.led(index, brightness=level / 255)
+                       for index, level in sorted(lit.levels.items()) if level > 0)
+    return Pattern("board", lights) if lights else None
 
 
 class TwinIlluminator(Illuminator):
@@ -54,15 +65,21 @@ class TwinIlluminator(Illuminator):
 
     def show(self, pattern: Pattern) -> None:
         self.board.show(pattern)
-        self._await(dict(self.board.led_levels(pattern)))
+        if in_colour(pattern):  # the board keeps only what it lights: no dark entries
+            colours = {i: (r, g, b) for i, r, g, b in self.board.led_colours(pattern)
+                       if r or g or b}
+            self._await(lambda lit: lit.in_colour and lit.colours == colours)
+        else:
+            levels = {i: level for i, level in self.board.led_levels(pattern) if level}
+            self._await(lambda lit: not lit.in_colour and lit.levels == levels)
 
     def off(self) -> None:
         self.board.off()
-        self._await({})
+        self._await(lambda lit: not lit.colours)
 
-    def _await(self, levels: dict[int, int]) -> None:
+    def _await(self, shown: Callable[[LitLeds], bool]) -> None:
         deadline = time.monotonic() + SIDE_CHANNEL_WAIT_S
-        while self.board_sim.lit_leds() != levels and time.monotonic() < deadline:
+        while not shown(self.board_sim.lit_leds()) and time.monotonic() < deadline:
             time.sleep(0.002)
 
 
@@ -113,7 +130,9 @@ def open_twin(system: Preset, settings: SimSettings, *, steps_per_um: float = 10
             closer()
         raise
     scope = world.scope(lambda: board_sim.motor_steps() / steps_per_um)
-    camera = VirtualCamera(scope, lambda: lit_pattern(board_sim.lit_leds(), system.leds), clock)
+    emitters_um = board.settings.led_emitters_um
+    camera = VirtualCamera(scope, lambda: lit_pattern(board_sim.lit_leds(), system.leds,
+                                                      emitters_um), clock)
     rig = Rig(camera, board, TwinIlluminator(board, board_sim), clock, system, scope.full_scale,
               scope, closers)
     return DigitalTwin(rig, board_sim, steps_per_um)

@@ -18,6 +18,8 @@ from .safety import Safety
 
 TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing module
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .hal import Hardware
 
 STALE_PARTIAL_US = 50000  # a packet that stopped arriving this long ago began with garbage
@@ -28,6 +30,14 @@ def _args(fmt: str, payload: bytes) -> tuple:
         raise CommandError(protocol.E_BAD_ARGUMENT,
                            f"payload of {len(payload)} bytes, expected {struct.calcsize(fmt)}")
     return struct.unpack(fmt, payload)
+
+
+def _decoded(unpack: "Callable[[bytes], tuple]", payload: bytes) -> tuple:
+    """A variable-length payload's fields; a malformed one is the host's bad argument."""
+    try:
+        return unpack(payload)
+    except ValueError as exc:
+        raise CommandError(protocol.E_BAD_ARGUMENT, str(exc)) from None
 
 
 class Board:
@@ -60,6 +70,7 @@ class Board:
             protocol.SET_POSITION: self._set_position,
             protocol.SET_LEDS: self._set_leds,
             protocol.LEDS_OFF: self._leds_off,
+            protocol.SET_LEDS_RGB: self._set_leds_rgb,
             protocol.CONFIGURE: self._configure,
             protocol.GET_CONFIG: self._get_config,
         }
@@ -153,10 +164,11 @@ class Board:
             | (protocol.F_ENDSTOP_MIN if low else 0)
             | (protocol.F_ENDSTOP_MAX if high else 0)
             | (protocol.F_FAULT if self.safety.faulted else 0)
+            | (protocol.F_LEDS_IN_COLOUR if self.leds.in_colour else 0)
         )
         return struct.pack(
             protocol.STATUS_REPLY, self.axis.position, self.axis.target, flags,
-            self.safety.fault, len(self.leds.levels), self.leds.tag,
+            self.safety.fault, len(self.leds.colours), self.leds.tag,
             self.parser.crc_errors & 0xFFFF) + self.safety.detail.encode()
 
     def _nothing(self, payload: bytes, now_us: int) -> bytes:
@@ -223,11 +235,12 @@ class Board:
 
     def _set_leds(self, payload: bytes, now_us: int) -> bytes:
         self._refuse_in_fault()
-        try:
-            tag, levels = protocol.unpack_set_leds(payload)
-        except ValueError as exc:
-            raise CommandError(protocol.E_BAD_ARGUMENT, str(exc)) from None
-        self.leds.show(tag, levels)
+        self.leds.show(*_decoded(protocol.unpack_set_leds, payload))
+        return b""
+
+    def _set_leds_rgb(self, payload: bytes, now_us: int) -> bytes:
+        self._refuse_in_fault()
+        self.leds.show_colours(*_decoded(protocol.unpack_set_leds_rgb, payload))
         return b""
 
     def _leds_off(self, payload: bytes, now_us: int) -> bytes:

@@ -18,7 +18,12 @@ class StepperDriver(Protocol):
 class LedDriver(Protocol):
     count: int
     positions_dmm: list[tuple[int, int, int]]
-    def write(self, levels: dict[int, int]) -> None: ...
+    rgb: bool  # each LED has red, green and blue emitters (a WS2812), not one colour (PWM)
+    mono_colour: tuple[float, float, float]  # (r, g, b) multipliers of a SET_LEDS brightness
+    # Show exactly these LEDs, index -> (red, green, blue) 0..255. ``in_colour``: the host chose
+    # the colours (SET_LEDS_RGB), else they are the board's own; real LEDs look the same either
+    # way, the simulator reports it so the twin renders the board's own colour as the optics'.
+    def write(self, colours: dict[int, tuple[int, int, int]], in_colour: bool) -> None: ...
 
 class Hardware(Protocol):
     @property

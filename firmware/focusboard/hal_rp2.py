@@ -1,5 +1,6 @@
-"""The RP2040 hardware layer: step/dir through PIO, endstops on pin interrupts, WS2812 or PWM
-LEDs, the USB serial line, the unique id and the hardware watchdog.
+"""The RP2040 hardware layer: step/dir through PIO, endstops on pin interrupts, WS2812 (sent
+green, red, blue, as the chip takes them) or PWM LEDs, the USB serial line, the unique id and
+the hardware watchdog.
 
 Steps come from a PIO state machine that takes (count, period) chunks; a 1 kHz timer turns the
 ramp into one chunk per millisecond, so the main loop never times a step itself. At most two
@@ -7,7 +8,8 @@ chunks are pending (one running, one queued), so a stop takes effect within ~2 m
 pushed step is a step emitted: the count stays exact. An endstop interrupt halts the state
 machine at once; the step count after such a halt may be off by the chunk that was cut, which
 never matters because the logic then forgets the position (or sets it, when homing).
-Not exercised by the test suite (no RP2040 here); hal_sim is its tested twin.
+Not exercised by the test suite beyond its step chunking and WS2812 bytes (no RP2040 here);
+hal_sim is its tested twin.
 """
 
 import json
@@ -21,6 +23,7 @@ import rp2
 
 from . import protocol
 from .clock import Clock
+from .leds import colour_settings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ SM_FREQ = 1000000  # PIO clock: one cycle per µs
 STEP_OVERHEAD_CYCLES = 12  # cycles of the PIO loop besides the delay (see _step_program)
 CHUNK_US = 1000
 WATCHDOG_MS = 1000
+WS2812_TIMING_NS = (400, 850, 800, 450)  # high, low of a 0 bit; high, low of a 1 bit (800 kHz)
 SETTINGS_FILE = "board.json"
 MAINTENANCE_PIN = 22  # tie to GND at power-up to keep the REPL (for flashing) instead
 
@@ -148,32 +152,38 @@ class Stepper:
         self._pushed += count
 
 
+def ws2812_frame(colours: dict, count: int) -> bytearray:
+    """The bytes a chain of ``count`` WS2812s takes for ``colours`` (index -> (r, g, b)): three
+    per LED in the order the chip shifts them in, green, red, blue (dark LEDs all zero)."""
+    frame = bytearray(3 * count)
+    for index, (red, green, blue) in colours.items():
+        frame[3 * index] = green
+        frame[3 * index + 1] = red
+        frame[3 * index + 2] = blue
+    return frame
+
+
 class LedDriver:
+    """A WS2812 matrix on one pin (each LED red, green and blue), or one PWM pin per LED."""
+
     def __init__(self, settings: dict) -> None:
         self.positions_dmm = [tuple(p) for p in settings["leds"]]
         self.count = len(self.positions_dmm)
-        self._colour = settings.get("led_colour", [0, 1, 0])  # green light, as the optics
-        if settings["led_kind"] == "ws2812":
-            import neopixel
-
-            self._strip = neopixel.NeoPixel(machine.Pin(settings["pins"]["leds"]), self.count)
-            self._pwm = None
+        self.rgb, self.mono_colour = colour_settings(settings)
+        if self.rgb:
+            self._pin = machine.Pin(settings["pins"]["leds"], machine.Pin.OUT)
+            self._pwm = []
         else:
-            self._strip = None
             self._pwm = [machine.PWM(machine.Pin(p)) for p in settings["led_pins"]]
             for pwm in self._pwm:
                 pwm.freq(20000)
 
-    def write(self, levels: dict) -> None:
-        if self._strip is not None:
-            r, g, b = self._colour
-            for i in range(self.count):
-                v = levels.get(i, 0)
-                self._strip[i] = (v * r, v * g, v * b)
-            self._strip.write()
-        else:
+    def write(self, colours: dict, in_colour: bool) -> None:
+        if self.rgb:
+            machine.bitstream(self._pin, 0, WS2812_TIMING_NS, ws2812_frame(colours, self.count))
+        else:  # one colour per LED: the host sent a brightness, which SET_LEDS made (v, v, v)
             for i, pwm in enumerate(self._pwm):
-                pwm.duty_u16(levels.get(i, 0) * 257)
+                pwm.duty_u16(max(colours.get(i, (0, 0, 0))) * 257)
 
 
 class Rp2Hardware:
@@ -188,7 +198,7 @@ class Rp2Hardware:
         self.watchdog_reset = machine.reset_cause() == machine.WDT_RESET
         self.max_speed = settings["max_speed"]
         self.max_accel = settings["max_accel"]
-        self.capabilities = (protocol.CAP_LED_MATRIX if settings["led_kind"] == "ws2812"
+        self.capabilities = (protocol.CAP_LED_MATRIX | protocol.CAP_LED_RGB if self.leds.rgb
                              else protocol.CAP_LED_PWM)
         active_low = settings["endstop_active_low"]
         self._endstops = []

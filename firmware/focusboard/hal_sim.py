@@ -14,6 +14,7 @@ import sys
 
 from . import protocol
 from .clock import Clock
+from .leds import colour_settings
 
 TYPE_CHECKING = False  # mypy reads the imports below; MicroPython has no typing module
 if TYPE_CHECKING:
@@ -117,13 +118,19 @@ class Stepper:
 
 
 class LedDriver:
-    def __init__(self, positions_dmm: list) -> None:
-        self.positions_dmm = [tuple(p) for p in positions_dmm]
-        self.count = len(self.positions_dmm)
-        self.levels: "dict[int, int]" = {}
+    """A WS2812 matrix or PWM LEDs (``led_kind``): what they show is kept for the side
+    channel."""
 
-    def write(self, levels: dict) -> None:
-        self.levels = dict(levels)
+    def __init__(self, settings: dict) -> None:
+        self.positions_dmm = [tuple(p) for p in settings["leds"]]
+        self.count = len(self.positions_dmm)
+        self.rgb, self.mono_colour = colour_settings(settings)
+        self.colours: "dict[int, tuple[int, int, int]]" = {}
+        self.in_colour = False
+
+    def write(self, colours: dict, in_colour: bool) -> None:
+        self.colours = dict(colours)
+        self.in_colour = in_colour
 
 
 class SimHardware:
@@ -142,13 +149,15 @@ class SimHardware:
         high = settings.get("endstop_max_steps")
         self.motor = Motor(steps, low, high)
         self.stepper = Stepper(self.motor, self.clock)
-        self.leds = LedDriver(settings["leds"])
+        self.leds = LedDriver(settings)
         self.board_id = _unhex(settings.get("board_id", "53494d424f415244"))
         self.boot_nonce = int.from_bytes(os.urandom(4), "little") or 1
         self.watchdog_reset = False
         self.max_speed = settings["max_speed"]
         self.max_accel = settings["max_accel"]
-        self.capabilities = protocol.CAP_SIMULATED | protocol.CAP_LED_MATRIX
+        self.capabilities = protocol.CAP_SIMULATED | (
+            protocol.CAP_LED_MATRIX | protocol.CAP_LED_RGB if self.leds.rgb
+            else protocol.CAP_LED_PWM)
         if low is not None:
             self.capabilities |= protocol.CAP_ENDSTOP_MIN
         if high is not None:
@@ -190,7 +199,8 @@ class SimHardware:
         sys.stderr.write(text + "\n")
 
     def publish(self, now_us: int) -> None:
-        """Write the motor's true position and the lit LEDs to the state file when they change
+        """Write the motor's true position and the lit LEDs (index, red, green, blue; whether
+        the host chose those colours) to the state file when they change
         (during a move at most every PUBLISH_EVERY_US, so motion costs little CPU; at once when
         a move starts or ends)."""
         if self.state_file is None:
@@ -200,13 +210,15 @@ class SimHardware:
             "motor_steps": self.stepper.position(now_us),
             "motor_enabled": self.stepper.enabled,
             "moving": self.stepper.moving,
-            "leds": sorted([i, v] for i, v in self.leds.levels.items()),
+            "leds": sorted([i, r, g, b] for i, (r, g, b) in self.leds.colours.items()),
+            "leds_in_colour": self.leds.in_colour,
         }
         last = self._published
         if state == last:
             return
         if (last is not None and now_us - self._published_us < PUBLISH_EVERY_US
                 and state["leds"] == last["leds"]
+                and state["leds_in_colour"] == last["leds_in_colour"]
                 and state["motor_enabled"] == last["motor_enabled"]
                 and state["moving"] == last["moving"]):
             return  # only the position changed, and it was published moments ago

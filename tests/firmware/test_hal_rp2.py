@@ -1,9 +1,11 @@
-"""The RP2040 layer's step chunking, checked on CPython against a stand-in for the chip.
+"""The RP2040 layer's step chunking and LED bytes, checked on CPython against a stand-in for the
+chip.
 
 There is no RP2040 here, so `machine`, `rp2` and `micropython` are small stand-ins that record
 what the layer asks of them. What is checked is the layer's own arithmetic: the words it puts
 into the PIO FIFO must add up to exactly the ramp's steps, at the ramp's pace, in the encoding
-the PIO program decodes (low half: steps - 1, high half: delay cycles).
+the PIO program decodes (low half: steps - 1, high half: delay cycles); the bytes it sends a
+WS2812 chain are green, red, blue per LED, in chain order, at the chip's bit timing.
 """
 
 import importlib
@@ -50,6 +52,27 @@ class Pin:
         return None
 
 
+class PWM:
+    def __init__(self, pin):
+        self.duty = None
+
+    def freq(self, hz):
+        pass
+
+    def duty_u16(self, duty):
+        self.duty = duty
+
+
+class Bitstream:
+    """machine.bitstream: records what went down the wire."""
+
+    def __init__(self):
+        self.sent = []
+
+    def __call__(self, pin, encoding, timing, buf):
+        self.sent.append((encoding, tuple(timing), bytes(buf)))
+
+
 class Timer:
     PERIODIC = 0
 
@@ -77,8 +100,8 @@ def clock(monkeypatch):
 
 @pytest.fixture
 def hal_rp2(monkeypatch, clock):
-    machine = types.SimpleNamespace(Pin=Pin, Timer=Timer, disable_irq=lambda: 0,
-                                    enable_irq=lambda state: None)
+    machine = types.SimpleNamespace(Pin=Pin, Timer=Timer, PWM=PWM, bitstream=Bitstream(),
+                                    disable_irq=lambda: 0, enable_irq=lambda state: None)
     rp2 = types.SimpleNamespace(asm_pio=lambda **kw: (lambda f: f), StateMachine=StateMachine,
                                 PIO=types.SimpleNamespace(OUT_LOW=0, SHIFT_RIGHT=0))
     monkeypatch.setitem(sys.modules, "machine", machine)
@@ -122,6 +145,27 @@ def test_enable_pin_is_active_low_and_direction_follows_the_sign(hal_rp2, clock)
     assert stepper._enable.value() == 0
     stepper.run(Ramp(10, 100, 1000), 1, 0, False, True)
     assert stepper._dir.value() == 0  # inverted
+
+
+def test_a_ws2812_chain_gets_green_red_blue_per_led_at_800_khz(hal_rp2):
+    settings = {"leds": [[0, 0, 400]] * 4, "led_kind": "ws2812", "pins": {"leds": 16}}
+    driver = hal_rp2.LedDriver(settings)
+    wire = sys.modules["machine"].bitstream
+    driver.write({1: (255, 0, 0), 3: (1, 2, 3)}, True)
+    driver.write({}, False)
+    assert wire.sent == [
+        (0, (400, 850, 800, 450), bytes([0, 0, 0, 0, 255, 0, 0, 0, 0, 2, 1, 3])),
+        (0, (400, 850, 800, 450), bytes(12)),
+    ]
+    assert driver.rgb and driver.mono_colour == (0, 1, 0)
+
+
+def test_pwm_leds_show_the_level_set_leds_gave(hal_rp2):
+    settings = {"leds": [[0, 0, 400]] * 3, "led_kind": "pwm", "led_pins": [5, 6, 7]}
+    driver = hal_rp2.LedDriver(settings)
+    driver.write({0: (255, 255, 255), 2: (10, 10, 10)}, False)
+    assert [pwm.duty for pwm in driver._pwm] == [65535, 0, 2570]
+    assert not driver.rgb
 
 
 @pytest.mark.firmware

@@ -16,10 +16,14 @@ VECTORS = json.loads((HERE / "packet_vectors.json").read_text())
 FIRMWARE = HERE.parents[1] / "firmware"
 
 
+def vector_count():
+    return len(VECTORS["packets"]) + len(VECTORS["streams"]) + len(VECTORS["payloads"])
+
+
 def test_codec_matches_vectors_under_cpython():
     failures, count = check(protocol, VECTORS)
     assert failures == []
-    assert count == len(VECTORS["packets"]) + len(VECTORS["streams"])
+    assert count == vector_count()
 
 
 @pytest.mark.firmware
@@ -29,8 +33,7 @@ def test_codec_matches_vectors_under_micropython():
          str(HERE / "packet_vectors.json")],
         capture_output=True, text=True, timeout=30, check=False,
     )
-    assert result.stdout.strip() == f"OK {len(VECTORS['packets']) + len(VECTORS['streams'])}", (
-        result.stdout + result.stderr)
+    assert result.stdout.strip() == f"OK {vector_count()}", result.stdout + result.stderr
 
 
 def test_firmware_runs_the_host_codec_itself():
@@ -64,3 +67,27 @@ def test_set_leds_payload_round_trips_and_rejects_wrong_length():
     assert protocol.unpack_set_leds(payload) == (5, [(3, 200), (224, 1)])
     with pytest.raises(ValueError, match="expected"):
         protocol.unpack_set_leds(payload[:-1])
+
+
+def test_set_leds_rgb_payload_round_trips_and_rejects_wrong_length():
+    colours = [(19, 255, 0, 0), (43, 0, 0, 255), (300, 1, 2, 3)]
+    payload = protocol.pack_set_leds_rgb(9, colours)
+    assert len(payload) == 3 + 5 * len(colours)
+    assert protocol.unpack_set_leds_rgb(payload) == (9, colours)
+    with pytest.raises(ValueError, match="SET_LEDS_RGB payload holds 17 bytes, expected 18"):
+        protocol.unpack_set_leds_rgb(payload[:-1])
+    with pytest.raises(ValueError, match="SET_LEDS_RGB payload too short"):
+        protocol.unpack_set_leds_rgb(b"\x01")
+
+
+def test_the_vector_file_names_the_colour_command_and_checks_refusals():
+    assert any(v["code"] == protocol.SET_LEDS_RGB for v in VECTORS["packets"])
+    assert {v["codec"] for v in VECTORS["payloads"]} == {"set_leds", "set_leds_rgb"}
+    assert any(v["items"] is None for v in VECTORS["payloads"])
+
+
+def test_a_payload_vector_that_disagrees_with_the_codec_is_reported():
+    wrong = {**VECTORS, "payloads": [{"name": "swapped emitters", "codec": "set_leds_rgb",
+                                      "tag": 7, "items": [[19, 0, 0, 255]],
+                                      "payload": "0700011300ff0000"}]}
+    assert check(protocol, wrong)[0] == ["payload: swapped emitters"]

@@ -1,7 +1,8 @@
 """Checks a packet codec against packet_vectors.json; runs under CPython and MicroPython alike.
 
 The same function tests the codec under both interpreters, so one set of vectors (bytes <->
-packets) pins the wire format on the host and on the board. Run as a script under MicroPython:
+packets, and payload fields <-> payload bytes, or the ValueError a malformed payload must give)
+pins the wire format on the host and on the board. Run as a script under MicroPython:
 ``micropython vector_check.py <firmware dir> <vectors.json>``; it prints ``OK <count>``.
 """
 
@@ -40,7 +41,29 @@ def check(protocol, vectors):
         if s["crc_errors"] is not None and parser.crc_errors != s["crc_errors"]:
             failures.append("stream crc errors: " + s["name"])
         checked += 1
+    for v in vectors.get("payloads", []):
+        if not _payload_matches(protocol, v):
+            failures.append("payload: " + v["name"])
+        checked += 1
     return failures, checked
+
+
+def _payload_matches(protocol, vector):
+    """The codec packs the fields to the bytes and unpacks them back, or, for a vector without
+    fields, refuses the bytes with ValueError."""
+    pack = getattr(protocol, "pack_" + vector["codec"])
+    unpack = getattr(protocol, "unpack_" + vector["codec"])
+    payload = binascii.unhexlify(vector["payload"])
+    if vector["items"] is None:
+        try:
+            unpack(payload)
+        except ValueError:
+            return True
+        return False
+    items = [tuple(item) for item in vector["items"]]
+    first, got = unpack(payload)
+    return (pack(vector["tag"], items) == payload and first == vector["tag"]
+            and [tuple(item) for item in got] == items)
 
 
 if __name__ == "__main__":

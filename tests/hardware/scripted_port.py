@@ -90,16 +90,17 @@ class ScriptedBoard:
     """
 
     def __init__(self, session: int = 0x1234, board_id: bytes = b"SCRIPTED",
-                 led_count: int = 0) -> None:
+                 led_count: int = 0, capabilities: int = protocol.CAP_SIMULATED) -> None:
         self.session = session
         self.board_id = board_id
         self.led_count = led_count
+        self.capabilities = capabilities
         self.next_seq = 0
         self.position_steps = 0
         self.position_known = False
         self.fault = protocol.FAULT_NONE
         self.fault_detail = b""
-        self.lit: list[tuple[int, int]] = []
+        self.lit: list[tuple[int, ...]] = []  # (index, level) or (index, red, green, blue)
         self.configs: list[tuple[int, ...]] = []
         self.moves: list[tuple[int, int]] = []  # (mode, steps)
 
@@ -119,7 +120,7 @@ class ScriptedBoard:
         if request.code == protocol.IDENTIFY:
             return self._ok(request, struct.pack(
                 protocol.IDENTIFY_REPLY, protocol.PROTOCOL_VERSION, 1, 2, 3, self.board_id,
-                protocol.CAP_SIMULATED, self.led_count, self.next_seq))
+                self.capabilities, self.led_count, self.next_seq))
         if request.session != self.session:
             return reply(request, b"another boot", code=protocol.E_STALE_SESSION,
                          session=self.session)
@@ -143,6 +144,8 @@ class ScriptedBoard:
                 first, [(100 * i, 0, 400) for i in page]))
         elif request.code == protocol.SET_LEDS:
             self.lit = protocol.unpack_set_leds(request.payload)[1]
+        elif request.code == protocol.SET_LEDS_RGB:
+            self.lit = protocol.unpack_set_leds_rgb(request.payload)[1]
         elif request.code in (protocol.LEDS_OFF, protocol.RELEASE):
             self.lit = []
         return self._ok(request)

@@ -28,8 +28,9 @@ from controller.cli import build_parser, main
 from controller.commands.board import MAX_HOLD_S
 from controller.hardware import protocol
 from controller.hardware.board import BoardStatus
+from controller.hardware.board_leds import MAX_COLOURED_LEDS
 from controller.hardware.board_link import BoardError
-from controller.sim.board import SimBoardSettings, SimulatedBoard
+from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
 
 # -- the packet codec --------------------------------------------------------------------------
 
@@ -89,6 +90,7 @@ def test_an_oversized_payload_is_the_documented_value_error(payload):
 @given(st.binary(max_size=300))
 def test_payload_decoders_give_their_fields_or_their_documented_error(payload):
     for decode, encode in ((protocol.unpack_set_leds, protocol.pack_set_leds),
+                           (protocol.unpack_set_leds_rgb, protocol.pack_set_leds_rgb),
                            (protocol.unpack_led_geometry, protocol.pack_led_geometry)):
         try:
             first, items = decode(payload)
@@ -99,6 +101,31 @@ def test_payload_decoders_give_their_fields_or_their_documented_error(payload):
         BoardStatus.from_payload(payload)
     except BoardError as exc:
         assert "malformed STATUS reply" in str(exc)
+
+
+byte = st.integers(0, 255)
+led_colours = st.lists(st.tuples(st.integers(0, 0xFFFF), byte, byte, byte),
+                       max_size=MAX_COLOURED_LEDS)
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 0xFFFF), led_colours)
+def test_led_colours_round_trip_through_one_packet(tag, colours):
+    payload = protocol.pack_set_leds_rgb(tag, colours)
+    assert len(payload) <= protocol.MAX_PAYLOAD  # as many as the driver sends fit one packet
+    assert protocol.unpack_set_leds_rgb(payload) == (tag, colours)
+    packet = protocol.Packet(1, protocol.SET_LEDS_RGB, 1, payload)
+    assert protocol.PacketParser().feed(packet.encode()) == [packet]
+
+
+@settings(max_examples=200)
+@given(st.integers(0, 0xFFFF), led_colours.filter(bool), st.data())
+def test_a_cut_or_padded_colour_payload_is_the_documented_value_error(tag, colours, data):
+    payload = protocol.pack_set_leds_rgb(tag, colours)
+    cut = data.draw(st.integers(1, len(payload)))
+    for wrong in (payload[:-cut], payload + data.draw(st.binary(min_size=1, max_size=8))):
+        with pytest.raises(ValueError, match="SET_LEDS_RGB payload"):
+            protocol.unpack_set_leds_rgb(wrong)
 
 
 # -- the numbers of ``focuslock board`` --------------------------------------------------------
@@ -118,6 +145,8 @@ NUMBER_ARGUMENTS = {  # argv of one argument, its value's name, and the range it
     "--steps-per-um": (lambda t: ["status", f"--steps-per-um={t}"], "steps_per_um",
                        (math.ulp(0.0), math.inf)),  # > 0
     "--hold": (lambda t: ["leds", "--index", "1", f"--hold={t}"], "hold", (0.0, MAX_HOLD_S)),
+    "--wavelength": (lambda t: ["leds", "--index", "1", f"--wavelength={t}"], "wavelength",
+                     (math.ulp(0.0), math.inf)),  # > 0
 }
 
 
@@ -178,6 +207,8 @@ commands = st.one_of(  # (the argv before the common options, the argv after the
     st.builds(lambda t: (["move", f"--to={t}"], []), number_text),
     st.builds(lambda t: (["set-position"], ["--", t]), number_text),
     st.builds(lambda t: (["leds", "--hold", "0.01", "--index", t], []), number_text),
+    st.builds(lambda t: (["leds", "--hold", "0.01", "--index", "1", f"--wavelength={t}"], []),
+              st.one_of(number_text, st.floats(0.4, 0.7).map(repr))),
 )
 
 
@@ -200,4 +231,4 @@ def test_board_commands_with_generated_numbers_work_or_exit_2_and_stay_in_the_tr
     else:  # it ran, so its scale parsed; from 0 µm, a move stays inside ±TRAVEL_UM
         scale = float(steps_per_um) if steps_per_um is not None else 10.0
         assert abs(sim.motor_steps() - start) <= round(TRAVEL_UM * scale)
-    assert sim.lit_leds() == {}  # every command releases the board
+    assert sim.lit_leds() == LitLeds()  # every command releases the board

@@ -15,7 +15,8 @@ from controller.cli import build_parser, main
 from controller.commands.board import board_from, hold_lit
 from controller.config import config_from_dict
 from controller.hardware import box, protocol
-from controller.hardware.board import MAX_LIT_LEDS, FocusBoard, NotFinite
+from controller.hardware.board import FocusBoard, NotFinite
+from controller.hardware.board_leds import MAX_LIT_LEDS
 from controller.hardware.board_link import BoardError, BoardFault, TravelLimit
 from controller.hardware.board_settings import FocusBoardSettings
 from controller.hardware.interfaces import HardwareError

@@ -109,3 +109,23 @@ def test_sim_stack_warns_that_a_short_stack_serves_predict_only(tmp_path, capsys
     assert read_stack(out).images.shape == (2, 5, 32, 32)
     assert main(["sim", "stack", str(out), "--size", "32", "--z-range", "-3", "3"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_sim_stack_of_the_colour_preset_has_its_patterns_and_draws_its_raw_frames_in_colour(
+        tmp_path, capsys):
+    out = tmp_path / "colour.ome.tif"
+    png = tmp_path / "colour.png"
+    assert main(["sim", "stack", str(out), "--preset", "pi-hq-colour", "--size", "64",
+                 "--z-range", "-6", "6", "--z-step", "6", "--montage", str(png)]) == 0
+    assert "2 channel(s) x 3 planes" in capsys.readouterr().out
+    stack = read_stack(out)
+    assert stack.channel_names == ["parallax", "dpc-bottom"]
+    assert stack.optics.colour_filter == "RGGB"
+    assert [led.wavelength_um for led in stack.channels[0].leds] == [0.625, 0.465]
+    with Image.open(png) as image:
+        assert image.mode == "RGB"
+        assert image.size == (3 * 160, 2 * (160 + 14))  # one pixel per 2x2 cell, scaled
+        tiles = np.asarray(image, dtype=float)[:160]
+    # Out of focus the red and blue views part: the parallax row's red and blue differ there.
+    far = tiles[:, :160]
+    assert np.abs(far[..., 0] - far[..., 2]).mean() > 10
