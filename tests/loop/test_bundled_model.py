@@ -37,7 +37,8 @@ def test_lock_on_the_twin_with_the_bundled_model_stays_in_tolerance(tmp_path):
         model = FocusModel.load(DEFAULT_BUNDLE, optics=twin.rig.preset.optics,
                                 pattern=twin.rig.preset.autofocus)
         with RunLog(tmp_path / "run.jsonl", extra_columns=TRUTH_COLUMNS) as log:
-            run = run_scenario_lock(twin.rig, model, Config(), duration_s=10.0, events=[],
+            sensor = NetworkSensor(model, twin.rig.preset.autofocus)
+            run = run_scenario_lock(twin.rig, sensor, Config(), duration_s=10.0, events=[],
                                     log=log)
     finally:
         twin.close()
