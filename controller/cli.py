@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "controller.commands.sim",
     "controller.commands.config",
     "controller.commands.predict",
+    "controller.commands.parallax",  # calibrate the parallax cue on a collected stack
     "controller.commands.loop",  # focus, lock, collect, demo
     "controller.commands.board",
     "controller.commands.serve",  # the headless service: HTTP API, dashboard, systemd notify

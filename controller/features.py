@@ -150,16 +150,17 @@ class FeatureSpec:
             raise FeatureError(f"feature spec: {exc}") from exc
 
 
-_Transform = Callable[[], np.ndarray]
-_plans: dict[tuple[int, ...], tuple[np.ndarray, _Transform]] = {}
-# One buffer per shape is shared, so a frame is featurised under this lock (threads of one
-# process; training parallelises with processes).
-_lock = threading.Lock()
+Transform = Callable[[], np.ndarray]
+_plans: dict[tuple[int, ...], tuple[np.ndarray, Transform]] = {}
+# One buffer per shape is shared, so a frame is featurised (and a parallax reading measured,
+# controller/parallax_shift.py) under this lock (threads of one process; training parallelises
+# with processes).
+fft_lock = threading.Lock()
 
 
-def _rfft_plan(shape: tuple[int, int, int]) -> tuple[np.ndarray, _Transform]:
+def rfft_plan(shape: tuple[int, int, int]) -> tuple[np.ndarray, Transform]:
     """An aligned input buffer and a reusable single-thread real FFT of it over its last two axes;
-    the FFT's output array is reused by the next call."""
+    the FFT's output array is reused by the next call. Use it under ``fft_lock``."""
     if shape not in _plans:
         if _HAVE_PYFFTW:
             buffer = pyfftw.empty_aligned(shape, dtype="float32")
@@ -170,6 +171,26 @@ def _rfft_plan(shape: tuple[int, int, int]) -> tuple[np.ndarray, _Transform]:
             buffer = np.empty(shape, np.float32)
             _plans[shape] = (buffer, lambda: scipy.fft.rfftn(buffer, axes=(1, 2), workers=1))
     return _plans[shape]
+
+
+_inverse_plans: dict[tuple[int, ...], tuple[np.ndarray, Transform]] = {}
+
+
+def irfft_plan(shape: tuple[int, int, int]) -> tuple[np.ndarray, Transform]:
+    """An aligned complex64 half-spectrum buffer and its reusable inverse real FFT to ``shape``,
+    the inverse of ``rfft_plan`` (use it under ``fft_lock`` too)."""
+    if shape not in _inverse_plans:
+        half = (shape[0], shape[1], shape[2] // 2 + 1)
+        if _HAVE_PYFFTW:
+            buffer = pyfftw.empty_aligned(half, dtype="complex64")
+            plan = pyfftw.builders.irfftn(buffer, s=shape[1:], axes=(1, 2), threads=1,
+                                          planner_effort="FFTW_MEASURE", avoid_copy=True)
+            _inverse_plans[shape] = (buffer, plan)
+        else:  # pragma: no cover
+            buffer = np.empty(half, np.complex64)
+            _inverse_plans[shape] = (buffer, lambda: scipy.fft.irfftn(
+                buffer, s=shape[1:], axes=(1, 2), workers=1))
+    return _inverse_plans[shape]
 
 
 def featurize(images: np.ndarray, spec: FeatureSpec) -> np.ndarray:
@@ -184,7 +205,7 @@ def featurize(images: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         raise FeatureError(f"featurize: images must be numbers, got dtype {images.dtype}")
     n_rows, n_cols = spec.grid(images.shape[1:])
     out = np.empty((images.shape[0], n_rows * n_cols, spec.n_features), np.float32)
-    with _lock:
+    with fft_lock:
         for i, frame in enumerate(images):
             out[i] = _featurize_frame(frame, spec, n_rows, n_cols)
     return out
@@ -200,7 +221,7 @@ def _featurize_frame(frame: np.ndarray, spec: FeatureSpec, n_rows: int, n_cols: 
     binned = region[:, 0::b].astype(np.int32 if exact else np.float32)
     for offset in range(1, b):
         binned += region[:, offset::b]
-    buffer, rfft = _rfft_plan((n_rows * n_cols, p, p // b))
+    buffer, rfft = rfft_plan((n_rows * n_cols, p, p // b))
     np.copyto(buffer.reshape(n_rows, n_cols, p, p // b),
               binned.reshape(n_rows, p, n_cols, p // b).transpose(0, 2, 1, 3), casting="unsafe")
     spectrum = rfft()

@@ -32,7 +32,7 @@ from controller.resources import require_memory
 
 FORMAT_VERSION = 1
 AUTOFOCUS_CHANNEL = "autofocus"
-# Planes a stack needs to give training its ground truth (training/groundtruth.py fits a parabola
+# Planes a stack needs to give its ground truth (controller/groundtruth.py fits a parabola
 # through the sharpest plane and three on each side); fewer make a stack fit for predict only.
 GROUND_TRUTH_MIN_PLANES = 7
 

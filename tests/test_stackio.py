@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from controller.groundtruth import FIT_HALF_WIDTH
 from controller.optics import preset
 from controller.stackio import (
     GROUND_TRUTH_MIN_PLANES,
@@ -15,7 +16,6 @@ from controller.stackio import (
     read_stack,
     write_stack,
 )
-from training.groundtruth import FIT_HALF_WIDTH
 
 
 @pytest.fixture

@@ -1,11 +1,11 @@
 """A folder of focal-stack files -> a featurised dataset of (features, defocus_um, stack).
 
 Every stack contributes each plane of its autofocus channel, cut into feature patches; its label
-``defocus_um = z_focus - z`` comes from the stack's own incoherent channel (training/groundtruth),
-as it would on a real microscope. Featurised stacks are cached beside each other (one .npz per
-stack, keyed by the file's size and mtime and the feature spec), so adding stacks or retraining
-costs only the new ones. Damaged or incomplete stacks, or stacks made with other optics or another
-autofocus pattern, are reported and skipped; an empty result is an error.
+``defocus_um = z_focus - z`` comes from the stack's own incoherent channel
+(controller/groundtruth.py), as it would on a real microscope. Featurised stacks are cached beside
+each other (one .npz per stack, keyed by the file's size and mtime and the feature spec), so adding
+stacks or retraining costs only the new ones. Damaged or incomplete stacks, or stacks made with
+other optics or another autofocus pattern, are reported and skipped; an empty result is an error.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from controller.errors import FocuslockError
 from controller.features import FeatureSpec, featurize
+from controller.groundtruth import METHOD, find_focus
 from controller.optics import Led, Optics, Pattern
 from controller.stackio import AUTOFOCUS_CHANNEL, read_stack, read_stack_record
-from training.groundtruth import METHOD, find_focus
 
 log = logging.getLogger(__name__)
 STACK_SUFFIXES = (".ome.tif", ".ome.tiff")

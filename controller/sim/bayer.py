@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from controller.optics import COLOUR_FILTERS, Optics, Pattern
+from controller.mosaic import FILTER_COLOURS, site_offsets
+from controller.optics import Optics, Pattern
 from controller.sim.errors import SimError
 from controller.sim.imaging import Imager
-
-FILTER_COLOURS = ("R", "G", "B")
 
 
 @dataclass(frozen=True)
@@ -80,17 +79,6 @@ IMX477_RESPONSE = SpectralResponse(
              0.10, 0.08, 0.06, 0.05, 0.04, 0.035, 0.03, 0.03, 0.03, 0.03, 0.03, 0.025, 0.02,
              0.015, 0.01, 0.005, 0.0),
 )
-
-
-def site_offsets(colour_filter: str, colour: str) -> tuple[tuple[int, int], ...]:
-    """The (row, column) offsets inside the 2x2 cell of the pixels behind ``colour``'s filter:
-    one for R and B, two for G. ``frame[r::2, c::2]`` is then one site's sub-image."""
-    if colour_filter not in COLOUR_FILTERS or colour_filter == "mono":
-        raise SimError(f"colour filter must be one of {COLOUR_FILTERS[1:]}, got "
-                       f"{colour_filter!r}")
-    if colour not in FILTER_COLOURS:
-        raise SimError(f"filter colour must be one of {FILTER_COLOURS}, got {colour!r}")
-    return tuple(divmod(i, 2) for i, c in enumerate(colour_filter) if c == colour)
 
 
 @dataclass(frozen=True)

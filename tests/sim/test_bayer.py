@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from controller.errors import FocuslockError
-from controller.optics import Pattern, preset
+from controller.optics import WS2812_GREEN_UM, Pattern, preset
 from controller.sim import CameraModel, Imager, Sample
 from controller.sim.bayer import (
     FILTER_COLOURS,
@@ -67,12 +67,15 @@ def test_the_layout_names_the_top_left_cell_and_a_flat_field_shows_each_filters_
             np.testing.assert_allclose(mosaic[r::2, c::2], expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("pattern", ["parallax", "dpc-bottom"])
-def test_each_sites_counts_have_the_mean_and_variance_of_its_signal_and_shot_noise(pattern):
+GREEN = Pattern("green", tuple(dataclasses.replace(led, wavelength_um=WS2812_GREEN_UM)
+                              for led in COLOUR.pattern("parallax").leds))
+
+
+@pytest.mark.parametrize("lit", [COLOUR.pattern("parallax"), GREEN], ids=["red+blue", "green"])
+def test_each_sites_counts_have_the_mean_and_variance_of_its_signal_and_shot_noise(lit):
     sensor = flat_sensor()
     cfa = BayerFilter.for_optics(OPTICS)
     assert cfa is not None and cfa.layout == "RGGB"
-    lit = COLOUR.pattern(pattern)
     intensity = cfa.mosaic(Imager(OPTICS, clear(512)).colour_planes(lit, 0.0))
     frame = sensor.expose(intensity, np.random.default_rng(5))
     assert frame.dtype == np.uint16 and frame.shape == (512, 512)

@@ -13,10 +13,10 @@ from PIL import Image
 
 from controller.cli import main
 from controller.features import featurize
+from controller.groundtruth import find_focus
 from controller.model import FocusModel
 from controller.optics import preset
 from controller.stackio import write_stack
-from training.groundtruth import find_focus
 
 from .conftest import sim_stack
 

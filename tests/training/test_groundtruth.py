@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from controller.groundtruth import GroundTruthError, find_focus
 from controller.stackio import FocalStack
-from training.groundtruth import GroundTruthError, find_focus
 
 from .conftest import sim_stack
 

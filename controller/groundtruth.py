@@ -3,9 +3,12 @@
 Under incoherent illumination a thin sample's image holds the most high-frequency power at focus
 and loses it symmetrically on both sides, with no coherent fringes to fool the measure: the
 paper's ground truth. Per plane: power spectrum of a central crop (mean removed), radially
-averaged, log; the sharpness is the mean log power over the upper half of the frequencies (0.5 to
-1.0 of Nyquist). The peak is refined below the plane spacing by a least-squares parabola through
-the sharpest plane and three on each side.
+averaged, log; the sharpness is the mean log power over the upper half of the frequencies the
+image holds (0.5 to 1.0 of Nyquist, or of the incoherent cutoff 2NA/λ where the camera samples
+finer than the optics resolve, as the Pi HQ camera behind a 0.25 NA objective does: there the band
+above the cutoff holds only noise, and the peak landed up to 20 µm off). The peak is refined
+below the plane spacing by a least-squares parabola through the sharpest plane and three on each
+side.
 
 Measured on simulated 512² stacks (1 µm spacing; error against the simulator's focus): the paper's
 cubic spline through the curve, argmax, had a median error of 0.29 µm on 24 stacks (the top of the
@@ -16,6 +19,11 @@ gave overall medians of 0.11–0.14 µm; 0.5–1.0 with 7 planes was best (0.11 
 their mid-plane, which the simulator calls focus, whatever the band: a bias of the definition,
 not noise. Lower bands (0.1–0.3) fail (0.8–1.3 µm): defocused phase objects gain low-frequency
 contrast.
+
+A colour camera's frame is its raw Bayer mosaic, whose filter pattern would put every plane's
+low frequencies into the high band: its sharpness is measured on the sites of the channel's
+colour (controller/mosaic.py), a half-resolution image. Training uses this module for its labels;
+the box uses it to calibrate the parallax cue (controller/parallax.py).
 """
 
 from __future__ import annotations
@@ -26,15 +34,18 @@ import numpy as np
 import scipy.fft
 
 from controller.errors import FocuslockError
+from controller.mosaic import sites
+from controller.optics import PARALLAX_PATTERN
 from controller.stackio import AUTOFOCUS_CHANNEL, FocalStack
 
 CROP = 1024  # the paper's crop; smaller frames are used whole
-LOW_FRACTION = 0.5  # sharpness sums radii from this fraction of Nyquist ...
-HIGH_FRACTION = 1.0  # ... to this one
+LOW_FRACTION = 0.5  # sharpness sums radii from this fraction of the top frequency ...
+HIGH_FRACTION = 1.0  # ... to this one; the top is Nyquist, or the optics' cutoff if lower
 FIT_HALF_WIDTH = 3  # planes on each side of the sharpest one in the parabola fit
 MIN_PROMINENCE = 5.0  # the peak must rise this many times the plane-to-plane noise
 # Everything the result depends on: feature caches are keyed by it.
-METHOD = {"crop": CROP, "band": [LOW_FRACTION, HIGH_FRACTION], "fit_half_width": FIT_HALF_WIDTH,
+METHOD = {"crop": CROP, "band": [LOW_FRACTION, HIGH_FRACTION], "band_of": "min(Nyquist, 2NA/λ)",
+          "fit_half_width": FIT_HALF_WIDTH,
           "min_prominence": MIN_PROMINENCE}
 
 
@@ -50,9 +61,10 @@ class GroundTruth:
 
 
 def ground_truth_channel(stack: FocalStack) -> int:
-    """Index of the incoherent channel: a pattern of several LEDs that is not the autofocus one."""
+    """Index of the incoherent channel: a pattern of several LEDs that is neither the autofocus
+    one nor the two LEDs of a colour parallax reading."""
     candidates = [i for i, c in enumerate(stack.channels)
-                  if len(c.leds) > 1 and c.name != AUTOFOCUS_CHANNEL]
+                  if len(c.leds) > 1 and c.name not in (AUTOFOCUS_CHANNEL, PARALLAX_PATTERN)]
     if not candidates:
         described = ", ".join(f"{c.name!r} ({len(c.leds)} LED{'s' * (len(c.leds) != 1)})"
                               for c in stack.channels)
@@ -61,8 +73,9 @@ def ground_truth_channel(stack: FocalStack) -> int:
     return candidates[0]
 
 
-def sharpness(planes: np.ndarray) -> np.ndarray:
-    """Mean log radial power between LOW_FRACTION and HIGH_FRACTION of Nyquist, per plane."""
+def sharpness(planes: np.ndarray, top: float = 1.0) -> np.ndarray:
+    """Mean log radial power between LOW_FRACTION and HIGH_FRACTION of the top frequency, per
+    plane; ``top`` is that frequency as a fraction of Nyquist (1: Nyquist itself)."""
     rows, cols = planes.shape[-2:]
     size = min(CROP, rows, cols)
     y0, x0 = (rows - size) // 2, (cols - size) // 2
@@ -75,7 +88,8 @@ def sharpness(planes: np.ndarray) -> np.ndarray:
     ring = np.minimum((radius * (size // 2)).astype(np.int64), size // 2)
     counts = np.bincount(ring.ravel(), minlength=size // 2 + 1)
     keep = np.arange(counts.size)
-    keep = keep[(keep >= LOW_FRACTION * (size // 2)) & (keep < HIGH_FRACTION * (size // 2))]
+    half = top * (size // 2)
+    keep = keep[(keep >= LOW_FRACTION * half) & (keep < HIGH_FRACTION * half)]
     out = np.empty(planes.shape[0])
     for i, p in enumerate(power):
         radial = np.bincount(ring.ravel(), weights=p.ravel(), minlength=counts.size) / counts
@@ -93,7 +107,16 @@ def find_focus(stack: FocalStack) -> GroundTruth:
     z = stack.z_um[order]
     if np.any(np.diff(z) <= 0):
         raise GroundTruthError("stack has repeated z positions")
-    curve = sharpness(stack.images[ground_truth_channel(stack)][order])
+    channel = ground_truth_channel(stack)
+    planes = stack.images[channel][order]
+    optics = stack.optics
+    light = stack.channels[channel].leds[0].wavelength_um or optics.wavelength_um
+    pixel_um = optics.pixel_um
+    if optics.colour_filter != "mono":
+        planes = sites(planes, optics.colour_filter, light)
+        pixel_um *= 2
+    cutoff = 2.0 * optics.na / light  # incoherent cutoff, cycles/µm
+    curve = sharpness(planes, top=min(1.0, cutoff * 2.0 * pixel_um))
     peak = int(np.argmax(curve))
     noise = float(np.median(np.abs(np.diff(curve))))
     if curve[peak] - np.min(curve) < MIN_PROMINENCE * noise:
