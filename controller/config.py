@@ -175,7 +175,7 @@ class ParallaxSettings(_Table):
                         "optics' geometry, uncalibrated")
     sign_margin_um: float = _setting(2.0, Within(0, 30, "µm"),
                                      doc="within this of focus neither cue is asked for the sign")
-    agree_um: float = _setting(1.0, Within(0, 30, "µm"),
+    agree_um: float = _setting(2.0, Within(0, 30, "µm"),
                                doc="the network and the parallax cue agree within this ...")
     agree_fraction: float = _setting(0.25, FRACTION,
                                      doc="... or within this fraction of the parallax reading")

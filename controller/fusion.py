@@ -38,7 +38,7 @@ class FusionRules:
     """When the two cues count as agreeing (the ``[parallax]`` settings of the config)."""
 
     sign_margin_um: float = 2.0  # within this of focus neither cue is asked for the sign
-    agree_um: float = 1.0  # readings this close agree ...
+    agree_um: float = 2.0  # readings this close agree ...
     agree_fraction: float = 0.25  # ... or this fraction of the parallax reading
 
 
@@ -74,17 +74,18 @@ def fuse(network: Prediction | None, network_min_confidence: float, reading: Par
          parallax_min_confidence: float, rules: FusionRules) -> Prediction:
     """One reading from the network's (None: the box has no network) and the parallax cue's."""
     parallax = parallax_prediction(reading, parallax_min_confidence)
-    parallax_ok = trusted(parallax, parallax_min_confidence)
-    network_ok = network is not None and trusted(network, network_min_confidence)
-    p_um = reading.defocus_um
-    seen = {"parallax_um": p_um, "parallax_confidence": reading.confidence}
-    if parallax_ok:
-        if network is None:
-            return replace(parallax, cue_reason="parallax only (no network)")
-        n_um = network.defocus_um
+    if network is None:
+        reason = ("parallax only (no network)" if trusted(parallax, parallax_min_confidence)
+                  else _why_untrusted(reading, parallax_min_confidence))
+        return replace(parallax, cue_reason=reason)
+    p_um, n_um = reading.defocus_um, network.defocus_um
+    # the network's reading, with the parallax reading beside it and its own threshold
+    as_network = replace(network, cue="network", min_confidence=network_min_confidence,
+                         parallax_um=p_um, parallax_confidence=reading.confidence)
+    network_ok = trusted(network, network_min_confidence)
+    if trusted(parallax, parallax_min_confidence):
         if network_ok and agree(n_um, p_um, rules):
-            return replace(network, cue="network", min_confidence=network_min_confidence,
-                           cue_reason=f"parallax agrees ({p_um:+.2f} µm)", **seen)
+            return replace(as_network, cue_reason=f"parallax agrees ({p_um:+.2f} µm)")
         if not network_ok:
             why = f"network not trusted ({n_um:+.2f} µm, confidence {network.confidence:.2f})"
         elif n_um * p_um < 0:
@@ -94,18 +95,14 @@ def fuse(network: Prediction | None, network_min_confidence: float, reading: Par
         return replace(parallax, network=network.network,
                        cue_reason=f"parallax {p_um:+.2f} µm decides: {why}")
     unsure = _why_untrusted(reading, parallax_min_confidence)
-    if network is None:
-        return replace(parallax, cue_reason=unsure)
-    if network_ok and abs(network.defocus_um) <= rules.sign_margin_um:
-        return replace(network, min_confidence=network_min_confidence,
-                       cue_reason=f"{unsure}; near focus the network decides", **seen)
     if not network_ok:
-        return replace(network, min_confidence=network_min_confidence,
-                       cue_reason=f"{unsure}, network not trusted either", **seen)
-    return replace(network, cue="parallax", confidence=0.0,
+        return replace(as_network, cue_reason=f"{unsure}, network not trusted either")
+    if abs(n_um) <= rules.sign_margin_um:
+        return replace(as_network, cue_reason=f"{unsure}; near focus the network decides")
+    return replace(as_network, cue="parallax", confidence=0.0,
                    min_confidence=parallax_min_confidence,
-                   cue_reason=f"{unsure}: it cannot confirm the network's "
-                              f"{network.defocus_um:+.2f} µm, no move", **seen)
+                   cue_reason=f"{unsure}: it cannot confirm the network's {n_um:+.2f} µm, "
+                              f"no move")
 
 
 def _why_untrusted(reading: ParallaxReading, min_confidence: float) -> str:

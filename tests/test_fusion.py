@@ -14,7 +14,7 @@ from controller.gates import check_prediction
 from controller.parallax import ParallaxReading
 from controller.prediction import Prediction
 
-RULES = FusionRules(sign_margin_um=2.0, agree_um=1.0, agree_fraction=0.25)
+RULES = FusionRules(sign_margin_um=2.0, agree_um=2.0, agree_fraction=0.25)
 NET_MIN = 0.4  # the bundled model's threshold
 PAR_MIN = 0.3
 
