@@ -8,15 +8,17 @@
   memory     peak RSS of a process doing the box's per-frame work (model, features, gates on
              2048² frames; no simulator loaded), and of a whole in-process virtual lock
              (simulator included, an upper bound). Goal: under 250 MB.
-  focus-now  focus now from random starts within ±30 µm, a new field of view every five starts
-             (sparse and dense cells alternating, or only --sample). Goal: within 0.5 µm in at
-             most 3 moves for 95 % of starts; prints the distributions.
+  focus-now  focus now from random starts within ±30 µm, a new field of view every five starts,
+             per sample kind (every kind, or only --sample), with the network alone (--preset
+             paper) or fused with the parallax cue (--preset paper-pair). Goal: within 0.5 µm in
+             at most 3 moves for 95 % of starts; prints the distributions.
   lock       a lock in simulated time under 1 µm/min drift plus noise, with the demo's knock,
              empty field, dark and saturated intervals. Goals: locked RMS error ≤ 0.25 µm, no
              move on a bad frame, back within tolerance ≤ 3 steps after the knock.
 
 Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|all]
           [--bundle PATH] [--starts 40] [--duration 180] [--sample KIND] [--seed 0]
+          [--preset paper|paper-pair]
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ import numpy as np  # noqa: E402
 from controller.config import Config, SimSettings  # noqa: E402
 from controller.model import DEFAULT_BUNDLE, FocusModel  # noqa: E402
 from controller.optics import preset  # noqa: E402
+from controller.sensing import NetworkSensor  # noqa: E402
+from controller.sim.samples import SAMPLE_KINDS  # noqa: E402
 
 FRAME = (2048, 2048)
 PAPER_PATCH, PAPER_ROWS, PAPER_COLS = 1024, 307, 51
@@ -142,7 +146,8 @@ def memory_child(bundle: Path, what: str, steps: int) -> None:
         rig = virtual_rig(preset("paper"), SimSettings(drift_um_per_min=1.0),
                           frame_shape=FRAME)
         model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
-        LockRunner(FocusLoop.for_rig(rig, model, config)).run(max_steps=steps)
+        sensor = NetworkSensor(model, rig.preset.autofocus)
+        LockRunner(FocusLoop.for_rig(rig, sensor, config)).run(max_steps=steps)
     print(f"{_peak_mb():.1f}")
 
 
@@ -158,40 +163,41 @@ def bench_memory(bundle: Path) -> None:
           f"simulator included, {figures['virtual-lock']:.0f} MB")
 
 
-def bench_focus_now(bundle: Path, starts: int, sample: str | None, seed: int) -> None:
+def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
+                    preset_name: str) -> None:
+    """Focus now from random starts, per sample kind, with the sensor the config builds for the
+    preset (the network alone on ``paper``; fused with the parallax cue on ``paper-pair``)."""
+    from controller.config import ModelSettings, OpticsSettings
     from controller.loop import FocusLoop
+    from controller.sensing import open_sensor
     from controller.sim import make_sample
     from controller.sim.rigs import virtual_rig
 
-    config = Config()
-    rig = virtual_rig(preset("paper"), SimSettings(), frame_shape=FRAME)
-    assert rig.scope is not None
-    model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
-    loop = FocusLoop.for_rig(rig, model, config)
-    rng = np.random.default_rng(2024)
-    kinds = ("sparse-cells", "dense-cells") if sample is None else (sample,)
-    moves, errors, successes = [], [], []
-    for i in range(starts):
-        if i % 5 == 0:  # a new field of view every five starts
-            rig.scope.replace_sample(make_sample(kinds[(i // 5) % len(kinds)], FRAME,
-                                                 rig.preset.optics.pixel_um,
-                                                 seed=seed + 100 + i))
-        rig.drive.move_to(rig.scope.focal_plane.z_um() + rng.uniform(-30.0, 30.0))
-        report = loop.focus_now(config.focus)
-        moves.append(report.moves)
-        errors.append(abs(rig.scope.defocus_um()))
-        successes.append(report.success)
-    moves_a, errors_a = np.array(moves), np.array(errors)
-    good = float(np.mean((errors_a <= 0.5) & (moves_a <= 3)))
-    verdict = "met" if good >= 0.95 else "MISSED"
-    cells = "sparse and dense cells" if sample is None else sample
-    print(f"focus now, {starts} starts uniform in ±30 µm ({cells}, 2048²): "
-          f"{good:.0%} within 0.5 µm in ≤ 3 moves (goal 95 %: {verdict})")
-    print("  moves: " + ", ".join(f"{k}: {int(np.sum(moves_a == k))}"
-                                  for k in range(int(moves_a.max()) + 1)))
-    print(f"  final |error| µm: median {np.median(errors_a):.2f}, 90th pct "
-          f"{np.percentile(errors_a, 90):.2f}, max {errors_a.max():.2f}; loop reported success "
-          f"{np.mean(successes):.0%}")
+    config = dataclasses.replace(Config(), optics=OpticsSettings(preset=preset_name),
+                                 model=ModelSettings(bundle=str(bundle)))
+    print(f"focus now, {starts} starts per kind uniform in ±30 µm, {preset_name}, "
+          f"{FRAME[0]}² frames, a new field of view every five starts "
+          f"(goal: 95 % within 0.5 µm in ≤ 3 moves)")
+    for kind in samples:
+        rig = virtual_rig(preset(preset_name), SimSettings(sample=kind), frame_shape=FRAME)
+        assert rig.scope is not None
+        sensor, _ = open_sensor(config, rig.preset)
+        loop = FocusLoop.for_rig(rig, sensor, config)
+        rng = np.random.default_rng(2024)
+        moves, errors = [], []
+        for i in range(starts):
+            if i % 5 == 0:  # a new field of view every five starts
+                rig.scope.replace_sample(make_sample(kind, FRAME, rig.preset.optics.pixel_um,
+                                                     seed=seed + 100 + i))
+            rig.drive.move_to(rig.scope.focal_plane.z_um() + rng.uniform(-30.0, 30.0))
+            moves.append(loop.focus_now(config.focus).moves)
+            errors.append(abs(rig.scope.defocus_um()))
+        moves_a, errors_a = np.array(moves), np.array(errors)
+        good = float(np.mean((errors_a <= 0.5) & (moves_a <= 3)))
+        print(f"  {kind:<13} {good:4.0%} ({'met' if good >= 0.95 else 'MISSED'}); final |error| "
+              f"µm median {np.median(errors_a):.2f}, 90th pct {np.percentile(errors_a, 90):.2f}, "
+              f"max {errors_a.max():.2f}; moves " + ", ".join(
+                  f"{k}: {int(np.sum(moves_a == k))}" for k in range(int(moves_a.max()) + 1)))
 
 
 def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
@@ -210,7 +216,8 @@ def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
     model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
     with tempfile.TemporaryDirectory() as folder:
         log = RunLog(Path(folder) / "run.jsonl", extra_columns=TRUTH_COLUMNS)
-        run = run_scenario_lock(rig, model, config, duration_s=duration_s,
+        run = run_scenario_lock(rig, NetworkSensor(model, rig.preset.autofocus), config,
+                                duration_s=duration_s,
                                 events=demo_scenario(duration_s), log=log)
         log.close()
     score = score_run(run, config.lock.tolerance_um)
@@ -232,7 +239,10 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=40)
     parser.add_argument("--duration", type=float, default=180.0, help="simulated seconds")
     parser.add_argument("--sample", help="the sample kind (default: lock on sparse-cells; "
-                                          "focus now alternates sparse and dense cells)")
+                                          "focus now on every kind, one after the other)")
+    parser.add_argument("--preset", default="paper",
+                        help="focus now's optics (paper: the network alone; paper-pair: fused "
+                             "with the parallax cue)")
     parser.add_argument("--seed", type=int, default=0,
                         help="the sample's seed (focus now: its fields of view are seeds "
                              "SEED+100, SEED+105, ...)")
@@ -247,7 +257,8 @@ def main() -> int:
     if args.what in ("memory", "all"):
         bench_memory(args.bundle)
     if args.what in ("focus-now", "all"):
-        bench_focus_now(args.bundle, args.starts, args.sample, args.seed)
+        kinds = [args.sample] if args.sample else sorted(SAMPLE_KINDS)
+        bench_focus_now(args.bundle, args.starts, kinds, args.seed, args.preset)
     if args.what in ("lock", "all"):
         bench_lock(args.bundle, args.duration, args.sample or "sparse-cells", args.seed)
     return 0

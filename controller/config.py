@@ -49,6 +49,7 @@ TRAVEL_BOUND_UM = 100_000.0  # ±10 cm: more than any focus drive has, small eno
 # every quarter deadline and resends a lost beat after 0.1 s (LinkSettings), so a deadline below
 # 0.2 s faults the board on one lost packet.
 HEARTBEAT_RANGE_S = (0.2, 60.0)
+NO_MODEL = "none"  # model.bundle: no network (the parallax cue alone)
 UNIT_INTERVAL = Within(0, 1, open_low=True)  # gains: a fraction of the error, never nothing
 FRACTION = Within(0, 1)
 
@@ -93,6 +94,7 @@ class _Table:
 CameraBackend = Literal["virtual", "picamera2"]
 CameraPlane = Literal["raw", "luminance"]
 BoardBackend = Literal["virtual", "firmware-sim", "serial"]
+ParallaxUse = Literal["auto", "off"]
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,28 @@ class ModelSettings(_Table):
 
     SECTION = "model"
     bundle: str = _setting("", Text(),
-                           doc="model bundle directory; empty: the bundled default model")
+                           doc="model bundle directory; empty: the bundled default model; "
+                               f"{NO_MODEL!r}: no network, the parallax cue alone")
+
+
+
+@dataclass(frozen=True)
+class ParallaxSettings(_Table):
+    """The parallax cue (docs/parallax.md): a signed defocus from two illumination angles, where
+    the optics preset has two parallax views, fused with the network's reading."""
+
+    SECTION = "parallax"
+    use: ParallaxUse = _setting("auto", doc='"auto": read the parallax cue where the optics '
+                                            'preset has parallax views; "off": never')
+    calibration: str = _setting(
+        "", Text(), doc="the cue's calibration (focuslock parallax calibrate STACK); empty: the "
+                        "optics' geometry, uncalibrated")
+    sign_margin_um: float = _setting(2.0, Within(0, 30, "µm"),
+                                     doc="within this of focus neither cue is asked for the sign")
+    agree_um: float = _setting(2.0, Within(0, 30, "µm"),
+                               doc="the network and the parallax cue agree within this ...")
+    agree_fraction: float = _setting(0.25, FRACTION,
+                                     doc="... or within this fraction of the parallax reading")
 
 
 @dataclass(frozen=True)
@@ -298,6 +321,7 @@ class Config(_Table):
     lock: LockSettings = field(default_factory=LockSettings)
     focus: FocusSettings = field(default_factory=FocusSettings)
     gates: GateSettings = field(default_factory=GateSettings)
+    parallax: ParallaxSettings = field(default_factory=ParallaxSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
 
@@ -326,12 +350,22 @@ class Config(_Table):
             raise ConfigError(f"camera.timeout_s: must be longer than the exposure "
                               f"({self.camera.exposure_us / 1e6:g} s), got "
                               f"{self.camera.timeout_s:g}")
+        if self.model.bundle == NO_MODEL and not self.reads_parallax:
+            raise ConfigError(f"model.bundle: {NO_MODEL!r} leaves the parallax cue alone, which "
+                              f"needs parallax.use = 'auto' and an optics preset with parallax "
+                              f"views (optics.preset {self.optics.preset!r})")
         if self.camera.backend == "virtual" and board.backend == "serial":
             raise ConfigError("board.backend: 'serial' drives a real microscope, which the "
                               "virtual camera cannot see; use camera.backend = 'picamera2'")
         if self.camera.backend == "picamera2" and board.backend != "serial":
             raise ConfigError(f"board.backend: the Pi camera needs the real board ('serial'), "
                               f"got {board.backend!r}")
+
+
+    @property
+    def reads_parallax(self) -> bool:
+        """The parallax cue is read: it is on and the optics preset has two views."""
+        return self.parallax.use == "auto" and PRESETS[self.optics.preset].parallax is not None
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:

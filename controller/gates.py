@@ -90,16 +90,19 @@ def check_frame(frame: Frame, *, settled_at: float, now: float, full_scale: int,
 
 
 def check_prediction(prediction: Prediction, min_confidence: float) -> list[Rejection]:
-    """Confidence, range and sanity gates on the model's answer; ``min_confidence`` is the
-    threshold calibrated for the model that answered (its bundle carries it)."""
+    """Confidence, range and sanity gates on a reading; ``min_confidence`` is the threshold
+    calibrated for the cue that answered (a bundle carries its network's)."""
+    why = prediction.cue_reason or "the image patches disagree"
     if not (math.isfinite(prediction.defocus_um) and math.isfinite(prediction.confidence)):
-        return [Rejection("invalid", f"model returned a non-finite value "
-                                     f"({prediction.defocus_um}, {prediction.confidence})")]
+        return [Rejection("invalid", f"{prediction.cue} returned a non-finite value "
+                                     f"({prediction.defocus_um}, {prediction.confidence})"
+                                     + (f": {prediction.cue_reason}" if prediction.cue_reason
+                                        else ""))]
     rejections: list[Rejection] = []
     if prediction.confidence < min_confidence:
         rejections.append(Rejection(
             "confidence", f"low confidence {prediction.confidence:.2f} "
-                          f"(limit {min_confidence}): the image patches disagree"))
+                          f"(limit {min_confidence}): {why}"))
     if not prediction.in_range:
         rejections.append(Rejection(
             "range", f"prediction {prediction.defocus_um:+.1f} µm is outside the model's "

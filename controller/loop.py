@@ -50,9 +50,9 @@ from controller.errors import FocuslockError
 from controller.gates import Rejection, check_frame, check_prediction
 from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
 from controller.move_guard import MoveGuard
-from controller.optics import Pattern
-from controller.prediction import Prediction, Predictor
+from controller.prediction import Prediction
 from controller.runlog import StepRecord
+from controller.sensing import FocusSensor
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
@@ -112,18 +112,18 @@ class _Reading:
 
 
 class FocusLoop:
-    """Runs focus now or the lock on one camera, focus drive, illuminator and model."""
+    """Runs focus now or the lock on one camera, focus drive, illuminator and sensor (what a
+    reading lights and how its frames become a prediction: controller/sensing.py)."""
 
     def __init__(self, camera: Camera, drive: FocusDrive, illuminator: Illuminator,
-                 predictor: Predictor, pattern: Pattern, *, lock: LockSettings,
+                 sensor: FocusSensor, *, lock: LockSettings,
                  gates: GateSettings, full_scale: int, camera_timeout_s: float = 2.0,
                  clock: Clock | None = None,
                  record_sink: Callable[[StepRecord], None] | None = None) -> None:
         self.camera = camera
         self.drive = drive
         self.illuminator = illuminator
-        self.predictor = predictor
-        self.pattern = pattern
+        self.sensor = sensor
         self.lock_settings = lock
         self.gate_settings = gates
         self.full_scale = full_scale
@@ -138,26 +138,26 @@ class FocusLoop:
         self._lock_guard: MoveGuard | None = None  # set by start_lock
 
     @classmethod
-    def for_rig(cls, rig: Rig, predictor: Predictor, config: Config, *,
+    def for_rig(cls, rig: Rig, sensor: FocusSensor, config: Config, *,
                 illuminator: Illuminator | None = None,
                 record_sink: Callable[[StepRecord], None] | None = None) -> FocusLoop:
-        """The loop on a rig's devices, autofocus pattern and clock, with the config's lock,
-        gates and camera timeout; ``illuminator`` stands in for the rig's own (the service
-        passes one that remembers what the LEDs show)."""
-        return cls(rig.camera, rig.drive, illuminator or rig.illuminator, predictor,
-                   rig.preset.autofocus, lock=config.lock, gates=config.gates,
+        """The loop on a rig's devices and clock, with the config's lock, gates and camera
+        timeout; ``illuminator`` stands in for the rig's own (the service passes one that
+        remembers what the LEDs show)."""
+        return cls(rig.camera, rig.drive, illuminator or rig.illuminator, sensor,
+                   lock=config.lock, gates=config.gates,
                    full_scale=rig.full_scale, camera_timeout_s=config.camera.timeout_s,
                    clock=rig.clock, record_sink=record_sink)
 
     # -- the lock ---------------------------------------------------------------------------
 
     def start_lock(self) -> None:
-        """Light the autofocus pattern and fix the travel window around the current z."""
+        """Light the sensor's first pattern and fix the travel window around the current z."""
         self._reset(LoopState.FOCUSING)
         self._lock_guard = None
         settings = self.lock_settings
         try:
-            self.illuminator.show(self.pattern)
+            self.illuminator.show(self.sensor.patterns[0])
             self._lock_guard = MoveGuard.around(
                 self.drive.position_um(), settings.travel_window_um, self.drive.travel_um,
                 max_step_um=settings.max_step_um, name=TRAVEL_WINDOW)
@@ -219,7 +219,7 @@ class FocusLoop:
         error: float | None = None
         z: float | None = None
         try:
-            self.illuminator.show(self.pattern)
+            self.illuminator.show(self.sensor.patterns[0])
             guard = MoveGuard.around(self.drive.position_um(), settings.search_window_um,
                                      self.drive.travel_um, max_step_um=settings.max_step_um,
                                      name=SEARCH_WINDOW)
@@ -306,17 +306,34 @@ class FocusLoop:
         self._rejections = 0
 
     def _read(self) -> _Reading:
-        """Capture a frame exposed after the drive settled, check it, predict if it is good."""
+        """Capture a frame per pattern of the sensor, each exposed after the drive settled and
+        after its LEDs were lit; check them, predict if they are good. A single pattern stays
+        lit from the start of the run."""
         settled_at = self.drive.settled_at
-        frame = self.camera.capture(not_before=settled_at, timeout_s=self.camera_timeout_s)
-        z = self.drive.position_um()
-        rejections = check_frame(frame, settled_at=settled_at, now=self.clock.now(),
-                                 full_scale=self.full_scale, settings=self.gate_settings)
-        if rejections:  # a bad frame is not worth a prediction, and may not survive one
-            return _Reading(z, None, rejections)
-        prediction = self.predictor.predict(frame.image)
-        return _Reading(z, prediction,
-                        check_prediction(prediction, self.predictor.min_confidence))
+        patterns = self.sensor.patterns
+        images = []
+        z: float | None = None
+        for pattern in patterns:
+            not_before = settled_at
+            if len(patterns) > 1:
+                self.illuminator.show(pattern)
+                not_before = max(settled_at, self.clock.now())
+            frame = self.camera.capture(not_before=not_before, timeout_s=self.camera_timeout_s)
+            if z is None:
+                z = self.drive.position_um()
+            rejections = check_frame(frame, settled_at=not_before, now=self.clock.now(),
+                                     full_scale=self.full_scale, settings=self.gate_settings)
+            if rejections:  # a bad frame is not worth a prediction, and may not survive one
+                if len(patterns) > 1:
+                    rejections = [Rejection(r.gate, f"{pattern.name}: {r.reason}")
+                                  for r in rejections]
+                return _Reading(z, None, rejections)
+            images.append(frame.image)
+        assert z is not None  # a sensor lights at least one pattern
+        prediction = self.sensor.read(images)
+        threshold = (self.sensor.min_confidence if prediction.min_confidence is None
+                     else prediction.min_confidence)
+        return _Reading(z, prediction, check_prediction(prediction, threshold))
 
     def _on_rejected(self, rejections: list[Rejection]) -> None:
         self._rejections += 1
@@ -384,7 +401,10 @@ class FocusLoop:
             defocus_um=None if prediction is None else float(prediction.defocus_um),
             confidence=None if prediction is None else float(prediction.confidence),
             error_um=error, rejected="+".join(r.gate for r in rejections), move_um=move_um,
-            limited=limited, reason=reason)
+            limited=limited, reason=reason, cue="" if prediction is None else prediction.cue,
+            cue_reason="" if prediction is None else prediction.cue_reason,
+            parallax_um=None if prediction is None else prediction.parallax_um,
+            parallax_confidence=None if prediction is None else prediction.parallax_confidence)
         if self.record_sink is not None:
             self.record_sink(record)
         return record

@@ -1,8 +1,10 @@
-"""A model's answer for one frame, and what the loop needs from a model.
+"""A model's answer for one reading, and what the loop needs from a model.
 
-One type on both sides: controller.model makes a Prediction, the gates judge it, the loop acts on
-it and the run log records it. A Predictor also carries the confidence threshold calibrated for
-it, because a confidence only means something against the model that produced it.
+One type on both sides: a predictor (controller.model) or a sensor that fuses two cues
+(controller.sensing) makes a Prediction, the gates judge it, the loop acts on it and the run log
+records it. A Predictor also carries the confidence threshold calibrated for it, because a
+confidence only means something against the model that produced it; a fused prediction carries
+the threshold of the cue that decided it.
 """
 
 from __future__ import annotations
@@ -13,18 +15,24 @@ from typing import Literal, Protocol
 import numpy as np
 
 Network = Literal["main", "fine"]  # which of a bundle's networks answered
+Cue = Literal["network", "parallax"]  # which cue's reading a prediction is
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One frame's answer: the correction to apply and how far to trust it."""
+    """One reading's answer: the correction to apply and how far to trust it."""
 
     defocus_um: float  # move the drive by this to focus (the median over patches)
     confidence: float  # 0..1 from the patches' agreement (0 when it cannot be judged)
     spread_um: float  # robust spread (1.4826 x MAD) of the patch predictions; NaN for one patch
     patch_defocus_um: tuple[float, ...]  # every patch's own prediction
-    in_range: bool  # inside the defocus range the model was trained on
+    in_range: bool  # inside the defocus range the model (or the cue's calibration) holds for
     network: Network = "main"
+    cue: Cue = "network"
+    cue_reason: str = ""  # why that cue decided ('' where there was only one)
+    parallax_um: float | None = None  # the parallax cue's reading, where one was made
+    parallax_confidence: float | None = None
+    min_confidence: float | None = None  # the deciding cue's threshold (None: the predictor's)
 
 
 class Predictor(Protocol):

@@ -19,7 +19,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from controller.config import Config, ConfigError, shown
+from controller.config import NO_MODEL, Config, ConfigError, shown
 from controller.errors import FocuslockError
 from controller.optics import preset
 
@@ -27,6 +27,7 @@ from controller.optics import preset
 def check_environment(config: Config) -> None:
     """Every check of this module; the first failing one's ConfigError names its key."""
     check_model_bundle(config)
+    check_parallax_calibration(config)
     check_sample_kind(config)
     check_log_dir(config.log_dir)
     check_listen_address(config.service.host)
@@ -35,7 +36,7 @@ def check_environment(config: Config) -> None:
 def check_model_bundle(config: Config) -> None:
     """A bundle the config names loads and fits the optics and the frames it will see (the
     simulated camera's frame where it is simulated). The bundled default is the package's."""
-    if not config.model.bundle:
+    if config.model.bundle in ("", NO_MODEL):
         return
     from controller.model import FocusModel
 
@@ -49,6 +50,21 @@ def check_model_bundle(config: Config) -> None:
         FocusModel.load(config.model.bundle, optics=optics, pattern=system.autofocus)
     except FocuslockError as exc:
         raise ConfigError(f"model.bundle: {exc}") from None
+
+
+def check_parallax_calibration(config: Config) -> None:
+    """A parallax calibration the config names loads and was made for the preset's views."""
+    if not (config.parallax.calibration and config.reads_parallax):
+        return
+    from controller.parallax import ParallaxCalibration, ParallaxCue
+
+    system = preset(config.optics.preset)
+    assert system.parallax is not None  # reads_parallax says so
+    try:
+        ParallaxCue(system.parallax, system.optics,
+                    ParallaxCalibration.load(config.parallax.calibration))
+    except FocuslockError as exc:
+        raise ConfigError(f"parallax.calibration: {exc}") from None
 
 
 def check_sample_kind(config: Config) -> None:

@@ -37,6 +37,10 @@ class StepRecord:
     move_um: float  # the move made (0 when none)
     limited: str  # '', 'max_step', 'travel_window' (lock), 'search_window' (focus now)
     reason: str  # why the state is what it is, or what failed
+    cue: str = ""  # which cue the reading is ("network", "parallax"; '' without a reading)
+    cue_reason: str = ""  # why that cue decided, where two were read
+    parallax_um: float | None = None  # the parallax cue's reading, where it was read
+    parallax_confidence: float | None = None
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)

@@ -87,6 +87,9 @@ def test_predict_gives_a_pair_its_parallax_reading(files, tmp_path, capsys):
     parallax = line["parallax"]
     assert parallax["calibrated"] is False and parallax["shift_px"] > 0
     assert parallax["defocus_um"] == pytest.approx(-7.0, abs=1.0)
+    fused = line["fused"]  # what the box would act on: the truth, whichever cue said it
+    assert fused["trusted"] and fused["cue"] in ("network", "parallax") and fused["why"]
+    assert fused["defocus_um"] == pytest.approx(-7.0, abs=1.0)
     calibration = tmp_path / "c.json"
     assert main(["parallax", "calibrate", str(files["stack"]), "--out", str(calibration)]) == 0
     capsys.readouterr()

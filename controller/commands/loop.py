@@ -22,8 +22,8 @@ DEMO_START_OUT_UM = 8.0  # the demo starts this far from focus
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
-    from controller.model import FocusModel
     from controller.runlog import RunLog, StepRecord
+    from controller.sensing import FocusSensor
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,22 +69,21 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
 
 
-def _open(config: Config) -> tuple[Rig, FocusModel]:
+def _open(config: Config) -> tuple[Rig, FocusSensor]:
     from controller.hardware.rig import open_rig
 
     rig = open_rig(config)
     try:
-        return rig, _load_model(config, rig)
+        return rig, _sensor(config, rig)
     except BaseException:
         rig.close()
         raise
 
 
-def _load_model(config: Config, rig: Rig) -> FocusModel:
-    from controller.model import DEFAULT_BUNDLE, FocusModel
+def _sensor(config: Config, rig: Rig) -> FocusSensor:
+    from controller.sensing import open_sensor
 
-    return FocusModel.load(config.model.bundle or DEFAULT_BUNDLE, optics=rig.preset.optics,
-                           pattern=rig.preset.autofocus)
+    return open_sensor(config, rig.preset)[0]
 
 
 def _run_log(config: Config, prefix: str) -> RunLog:
@@ -128,10 +127,10 @@ def run_focus(args: argparse.Namespace) -> int:
     settings = config.focus
     if args.max_steps is not None:
         settings = dataclasses.replace(settings, max_steps=args.max_steps)
-    rig, model = _open(config)
+    rig, sensor = _open(config)
     try:
         with _run_log(config, "focus") as log:
-            loop = FocusLoop.for_rig(rig, model, config, record_sink=log.write)
+            loop = FocusLoop.for_rig(rig, sensor, config, record_sink=log.write)
             with stop_on_ctrl_c("focus now") as should_stop:
                 report = loop.focus_now(settings, should_stop)
             print(f"focus now: {'in focus' if report.success else 'FAILED'} after "
@@ -147,10 +146,10 @@ def run_lock(args: argparse.Namespace) -> int:
     from controller.loop import FocusLoop
 
     config = load_config(args.config)
-    rig, model = _open(config)
+    rig, sensor = _open(config)
     try:
         with _run_log(config, "lock") as log:
-            runner = LockRunner(FocusLoop.for_rig(rig, model, config, record_sink=log.write))
+            runner = LockRunner(FocusLoop.for_rig(rig, sensor, config, record_sink=log.write))
 
             def show(record: StepRecord) -> None:
                 reading = "--" if record.error_um is None else f"{record.error_um:+.2f} µm"
@@ -237,9 +236,9 @@ def run_demo(args: argparse.Namespace) -> int:
     twin = open_twin(preset(config.optics.preset), sim_settings,
                      steps_per_um=config.board.steps_per_um, travel_um=config_travel(config))
     try:
-        model = _load_model(config, twin.rig)
+        sensor = _sensor(config, twin.rig)
         with RunLog(out / "run.jsonl", out / "run.csv", extra_columns=TRUTH_COLUMNS) as log:
-            run = run_scenario_lock(twin.rig, model, config, duration_s=args.duration,
+            run = run_scenario_lock(twin.rig, sensor, config, duration_s=args.duration,
                                     events=demo_scenario(args.duration), log=log,
                                     view=LiveView(args.duration))
     finally:

@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     parallax = _Parallax(args)
     for path in args.files:
         for model, plane, z, frame, reading in _frames(args.bundle, path, parallax):
-            _report(args, str(path), None, plane, z, model.predict(frame), reading)
+            _report(args, str(path), None, plane, z, model.predict(frame), reading,
+                    model.min_confidence)
     for first, second in args.pair:
         model = FocusModel.load(args.bundle)
         a, b = read_image(first), read_image(second)
@@ -180,14 +181,29 @@ def run(args: argparse.Namespace) -> int:
         if cue.views.one_frame:
             raise FocuslockError("--pair: the preset reads both views from one colour frame; "
                                  "give that frame as a FILE")
-        _report(args, str(first), str(second), 0, None, model.predict(a), cue.measure([a, b]))
+        _report(args, str(first), str(second), 0, None, model.predict(a), cue.measure([a, b]),
+                model.min_confidence)
     return 0
 
 
+def _fused(p: Any, reading: Any, network_min_confidence: float) -> tuple[Any, bool]:
+    """The reading the box would act on (controller/fusion.py, the config's default rules) and
+    whether the gates would trust it."""
+    from controller.fusion import FusionRules, fuse
+    from controller.gates import check_prediction
+    from controller.parallax import MIN_CONFIDENCE
+
+    fused = fuse(p, network_min_confidence, reading, MIN_CONFIDENCE, FusionRules())
+    threshold = fused.min_confidence if fused.min_confidence is not None else MIN_CONFIDENCE
+    return fused, not check_prediction(fused, threshold)
+
+
 def _report(args: argparse.Namespace, file: str, second: str | None, plane: int,
-            z: float | None, p: Any, reading: Any) -> None:
+            z: float | None, p: Any, reading: Any, network_min_confidence: float) -> None:
     """One line of output: the network's prediction and, where there is one, the parallax
-    reading beside it."""
+    reading beside it and the two fused."""
+    fused, trusted = (None, False) if reading is None else _fused(p, reading,
+                                                                  network_min_confidence)
     if args.json:
         out: dict[str, Any] = {"file": file}
         if second is not None:
@@ -199,6 +215,10 @@ def _report(args: argparse.Namespace, file: str, second: str | None, plane: int,
             "in_range": p.in_range})
         if reading is not None:
             out["parallax"] = _parallax_json(reading, args.parallax_calibration is not None)
+        if fused is not None:
+            out["fused"] = {"defocus_um": round(fused.defocus_um, 4),
+                            "confidence": round(fused.confidence, 4), "cue": fused.cue,
+                            "why": fused.cue_reason, "trusted": trusted}
         print(json.dumps(out), flush=True)
         return
     where = f"z {z:+8.2f} µm" if z is not None else ""
@@ -207,6 +227,9 @@ def _report(args: argparse.Namespace, file: str, second: str | None, plane: int,
     if reading is not None:
         extra = (f"  parallax {reading.defocus_um:+7.2f} µm confidence {reading.confidence:.2f}"
                  f"{'' if reading.in_range else ' OUT OF RANGE'}")
+    if fused is not None:
+        extra += (f"  fused {fused.defocus_um:+7.2f} µm ({fused.cue}"
+                  f"{'' if trusted else ', not trusted'})")
     print(f"{name} [{plane}] {where} defocus {p.defocus_um:+7.2f} µm  "
           f"confidence {p.confidence:.2f}{'' if p.in_range else '  OUT OF RANGE'}{extra}",
           flush=True)

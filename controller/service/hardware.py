@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from controller.config import Config
 from controller.hardware.interfaces import Illuminator
 from controller.optics import Pattern
-from controller.prediction import Predictor
+from controller.sensing import FocusSensor, ParallaxSensor
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which model bundle reads the frames, as the status shows it."""
+    """Which model bundle reads the frames (and whether the parallax cue does), as the status
+    shows it."""
 
     id: str  # the bundle's folder name and the start of its weights' checksum
     path: str | None = None
@@ -31,24 +32,26 @@ class Hardware:
     """What the worker runs the loop on."""
 
     rig: Rig
-    predictor: Predictor
+    sensor: FocusSensor
     model: ModelInfo
 
 
 def open_hardware(config: Config) -> Hardware:
-    """The rig and the model bundle the config asks for (the box's, or a simulated one)."""
+    """The rig and the sensor the config asks for (the box's, or a simulated one)."""
     from controller.hardware.rig import open_rig
-    from controller.model import DEFAULT_BUNDLE, FocusModel
+    from controller.sensing import open_sensor
 
     rig = open_rig(config)
     try:
-        model = FocusModel.load(config.model.bundle or DEFAULT_BUNDLE, optics=rig.preset.optics,
-                                pattern=rig.preset.autofocus)
+        sensor, model = open_sensor(config, rig.preset)
     except BaseException:
         rig.close()
         raise
+    if model is None:
+        return Hardware(rig, sensor, ModelInfo("none (parallax only)"))
     digest = str(model.record.get("weights_sha256", ""))[:12]
-    return Hardware(rig, model, ModelInfo(f"{model.path.name}@{digest}", str(model.path)))
+    cue = " + parallax" if isinstance(sensor, ParallaxSensor) else ""
+    return Hardware(rig, sensor, ModelInfo(f"{model.path.name}@{digest}{cue}", str(model.path)))
 
 
 @runtime_checkable

@@ -255,7 +255,7 @@ class LoopWorker:
             self._fault = f"cannot open the hardware: {exc}"
             raise Unavailable(self._fault) from exc
         leds = TrackedIlluminator(hardware.rig.illuminator)
-        loop = FocusLoop.for_rig(hardware.rig, hardware.predictor, self.config,
+        loop = FocusLoop.for_rig(hardware.rig, hardware.sensor, self.config,
                                  illuminator=leds, record_sink=self._on_record)
         self._open = _OpenRig(hardware, leds, loop)
         self._fault = ""

@@ -26,8 +26,8 @@ from controller.config import Config
 from controller.hardware.rig import Rig
 from controller.lock_runner import LockReport, LockRunner
 from controller.loop import FocusLoop
-from controller.prediction import Predictor
 from controller.runlog import RunLog, StepRecord
+from controller.sensing import FocusSensor
 from controller.sim.devices import VirtualScope
 from controller.sim.scenario import Event, Scenario
 
@@ -139,7 +139,7 @@ class LiveView:
             self.out.write("\n")
 
 
-def run_scenario_lock(rig: Rig, predictor: Predictor, config: Config, *,
+def run_scenario_lock(rig: Rig, sensor: FocusSensor, config: Config, *,
                       duration_s: float, events: list[Event], log: RunLog,
                       view: LiveView | None = None) -> ScenarioRun:
     """Lock on simulated hardware (the twin, or the in-process virtual rig) for ``duration_s``
@@ -148,7 +148,7 @@ def run_scenario_lock(rig: Rig, predictor: Predictor, config: Config, *,
     if scope is None:
         raise ValueError("a scenario needs simulated hardware (a rig with a scope)")  # a bug
     scenario = Scenario(events)
-    runner = LockRunner(FocusLoop.for_rig(rig, predictor, config))
+    runner = LockRunner(FocusLoop.for_rig(rig, sensor, config))
     rows: list[dict[str, Any]] = []
     start = rig.clock.now()
     offset = config.lock.offset_um

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from controller.cli import main
+from controller.optics import preset
 from controller.sim.board import LitLeds, SimBoardSettings, SimulatedBoard
 
 pytestmark = pytest.mark.firmware
@@ -65,8 +66,10 @@ def held_lit(sim, argv, expected, capsys):
 
 
 def test_a_presets_two_colour_pattern_is_lit_in_its_colours(sim, capsys):
+    system = preset("pi-hq-colour")
+    red, blue = (system.leds.nearest(led.na_x, led.na_y) for led in system.pattern("parallax").leds)
     outcome, out = held_lit(sim, ["--preset", "pi-hq-colour", "--pattern", "parallax"],
-                            LitLeds({19: (255, 0, 0), 43: (0, 0, 255)}, in_colour=True), capsys)
+                            LitLeds({red: (255, 0, 0), blue: (0, 0, 255)}, in_colour=True), capsys)
     assert outcome == [0] and "2 LEDs lit in colour; holding 1.0 s" in out
 
 

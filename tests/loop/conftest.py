@@ -12,6 +12,7 @@ from controller.hardware.rig import Rig
 from controller.lock_runner import LockReport, LockRunner
 from controller.loop import FocusLoop
 from controller.optics import preset
+from controller.sensing import NetworkSensor
 from controller.sim.rigs import virtual_rig
 from tests.loop.doubles import OraclePredictor
 
@@ -39,7 +40,8 @@ def make_loop(rig: Rig, predictor=None, *, records=None, gates: GateSettings | N
     config = dataclasses.replace(
         Config(), lock=dataclasses.replace(LockSettings(), **lock),  # type: ignore[arg-type]
         gates=gates or GateSettings())
-    return FocusLoop.for_rig(rig, predictor or OraclePredictor(rig.scope), config,
+    sensor = NetworkSensor(predictor or OraclePredictor(rig.scope), rig.preset.autofocus)
+    return FocusLoop.for_rig(rig, sensor, config,
                              record_sink=None if records is None else records.append)
 
 

@@ -8,6 +8,7 @@ from controller.loop import FocusLoop
 from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.optics import preset
 from controller.runlog import RunLog
+from controller.sensing import NetworkSensor
 from controller.sim.demo import TRUTH_COLUMNS, run_scenario_lock, score_run
 from controller.sim.rigs import virtual_rig
 from controller.sim.twin import open_twin
@@ -22,7 +23,8 @@ def test_focus_now_from_far_away_with_the_bundled_model():
     assert rig.scope is not None
     model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
                             pattern=rig.preset.autofocus)
-    report = FocusLoop.for_rig(rig, model, Config()).focus_now(FocusSettings())
+    sensor = NetworkSensor(model, rig.preset.autofocus)
+    report = FocusLoop.for_rig(rig, sensor, Config()).focus_now(FocusSettings())
     assert report.success and report.moves <= 4
     assert abs(rig.scope.defocus_um()) <= 0.5
 
@@ -35,7 +37,8 @@ def test_lock_on_the_twin_with_the_bundled_model_stays_in_tolerance(tmp_path):
         model = FocusModel.load(DEFAULT_BUNDLE, optics=twin.rig.preset.optics,
                                 pattern=twin.rig.preset.autofocus)
         with RunLog(tmp_path / "run.jsonl", extra_columns=TRUTH_COLUMNS) as log:
-            run = run_scenario_lock(twin.rig, model, Config(), duration_s=10.0, events=[],
+            sensor = NetworkSensor(model, twin.rig.preset.autofocus)
+            run = run_scenario_lock(twin.rig, sensor, Config(), duration_s=10.0, events=[],
                                     log=log)
     finally:
         twin.close()

@@ -15,6 +15,7 @@ from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.move_guard import MAX_STEP, MoveGuard, MoveRefused
 from controller.optics import preset
 from controller.runlog import StepRecord
+from controller.sensing import NetworkSensor
 from controller.sim.rigs import virtual_rig
 from tests.loop.conftest import make_loop, run_lock
 from tests.loop.doubles import OraclePredictor
@@ -179,7 +180,8 @@ def test_bundled_model_on_tissue_it_misreads_stays_in_the_windows(offset_um):
     config = dataclasses.replace(Config(), lock=dataclasses.replace(LockSettings(),
                                                                     offset_um=offset_um))
     records: list[StepRecord] = []
-    loop = FocusLoop.for_rig(rig, model, config, record_sink=records.append)
+    loop = FocusLoop.for_rig(rig, NetworkSensor(model, rig.preset.autofocus), config,
+                             record_sink=records.append)
     report = loop.focus_now(config.focus)
     assert not report.success
     assert all(abs(r.z_um + r.move_um - START_Z_UM) <= 40.0 for r in records

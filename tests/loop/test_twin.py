@@ -13,6 +13,7 @@ from controller.lock_runner import LockRunner
 from controller.loop import FocusLoop, LoopState
 from controller.optics import preset
 from controller.runlog import StepRecord
+from controller.sensing import NetworkSensor
 from controller.sim.twin import open_twin
 from tests.loop.doubles import OraclePredictor
 
@@ -33,7 +34,8 @@ def twin_lock(twin, predictor=None):
     config = Config()
     config = dataclasses.replace(config, lock=dataclasses.replace(config.lock, rate_hz=5.0))
     predictor = predictor or OraclePredictor(twin.scope, noise_um=0.1)
-    return LockRunner(FocusLoop.for_rig(twin.rig, predictor, config))
+    sensor = NetworkSensor(predictor, twin.rig.preset.autofocus)
+    return LockRunner(FocusLoop.for_rig(twin.rig, sensor, config))
 
 
 def test_board_reboot_mid_lock_is_a_safe_stop(twin):

@@ -17,6 +17,7 @@ import pytest
 from controller.config import Config, config_from_dict
 from controller.hardware.rig import open_rig
 from controller.prediction import Predictor
+from controller.sensing import NetworkSensor
 from controller.service.api import ApiServer
 from controller.service.daemon import FocusService
 from controller.service.hardware import Hardware, ModelInfo
@@ -42,7 +43,8 @@ def oracle_hardware(config: Config, **oracle: Any) -> Hardware:
     """The virtual rig the config asks for, read by a model that knows the truth."""
     rig = open_rig(config)
     assert rig.scope is not None
-    return Hardware(rig, OraclePredictor(rig.scope, **oracle), ModelInfo("oracle@test"))
+    sensor = NetworkSensor(OraclePredictor(rig.scope, **oracle), rig.preset.autofocus)
+    return Hardware(rig, sensor, ModelInfo("oracle@test"))
 
 
 class HangingModel:
@@ -69,8 +71,10 @@ def hanging_hardware(config: Config, models: list[HangingModel]) -> Callable[[],
     """A hardware factory whose model can be made to hang; each model made lands in ``models``."""
     def make() -> Hardware:
         made = oracle_hardware(config)
-        models.append(HangingModel(made.predictor))
-        return dataclasses.replace(made, predictor=models[-1])
+        assert isinstance(made.sensor, NetworkSensor)
+        models.append(HangingModel(made.sensor.predictor))
+        return dataclasses.replace(made, sensor=dataclasses.replace(made.sensor,
+                                                                    predictor=models[-1]))
     return make
 
 

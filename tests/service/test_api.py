@@ -10,6 +10,7 @@ import math
 import pytest
 
 from controller.errors import FocuslockError
+from controller.sensing import NetworkSensor
 from tests.service.conftest import (
     FOCUS_Z_UM,
     START_Z_UM,
@@ -303,7 +304,9 @@ def test_an_unexpected_error_is_a_fault_not_a_dead_server(start_service, tmp_pat
     config = service_config(tmp_path)
 
     def hardware():
-        return dataclasses.replace(oracle_hardware(config), predictor=BrokenModel())
+        made = oracle_hardware(config)
+        return dataclasses.replace(made, sensor=NetworkSensor(BrokenModel(),
+                                                              made.rig.preset.autofocus))
 
     running = start_service(config, hardware=hardware)
     client = running.client

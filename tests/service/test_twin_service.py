@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from controller.optics import preset
+from controller.sensing import NetworkSensor
 from controller.service.hardware import Hardware, ModelInfo
 from controller.sim.twin import DigitalTwin, open_twin
 from tests.loop.doubles import OraclePredictor
@@ -23,7 +24,8 @@ def test_a_rebooted_board_is_a_fault_until_the_drive_is_re_referenced(start_serv
         twin = open_twin(preset("paper"), config.sim, frame_shape=(128, 128),
                          workdir=tmp_path / "firmware")
         twins.append(twin)
-        return Hardware(twin.rig, OraclePredictor(twin.scope), ModelInfo("oracle@twin"))
+        sensor = NetworkSensor(OraclePredictor(twin.scope), twin.rig.preset.autofocus)
+        return Hardware(twin.rig, sensor, ModelInfo("oracle@twin"))
 
     running = start_service(config, hardware=twin_hardware)
     client = running.client

@@ -1,0 +1,119 @@
+"""The fusion of the network's reading with the parallax cue's: who decides, and that a far move
+never rests on a sign the parallax cue did not confirm."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.fusion import FusionRules, fuse
+from controller.gates import check_prediction
+from controller.parallax import ParallaxReading
+from controller.prediction import Prediction
+
+RULES = FusionRules(sign_margin_um=2.0, agree_um=2.0, agree_fraction=0.25)
+NET_MIN = 0.4  # the bundled model's threshold
+PAR_MIN = 0.3
+
+
+def network(defocus_um: float, confidence: float = 0.9, in_range: bool = True) -> Prediction:
+    return Prediction(defocus_um, confidence, 0.1, (defocus_um,), in_range)
+
+
+def parallax(defocus_um: float, confidence: float = 0.8, in_range: bool = True) -> ParallaxReading:
+    return ParallaxReading(defocus_um=defocus_um, confidence=confidence,
+                           shift_px=-2.5 * defocus_um, patch_defocus_um=(defocus_um,) * 4,
+                           in_range=in_range)
+
+
+def passes(p: Prediction) -> bool:
+    threshold = NET_MIN if p.min_confidence is None else p.min_confidence
+    return not check_prediction(p, threshold)
+
+
+def test_agreement_lets_the_network_decide():
+    fused = fuse(network(5.0), NET_MIN, parallax(5.6), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("network", 5.0)
+    assert fused.parallax_um == 5.6 and "agrees" in fused.cue_reason and passes(fused)
+
+
+def test_a_wrong_sign_is_overruled_by_parallax():
+    """The issue's case: a field at -5 µm that the network read as +4.2 µm."""
+    fused = fuse(network(4.2, 0.63), NET_MIN, parallax(-5.0), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("parallax", -5.0)
+    assert "wrong sign" in fused.cue_reason and passes(fused)
+
+
+def test_a_distance_far_off_is_overruled_by_parallax():
+    fused = fuse(network(12.0), NET_MIN, parallax(5.0), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("parallax", 5.0)
+    assert "too far" in fused.cue_reason
+
+
+def test_near_focus_the_sign_is_not_asked_for():
+    fused = fuse(network(0.6), NET_MIN, parallax(-0.3), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("network", 0.6)
+
+
+def test_an_untrusted_network_gives_way_to_parallax():
+    fused = fuse(network(-20.0, 0.1), NET_MIN, parallax(8.0), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("parallax", 8.0) and passes(fused)
+    assert "network not trusted" in fused.cue_reason
+
+
+def test_without_a_network_parallax_reads_alone():
+    fused = fuse(None, PAR_MIN, parallax(-12.0), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("parallax", -12.0) and passes(fused)
+    assert fused.min_confidence == PAR_MIN
+
+
+def test_a_textureless_field_vetoes_a_far_move():
+    """No texture: the parallax cue measures nothing; a confident far network reading is not
+    acted on, and the gate says why."""
+    fused = fuse(network(9.0), NET_MIN, parallax(math.nan, 0.0), PAR_MIN, RULES)
+    assert fused.cue == "parallax" and fused.confidence == 0.0
+    rejections = check_prediction(fused, fused.min_confidence or NET_MIN)
+    assert [r.gate for r in rejections] == ["confidence"]
+    assert "parallax found no shift" in rejections[0].reason
+    assert "cannot confirm" in rejections[0].reason
+
+
+def test_an_unsure_parallax_cue_near_focus_leaves_the_network_to_decide():
+    fused = fuse(network(1.5), NET_MIN, parallax(-3.0, 0.05), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("network", 1.5) and passes(fused)
+
+
+def test_parallax_out_of_its_range_is_not_trusted():
+    fused = fuse(None, PAR_MIN, parallax(45.0, 0.9, in_range=False), PAR_MIN, RULES)
+    assert not passes(fused)
+    assert "outside its calibrated range" in fused.cue_reason
+
+
+@pytest.mark.parametrize("net_conf", [0.1, 0.9])
+def test_neither_trusted_is_no_move(net_conf):
+    fused = fuse(network(7.0, net_conf, in_range=net_conf > 0.5), NET_MIN,
+                 parallax(-6.0, 0.05), PAR_MIN, RULES)
+    assert not passes(fused)
+
+
+readings = st.floats(-40.0, 40.0, allow_nan=False)
+confidences = st.floats(0.0, 1.0)
+
+
+@given(n=readings, n_conf=confidences, p=readings | st.just(math.nan), p_conf=confidences,
+       has_network=st.booleans())
+def test_a_far_move_never_rests_on_an_unconfirmed_sign(n, n_conf, p, p_conf, has_network):
+    """Whatever the two cues say: a reading the gates let through that lies beyond the sign
+    margin has the sign of a trusted parallax reading; without one, nothing beyond the margin
+    passes."""
+    fused = fuse(network(n, n_conf) if has_network else None, NET_MIN,
+                 parallax(p, p_conf, in_range=abs(p) <= 35.0 if math.isfinite(p) else False),
+                 PAR_MIN, RULES)
+    if not passes(fused) or abs(fused.defocus_um) <= RULES.sign_margin_um:
+        return
+    parallax_trusted = math.isfinite(p) and p_conf >= PAR_MIN and abs(p) <= 35.0
+    assert parallax_trusted
+    assert math.copysign(1.0, fused.defocus_um) == math.copysign(1.0, p)
