@@ -27,7 +27,7 @@ from controller.loop import FocusLoop, LoopState
 from controller.runlog import StepRecord
 
 
-def _no_rejections() -> Mapping[str, int]:
+def _no_counts() -> Mapping[str, int]:
     return MappingProxyType({})
 
 
@@ -39,15 +39,20 @@ class StepCounts:
     steps: int = 0
     moves: int = 0
     locked_steps: int = 0  # steps that ended locked
-    rejected: Mapping[str, int] = field(default_factory=_no_rejections)  # readings, by gate
+    rejected: Mapping[str, int] = field(default_factory=_no_counts)  # readings, by gate
+    # trusted readings, by the cue that decided them ("network", "parallax")
+    decided: Mapping[str, int] = field(default_factory=_no_counts)
 
     def plus(self, record: StepRecord) -> StepCounts:
         rejected = dict(self.rejected)
         for gate in filter(None, record.rejected.split("+")):
             rejected[gate] = rejected.get(gate, 0) + 1
+        decided = dict(self.decided)
+        if record.cue and not record.rejected:
+            decided[record.cue] = decided.get(record.cue, 0) + 1
         return StepCounts(steps=self.steps + 1, moves=self.moves + (record.move_um != 0.0),
                           locked_steps=self.locked_steps + (record.state == LoopState.LOCKED),
-                          rejected=MappingProxyType(rejected))
+                          rejected=MappingProxyType(rejected), decided=MappingProxyType(decided))
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ def render_metrics(status: StatusSnapshot) -> str:
            [({}, counts.locked_steps)])
     metric("rejections_total", "counter", "readings rejected, by gate",
            [({"gate": gate}, count) for gate, count in sorted(counts.rejected.items())])
+    metric("readings_total", "counter", "trusted readings, by the cue that decided them "
+                                         "(network, or parallax where it overruled the network)",
+           [({"cue": cue}, count) for cue, count in sorted(counts.decided.items())])
     metric("faults_total", "counter", "times the loop entered the fault state",
            [({}, counters.faults)])
     metric("uptime_seconds", "gauge", "seconds since the service started",

@@ -63,8 +63,8 @@ class ServiceCounters:
         counts = self.step_counts
         return {"steps": counts.steps, "moves": counts.moves,
                 "locked_steps": counts.locked_steps, "rejected": dict(counts.rejected),
-                "faults": self.faults, "lock_starts": self.lock_starts,
-                "focus_runs": self.focus_runs}
+                "decided": dict(counts.decided), "faults": self.faults,
+                "lock_starts": self.lock_starts, "focus_runs": self.focus_runs}
 
 
 @dataclass(frozen=True)

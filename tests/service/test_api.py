@@ -30,7 +30,7 @@ def test_status_before_anything_runs(running):
                             "tolerance_um", "rate_hz", "travel_um", "leds", "model", "hardware",
                             "mode", "counters", "last_step", "uptime_s", "healthy", "health"]
     assert status["counters"] == {"steps": 0, "moves": 0, "locked_steps": 0, "rejected": {},
-                                  "faults": 0, "lock_starts": 0, "focus_runs": 0}
+                                  "decided": {}, "faults": 0, "lock_starts": 0, "focus_runs": 0}
     assert status["travel_um"] == [-1000.0, 1000.0]  # the config's, as the virtual drive's
     assert status["state"] == "idle" and status["mode"] == "idle"
     assert status["z_um"] == pytest.approx(START_Z_UM)
@@ -239,6 +239,7 @@ def test_metrics_are_prometheus_text(running):
     assert samples['focuslock_state{state="idle"}'] == 0.0
     assert samples["focuslock_up"] == 1.0 and samples["focuslock_lock_running"] == 1.0
     assert samples["focuslock_steps_total"] >= 4
+    assert samples['focuslock_readings_total{cue="network"}'] >= 1  # the only cue on paper
     assert abs(samples["focuslock_z_um"] - FOCUS_Z_UM) <= 0.5
     assert "# TYPE focuslock_moves_total counter" in text
 
