@@ -18,7 +18,7 @@
 
 Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|all]
           [--bundle PATH] [--starts 40] [--duration 180] [--sample KIND] [--seed 0]
-          [--preset paper|paper-pair]
+          [--preset paper|paper-pair] [--size 2048]
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def bench_memory(bundle: Path) -> None:
 
 
 def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
-                    preset_name: str) -> None:
+                    preset_name: str, size: int) -> None:
     """Focus now from random starts, per sample kind, with the sensor the config builds for the
     preset (the network alone on ``paper``; fused with the parallax cue on ``paper-pair``)."""
     from controller.config import ModelSettings, OpticsSettings
@@ -175,11 +175,12 @@ def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
 
     config = dataclasses.replace(Config(), optics=OpticsSettings(preset=preset_name),
                                  model=ModelSettings(bundle=str(bundle)))
+    frame = (size, size)
     print(f"focus now, {starts} starts per kind uniform in ±30 µm, {preset_name}, "
-          f"{FRAME[0]}² frames, a new field of view every five starts "
+          f"{size}² frames, a new field of view every five starts "
           f"(goal: 95 % within 0.5 µm in ≤ 3 moves)")
     for kind in samples:
-        rig = virtual_rig(preset(preset_name), SimSettings(sample=kind), frame_shape=FRAME)
+        rig = virtual_rig(preset(preset_name), SimSettings(sample=kind), frame_shape=frame)
         assert rig.scope is not None
         sensor, _ = open_sensor(config, rig.preset)
         loop = FocusLoop.for_rig(rig, sensor, config)
@@ -187,7 +188,7 @@ def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
         moves, errors = [], []
         for i in range(starts):
             if i % 5 == 0:  # a new field of view every five starts
-                rig.scope.replace_sample(make_sample(kind, FRAME, rig.preset.optics.pixel_um,
+                rig.scope.replace_sample(make_sample(kind, frame, rig.preset.optics.pixel_um,
                                                      seed=seed + 100 + i))
             rig.drive.move_to(rig.scope.focal_plane.z_um() + rng.uniform(-30.0, 30.0))
             moves.append(loop.focus_now(config.focus).moves)
@@ -246,6 +247,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0,
                         help="the sample's seed (focus now: its fields of view are seeds "
                              "SEED+100, SEED+105, ...)")
+    parser.add_argument("--size", type=int, default=FRAME[0],
+                        help="focus now's square frames (default 2048, the paper's)")
     parser.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.what == "memory-child":
@@ -258,7 +261,7 @@ def main() -> int:
         bench_memory(args.bundle)
     if args.what in ("focus-now", "all"):
         kinds = [args.sample] if args.sample else sorted(SAMPLE_KINDS)
-        bench_focus_now(args.bundle, args.starts, kinds, args.seed, args.preset)
+        bench_focus_now(args.bundle, args.starts, kinds, args.seed, args.preset, args.size)
     if args.what in ("lock", "all"):
         bench_lock(args.bundle, args.duration, args.sample or "sparse-cells", args.seed)
     return 0

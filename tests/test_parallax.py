@@ -40,19 +40,38 @@ def cue_of(name: str, calibration: ParallaxCalibration | None = None) -> Paralla
     return ParallaxCue(system.parallax, optics_of(name), calibration)
 
 
+# Every family the simulator draws without a user's pictures ("image" stands for "pictures").
+DRAWN_KINDS = sorted(kind for kind in SAMPLE_KINDS if kind != "pictures")
+# Thick families have no single focal plane (a pollen grain's sharpest plane is one of its
+# surfaces, docs/families.md): their readings are held to the sign and a depth of field more.
+THICK = {"thick-cells", "pollen"}
+# Thin, weak adherent cells under the colour retrofit's 10x/0.25: the cue declines every reading
+# (confidence 0.17-0.28 against its 0.3), so the box does not move on them; measured, and said in
+# docs/parallax.md.
+DECLINED = {("pi-hq-colour", "elongated-cells"), ("pi-hq-colour", "spread-cells")}
+
+
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("kind", sorted(SAMPLE_KINDS))
+@pytest.mark.parametrize("kind", DRAWN_KINDS)
 def test_the_shift_follows_the_defocus_with_its_sign_for_every_sample_kind(kind, mode):
-    # Uncalibrated (the optics' geometric prediction): far from focus the views' shift gives the
-    # defocus within a fraction of itself, and always its sign.
+    # Uncalibrated (the optics' geometric prediction): far from focus every reading the cue
+    # trusts gives the defocus within a fraction of itself, and always its sign; a reading it
+    # does not trust moves nothing. Most readings must be trusted.
     cue = cue_of(mode)
     dof = cue.optics.depth_of_field_um
     defocus = [-3.0 * dof, -1.5 * dof, 1.5 * dof, 3.0 * dof]
+    trusted = 0
     for d, frames in zip(defocus, reading_frames(kind, 5, defocus, preset_name=mode),
                          strict=True):
         reading = cue.measure(frames)
+        if reading.confidence < cue.min_confidence or not reading.in_range:
+            continue
+        trusted += 1
         assert math.copysign(1.0, reading.shift_px) == -math.copysign(1.0, d)  # um_per_px < 0
-        assert reading.defocus_um == pytest.approx(d, abs=0.25 * abs(d) + 0.3 * dof), (kind, d)
+        tolerance = 0.25 * abs(d) + 0.3 * dof + (dof if kind in THICK else 0.0)
+        assert reading.defocus_um == pytest.approx(d, abs=tolerance), (kind, d)
+    if (mode, kind) not in DECLINED:
+        assert trusted >= 2, f"{kind}: the cue trusted {trusted} of 4 readings"
 
 
 def test_the_geometric_calibration_is_the_tilt_formula():
