@@ -45,9 +45,9 @@ DRAWN_KINDS = sorted(kind for kind in SAMPLE_KINDS if kind != "pictures")
 # Thick families have no single focal plane (a pollen grain's sharpest plane is one of its
 # surfaces, docs/families.md): their readings are held to the sign and a depth of field more.
 THICK = {"thick-cells", "pollen"}
-# Thin, weak adherent cells under the colour retrofit's 10x/0.25: the cue declines every reading
-# (confidence 0.17-0.28 against its 0.3), so the box does not move on them; measured, and said in
-# docs/parallax.md.
+# Thin, weak adherent cells under the colour retrofit's 10x/0.25 in a small (512²) field: the
+# cue declines every reading here (confidence 0.17-0.28 against its 0.3), so the box does not
+# move on them; on 1024² fields it trusts 90-98 % of them (docs/parallax.md, benchmark).
 DECLINED = {("pi-hq-colour", "elongated-cells"), ("pi-hq-colour", "spread-cells")}
 
 
