@@ -12,7 +12,6 @@ import pytest
 
 from controller.cli import main
 from controller.optics import preset
-from controller.stackio import write_stack
 from tests.cli_run import run_cli
 from training.batches import Batches, fit_standardizer
 from training.build import AcquiredPlan, build_dataset
@@ -22,7 +21,14 @@ from training.dataset import DatasetError, load_dataset, load_training_data, sta
 from training.store import StoreError, open_store
 from training.store_dataset import open_store_dataset
 
-from .store_helpers import PLAN, SPEC, TINY_ARGS, assert_same_store, record_files
+from .store_helpers import (
+    PLAN,
+    SPEC,
+    assert_same_store,
+    record_files,
+    tiny_args,
+    write_plan_stacks,
+)
 
 HERE = ClusterChoice(in_process=True)
 
@@ -42,12 +48,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stack_folder(tmp_path_factory):
-    """PLAN's stacks as files, as train-data writes them, rendered in this process."""
-    folder = tmp_path_factory.mktemp("stacks")
-    system = preset("paper")
-    for name, kind, seed in zip(PLAN.names(), PLAN.kinds * 3, range(PLAN.count), strict=True):
-        write_stack(folder / name, simulated_stack(kind, seed, PLAN.size, system, PLAN.z_um()))
-    return folder
+    return write_plan_stacks(tmp_path_factory.mktemp("stacks"), PLAN)
 
 
 def test_a_store_holds_each_stacks_features_labels_and_record(built):
@@ -267,7 +268,7 @@ def test_a_store_of_other_features_or_without_mirror_is_refused(built, tmp_path)
 
 def test_the_command_builds_reports_and_refuses_bad_output(tmp_path, capsys):
     out = tmp_path / "cli.zarr"
-    code, _ = run_cli(["dataset", "build", str(out), *TINY_ARGS, "--in-process"], capsys)
+    code, _ = run_cli(["dataset", "build", str(out), *tiny_args(), "--in-process"], capsys)
     assert code == 0
     assert main(["dataset", "info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -276,12 +277,12 @@ def test_the_command_builds_reports_and_refuses_bad_output(tmp_path, capsys):
     assert 0 < info["bytes_per_stack"] < 1_000_000
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    code, err = run_cli(["dataset", "build", str(blocker / "out.zarr"), *TINY_ARGS,
+    code, err = run_cli(["dataset", "build", str(blocker / "out.zarr"), *tiny_args(),
                          "--in-process"], capsys)
     assert code == 2 and str(blocker) in err and "cannot create the folder" in err
     not_a_store = tmp_path / "photos"
     not_a_store.mkdir()
-    code, err = run_cli(["dataset", "build", str(not_a_store), *TINY_ARGS, "--in-process"],
+    code, err = run_cli(["dataset", "build", str(not_a_store), *tiny_args(), "--in-process"],
                         capsys)
     assert code == 2 and "photos: exists and is not a dataset store" in err
     code, err = run_cli(["dataset", "build", str(out), "--from", str(tmp_path), "--count", "3"],
