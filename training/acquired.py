@@ -9,7 +9,6 @@ every worker, with its credentials from the usual places (environment, config fi
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,9 +44,8 @@ def list_stacks(url: str) -> list[tuple[str, str]]:
                    if str(e).endswith(STACK_SUFFIXES))
     if not found:
         raise DatasetError(f"{url}: no focal-stack files (*.ome.tif) in it")
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     local = isinstance(fs, LocalFileSystem)
-    return [(name, path if local else f"{protocol}://{path}") for name, path in found]
+    return [(name, path if local else fs.unstrip_protocol(path)) for name, path in found]
 
 
 @contextmanager
@@ -79,7 +77,3 @@ def read_acquired_record(url: str) -> dict[str, Any]:
     with local_copy(url) as path:
         return read_stack_record(path)
 
-
-def is_url(location: str) -> bool:
-    """Whether a location names a protocol (``s3://bucket/x``) rather than a local path."""
-    return "://" in location and not os.path.exists(location)

@@ -20,6 +20,7 @@ import numpy as np
 
 from controller.features import Standardizer
 from training.dataset import Dataset
+from training.network import TrainingError
 
 # 32768 rows of 384 float32 features: 50 MB per block, about 540 stacks of 61 one-patch planes
 BLOCK_ROWS = 1 << 15
@@ -98,7 +99,7 @@ class Batches:
     def __init__(self, dataset: Dataset, standardizer: Standardizer, batch_size: int, *,
                  seed: int = 0, shuffle: bool = True, max_rows: int = BLOCK_ROWS) -> None:
         if dataset.n_rows == 0:
-            raise ValueError("no rows to make batches of")
+            raise TrainingError("training and validation sets must both be non-empty")
         self.dataset = dataset
         self.standardizer = standardizer
         self.batch_size = batch_size

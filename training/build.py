@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,10 +109,9 @@ class AcquiredPlan:
 
     def jobs(self, slots: list[int], names: list[str], files: list[tuple[str, str]]
              ) -> list[Job]:
-        where = dict(files)
+        where = dict(files)  # a file gone since its slot was planned: the task names it missing
         base = self.url.rstrip("/")
-        return [AcquiredJob(slot, names[slot],
-                            where.get(names[slot], str(PurePosixPath(base) / names[slot])))
+        return [AcquiredJob(slot, names[slot], where.get(names[slot], f"{base}/{names[slot]}"))
                 for slot in slots]
 
 

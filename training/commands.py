@@ -260,7 +260,7 @@ def run_dataset_build(args: argparse.Namespace) -> int:
     if args.source is not None:
         if given:
             raise BuildError(f"--from builds from acquired stacks; {', '.join(given)} "
-                             f"describe(s) simulated ones")
+                             f"belong to simulated ones")
         plan = AcquiredPlan(args.source)
     else:
         def value(name: str, default: Any) -> Any:

@@ -113,8 +113,6 @@ def fit(model: Any, hp: HyperParams, train: Batches, val: Batches,
         verbose: int = 2) -> History:
     """Train with early stopping on validation RMSE; the model ends with its best weights.
     The batches (training/batches.py) decide the order of the rows, so Keras shuffles nothing."""
-    if train.dataset.n_rows == 0 or val.dataset.n_rows == 0:
-        raise TrainingError("training and validation sets must both be non-empty")
     quiet_tensorflow()
     import keras
 
