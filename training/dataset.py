@@ -266,7 +266,7 @@ def mismatch(stack_optics: Optics, patterns: Sequence[Pattern], optics: Optics,
     return None
 
 
-def first_identity(files: Sequence[Path]) -> tuple[Optics, Pattern]:
+def _first_identity(files: Sequence[Path]) -> tuple[Optics, Pattern]:
     """Optics and autofocus pattern of the first readable stack: the dataset's identity."""
     for path in files:
         try:
@@ -316,7 +316,7 @@ def load_dataset(data_dir: str | os.PathLike[str], spec: FeatureSpec, *,
     files = stack_files(data_dir)
     cache = Path(cache_dir) if cache_dir is not None else Path(data_dir) / ".features"
     cache.mkdir(parents=True, exist_ok=True)
-    optics, pattern = first_identity(files)
+    optics, pattern = _first_identity(files)
     if mirror and not mirror_symmetric(pattern):
         raise DatasetError(f"the autofocus pattern {pattern.name!r} is not symmetric under x -> "
                            f"-x, so mirrored frames would be false examples: train without mirror")

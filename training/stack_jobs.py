@@ -3,7 +3,7 @@
 A task runs on a Dask worker: it renders a simulated stack (both channels, in memory) or reads an
 acquired one, checks that it fits the dataset (optics, autofocus pattern, frame, planes), finds
 its focal plane from the incoherent channel, and featurises its autofocus planes with the
-controller's own function; the images are dropped there, only features (about 100 kB a stack)
+controller's own function; the images are dropped there, only features (80-160 kB a stack)
 travel back. A stack that cannot be used (a damaged file, no focus found, other optics) comes
 back as ``skipped`` with the reason, never as an exception that would stop the build.
 
@@ -86,8 +86,10 @@ def run_job(job: Job, layout: Layout) -> StackResult:
             features = stack_features(stack, job.name, layout.spec, layout.mirror)
         except FocuslockError as exc:  # no focus found, frames smaller than a patch ...
             problem = str(exc)
+    kept = stack if job.keep else None  # a skipped stack too: to see why
     if problem is not None:
-        return StackResult(job.slot, {**described, "status": "skipped", "reason": problem})
+        return StackResult(job.slot, {**described, "status": "skipped", "reason": problem},
+                           kept=kept)
     n = stack.z_um.size
     record = {**described, "status": "done",
               "z_um": stack.z_um.tolist(),
@@ -95,8 +97,7 @@ def run_job(job: Job, layout: Layout) -> StackResult:
               "true_defocus_um": [None if math.isnan(v) else v
                                   for v in features.true_defocus_um[:n].tolist()]}
     return StackResult(job.slot, record, features.features[:n],
-                       features.features[n:] if layout.mirror else None,
-                       stack if job.keep else None)
+                       features.features[n:] if layout.mirror else None, kept)
 
 
 def _described(job: Job, stack: FocalStack) -> dict[str, Any]:

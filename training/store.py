@@ -1,7 +1,8 @@
 """The dataset store: a Zarr v3 group that ``focuslock dataset build`` fills one stack at a time.
 
 Training reads features, never images, so a stack is kept as the features of its autofocus
-planes, its labels and its record (about 100 kB for 61 planes of 512², against 64 MB of pixels).
+planes, its labels and its record (80 kB for 61 planes of 512², 160 kB with their mirrored
+planes, against 64 MB of pixels).
 Layout (docs/training.md):
 
 - ``zarr.json``: the group's attributes: ``focuslock_dataset`` (format version), ``layout``

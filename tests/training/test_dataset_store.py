@@ -12,9 +12,10 @@ import pytest
 
 from controller.cli import main
 from controller.optics import preset
+from controller.stackio import read_stack, write_stack
 from tests.cli_run import run_cli
 from training.batches import Batches, fit_standardizer
-from training.build import AcquiredPlan, build_dataset
+from training.build import AcquiredPlan, BuildError, build_dataset
 from training.cluster import ClusterChoice
 from training.datagen import simulated_stack
 from training.dataset import DatasetError, load_dataset, load_training_data, stack_features
@@ -291,3 +292,68 @@ def test_the_command_builds_reports_and_refuses_bad_output(tmp_path, capsys):
     code, err = run_cli(["dataset", "build", str(tmp_path / "x.zarr"), "--from",
                          str(tmp_path / "nowhere"), "--in-process"], capsys)
     assert code == 2 and "nowhere: no such folder" in err
+
+
+def test_stacks_shorter_than_the_first_fit_and_another_frame_size_is_skipped(tmp_path,
+                                                                            stack_folder):
+    folder = tmp_path / "mixed"
+    shutil.copytree(stack_folder, folder)
+    system = preset("paper")
+    long = simulated_stack("sparse-cells", 0, PLAN.size, system, np.arange(-6, 7.0))
+    write_stack(folder / "a-long.ome.tif", long)  # first by name: 13 planes, the others 11
+    out = tmp_path / "mixed.zarr"
+    report = build_dataset(out, AcquiredPlan(str(folder)), SPEC, cluster=HERE)
+    assert "a-long.ome.tif" not in dict(report.skipped)
+    store = open_store(out)
+    assert store.layout.planes == 13
+    planes = store.index()["planes"]
+    assert planes[0] == 13 and set(planes[1:]) <= {0, 11}
+    assert np.isnan(store.index()["z_um"][1:, 11:]).all()
+    stored = load_training_data(out, SPEC)
+    in_memory = load_dataset(folder, SPEC, cache_dir=tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(stored.features, in_memory.features)
+    np.testing.assert_array_equal(stored.defocus_um, in_memory.defocus_um)
+    np.testing.assert_array_equal(stored.plane, in_memory.plane)
+    write_stack(folder / "z-small.ome.tif", simulated_stack("sparse-cells", 0, 64, system,
+                                                            PLAN.z_um()))
+    write_stack(folder / "z-longer.ome.tif", simulated_stack("sparse-cells", 1, PLAN.size,
+                                                             system, np.arange(-7, 8.0)))
+    report = build_dataset(out, AcquiredPlan(str(folder)), SPEC, cluster=HERE)
+    assert dict(report.skipped) == {
+        "z-small.ome.tif": "frames of 64x64 pixels; the dataset's are 128x128",
+        "z-longer.ome.tif": "15 planes; the dataset holds at most 13 per stack (its first "
+                            "stack's)"}
+
+
+def test_skipped_stacks_stay_skipped_unless_retried(tmp_path, stack_folder):
+    folder = tmp_path / "fixable"
+    shutil.copytree(stack_folder, folder)
+    name = PLAN.names()[0]
+    good = (folder / name).read_bytes()
+    (folder / name).write_bytes(good[:1000])
+    out = tmp_path / "fixable.zarr"
+    assert name in dict(build_dataset(out, AcquiredPlan(str(folder)), SPEC,
+                                      cluster=HERE).skipped)
+    (folder / name).write_bytes(good)  # the file mended
+    assert build_dataset(out, AcquiredPlan(str(folder)), SPEC, cluster=HERE).to_do == 0
+    report = build_dataset(out, AcquiredPlan(str(folder)), SPEC, cluster=HERE,
+                           retry_skipped=True)
+    assert report.built == 1 and name not in dict(report.skipped)
+
+
+def test_the_first_stacks_can_be_kept_as_files_to_look_at(tmp_path):
+    out = tmp_path / "kept.zarr"
+    report = _build(out, keep_stacks=2)
+    kept = sorted((tmp_path / "kept-stacks").iterdir())
+    assert [p.name for p in kept] == sorted(PLAN.names()[:2])
+    store = open_store(out)
+    for path in kept:
+        slot = store.names().index(path.name)
+        if store.index()["status"][slot] == 1:
+            n = store.index()["planes"][slot]
+            np.testing.assert_array_equal(
+                stack_features(read_stack(path), path.name, SPEC).features,
+                store.read("features", np.array([slot]))[0][:n])
+    assert report.finished == PLAN.count
+    with pytest.raises(BuildError, match="--keep-stacks"):
+        build_dataset(tmp_path / "x.zarr", AcquiredPlan(str(tmp_path)), SPEC, keep_stacks=1)
