@@ -15,6 +15,7 @@ the reason and the build goes on; a rerun leaves it skipped unless asked to retr
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,6 +35,8 @@ from training.datagen import FOCUS_JITTER_UM, check_render, stack_name
 from training.dataset import DatasetError, identity_of, mirror_symmetric
 from training.stack_jobs import AcquiredJob, Job, SimulatedJob, StackResult, run_job
 from training.store import DatasetStore, Layout, StoreError, create_store, is_store, open_store
+
+log = logging.getLogger(__name__)
 
 
 class BuildError(FocuslockError):
@@ -158,9 +161,6 @@ def build_dataset(out: Path, plan: Plan, spec: FeatureSpec, *, mirror: bool = Fa
     if keep_stacks and not isinstance(plan, SimulatedPlan):
         raise BuildError("--keep-stacks: acquired stacks are already files; nothing to keep")
     store, files = _prepared_store(out, plan, spec, mirror)
-    if mirror and not mirror_symmetric(store.layout.pattern):
-        raise BuildError(f"--mirror: the autofocus pattern {store.layout.pattern.name!r} is not "
-                         f"symmetric under x -> -x, so mirrored frames would be false examples")
     kept = out.with_name(out.name.removesuffix(".zarr") + "-stacks")
     if keep_stacks:
         require_writable_dir(kept)
@@ -171,6 +171,7 @@ def build_dataset(out: Path, plan: Plan, spec: FeatureSpec, *, mirror: bool = Fa
     jobs = (plan.jobs(slots, names, keep_stacks) if isinstance(plan, SimulatedPlan)
             else plan.jobs(slots, names, files))
     report = BuildReport(out, len(records), len(jobs), cluster.describe())
+    log.info("%s: %d of %d stacks to build on %s", out, len(jobs), len(records), report.cluster)
     try:
         if jobs:
             with dask_client(cluster) as client:
@@ -192,10 +193,14 @@ def _prepared_store(out: Path, plan: Plan, spec: FeatureSpec, mirror: bool
     if not out.exists():
         require_writable_dir(out.parent)
         if isinstance(plan, SimulatedPlan):
-            return create_store(out, plan.layout(spec, mirror), plan.describe(),
-                                plan.names()), files
-        return create_store(out, plan.layout(spec, mirror, files), plan.describe(),
-                            [name for name, _ in files]), files
+            layout, names = plan.layout(spec, mirror), plan.names()
+        else:
+            layout, names = plan.layout(spec, mirror, files), [name for name, _ in files]
+        if mirror and not mirror_symmetric(layout.pattern):
+            raise BuildError(f"--mirror: the autofocus pattern {layout.pattern.name!r} is not "
+                             f"symmetric under x -> -x, so mirrored frames would be false "
+                             f"examples")
+        return create_store(out, layout, plan.describe(), names), files
     store = open_store(out)
     _require_same(out, "sources", store.plan, plan.describe())
     _require_same(out, "feature spec", store.layout.spec.to_dict(), spec.to_dict())

@@ -289,6 +289,10 @@ def test_the_command_builds_reports_and_refuses_bad_output(tmp_path, capsys):
     code, err = run_cli(["dataset", "build", str(out), "--from", str(tmp_path), "--count", "3"],
                         capsys)
     assert code == 2 and "--count" in err
+    asymmetric = tmp_path / "pi-hq.zarr"
+    code, err = run_cli(["dataset", "build", str(asymmetric), *tiny_args(), "--preset", "pi-hq",
+                         "--mirror", "--in-process"], capsys)
+    assert code == 2 and "'autofocus' is not symmetric" in err and not asymmetric.exists()
     code, err = run_cli(["dataset", "build", str(tmp_path / "x.zarr"), "--from",
                          str(tmp_path / "nowhere"), "--in-process"], capsys)
     assert code == 2 and "nowhere: no such folder" in err
