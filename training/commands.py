@@ -65,8 +65,8 @@ def register(subparsers: Any) -> None:
     hp = HyperParams()
 
     p = subparsers.add_parser(
-        "train", help="train a model bundle on a folder of focal stacks",
-        description="Featurise every focal stack in DATA_DIR (ground truth from its incoherent "
+        "train", help="train a model bundle on focal stacks or a dataset store",
+        description="Featurise every focal stack in DATA (ground truth from its incoherent "
                     "channel), or read a dataset store built by `focuslock dataset build` in "
                     "blocks, train the MLP with early stopping, export float32 and int8 TFLite "
                     "and write the bundle with its record and report.")
@@ -105,18 +105,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_train)
 
     p = subparsers.add_parser(
-        "evaluate", help="accuracy of a model bundle on a folder of focal stacks",
-        description="Predict every autofocus plane of the stacks in DATA_DIR with the bundle "
+        "evaluate", help="accuracy of a model bundle on focal stacks or a dataset store",
+        description="Predict every autofocus plane of the stacks in DATA with the bundle "
                     "(as the controller does: int8, median over patches) and report RMSE "
                     "overall and by |defocus|, with plots.")
     p.add_argument("bundle", type=Path, metavar="BUNDLE")
     p.add_argument("data_dir", type=Path, metavar="DATA",
                    help="a folder of focal stacks, or a dataset store (OUT.zarr)")
     p.add_argument("--report", type=Path, metavar="DIR",
-                   help="report folder (default DATA/evaluation-<bundle name>)")
+                   help="report folder (default DATA/evaluation-<bundle name>, for a store "
+                        "<store name>-evaluation-<bundle name> beside it)")
     p.add_argument("--workers", type=WORKERS, default=1, help="processes featurising stacks")
     p.add_argument("--cache", type=Path, metavar="DIR",
-                   help="feature cache (default DATA_DIR/.features)")
+                   help="feature cache of a folder of stacks (default DATA/.features)")
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser(
@@ -214,8 +215,14 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from controller.files import require_writable_dir
     from training.pipeline import evaluate
+    from training.store import is_store
 
-    report = args.report or args.data_dir / f"evaluation-{args.bundle.resolve().name}"
+    name = f"evaluation-{args.bundle.resolve().name}"
+    data: Path = args.data_dir
+    # a folder of stacks holds its reports; a store is left as its build made it
+    default = data.with_name(f"{data.name.removesuffix('.zarr')}-{name}") if is_store(data) \
+        else data / name
+    report = args.report or default
     if args.data_dir.is_dir():  # a missing data folder is named by the dataset's own error
         require_writable_dir(report)
     result = evaluate(args.bundle, args.data_dir, report, workers=args.workers,

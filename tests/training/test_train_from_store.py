@@ -44,6 +44,15 @@ def test_a_store_trains_the_model_its_folder_trains(train_dir, tmp_path):
     assert ({**records[0]["fine"], "sha256": None} == {**records[1]["fine"], "sha256": None})
     assert records[0]["data"]["train"] == records[1]["data"]["train"]
     assert records[1]["data"]["folder"] == "train.zarr"
+    # evaluate reads a store as it reads the folder; its report goes beside the store
+    assert main(["evaluate", str(from_store), str(store)]) == 0
+    assert main(["evaluate", str(from_store), str(train_dir), "--cache", str(tmp_path / "cache"),
+                 "--report", str(tmp_path / "folder-report")]) == 0
+    reports = [json.loads((r / "metrics.json").read_text())
+               for r in (tmp_path / "train-evaluation-store-bundle", tmp_path / "folder-report")]
+    for key in ("rmse_um", "by_abs_defocus", "n", "stacks"):
+        assert reports[0][key] == reports[1][key], key
+    assert not any(p.name.startswith("evaluation") for p in store.iterdir())
 
 
 def test_whole_kinds_are_held_out_of_training(train_dir, tmp_path):
