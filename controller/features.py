@@ -258,10 +258,16 @@ class Standardizer:
     @classmethod
     def fit(cls, features: np.ndarray) -> Standardizer:
         flat = np.asarray(features, np.float64).reshape(-1, features.shape[-1])
-        std = flat.std(axis=0)
+        return cls.from_moments(flat.mean(axis=0), flat.std(axis=0))
+
+    @classmethod
+    def from_moments(cls, mean: np.ndarray, std: np.ndarray) -> Standardizer:
+        """From per-feature mean and std measured elsewhere (training streams them over a
+        dataset larger than memory)."""
+        std = np.array(std, np.float64)
         # a feature that never varies (the zeroed DC bin) must not blow up: divide by 1
         std[std < 1e-12] = 1.0
-        return cls(flat.mean(axis=0).astype(np.float32), std.astype(np.float32))
+        return cls(np.asarray(mean).astype(np.float32), std.astype(np.float32))
 
     def apply(self, features: np.ndarray) -> np.ndarray:
         if features.shape[-1] != self.mean.size:

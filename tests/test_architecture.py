@@ -1,6 +1,7 @@
 """The house's rules that a reader cannot see at a glance: no import cycles, the controller
-never imports training, and the `focuslock` command never loads TensorFlow until a training
-command runs (docs/architecture.md)."""
+never imports training nor the packages of the ``train`` extra, and the `focuslock` command never
+loads TensorFlow, Dask's distributed or Zarr until a training command runs
+(docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("controller", "training")
+# The train extra's packages (pyproject.toml): never on the box
+TRAIN_ONLY = ("tensorflow", "keras", "tf_keras", "tqdm", "dask", "distributed", "zarr", "fsspec")
 
 
 def _module_files() -> dict[str, Path]:
@@ -119,6 +122,24 @@ def test_the_controller_never_imports_training_at_import_time() -> None:
     assert not {m: t for m, t in offenders.items() if t}
 
 
+def test_the_controller_names_no_package_of_the_train_extra() -> None:
+    """Not at import time, nor inside a function: the box does not have them installed."""
+    offenders = {}
+    for module, path in _module_files().items():
+        if module.split(".")[0] != "controller":
+            continue
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names.add(node.module or "")
+        bad = sorted(n for n in names if n.split(".")[0] in TRAIN_ONLY)
+        if bad:
+            offenders[module] = bad
+    assert not offenders
+
+
 def test_the_box_command_loads_neither_tensorflow_nor_the_training_code() -> None:
     # Every controller module imported, and the whole parser built (training's subcommands
     # join through the entry-point group): TensorFlow stays unloaded.
@@ -131,8 +152,12 @@ assert not any(m.split(".")[0] == "training" for m in sys.modules), "controller 
 from controller.cli import build_parser
 parser = build_parser()
 commands = parser._subparsers._group_actions[0].choices
-assert {"train", "evaluate", "train-data", "lock", "serve"} <= set(commands), sorted(commands)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
+assert {"train", "evaluate", "train-data", "dataset", "lock", "serve"} <= set(commands), \
+    sorted(commands)
+# (dask itself may be loaded: pyfftw imports it when it is installed, for its dask interface)
+heavy = sorted(m for m in sys.modules
+               if m.split(".")[0] in ("tensorflow", "keras", "tf_keras", "distributed", "zarr",
+                                      "fsspec"))
 assert not heavy, heavy
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -17,10 +17,12 @@ from tqdm import tqdm
 
 from controller.errors import FocuslockError
 from controller.files import require_writable_dir
-from controller.optics import preset
-from controller.sim.samples import make_sample
+from controller.optics import Preset, preset
+from controller.sim.samples import SAMPLE_KINDS, make_sample
 from controller.sim.stacks import render_stack, require_render_memory, resolve_patterns
-from controller.stackio import write_stack
+from controller.stackio import FocalStack, write_stack
+
+FOCUS_JITTER_UM = 1.0  # the focal plane lies within ±this of z = 0
 
 
 def stack_name(kind: str, sample_seed: int) -> str:
@@ -29,31 +31,45 @@ def stack_name(kind: str, sample_seed: int) -> str:
 
 def generate(out: Path, count: int, *, kinds: Sequence[str], seed: int, size: int,
              preset_name: str = "paper", z_range_um: float = 30.0, z_step_um: float = 1.0,
-             focus_jitter_um: float = 1.0, progress: bool = True) -> list[Path]:
+             focus_jitter_um: float = FOCUS_JITTER_UM, progress: bool = True) -> list[Path]:
     """Render ``count`` stacks into ``out`` (skipping those already there); their paths."""
-    if count < 1 or size < 8 or not z_range_um > 0 or not z_step_um > 0 or not kinds:
-        raise FocuslockError("train-data: count, size, z range, z step and the sample kinds "
-                             "must be positive / non-empty")
-    system = preset(preset_name)
-    pixel_um = system.optics.pixel_um
-    half_planes = z_range_um / z_step_um
-    require_render_memory("train-data", (size, size), 1, len(resolve_patterns(system, None)),
-                          2 * half_planes + 1)
+    z, system = check_render(count, kinds=kinds, size=size, preset_name=preset_name,
+                             z_range_um=z_range_um, z_step_um=z_step_um, what="train-data")
     require_writable_dir(out)
-    n_steps = round(half_planes)
-    z = np.arange(-n_steps, n_steps + 1) * z_step_um
     paths = []
     for i in tqdm(range(count), desc="rendering stacks", unit="stack", disable=not progress):
         kind = kinds[i % len(kinds)]
-        sample_seed = seed + i
-        path = out / stack_name(kind, sample_seed)
+        path = out / stack_name(kind, seed + i)
         paths.append(path)
-        if path.exists():
-            continue
-        rng = np.random.default_rng([sample_seed, 7])
-        focus = float(rng.uniform(-focus_jitter_um, focus_jitter_um))
-        sample = make_sample(kind, (size, size), pixel_um, sample_seed)
-        stack = render_stack(sample, z, preset=system, focus_z_um=focus, seed=sample_seed)
-        stack.metadata["name"] = path.name
-        write_stack(path, stack)
+        if not path.exists():
+            write_stack(path, simulated_stack(kind, seed + i, size, system, z, focus_jitter_um))
     return paths
+
+
+def check_render(count: int, *, kinds: Sequence[str], size: int, preset_name: str,
+                 z_range_um: float, z_step_um: float, what: str) -> tuple[np.ndarray, Preset]:
+    """Refuse numbers that cannot make stacks, before any work; the planes' z and the preset."""
+    if count < 1 or size < 8 or not z_range_um > 0 or not z_step_um > 0 or not kinds:
+        raise FocuslockError(f"{what}: count, size, z range, z step and the sample kinds "
+                             f"must be positive / non-empty")
+    unknown = sorted(set(kinds) - set(SAMPLE_KINDS))
+    if unknown:
+        raise FocuslockError(f"{what}: unknown sample kind(s) {unknown}; known: "
+                             f"{sorted(SAMPLE_KINDS)}")
+    system = preset(preset_name)
+    half_planes = z_range_um / z_step_um
+    require_render_memory(what, (size, size), 1, len(resolve_patterns(system, None)),
+                          2 * half_planes + 1)
+    n_steps = round(half_planes)
+    return np.arange(-n_steps, n_steps + 1) * z_step_um, system
+
+
+def simulated_stack(kind: str, sample_seed: int, size: int, system: Preset, z_um: np.ndarray,
+                    focus_jitter_um: float = FOCUS_JITTER_UM) -> FocalStack:
+    """The stack of sample kind ``kind`` and seed ``sample_seed``, named as its file is."""
+    rng = np.random.default_rng([sample_seed, 7])
+    focus = float(rng.uniform(-focus_jitter_um, focus_jitter_um))
+    sample = make_sample(kind, (size, size), system.optics.pixel_um, sample_seed)
+    stack = render_stack(sample, z_um, preset=system, focus_z_um=focus, seed=sample_seed)
+    stack.metadata["name"] = stack_name(kind, sample_seed)
+    return stack

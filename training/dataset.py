@@ -1,11 +1,7 @@
 """A folder of focal-stack files -> a featurised dataset of (features, defocus_um, stack).
 
 Every stack contributes each plane of its autofocus channel, cut into feature patches; its label
-``defocus_um = z_focus - z`` comes from the stack's own incoherent channel
-(controller/groundtruth.py), as it would on a real microscope. Featurised stacks are cached beside
-each other (one .npz per stack, keyed by the file's size and mtime and the feature spec), so adding
-stacks or retraining costs only the new ones. Damaged or incomplete stacks, or stacks made with
-other optics or another autofocus pattern, are reported and skipped; an empty result is an error.
+from controller.stackio import AUTOFOCUS_CHANNEL, FocalStack, read_stack, read_stack_record
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -27,7 +23,7 @@ from controller.errors import FocuslockError
 from controller.features import FeatureSpec, featurize
 from controller.groundtruth import METHOD, find_focus
 from controller.optics import Led, Optics, Pattern
-from controller.stackio import AUTOFOCUS_CHANNEL, read_stack, read_stack_record
+from controller.stackio import AUTOFOCUS_CHANNEL, FocalStack, read_stack, read_stack_record
 
 log = logging.getLogger(__name__)
 STACK_SUFFIXES = (".ome.tif", ".ome.tiff")
@@ -50,11 +46,29 @@ class StackFeatures:
     mirrored: np.ndarray  # bool (frames,): an x-mirrored copy of a plane, for training only
 
 
+class FeatureSource(Protocol):
+    """Where a dataset's feature rows live."""
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """float32 (len(rows), n_features): the rows with these ids, given in ascending order."""
+        ...
+
+
+@dataclass(frozen=True)
+class FeaturesInMemory:
+    array: np.ndarray  # float32 (rows, n_features)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        return self.array[rows]
+
+
 @dataclass
 class Dataset:
-    """Rows are patches; ``plane`` groups a frame's patches, ``stack`` its position."""
+    """Rows are patches; ``plane`` groups a frame's patches, ``stack`` its position. Rows are
+    grouped by stack, stacks in ascending order, and ``row`` (each row's id in ``source``)
+    ascends: subsets keep that order, so a block of whole stacks reads contiguous rows."""
 
-    features: np.ndarray  # float32 (rows, n_features)
+    row: np.ndarray  # int64 (rows,): the row's id in ``source``
     defocus_um: np.ndarray  # float32 (rows,)
     true_defocus_um: np.ndarray  # float32 (rows,), NaN where the true focus is unknown
     stack: np.ndarray  # int (rows,): index into ``names``
@@ -64,7 +78,22 @@ class Dataset:
     samples: list[str]  # each stack's sample type
     optics: Optics
     pattern: Pattern
+    source: FeatureSource
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row.size)
+
+    @property
+    def features(self) -> np.ndarray:
+        """Every row's features at once, for small sets; training reads blocks of stacks
+        (training/batches.py) through ``features_of``."""
+        return self.source.read(self.row)
+
+    def features_of(self, positions: np.ndarray) -> np.ndarray:
+        """The features of the rows at these positions (ascending) of this dataset."""
+        return self.source.read(self.row[positions])
 
     def subset(self, stacks: Sequence[int] | np.ndarray) -> Dataset:
         """The rows of the given stacks (indices into ``names``)."""
@@ -74,23 +103,42 @@ class Dataset:
         """Without the mirrored copies: what a camera would deliver (for validation)."""
         return self._rows(~self.mirrored)
 
+    def rows_where(self, keep: np.ndarray) -> Dataset:
+        """The rows where ``keep`` (bool, one per row) is true."""
+        return self._rows(keep)
+
     def _rows(self, keep: np.ndarray) -> Dataset:
-        return Dataset(self.features[keep], self.defocus_um[keep], self.true_defocus_um[keep],
+        return Dataset(self.row[keep], self.defocus_um[keep], self.true_defocus_um[keep],
                        self.stack[keep], self.plane[keep], self.mirrored[keep], self.names,
-                       self.samples, self.optics, self.pattern, self.skipped)
+                       self.samples, self.optics, self.pattern, self.source, self.skipped)
+
+    def present(self) -> np.ndarray:
+        """Indices into ``names`` of the stacks that have rows here, ascending."""
+        return np.unique(self.stack)
+
+    def without_kinds(self, kinds: Sequence[str]) -> Dataset:
+        """Every stack of the named sample kinds held out (for testing on a kind never seen)."""
+        present = {self.samples[i] for i in self.present()}
+        unknown = sorted(set(kinds) - present)
+        if unknown:
+            raise DatasetError(f"no stack of sample kind {', '.join(map(repr, unknown))} to hold "
+                               f"out; the data has {sorted(present)}")
+        kept = [i for i in self.present() if self.samples[i] not in set(kinds)]
+        return self.subset(kept)
 
     def split(self, validation_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """Train and validation by whole stacks (positions), never by plane."""
-        n = len(self.names)
+        stacks = self.present()
+        n = stacks.size
         if n < 2:
             raise DatasetError(f"need at least 2 stacks to split into train and validation, "
                                f"got {n}")
-        order = np.random.default_rng(seed).permutation(n)
+        order = stacks[np.random.default_rng(seed).permutation(n)]
         n_val = min(n - 1, max(1, round(validation_fraction * n)))
         return self.subset(order[n_val:]), self.subset(order[:n_val])
 
     def summary(self) -> dict[str, object]:
-        present = sorted(set(self.stack.tolist()))
+        present = self.present().tolist()
         by_sample: dict[str, int] = {}
         for i in present:
             by_sample[self.samples[i]] = by_sample.get(self.samples[i], 0) + 1
@@ -99,7 +147,7 @@ class Dataset:
             "n_stacks": len(present),
             "n_frames": int(np.unique(self.plane[~self.mirrored]).size),
             "n_mirrored_frames": int(np.unique(self.plane[self.mirrored]).size),
-            "n_patches": int(self.features.shape[0]),
+            "n_patches": self.n_rows,
             "stacks_by_sample": by_sample,
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
         }
@@ -125,7 +173,12 @@ def mirror_symmetric(pattern: Pattern, tol_na: float = 0.01) -> bool:
 
 def featurize_stack(path: Path, spec: FeatureSpec, mirror: bool = False) -> StackFeatures:
     """Read one stack, find its focus, featurise its autofocus planes (and their x-mirrors)."""
-    stack = read_stack(path)
+    return stack_features(read_stack(path), path.name, spec, mirror)
+
+
+def stack_features(stack: FocalStack, name: str, spec: FeatureSpec,
+                   mirror: bool = False) -> StackFeatures:
+    """Find a stack's focus, featurise its autofocus planes (and their x-mirrors)."""
     truth = find_focus(stack)
     planes = stack.channel(AUTOFOCUS_CHANNEL)
     features = featurize(planes, spec)
@@ -135,16 +188,16 @@ def featurize_stack(path: Path, spec: FeatureSpec, mirror: bool = False) -> Stac
     copies = 2 if mirror else 1
     known = stack.focus_z_um if stack.focus_z_um is not None else np.nan
     return StackFeatures(
-        name=path.name,
+        name=name,
         features=features,
         defocus_um=np.tile(truth.focus_z_um - stack.z_um, copies),
         true_defocus_um=np.tile(known - stack.z_um, copies),
-        sample=_sample_kind(stack.metadata),
+        sample=sample_kind(stack.metadata),
         mirrored=np.repeat(np.arange(copies) == 1, n),
     )
 
 
-def _sample_kind(metadata: dict[str, Any]) -> str:
+def sample_kind(metadata: dict[str, Any]) -> str:
     """The sample type a stack shows (simulated stacks record a description with a kind)."""
     sample = metadata.get("sample", "unknown")
     return str(sample.get("kind", "unknown")) if isinstance(sample, dict) else str(sample)
@@ -186,6 +239,13 @@ def _compatible(path: Path, optics: Optics, pattern: Pattern) -> str | None:
         patterns = [Pattern.from_dict(c) for c in record["channels"]]
     except (FocuslockError, KeyError, TypeError) as exc:
         return str(exc)
+    return mismatch(stack_optics, patterns, optics, pattern)
+
+
+def mismatch(stack_optics: Optics, patterns: Sequence[Pattern], optics: Optics,
+             pattern: Pattern) -> str | None:
+    """Why a stack of these optics and channels cannot join a dataset of the given optics and
+    autofocus pattern, if so."""
     auto = next((p for p in patterns if p.name == AUTOFOCUS_CHANNEL), None)
     if auto is None:
         return f"no {AUTOFOCUS_CHANNEL!r} channel"
@@ -202,14 +262,18 @@ def _first_identity(files: Sequence[Path]) -> tuple[Optics, Pattern]:
     """Optics and autofocus pattern of the first readable stack: the dataset's identity."""
     for path in files:
         try:
-            record = read_stack_record(path)
-            optics = Optics.from_dict(record["optics"])
-            for c in record["channels"]:
-                if c.get("name") == AUTOFOCUS_CHANNEL:
-                    return optics, Pattern.from_dict(c)
-        except (FocuslockError, KeyError, TypeError, AttributeError):
+            return identity_of(read_stack_record(path))
+        except (FocuslockError, KeyError, TypeError, AttributeError, StopIteration):
             continue
     raise DatasetError("no stack in the folder is readable and has an autofocus channel")
+
+
+def identity_of(record: dict[str, Any]) -> tuple[Optics, Pattern]:
+    """A stack record's optics and autofocus pattern (KeyError, StopIteration ... if it has
+    none)."""
+    optics = Optics.from_dict(record["optics"])
+    auto = next(c for c in record["channels"] if c.get("name") == AUTOFOCUS_CHANNEL)
+    return optics, Pattern.from_dict(auto)
 
 
 def _results(files: Sequence[Path], spec: FeatureSpec, mirror: bool, cache_dir: Path | None,
@@ -221,6 +285,19 @@ def _results(files: Sequence[Path], spec: FeatureSpec, mirror: bool, cache_dir: 
     with ProcessPoolExecutor(max_workers=workers) as pool:
         n = len(files)
         yield from pool.map(_load_one, files, [spec] * n, [mirror] * n, [cache_dir] * n)
+
+
+def load_training_data(path: str | os.PathLike[str], spec: FeatureSpec, *,
+                       cache_dir: str | os.PathLike[str] | None = None, workers: int = 1,
+                       mirror: bool = False, progress: bool = True) -> Dataset:
+    """A dataset store of ``focuslock dataset build`` (a Zarr group: its features are read when
+    needed, its spec must be ``spec``), or a folder of stacks featurised here (``load_dataset``)."""
+    if (Path(path) / "zarr.json").is_file():
+        from training.store_dataset import open_store_dataset
+
+        return open_store_dataset(Path(path), spec, mirror=mirror)
+    return load_dataset(path, spec, cache_dir=cache_dir, workers=workers, mirror=mirror,
+                        progress=progress)
 
 
 def load_dataset(data_dir: str | os.PathLike[str], spec: FeatureSpec, *,
@@ -262,27 +339,42 @@ def load_dataset(data_dir: str | os.PathLike[str], spec: FeatureSpec, *,
 
 def _assemble(loaded: Sequence[StackFeatures], optics: Optics, pattern: Pattern,
               skipped: list[tuple[str, str]]) -> Dataset:
-    rows, labels, truths, stacks, planes, mirrored = [], [], [], [], [], []
+    rows = np.concatenate([s.features.reshape(-1, s.features.shape[-1]) for s in loaded])
+    return assemble_rows([(s.defocus_um, s.true_defocus_um, s.mirrored) for s in loaded],
+                         loaded[0].features.shape[1], [s.name for s in loaded],
+                         [s.sample for s in loaded], optics, pattern,
+                         FeaturesInMemory(rows.astype(np.float32, copy=False)), skipped)
+
+
+FrameLabels = tuple[np.ndarray, np.ndarray, np.ndarray]  # per frame: defocus, true, mirrored
+
+
+def assemble_rows(stacks: Sequence[FrameLabels], n_patches: int, names: list[str],
+                  samples: list[str], optics: Optics, pattern: Pattern, source: FeatureSource,
+                  skipped: list[tuple[str, str]]) -> Dataset:
+    """A dataset whose source holds each stack's frames' patches in turn (row ids 0, 1, ...)."""
+    labels, truths, stack_ids, planes, mirrored = [], [], [], [], []
     plane_id = 0
-    for index, s in enumerate(loaded):
-        n_planes, n_patches, n_features = s.features.shape
-        rows.append(s.features.reshape(-1, n_features))
-        labels.append(np.repeat(s.defocus_um, n_patches))
-        truths.append(np.repeat(s.true_defocus_um, n_patches))
-        stacks.append(np.full(n_planes * n_patches, index))
+    for index, (defocus, truth, mirror) in enumerate(stacks):
+        n_planes = defocus.size
+        labels.append(np.repeat(defocus, n_patches))
+        truths.append(np.repeat(truth, n_patches))
+        stack_ids.append(np.full(n_planes * n_patches, index))
         planes.append(np.repeat(np.arange(plane_id, plane_id + n_planes), n_patches))
-        mirrored.append(np.repeat(s.mirrored, n_patches))
+        mirrored.append(np.repeat(mirror, n_patches))
         plane_id += n_planes
+    stack = np.concatenate(stack_ids)
     return Dataset(
-        features=np.concatenate(rows).astype(np.float32, copy=False),
+        row=np.arange(stack.size),
         defocus_um=np.concatenate(labels).astype(np.float32),
         true_defocus_um=np.concatenate(truths).astype(np.float32),
-        stack=np.concatenate(stacks),
+        stack=stack,
         plane=np.concatenate(planes),
         mirrored=np.concatenate(mirrored),
-        names=[s.name for s in loaded],
-        samples=[s.sample for s in loaded],
+        names=names,
+        samples=samples,
         optics=optics,
         pattern=pattern,
+        source=source,
         skipped=skipped,
     )

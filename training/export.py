@@ -53,10 +53,10 @@ def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
     return content
 
 
-def representative_rows(features: np.ndarray, seed: int) -> np.ndarray:
+def representative_positions(n_rows: int, seed: int) -> np.ndarray:
+    """Which training rows calibrate the int8 ranges: a seeded sample of REPRESENTATIVE_ROWS."""
     rng = np.random.default_rng(seed)
-    count = min(REPRESENTATIVE_ROWS, features.shape[0])
-    return features[rng.choice(features.shape[0], count, replace=False)]
+    return rng.choice(n_rows, min(REPRESENTATIVE_ROWS, n_rows), replace=False)
 
 
 def run_tflite(content: bytes, x: np.ndarray) -> np.ndarray:

@@ -12,11 +12,14 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from controller.errors import FocuslockError
+
+if TYPE_CHECKING:
+    from training.batches import Batches
 
 
 class TrainingError(FocuslockError, ValueError):
@@ -106,13 +109,28 @@ class History:
     best_epoch: int  # 0-based index of the epoch whose weights were kept
 
 
-def fit(model: Any, hp: HyperParams, x_train: np.ndarray, y_train: np.ndarray,
-        x_val: np.ndarray, y_val: np.ndarray, verbose: int = 2) -> History:
-    """Train with early stopping on validation RMSE; the model ends with its best weights."""
-    if x_train.shape[0] == 0 or x_val.shape[0] == 0:
-        raise TrainingError("training and validation sets must both be non-empty")
+def fit(model: Any, hp: HyperParams, train: Batches, val: Batches,
+        verbose: int = 2) -> History:
+    """Train with early stopping on validation RMSE; the model ends with its best weights.
+    The batches (training/batches.py) decide the order of the rows, so Keras shuffles nothing."""
     quiet_tensorflow()
     import keras
+
+    class KerasBatches(keras.utils.PyDataset):
+        """``Batches`` as Keras reads them (in order, in this thread)."""
+
+        def __init__(self, batches: Batches) -> None:
+            super().__init__()
+            self.batches = batches
+
+        def __len__(self) -> int:
+            return len(self.batches)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            return self.batches[index]
+
+        def on_epoch_end(self) -> None:
+            self.batches.on_epoch_end()
 
     model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
@@ -128,15 +146,16 @@ def fit(model: Any, hp: HyperParams, x_train: np.ndarray, y_train: np.ndarray,
         # numpy 2 flags as deprecated; harmless, and not ours to fix
         warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept",
                                 category=DeprecationWarning)
-        result = model.fit(x_train, y_train, validation_data=(x_val, y_val),
-                           epochs=hp.max_epochs, batch_size=hp.batch_size, shuffle=True,
-                           callbacks=callbacks, verbose=verbose)
-    val = np.array(result.history["val_rmse"], np.float64)
-    if not np.isfinite(val).any():
-        raise TrainingError(f"training diverged: the validation RMSE was {val[-1]} in every "
-                            f"epoch (learning rate {hp.learning_rate:g}: try a smaller one)")
-    best = int(np.nanargmin(np.where(np.isfinite(val), val, np.nan)))
-    return History([float(v) for v in result.history["rmse"]], val.tolist(), best)
+        result = model.fit(KerasBatches(train), validation_data=KerasBatches(val),
+                           epochs=hp.max_epochs, shuffle=False, callbacks=callbacks,
+                           verbose=verbose)
+    val_rmse = np.array(result.history["val_rmse"], np.float64)
+    if not np.isfinite(val_rmse).any():
+        raise TrainingError(f"training diverged: the validation RMSE was {val_rmse[-1]} in "
+                            f"every epoch (learning rate {hp.learning_rate:g}: try a smaller "
+                            f"one)")
+    best = int(np.nanargmin(np.where(np.isfinite(val_rmse), val_rmse, np.nan)))
+    return History([float(v) for v in result.history["rmse"]], val_rmse.tolist(), best)
 
 
 def weights_to_arrays(model: Any) -> dict[str, np.ndarray]:

@@ -1,15 +1,20 @@
-"""Training and evaluation runs: data folder -> bundle + report, bundle + data folder -> report.
+"""Training and evaluation runs: data -> bundle + report, bundle + data -> report.
 
-The steps live in their own modules (dataset, network, export, report); this one only strings them
-together and writes down what it did, so a bundle can say how it was made.
+The data is a folder of focal stacks or a dataset store built by ``focuslock dataset build``;
+either is read in blocks of whole stacks (training/batches.py), so the same data gives the same
+model from both. The steps live in their own modules (dataset, batches, network, export, report);
+this one only strings them together and writes down what it did, so a bundle can say how it was
+made.
 """
 
 from __future__ import annotations
 
 import logging
 import subprocess
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,13 @@ from controller.model import (
     check_fit,
     read_record,
 )
-from training.dataset import Dataset, load_dataset
+from training.batches import Batches, blocks, fit_standardizer, predict_rows
+from training.dataset import Dataset, load_training_data
 from training.export import (
     DEFAULT_MIN_CONFIDENCE,
     FINE_FILE,
     load_float_weights,
-    representative_rows,
+    representative_positions,
     run_tflite,
     to_tflite,
     write_bundle,
@@ -85,9 +91,18 @@ def per_frame(dataset: Dataset, patch_um: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def per_frame_model(dataset: Dataset, model: FocusModel) -> dict[str, np.ndarray]:
-    """What the controller answers for each frame (median, fine network near focus)."""
+    """What the controller answers for each frame (median, fine network near focus), reading
+    the features a block of whole stacks at a time (a frame lies in one stack)."""
+    answer: dict[int, float] = {}
+    for positions in blocks(dataset):
+        x = dataset.features_of(positions)
+        planes = dataset.plane[positions]
+        order = np.argsort(planes, kind="stable")
+        ids, starts = np.unique(planes[order], return_index=True)
+        for plane, group in zip(ids, np.split(order, starts[1:]), strict=True):
+            answer[int(plane)] = model.predict_patches(x[group]).defocus_um
     groups = _frames(dataset)
-    predicted = np.array([model.predict_patches(dataset.features[g]).defocus_um for g in groups])
+    predicted = np.array([answer[int(dataset.plane[g[0]])] for g in groups])
     return _with_labels(dataset, groups, predicted)
 
 
@@ -110,14 +125,12 @@ def _truth_metrics(frames: dict[str, np.ndarray]) -> dict[str, Any] | None:
 
 def _ground_truth_error(dataset: Dataset) -> dict[str, float] | None:
     """How far the incoherent-channel focus was from the simulator's, per stack (µm)."""
-    errors = []
-    for i in np.unique(dataset.stack):
-        row = np.flatnonzero(dataset.stack == i)[0]
-        if np.isfinite(dataset.true_defocus_um[row]):
-            errors.append(abs(float(dataset.defocus_um[row] - dataset.true_defocus_um[row])))
-    if not errors:
+    _, first = np.unique(dataset.stack, return_index=True)  # a row of each stack
+    truth = dataset.true_defocus_um[first]
+    known = np.isfinite(truth)
+    if not known.any():
         return None
-    e = np.array(errors)
+    e = np.abs(dataset.defocus_um[first][known] - truth[known]).astype(np.float64)
     return {"n_stacks": int(e.size), "median_um": float(np.median(e)),
             "p90_um": float(np.percentile(e, 90)), "max_um": float(e.max())}
 
@@ -154,15 +167,18 @@ def check_training_numbers(fine_range_um: float | None, min_confidence: float | 
 def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, force: bool = False,
           finetune: Path | None = None, fine_range_um: float | None = None, mirror: bool = False,
           min_confidence: float | None = None, validation_fraction: float = 0.15,
-          workers: int = 1, cache_dir: Path | None = None, verbose: int = 2) -> dict[str, Any]:
-    """Train (or fine-tune) on a folder of stacks and write a verified bundle with its report.
+          workers: int = 1, cache_dir: Path | None = None, hold_out_kinds: Sequence[str] = (),
+          verbose: int = 2) -> dict[str, Any]:
+    """Train (or fine-tune) on a folder of stacks or a dataset store and write a verified bundle
+    with its report.
 
     With ``fine_range_um`` a second network is trained on the frames within that distance of
     focus (from scratch, also when fine-tuning); the controller switches to it when the main
     network puts a frame within ``fine_range_um - FINE_MARGIN_UM``. ``min_confidence`` is the
     threshold the bundle carries (None: the fine-tuned bundle's, else DEFAULT_MIN_CONFIDENCE).
     The bundle is written to a new folder beside ``out`` and switched in once verified; an
-    existing ``out`` is replaced only with ``force``.
+    existing ``out`` is replaced only with ``force``. Stacks of the ``hold_out_kinds`` take no
+    part (neither training nor validation), for testing on a sample kind never seen.
     """
     check_training_numbers(fine_range_um, min_confidence, validation_fraction, workers)
     check_bundle_target(out, force)
@@ -180,30 +196,31 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
         arch = {k: base["hyperparameters"][k]
                 for k in ("depth", "width", "dropout", "output_scale_um")}
         hp = replace(hp, **arch)
-    data = load_dataset(data_dir, spec, cache_dir=cache_dir, workers=workers, mirror=mirror)
+    data = load_training_data(data_dir, spec, cache_dir=cache_dir, workers=workers,
+                              mirror=mirror)
     if base is not None:
         check_fit(base, data.optics, data.pattern)
         standardizer = Standardizer.from_dict(base["standardizer"])  # ... and the normalisation
-    train_set, val_set = data.split(validation_fraction, hp.seed)
+    learning = data.without_kinds(hold_out_kinds) if hold_out_kinds else data
+    train_set, val_set = learning.split(validation_fraction, hp.seed)
     val_set = val_set.originals()  # mirrored frames teach; validation judges real frames only
     if base is None:
-        standardizer = Standardizer.fit(train_set.features)
-    x_train = standardizer.apply(train_set.features)
-    x_val = standardizer.apply(val_set.features)
+        standardizer = fit_standardizer(train_set)
     model = build(spec.n_features, hp)
     if finetune is not None and base is not None:
         weights_from_arrays(model, load_float_weights(finetune, base))
-    history = fit(model, hp, x_train, train_set.defocus_um, x_val, val_set.defocus_um,
-                  verbose=verbose)
+    history = fit(model, hp, Batches(train_set, standardizer, hp.batch_size, seed=hp.seed),
+                  Batches(val_set, standardizer, hp.batch_size, shuffle=False), verbose=verbose)
 
-    float_patch, int8_model, int8_patch = _export(model, x_train, x_val, hp.seed)
+    float_patch, int8_model, int8_patch = _export(model, train_set, val_set, standardizer,
+                                                  hp.seed)
     float_m = metrics(*_label_pred(per_frame(val_set, float_patch)))
     int8_m = metrics(*_label_pred(per_frame(val_set, int8_patch)))
     int8_ok = _int8_check("main", float_m["rmse_um"], int8_m["rmse_um"])
     fine: dict[str, Any] | None = None
     fine_model: bytes | None = None
     if fine_range_um is not None:
-        fine, fine_model = _train_fine(fine_range_um, spec, hp, train_set, x_train, val_set, x_val,
+        fine, fine_model = _train_fine(fine_range_um, spec, hp, train_set, val_set, standardizer,
                                        verbose)
     labels = train_set.defocus_um
     record: dict[str, Any] = {
@@ -221,6 +238,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
             "train": train_set.summary(),
             "validation": val_set.summary(),
             "validation_fraction": validation_fraction,
+            "held_out_kinds": sorted(hold_out_kinds),
             "mirror_augmentation": mirror,
             "ground_truth_vs_simulator": _ground_truth_error(data),
         },
@@ -244,7 +262,8 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
         write_bundle(staging, int8_model, weights_to_arrays(model), record, fine_model)
         # The controller's own loader must accept what was written and give the same answers.
         loaded = FocusModel.load(staging, optics=data.optics, pattern=data.pattern)
-        if not np.allclose(loaded.predict_features(val_set.features), int8_patch, atol=1e-4):
+        if not np.allclose(predict_rows(val_set, loaded.predict_features), int8_patch,
+                           atol=1e-4):
             raise ModelError(f"{out}: the controller's predictions differ from the exporter's")
         frames = per_frame_model(val_set, loaded)
         record["metrics"]["bundle"] = metrics(frames["label"], frames["predicted"])
@@ -261,12 +280,17 @@ def _label_pred(frames: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return frames["label"], frames["predicted"]
 
 
-def _export(model: Any, x_train: np.ndarray, x_val: np.ndarray, seed: int
-            ) -> tuple[np.ndarray, bytes, np.ndarray]:
+def _export(model: Any, train_set: Dataset, val_set: Dataset, standardizer: Standardizer,
+            seed: int) -> tuple[np.ndarray, bytes, np.ndarray]:
     """Float32 validation predictions, the int8 model and its validation predictions."""
-    float_patch = run_tflite(to_tflite(model), x_val)
-    int8_model = to_tflite(model, representative_rows(x_train, seed))
-    return float_patch, int8_model, run_tflite(int8_model, x_val)
+    float_patch = predict_rows(val_set, partial(run_tflite, to_tflite(model)), standardizer)
+    positions = representative_positions(train_set.n_rows, seed)
+    order = np.argsort(positions)
+    representative = np.empty((positions.size, standardizer.mean.size), np.float32)
+    representative[order] = standardizer.apply(train_set.features_of(positions[order]))
+    int8_model = to_tflite(model, representative)
+    return float_patch, int8_model, predict_rows(val_set, partial(run_tflite, int8_model),
+                                                 standardizer)
 
 
 def _int8_check(name: str, float_rmse: float, int8_rmse: float) -> bool:
@@ -279,18 +303,18 @@ def _int8_check(name: str, float_rmse: float, int8_rmse: float) -> bool:
 
 
 def _train_fine(range_um: float, spec: FeatureSpec, hp: HyperParams, train_set: Dataset,
-                x_train: np.ndarray, val_set: Dataset, x_val: np.ndarray, verbose: int
+                val_set: Dataset, standardizer: Standardizer, verbose: int
                 ) -> tuple[dict[str, Any], bytes]:
     """The near-focus network: same features and normalisation, rows within ``range_um``."""
-    near_train = np.abs(train_set.defocus_um) <= range_um
-    near_val = np.abs(val_set.defocus_um) <= range_um
+    near_train = train_set.rows_where(np.abs(train_set.defocus_um) <= range_um)
+    near_val = val_set.rows_where(np.abs(val_set.defocus_um) <= range_um)
     fine_hp = replace(hp, output_scale_um=range_um / 2)
     model = build(spec.n_features, fine_hp)
-    history = fit(model, fine_hp, x_train[near_train], train_set.defocus_um[near_train],
-                  x_val[near_val], val_set.defocus_um[near_val], verbose=verbose)
-    float_patch, int8_model, int8_patch = _export(model, x_train[near_train], x_val[near_val],
+    history = fit(model, fine_hp, Batches(near_train, standardizer, hp.batch_size, seed=hp.seed),
+                  Batches(near_val, standardizer, hp.batch_size, shuffle=False), verbose=verbose)
+    float_patch, int8_model, int8_patch = _export(model, near_train, near_val, standardizer,
                                                   hp.seed)
-    labels = val_set.defocus_um[near_val]
+    labels = near_val.defocus_um
     float_rmse = float(np.sqrt(np.mean((float_patch - labels) ** 2)))
     int8_rmse = float(np.sqrt(np.mean((int8_patch - labels) ** 2)))
     return {
@@ -309,10 +333,11 @@ def _train_fine(range_um: float, spec: FeatureSpec, hp: HyperParams, train_set: 
 
 def evaluate(bundle: Path, data_dir: Path, report_dir: Path, *, workers: int = 1,
              cache_dir: Path | None = None) -> dict[str, Any]:
-    """The bundle's accuracy on a folder of stacks (per frame, patches combined by median)."""
+    """The bundle's accuracy on a folder of stacks or a dataset store (per frame, patches
+    combined by median)."""
     record = read_record(bundle)
     spec = FeatureSpec.from_dict(record["feature_spec"])
-    data = load_dataset(data_dir, spec, cache_dir=cache_dir, workers=workers)
+    data = load_training_data(data_dir, spec, cache_dir=cache_dir, workers=workers)
     model = FocusModel.load(bundle, optics=data.optics, pattern=data.pattern)
     frames = per_frame_model(data, model)
     summary = {"bundle": folder_name(bundle), "data": folder_name(data_dir),

@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 
 from controller.cli import build_parser, main
+from controller.features import Standardizer
+from controller.optics import preset
 from tests.cli_run import run_cli
+from training.batches import Batches
+from training.dataset import FeaturesInMemory, assemble_rows
 from training.network import HyperParams, TrainingError, build, fit
 
 from .conftest import TINY
@@ -129,6 +133,10 @@ def test_a_diverged_training_is_an_error_not_a_bundle():
     hp = HyperParams(depth=1, width=4, max_epochs=2, patience=1, lr_patience=0, batch_size=4)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 3)).astype(np.float32)
-    y = np.full(8, np.nan, np.float32)  # what a learning rate far too large ends in
+    y = np.full(8, np.nan)  # what a learning rate far too large ends in
+    paper = preset("paper")
+    data = assemble_rows([(y, y, np.zeros(8, bool))], 1, ["stack"], ["kind"], paper.optics,
+                         paper.autofocus, FeaturesInMemory(x), [])
+    batches = Batches(data, Standardizer(np.zeros(3, np.float32), np.ones(3, np.float32)), 4)
     with pytest.raises(TrainingError, match="training diverged"):
-        fit(build(3, hp), hp, x, y, x, y, verbose=0)
+        fit(build(3, hp), hp, batches, batches, verbose=0)
