@@ -12,7 +12,10 @@ texture. So:
   finer near focus) and the parallax cue has confirmed it;
 - both trusted, disagreeing: the parallax cue decides (sign and distance);
 - only the parallax cue trusted: it decides;
-- only the network trusted: it decides within ``sign_margin_um`` of focus, where a wrong sign
+- only the network trusted: it decides where a weak parallax reading (above ``weak_fraction`` of
+  its threshold) agrees with it (two independent cues on one side of focus: near focus phase
+  objects lose contrast and the parallax cue its confidence, while it still reads the side);
+  and within ``sign_margin_um`` of focus, where a wrong sign
   costs less than the margin; beyond it the parallax cue vetoes the move, because a far move on
   an unconfirmed sign is what drives focus the wrong way;
 - neither trusted: the reading is untrusted and the gates say why.
@@ -40,6 +43,9 @@ class FusionRules:
     sign_margin_um: float = 2.0  # within this of focus neither cue is asked for the sign
     agree_um: float = 2.0  # readings this close agree ...
     agree_fraction: float = 0.25  # ... or this fraction of the parallax reading
+    # an untrusted parallax reading above this share of its threshold still counts as evidence:
+    # agreeing with the network, it confirms the network's sign
+    weak_fraction: float = 0.5
 
 
 def trusted(prediction: Prediction, min_confidence: float) -> bool:
@@ -97,6 +103,10 @@ def fuse(network: Prediction | None, network_min_confidence: float, reading: Par
     unsure = _why_untrusted(reading, parallax_min_confidence)
     if not network_ok:
         return replace(as_network, cue_reason=f"{unsure}, network not trusted either")
+    weak = (math.isfinite(p_um) and reading.in_range
+            and reading.confidence >= rules.weak_fraction * parallax_min_confidence)
+    if weak and agree(n_um, p_um, rules):
+        return replace(as_network, cue_reason=f"{unsure}, but it agrees ({p_um:+.2f} µm)")
     if abs(n_um) <= rules.sign_margin_um:
         return replace(as_network, cue_reason=f"{unsure}; near focus the network decides")
     return replace(as_network, cue="parallax", confidence=0.0,

@@ -117,3 +117,15 @@ def test_a_far_move_never_rests_on_an_unconfirmed_sign(n, n_conf, p, p_conf, has
     parallax_trusted = math.isfinite(p) and p_conf >= PAR_MIN and abs(p) <= 35.0
     assert parallax_trusted
     assert math.copysign(1.0, fused.defocus_um) == math.copysign(1.0, p)
+
+
+def test_a_weak_parallax_reading_that_agrees_confirms_the_network():
+    """Below its threshold but above half of it, a parallax reading that agrees still confirms
+    the network's sign: two independent cues on the same side of focus."""
+    fused = fuse(network(-3.6), NET_MIN, parallax(-3.6, 0.26), PAR_MIN, RULES)
+    assert (fused.cue, fused.defocus_um) == ("network", -3.6) and passes(fused)
+    assert "but it agrees" in fused.cue_reason
+    vetoed = fuse(network(-3.6), NET_MIN, parallax(-3.6, 0.1), PAR_MIN, RULES)  # too weak
+    assert not passes(vetoed)
+    disagreeing = fuse(network(-3.6), NET_MIN, parallax(4.0, 0.26), PAR_MIN, RULES)
+    assert not passes(disagreeing)
