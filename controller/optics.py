@@ -25,6 +25,7 @@ ColourFilter = Literal["mono", "RGGB", "BGGR", "GRBG", "GBRG"]
 COLOUR_FILTERS: tuple[str, ...] = get_args(ColourFilter)
 MAX_CHROMATIC_UM_PER_UM = 1000.0  # 100 µm of focal shift per 0.1 µm of wavelength: no objective
 MIN_COLOUR_SEPARATION_UM = 0.05  # two LEDs told apart by a colour sensor differ at least this much
+MIN_NA = 0.01  # below any objective made (a 1x/0.04 is the faintest common one)
 
 
 class OpticsError(FocuslockError, ValueError):
@@ -56,6 +57,8 @@ class Optics:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise OpticsError(f"optics: {name} must be a positive number, got {value!r}")
+        if self.na < MIN_NA:
+            raise OpticsError(f"optics: NA {self.na:g} is below any objective's ({MIN_NA})")
         if self.na >= self.immersion_index:
             raise OpticsError(
                 f"optics: NA {self.na} must be smaller than the immersion index "

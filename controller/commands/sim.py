@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from controller.commands.arguments import bounded_float, bounded_int, finite_float
+from controller.optics import MIN_NA
 
 if TYPE_CHECKING:
     from controller.sim.instrument import Instrument
@@ -24,7 +25,7 @@ MAX_FAMILY_PX = 1024  # a sheet of every family at 1024² already takes minutes
 MAX_SHEET_DEFOCI = 11
 # What microscopes have; beyond these the simulation overflows (a 1e-283 µm wavelength) or draws
 # a field of metres (a 1e-5 magnification), which takes its sample generator days.
-OPTICS_RANGES = {"na": (0.0, 1.7), "immersion-index": (1.0, 2.5), "wavelength-um": (0.2, 2.0),
+OPTICS_RANGES = {"na": (MIN_NA, 1.7), "immersion-index": (1.0, 2.5), "wavelength-um": (0.2, 2.0),
                  "magnification": (1.0, 200.0), "camera-pixel-um": (0.5, 30.0)}
 SAMPLE_PIXEL_UM = (0.01, 2.0)  # the camera pixel seen at the sample
 
