@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "controller.commands.serve",  # the headless service: HTTP API, dashboard, systemd notify
 )
 COMMAND_ENTRY_POINTS = "focuslock.commands"  # more groups, after these, in entry-point name order
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for a pipeline cut short
 
 
 def crash_dir() -> Path:
@@ -91,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its exit status (0 done, 1 a bug, 2 a user error, 130 interrupted)."""
+    """Run one command; its exit status (0 done, 1 a bug, 2 a user error, 130 interrupted, 141
+    its output's reader went away)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -107,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"focuslock {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # whoever read our output stopped (``| head``): not a bug
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return SIGPIPE_STATUS
     except Exception as exc:
         log = write_crash_log(args.command, argv, exc)
         print(f"focuslock {args.command}: internal error: {type(exc).__name__}: {exc}; this is "

@@ -54,6 +54,23 @@ def test_a_bug_is_reported_with_its_crash_log_and_exit_status_1(tmp_path, capsys
     assert "Traceback" in text and "a bug in montage" in text and " ".join(argv) in text
 
 
+def test_output_whose_reader_went_away_is_not_a_bug(tmp_path, crash_home):
+    """``focuslock sim families | head``: the pipe closes before the command writes; it ends
+    quietly with the shell's status for a cut pipeline, no crash log."""
+    import os
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes a byte
+    done = subprocess.run([sys.executable, "-m", "controller.cli", "sim", "families"],
+                          stdout=write, stderr=subprocess.PIPE, text=True, timeout=120,
+                          env=os.environ | {"XDG_STATE_HOME": str(crash_home.parent)})
+    os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
+    assert not crash_home.exists()
+
+
 def test_two_bugs_in_one_second_keep_two_crash_logs(tmp_path, capsys, monkeypatch, crash_home):
     def broken(args):
         raise RuntimeError("again")
