@@ -19,7 +19,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from controller.config import NO_MODEL, Config, ConfigError, shown
+from controller.config import Config, ConfigError, shown
 from controller.errors import FocuslockError
 from controller.optics import preset
 
@@ -34,20 +34,19 @@ def check_environment(config: Config) -> None:
 
 
 def check_model_bundle(config: Config) -> None:
-    """A bundle the config names loads and fits the optics and the frames it will see (the
-    simulated camera's frame where it is simulated). The bundled default is the package's."""
-    if config.model.bundle in ("", NO_MODEL):
-        return
-    from controller.model import FocusModel
+    """The bundle the config names (or the bundled default) loads and fits the optics and the
+    frames it will see (the simulated camera's frame where it is simulated)."""
+    from controller.sensing import load_network
 
     system = preset(config.optics.preset)
-    optics = system.optics
     if config.camera.backend == "virtual":
         from controller.sim.rigs import sim_frame_shape
 
-        optics = dataclasses.replace(optics, frame_shape=sim_frame_shape(system, config.sim))
+        optics = dataclasses.replace(system.optics, frame_shape=sim_frame_shape(system,
+                                                                                config.sim))
+        system = dataclasses.replace(system, optics=optics)
     try:
-        FocusModel.load(config.model.bundle, optics=optics, pattern=system.autofocus)
+        load_network(config, system)
     except FocuslockError as exc:
         raise ConfigError(f"model.bundle: {exc}") from None
 

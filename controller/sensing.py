@@ -102,15 +102,27 @@ class ParallaxSensor:
         return fuse(network, self.min_confidence, reading, self.cue.min_confidence, self.rules)
 
 
+def load_network(config: Config, system: Preset) -> FocusModel | None:
+    """The model bundle the config names, checked against ``system`` (None: no network). Where
+    it does not fit a preset that has parallax views, the error says the cue can read alone."""
+    if config.model.bundle == NO_MODEL:
+        return None
+    from controller.model import DEFAULT_BUNDLE, FocusModel, ModelError
+
+    try:
+        return FocusModel.load(config.model.bundle or DEFAULT_BUNDLE, optics=system.optics,
+                               pattern=system.autofocus)
+    except ModelError as exc:
+        if system.parallax is None:
+            raise
+        raise ModelError(f"{exc}; the optics preset {system.name!r} has parallax views, which "
+                         f"read alone with model.bundle = {NO_MODEL!r}") from None
+
+
 def open_sensor(config: Config, system: Preset) -> tuple[FocusSensor, FocusModel | None]:
     """The sensor the config asks for on ``system`` (its optics as the camera delivers them),
     and the model bundle it reads with (None: the parallax cue alone)."""
-    model = None
-    if config.model.bundle != NO_MODEL:
-        from controller.model import DEFAULT_BUNDLE, FocusModel
-
-        model = FocusModel.load(config.model.bundle or DEFAULT_BUNDLE, optics=system.optics,
-                                pattern=system.autofocus)
+    model = load_network(config, system)
     network = None if model is None else NetworkSensor(model, system.autofocus)
     if not config.reads_parallax or system.parallax is None:
         assert network is not None  # the config refuses "none" without parallax views

@@ -36,11 +36,26 @@ def test_a_config_the_machine_can_serve_passes_and_leaves_nothing_behind(tmp_pat
     ('[service]\nhost = "192.0.2.1"\n',  # TEST-NET-1: never an address of this machine
      "service.host: cannot listen on '192.0.2.1'"),
     ('log_dir = "/proc/focuslock-runs"\n', "log_dir: cannot write in /proc"),
+    ('[optics]\npreset = "pi-hq"\n',  # the bundled model is the paper's
+     "model.bundle: model bundle does not fit the configured optics"),
+    ('[optics]\npreset = "pi-hq-colour"\n',
+     "which read alone with model.bundle = 'none'"),
+    ('[optics]\npreset = "paper"\n[model]\nbundle = "none"\n',
+     "model.bundle: 'none' leaves the parallax cue alone, which needs parallax.use = 'auto' and "
+     "an optics preset with parallax views"),
+    ('[optics]\npreset = "paper-pair"\n[parallax]\ncalibration = "/no/such/file.json"\n',
+     "parallax.calibration: "),
 ])
 def test_what_would_fail_at_start_fails_at_check(tmp_path, capsys, text, message):
     code, out = check(tmp_path, text, capsys)
     assert code == 2
     assert message in out and len(out.strip().splitlines()) == 1, out
+
+
+def test_the_colour_retrofit_reading_the_parallax_cue_alone_passes(tmp_path, capsys):
+    code, out = check(tmp_path, '[optics]\npreset = "pi-hq-colour"\n[model]\nbundle = "none"\n',
+                      capsys)
+    assert code == 0 and "optics pi-hq-colour" in out, out
 
 
 def test_a_log_dir_under_a_file_fails_at_check(tmp_path, capsys):
