@@ -107,15 +107,16 @@ confidences = st.floats(0.0, 1.0)
        has_network=st.booleans())
 def test_a_far_move_never_rests_on_an_unconfirmed_sign(n, n_conf, p, p_conf, has_network):
     """Whatever the two cues say: a reading the gates let through that lies beyond the sign
-    margin has the sign of a trusted parallax reading; without one, nothing beyond the margin
-    passes."""
+    margin has the sign of a parallax reading at least half as confident as the cue's threshold
+    (trusted, or weak but agreeing); without one, nothing beyond the margin passes."""
     fused = fuse(network(n, n_conf) if has_network else None, NET_MIN,
                  parallax(p, p_conf, in_range=abs(p) <= 35.0 if math.isfinite(p) else False),
                  PAR_MIN, RULES)
     if not passes(fused) or abs(fused.defocus_um) <= RULES.sign_margin_um:
         return
-    parallax_trusted = math.isfinite(p) and p_conf >= PAR_MIN and abs(p) <= 35.0
-    assert parallax_trusted
+    confirming = (math.isfinite(p) and p_conf >= RULES.weak_fraction * PAR_MIN
+                  and abs(p) <= 35.0)
+    assert confirming
     assert math.copysign(1.0, fused.defocus_um) == math.copysign(1.0, p)
 
 
