@@ -235,6 +235,8 @@ def create_store(path: Path, layout: Layout, plan: dict[str, Any],
     if path.exists():
         raise StoreError(f"{path}: already exists and is not a dataset store; choose another "
                          f"name")
+    # the layout's shape is checked (a frame smaller than a patch ...) before anything is made
+    n, per_stack = len(names), (layout.planes, layout.patches, layout.spec.n_features)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(path, mode="w-", zarr_format=3)
@@ -243,7 +245,6 @@ def create_store(path: Path, layout: Layout, plan: dict[str, Any],
                                f"({exc.strerror or exc})") from None
     group.attrs.update({"focuslock_dataset": FORMAT_VERSION, "layout": layout.to_dict(),
                         "plan": plan, "ground_truth": cast(Any, METHOD)})
-    n, per_stack = len(names), (layout.planes, layout.patches, layout.spec.n_features)
     for key in ("features", "mirror_features") if layout.mirror else ("features",):
         group.create_array(key, shape=(n, *per_stack), chunks=(1, *per_stack), dtype="float32",
                            fill_value=np.nan)

@@ -296,6 +296,11 @@ def test_the_command_builds_reports_and_refuses_bad_output(tmp_path, capsys):
     code, err = run_cli(["dataset", "build", str(tmp_path / "x.zarr"), "--from",
                          str(tmp_path / "nowhere"), "--in-process"], capsys)
     assert code == 2 and "nowhere: no such folder" in err
+    too_small = tmp_path / "small.zarr"  # frames smaller than a feature patch: nothing is made
+    code, err = run_cli(["dataset", "build", str(too_small), *tiny_args(), "--feature-patch",
+                         "256", "--in-process"], capsys)
+    assert code == 2 and "smaller than one 256x256 feature patch" in err
+    assert not too_small.exists()
 
 
 def test_stacks_shorter_than_the_first_fit_and_another_frame_size_is_skipped(tmp_path,
