@@ -93,14 +93,16 @@ def render_stack(
     colour_filter = BayerFilter.for_optics(system.optics)
     optics = dataclasses.replace(system.optics, frame_shape=imager.frame_shape,
                                  bit_depth=sensor.bit_depth)
-    rng = np.random.default_rng(seed)
     images = np.empty((len(channels), z.size, *imager.frame_shape), dtype=np.uint16)
     defocus = focus_z_um - z
     total = len(channels) * z.size
     for c, pattern in enumerate(channels):
         for p, d in enumerate(defocus):
             intensity = sensor_intensity(imager, pattern, float(d), colour_filter)
-            images[c, p] = sensor.expose(intensity, rng)
+            # each plane its own noise stream: a last-bit difference in one plane's intensity
+            # (FFTW picks its plans by timing, per process) changes how many draws its Poisson
+            # sampler takes, which must not reach every later plane's noise
+            images[c, p] = sensor.expose(intensity, np.random.default_rng([seed, c, p]))
             if progress is not None:
                 progress(c * z.size + p + 1, total)
     metadata = {
