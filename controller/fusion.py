@@ -65,15 +65,10 @@ def agree(network_um: float, parallax_um: float, rules: FusionRules) -> bool:
 
 def parallax_prediction(reading: ParallaxReading, min_confidence: float) -> Prediction:
     """The parallax cue's reading as a Prediction of its own."""
-    patches = [v for v in reading.patch_defocus_um if math.isfinite(v)]
-    if len(patches) > 1:
-        median = float(sorted(patches)[len(patches) // 2])
-        spread = 1.4826 * float(sorted(abs(v - median) for v in patches)[len(patches) // 2])
-    else:
-        spread = math.nan
-    return Prediction(reading.defocus_um, reading.confidence, spread, reading.patch_defocus_um,
-                      reading.in_range, cue="parallax", parallax_um=reading.defocus_um,
-                      parallax_confidence=reading.confidence, min_confidence=min_confidence)
+    return Prediction(reading.defocus_um, reading.confidence, reading.spread_um,
+                      reading.patch_defocus_um, reading.in_range, cue="parallax",
+                      parallax_um=reading.defocus_um, parallax_confidence=reading.confidence,
+                      min_confidence=min_confidence)
 
 
 def fuse(network: Prediction | None, network_min_confidence: float, reading: ParallaxReading,

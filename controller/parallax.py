@@ -222,6 +222,7 @@ class ParallaxReading:
     shift_px: float  # second view against the first, camera pixels along the baseline
     patch_defocus_um: tuple[float, ...] = field(default=())  # every readable patch's own
     in_range: bool = False  # inside the range the calibration holds for
+    spread_um: float = math.nan  # robust spread (1.4826 x MAD) of the patches; NaN for one patch
 
 
 class ParallaxCue:
@@ -261,7 +262,7 @@ def reading(patches: PatchShifts, calibration: ParallaxCalibration,
     confidence = height * agreement * float(keep.mean())
     low, high = calibration.defocus_range_um
     return ParallaxReading(defocus, confidence, shift, tuple(float(v) for v in per_patch),
-                           low <= defocus <= high)
+                           low <= defocus <= high, spread if keep.sum() > 1 else math.nan)
 
 
 def stack_views(stack: FocalStack) -> ParallaxViews:
