@@ -90,8 +90,11 @@ def check_frame(frame: Frame, *, settled_at: float, now: float, full_scale: int,
 
 
 def check_prediction(prediction: Prediction, min_confidence: float) -> list[Rejection]:
-    """Confidence, range and sanity gates on a reading; ``min_confidence`` is the threshold
-    calibrated for the cue that answered (a bundle carries its network's)."""
+    """Confidence, range and sanity gates on a reading. Its confidence is judged against the
+    threshold of the cue that answered: the one the prediction carries (a fused reading), else
+    ``min_confidence`` (a bundle carries its network's)."""
+    if prediction.min_confidence is not None:
+        min_confidence = prediction.min_confidence
     why = prediction.cue_reason or "the image patches disagree"
     if not (math.isfinite(prediction.defocus_um) and math.isfinite(prediction.confidence)):
         return [Rejection("invalid", f"{prediction.cue} returned a non-finite value "

@@ -331,9 +331,7 @@ class FocusLoop:
             images.append(frame.image)
         assert z is not None  # a sensor lights at least one pattern
         prediction = self.sensor.read(images)
-        threshold = (self.sensor.min_confidence if prediction.min_confidence is None
-                     else prediction.min_confidence)
-        return _Reading(z, prediction, check_prediction(prediction, threshold))
+        return _Reading(z, prediction, check_prediction(prediction, self.sensor.min_confidence))
 
     def _on_rejected(self, rejections: list[Rejection]) -> None:
         self._rejections += 1

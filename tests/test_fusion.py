@@ -30,8 +30,7 @@ def parallax(defocus_um: float, confidence: float = 0.8, in_range: bool = True) 
 
 
 def passes(p: Prediction) -> bool:
-    threshold = NET_MIN if p.min_confidence is None else p.min_confidence
-    return not check_prediction(p, threshold)
+    return not check_prediction(p, NET_MIN)  # a fused reading carries its own threshold
 
 
 def test_agreement_lets_the_network_decide():
@@ -75,7 +74,7 @@ def test_a_textureless_field_vetoes_a_far_move():
     acted on, and the gate says why."""
     fused = fuse(network(9.0), NET_MIN, parallax(math.nan, 0.0), PAR_MIN, RULES)
     assert fused.cue == "parallax" and fused.confidence == 0.0
-    rejections = check_prediction(fused, fused.min_confidence or NET_MIN)
+    rejections = check_prediction(fused, NET_MIN)
     assert [r.gate for r in rejections] == ["confidence"]
     assert "parallax found no shift" in rejections[0].reason
     assert "cannot confirm" in rejections[0].reason

@@ -194,8 +194,7 @@ def _fused(p: Any, reading: Any, network_min_confidence: float) -> tuple[Any, bo
     from controller.parallax import MIN_CONFIDENCE
 
     fused = fuse(p, network_min_confidence, reading, MIN_CONFIDENCE, FusionRules())
-    threshold = fused.min_confidence if fused.min_confidence is not None else MIN_CONFIDENCE
-    return fused, not check_prediction(fused, threshold)
+    return fused, not check_prediction(fused, network_min_confidence)
 
 
 def _report(args: argparse.Namespace, file: str, second: str | None, plane: int,
