@@ -86,7 +86,7 @@ class _Parallax:
             record = read_record(args.bundle)
             self.system = next((p for p in PRESETS.values()
                                 if p.parallax is not None and _fits(check_fit, record, p)), None)
-        self._cues: dict[tuple[int, ...], Any] = {}
+        self._cues: dict[tuple[Any, Any], Any] = {}
 
     def cue(self, shape: tuple[int, int], optics: Any = None, views: Any = None) -> Any:
         import dataclasses
@@ -98,10 +98,10 @@ class _Parallax:
                 raise ParallaxError("no parallax views: name a preset that has them (--preset), "
                                     "the bundle fits none")
             views, optics = self.system.parallax, self.system.optics
-        key = (*shape, id(views))
+        optics = dataclasses.replace(optics, frame_shape=tuple(shape))
+        key = (views, optics)  # both frozen: the same views and optics make the same cue
         if key not in self._cues:
-            self._cues[key] = ParallaxCue(views, dataclasses.replace(optics, frame_shape=shape),
-                                          self.calibration)
+            self._cues[key] = ParallaxCue(views, optics, self.calibration)
         return self._cues[key]
 
     def stack_readings(self, stack: Any) -> list[Any]:
