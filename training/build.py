@@ -28,6 +28,7 @@ from controller.errors import FocuslockError
 from controller.features import FeatureSpec
 from controller.files import require_writable_dir
 from controller.optics import Preset
+from controller.sim.instrument import InstrumentVariation
 from controller.stackio import write_stack
 from training.acquired import list_stacks, read_acquired_record
 from training.cluster import ClusterChoice, dask_client
@@ -46,7 +47,10 @@ class BuildError(FocuslockError):
 @dataclass(frozen=True)
 class SimulatedPlan:
     """Stack i: sample kind ``kinds[i % len(kinds)]``, seed ``seed + i`` (as train-data draws
-    it, so a build and a folder of ``train-data`` hold the same stacks)."""
+    it, so a build and a folder of ``train-data`` hold the same stacks). With ``vary_instrument``
+    each stack is taken on its own instrument, drawn by its seed from the default
+    ``InstrumentVariation`` (LED misplacement, aberrations, tilt, exposure, sensor): the variety
+    of many microscopes, for a model that must work on the user's."""
 
     kinds: tuple[str, ...]
     count: int
@@ -56,6 +60,10 @@ class SimulatedPlan:
     z_range_um: float = 30.0
     z_step_um: float = 1.0
     focus_jitter_um: float = FOCUS_JITTER_UM
+    vary_instrument: bool = False
+
+    def variation(self) -> InstrumentVariation | None:
+        return InstrumentVariation() if self.vary_instrument else None
 
     def z_um(self) -> np.ndarray:
         return self._checked()[0]
@@ -64,7 +72,9 @@ class SimulatedPlan:
         """What the stacks are, whatever their number (a longer run extends a store)."""
         return {"source": "simulated", "kinds": list(self.kinds), "seed": self.seed,
                 "size": self.size, "preset": self.preset, "z_um": self.z_um().tolist(),
-                "focus_jitter_um": self.focus_jitter_um}
+                "focus_jitter_um": self.focus_jitter_um,
+                **({"instrument_variation": InstrumentVariation().to_dict()}
+                   if self.vary_instrument else {})}
 
     def layout(self, spec: FeatureSpec, mirror: bool) -> Layout:
         z, system = self._checked()
@@ -85,7 +95,7 @@ class SimulatedPlan:
         z = tuple(self.z_um().tolist())
         return [SimulatedJob(slot, names[slot], self.kinds[slot % len(self.kinds)],
                              self.seed + slot, self.size, self.preset, z, self.focus_jitter_um,
-                             slot < keep) for slot in slots]
+                             slot < keep, self.variation()) for slot in slots]
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,9 @@ def _register_dataset(subparsers: Any) -> None:
     b.add_argument("--preset", help="optics preset (default paper)")
     b.add_argument("--z-range", type=finite_float, help="±range around focus, µm (default 30)")
     b.add_argument("--z-step", type=finite_float, help="plane spacing, µm (default 1)")
+    b.add_argument("--vary-instrument", action="store_true", default=None,
+                   help="take each simulated stack on its own instrument, drawn by its seed "
+                        "(LED misplacement, aberrations, tilt, exposure, sensor noise)")
     b.add_argument("--keep-stacks", type=bounded_int(0), default=0, metavar="N",
                    help="also write the first N simulated stacks as OME-TIFF files into "
                         "<OUT>-stacks/, to look at")
@@ -244,7 +247,8 @@ def run_train_data(args: argparse.Namespace) -> int:
     return 0
 
 
-SIMULATION_OPTIONS = ("count", "kinds", "seed", "size", "preset", "z_range", "z_step")
+SIMULATION_OPTIONS = ("count", "kinds", "seed", "size", "preset", "z_range", "z_step",
+                      "vary_instrument")
 
 
 def run_dataset_build(args: argparse.Namespace) -> int:
@@ -275,7 +279,8 @@ def run_dataset_build(args: argparse.Namespace) -> int:
 
         plan = SimulatedPlan(tuple(_kinds(value("kinds", DEFAULT_KINDS))), value("count", 100),
                              value("seed", 0), value("size", 512), value("preset", "paper"),
-                             value("z_range", 30.0), value("z_step", 1.0))
+                             value("z_range", 30.0), value("z_step", 1.0),
+                             vary_instrument=value("vary_instrument", False))
     cluster = ClusterChoice(workers=args.workers or CORES, scheduler=args.scheduler,
                             in_process=args.in_process, connect_timeout_s=args.connect_timeout)
     bar: Any = None

@@ -22,6 +22,7 @@ import numpy as np
 
 from controller.errors import FocuslockError
 from controller.optics import preset
+from controller.sim.instrument import InstrumentVariation
 from controller.stackio import FocalStack
 from training.acquired import read_acquired
 from training.datagen import simulated_stack
@@ -42,10 +43,11 @@ class SimulatedJob:
     z_um: tuple[float, ...]
     focus_jitter_um: float
     keep: bool  # send the images back too, to be kept as an OME-TIFF
+    variation: InstrumentVariation | None = None  # None: the preset's ideal instrument
 
     def stack(self) -> FocalStack:
         return simulated_stack(self.kind, self.seed, self.size, preset(self.preset),
-                               np.array(self.z_um), self.focus_jitter_um)
+                               np.array(self.z_um), self.focus_jitter_um, self.variation)
 
 
 @dataclass(frozen=True)

@@ -366,3 +366,20 @@ def test_the_first_stacks_can_be_kept_as_files_to_look_at(tmp_path):
     assert report.finished == PLAN.count
     with pytest.raises(BuildError, match="--keep-stacks"):
         build_dataset(tmp_path / "x.zarr", AcquiredPlan(str(tmp_path)), SPEC, keep_stacks=1)
+
+
+def test_varied_instruments_give_each_stack_its_own_drawn_instrument(tmp_path):
+    """Each stack's record names the instrument its seed drew; the store's plan names the
+    ranges; and a rerun without --vary-instrument is refused (other sources)."""
+    from controller.sim.instrument import InstrumentVariation
+
+    plan = dataclasses.replace(PLAN, count=2, vary_instrument=True)
+    out = tmp_path / "varied.zarr"
+    _build(out, plan)
+    store = open_store(out)
+    assert store.plan["instrument_variation"] == InstrumentVariation().to_dict()
+    drawn = [r["metadata"]["instrument"] for r in store.records()]
+    assert drawn == [InstrumentVariation().draw(PLAN.seed + slot).to_dict() for slot in (0, 1)]
+    assert drawn[0] != drawn[1]
+    with pytest.raises(StoreError, match="other sources"):
+        _build(out, dataclasses.replace(plan, vary_instrument=False))
