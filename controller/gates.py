@@ -27,7 +27,7 @@ SATURATION_LEVEL = 0.98
 # What vetoed a move, as logs, counters and the API name it; "window" is the loop's own veto (a
 # correction the travel window forbids entirely).
 GateName = Literal["stale", "dark", "saturated", "empty", "invalid", "confidence", "range",
-                   "window"]
+                   "unfamiliar", "window"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,13 @@ def check_prediction(prediction: Prediction, min_confidence: float) -> list[Reje
         rejections.append(Rejection(
             "confidence", f"low confidence {prediction.confidence:.2f} "
                           f"(limit {min_confidence}): {why}"))
+    limit = prediction.max_unfamiliarity
+    if (limit is not None and prediction.unfamiliarity is not None
+            and not prediction.unfamiliarity <= limit):
+        rejections.append(Rejection(
+            "unfamiliar", f"the frame is unlike the model's training data (unfamiliarity "
+                          f"{prediction.unfamiliarity:.2f}, limit {limit:g}): a sample or "
+                          f"optics it never saw; `focuslock calibrate` teaches it this sample"))
     if not prediction.in_range:
         rejections.append(Rejection(
             "range", f"prediction {prediction.defocus_um:+.1f} µm is outside the model's "

@@ -33,6 +33,15 @@ class Prediction:
     parallax_um: float | None = None  # the parallax cue's reading, where one was made
     parallax_confidence: float | None = None
     min_confidence: float | None = None  # the deciding cue's threshold (None: the predictor's)
+    # What a bundle with a sign-free distance head adds (docs/training.md, "Confidence"):
+    distance_um: float | None = None  # |defocus| from the sign-free head (median over patches)
+    # 0: the signed head is as sure of the sign as the distance head is of the distance; 1: it
+    # cannot tell +D from -D (a thin phase sample's spectrum is the same at both)
+    sign_ambiguity: float | None = None
+    sign_ambiguous: bool = False  # beyond the model's calibrated limit: the loop probes the sign
+    expected_error_um: float | None = None  # 95 % bound on |error|, calibrated on unseen families
+    unfamiliarity: float | None = None  # the features' distance from the training data (1: edge)
+    max_unfamiliarity: float | None = None  # the model's calibrated limit (None: not judged)
 
 
 class Predictor(Protocol):
