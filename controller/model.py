@@ -4,8 +4,11 @@ A bundle is a directory with ``model.tflite`` (full int8: int8 input and output)
 ``fine.tflite`` (a near-focus network), ``weights.npz`` (float weights, for fine-tuning) and
 ``record.json`` (how it was made: feature spec, frozen standardisation, the optics and the
 autofocus illumination it was trained for, data, code version, hyper-parameters, metrics, the
-trained defocus range, the confidence threshold calibrated for it (``min_confidence``) and the
-sha256 of every weights file). ``training/export.py`` writes it;
+trained defocus range, the confidence threshold calibrated for it (``min_confidence``), the
+network's output columns (``outputs``: the signed defocus, and in bundles since issue 12 the
+sign-free distance), the training features' subspace (``familiarity``), the limits calibrated on
+unseen sample families (``confidence``: controller/confidence.py) and the sha256 of every
+weights file). ``training/export.py`` writes it;
 docs/training.md describes it.
 
 API for the focus loop::
@@ -17,6 +20,7 @@ API for the focus loop::
     p.defocus_um        # median over patches; move the drive by +defocus_um to focus
     p.confidence        # trusted from model.min_confidence up (the gates check it)
     p.network           # "main", or "fine" when the bundle's near-focus network answered
+    p.distance_um, p.sign_ambiguous, p.expected_error_um, p.unfamiliarity   # two-headed bundles
 
 Inference runs on ai-edge-litert (LiteRT), tflite-runtime being the fallback; TensorFlow is never
 imported here.
@@ -38,12 +42,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from controller.confidence import Calibration, Familiarity, sign_ambiguity
 from controller.errors import FocuslockError
 from controller.features import FeatureError, FeatureSpec, Standardizer, featurize
 from controller.optics import Optics, OpticsError, Pattern
 from controller.prediction import Prediction
 
 BUNDLE_FORMAT = 1
+OUTPUTS = ("defocus_um", "distance_um")  # a two-headed network's columns; older bundles: the first
 WEIGHTS_FILE = "model.tflite"
 RECORD_FILE = "record.json"
 DEFAULT_BUNDLE = Path(__file__).parent / "models" / "default"
@@ -180,9 +186,10 @@ def _verified(path: Path, name: str, sha256: object) -> Path:
 
 
 class _Int8Network:
-    """One full-int8 TFLite network: standardised float features in, µm out."""
+    """One full-int8 TFLite network: standardised float features in, one row of µm per row out
+    (a column per output)."""
 
-    def __init__(self, model_path: Path, n_features: int) -> None:
+    def __init__(self, model_path: Path, n_features: int, n_outputs: int) -> None:
         self._interpreter = _interpreter(model_path)
         allocate_quietly(self._interpreter)
         inp = self._interpreter.get_input_details()[0]
@@ -193,6 +200,9 @@ class _Int8Network:
         if int(inp["shape"][-1]) != n_features:
             raise ModelError(f"{model_path}: the network takes {int(inp['shape'][-1])} inputs, "
                              f"the feature spec makes {n_features}")
+        if int(out["shape"][-1]) != n_outputs:
+            raise ModelError(f"{model_path}: the network gives {int(out['shape'][-1])} outputs, "
+                             f"the record names {n_outputs}")
         self._in_index, self._out_index = inp["index"], out["index"]
         self._in_scale, self._in_zero = inp["quantization"]
         self._out_scale, self._out_zero = out["quantization"]
@@ -206,8 +216,8 @@ class _Int8Network:
             self._batch = q.shape[0]
         self._interpreter.set_tensor(self._in_index, q)
         self._interpreter.invoke()
-        out = self._interpreter.get_tensor(self._out_index).reshape(-1).astype(np.float32)
-        return (out - self._out_zero) * self._out_scale
+        out = self._interpreter.get_tensor(self._out_index).astype(np.float32)
+        return ((out - self._out_zero) * self._out_scale).reshape(q.shape[0], -1)
 
 
 class FocusModel:
@@ -215,7 +225,8 @@ class FocusModel:
 
     A bundle may hold a second, *fine* network trained only near focus (record key ``fine``):
     when the main network's median says the frame is within ``fine.switch_um`` of focus, the
-    fine network's patch predictions are used instead, for a tighter lock.
+    fine network's patch predictions are used instead, for a tighter lock. A two-headed bundle
+    decides that by its distance head, which does not hedge towards 0 when the sign is unsure.
     """
 
     def __init__(self, path: Path, record: dict[str, Any]) -> None:
@@ -230,6 +241,11 @@ class FocusModel:
             self.min_confidence = float(record["min_confidence"])
             fine = record.get("fine")
             self.fine_switch_um = float(fine["switch_um"]) if fine else 0.0
+            outputs = tuple(record.get("outputs", OUTPUTS[:1]))
+            familiarity = record.get("familiarity")
+            self.familiarity = None if familiarity is None else Familiarity.from_dict(familiarity)
+            calibration = record.get("confidence")
+            self.calibration = None if calibration is None else Calibration.from_dict(calibration)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: incomplete or invalid record: {exc}") from exc
         if not 0.0 <= self.min_confidence <= 1.0:
@@ -238,9 +254,20 @@ class FocusModel:
         if self.standardizer.mean.size != self.spec.n_features:
             raise ModelError(f"{path}: standardisation has {self.standardizer.mean.size} "
                              f"features, the spec makes {self.spec.n_features}")
+        if outputs not in (OUTPUTS[:1], OUTPUTS):
+            raise ModelError(f"{path}: outputs {list(outputs)}; known: {list(OUTPUTS[:1])} or "
+                             f"{list(OUTPUTS)}")
+        if self.familiarity is not None and \
+                self.familiarity.mean.size != self.spec.n_features:
+            raise ModelError(f"{path}: the familiarity subspace has "
+                             f"{self.familiarity.mean.size} features, the spec makes "
+                             f"{self.spec.n_features}")
+        self.has_distance = outputs == OUTPUTS
         self.defocus_range_um = (low, high)
-        self._coarse = _Int8Network(path / WEIGHTS_FILE, self.spec.n_features)
-        self._fine = _Int8Network(path / fine["file"], self.spec.n_features) if fine else None
+        n_out = len(outputs)
+        self._coarse = _Int8Network(path / WEIGHTS_FILE, self.spec.n_features, n_out)
+        self._fine = _Int8Network(path / fine["file"], self.spec.n_features, n_out) if fine \
+            else None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] = DEFAULT_BUNDLE, optics: Optics | None = None,
@@ -265,26 +292,34 @@ class FocusModel:
             np.asarray(features, np.float32).reshape(-1, self.spec.n_features))
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """The main network's defocus (µm) for each row of raw feature vectors."""
+        """The main network's outputs (µm; a row per row of raw feature vectors, a column per
+        output: the signed defocus, then the distance where the bundle has that head)."""
         return self._coarse(self._standardised(features))
 
     def predict_patches(self, features: np.ndarray) -> Prediction:
         """The correction for one frame from its patches' raw feature vectors (patches, n)."""
         x = self._standardised(features)
         coarse = self._coarse(x)
-        if self._fine is not None and abs(float(np.median(coarse))) <= self.fine_switch_um:
-            return replace(self.combine(self._fine(x), self._scale("fine")), network="fine")
-        return self.combine(coarse, self._scale("main"))
+        near = float(np.median(coarse[:, -1])) if self.has_distance \
+            else abs(float(np.median(coarse[:, 0])))
+        if self._fine is not None and near <= self.fine_switch_um:
+            prediction = replace(self.combine(self._fine(x), self._scale("fine")),
+                                 network="fine")
+        else:
+            prediction = self.combine(coarse, self._scale("main"))
+        return self._judged(prediction, x)
 
     def predict(self, image: np.ndarray) -> Prediction:
         """The correction for one frame, combined over its patches by the median."""
         return self.predict_patches(featurize(image, self.spec)[0])
 
-    def combine(self, patch_defocus_um: np.ndarray, spread_scale_um: float | None = None
+    def combine(self, patch_out: np.ndarray, spread_scale_um: float | None = None
                 ) -> Prediction:
-        """Median of the patches; confidence ``exp(-spread / scale)`` falls as they disagree
-        beyond the network's own validation error (one patch alone cannot be judged:
-        confidence 0)."""
+        """Median of the patches (rows; columns: the network's outputs, or one signed value per
+        patch); confidence ``exp(-spread / scale)`` falls as they disagree beyond the network's
+        own validation error (one patch alone cannot be judged: confidence 0)."""
+        out = np.asarray(patch_out, np.float64).reshape(len(patch_out), -1)
+        patch_defocus_um = out[:, 0]
         scale = self._scale("main") if spread_scale_um is None else spread_scale_um
         defocus = float(np.median(patch_defocus_um))
         if patch_defocus_um.size < 2:
@@ -293,8 +328,30 @@ class FocusModel:
             spread = 1.4826 * float(np.median(np.abs(patch_defocus_um - defocus)))
             confidence = math.exp(-spread / scale)
         low, high = self.defocus_range_um
+        distance = float(np.median(out[:, 1])) if out.shape[1] > 1 else None
         return Prediction(defocus, confidence, spread, tuple(float(v) for v in patch_defocus_um),
-                          low <= defocus <= high)
+                          low <= defocus <= high, distance_um=distance,
+                          sign_ambiguity=None if distance is None
+                          else sign_ambiguity(defocus, distance))
+
+    def _judged(self, prediction: Prediction, x: np.ndarray) -> Prediction:
+        """The prediction with what the bundle's calibration says of it: the features'
+        unfamiliarity and its limit, whether the sign is too ambiguous to act on, and the
+        error to expect."""
+        unfamiliarity = None if self.familiarity is None \
+            else float(np.median(self.familiarity.score(x)))
+        calibration = self.calibration
+        if calibration is None:
+            return replace(prediction, unfamiliarity=unfamiliarity)
+        ambiguity = prediction.sign_ambiguity
+        distance = abs(prediction.defocus_um) if prediction.distance_um is None \
+            else prediction.distance_um
+        table = calibration.expected_error
+        return replace(
+            prediction, unfamiliarity=unfamiliarity,
+            max_unfamiliarity=None if unfamiliarity is None else calibration.max_unfamiliarity,
+            sign_ambiguous=ambiguity is not None and ambiguity > calibration.max_sign_ambiguity,
+            expected_error_um=None if table is None else table.at(distance))
 
     def _scale(self, network: str) -> float:
         """Patch disagreement at which confidence is 1/e: the network's per-patch validation

@@ -20,7 +20,7 @@ import numpy as np
 
 from controller.features import Standardizer
 from training.dataset import Dataset
-from training.network import TrainingError
+from training.network import TrainingError, targets
 
 # 32768 rows of 384 float32 features: 50 MB per block, about 540 stacks of 61 one-patch planes
 BLOCK_ROWS = 1 << 15
@@ -93,8 +93,9 @@ def predict_rows(dataset: Dataset, predict: Callable[[np.ndarray], np.ndarray],
 
 
 class Batches:
-    """(standardised features, defocus_um) batches of a dataset, block by block; shuffled anew
-    each epoch (``on_epoch_end``) when ``shuffle``, else in row order (for validation)."""
+    """(standardised features, targets of the network's heads) batches of a dataset, block by
+    block; shuffled anew each epoch (``on_epoch_end``) when ``shuffle``, else in row order (for
+    validation)."""
 
     def __init__(self, dataset: Dataset, standardizer: Standardizer, batch_size: int, *,
                  seed: int = 0, shuffle: bool = True, max_rows: int = BLOCK_ROWS) -> None:
@@ -122,8 +123,8 @@ class Batches:
         xs, ys = [], []
         for b in range(first, last + 1):
             x, y = self._block(b)
-            begin = self._ends[b] - y.size
-            take = slice(max(low - begin, 0), min(high - begin, y.size))
+            begin = self._ends[b] - len(y)
+            take = slice(max(low - begin, 0), min(high - begin, len(y)))
             xs.append(x[take])
             ys.append(y[take])
         return np.concatenate(xs), np.concatenate(ys)
@@ -151,5 +152,5 @@ class Batches:
             positions = self._blocks[b]
             x = self.standardizer.apply(self.dataset.features_of(positions))
             order = self._orders[b]
-            self._cache[b] = (x[order], self.dataset.defocus_um[positions][order])
+            self._cache[b] = (x[order], targets(self.dataset.defocus_um[positions][order]))
         return self._cache[b]

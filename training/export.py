@@ -26,6 +26,12 @@ REPRESENTATIVE_ROWS = 500
 # Confidence is exp(-patch spread / validation error): the default model's normal frames of cells
 # score 0.45..1 (5th percentile 0.51), an empty field 0.35..0.40.
 DEFAULT_MIN_CONFIDENCE = 0.4
+# The limits a new bundle carries until `focuslock confidence calibrate` sets them from readings of
+# sample families it never saw (controller/confidence.py): a signed head below half the distance
+# head's reading, and features beyond three times the training data's edge.
+DEFAULT_MAX_SIGN_AMBIGUITY = 0.5
+DEFAULT_MAX_UNFAMILIARITY = 3.0
+FAMILIARITY_COMPONENTS = 16
 
 
 def to_tflite(model: Any, representative: np.ndarray | None = None) -> bytes:
@@ -60,7 +66,8 @@ def representative_positions(n_rows: int, seed: int) -> np.ndarray:
 
 
 def run_tflite(content: bytes, x: np.ndarray) -> np.ndarray:
-    """Predictions of a TFLite model (float or int8 I/O) for float inputs, in one batch."""
+    """Predictions of a TFLite model (float or int8 I/O) for float inputs, in one batch: a row
+    per input row, a column per output."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=content, num_threads=1)
@@ -74,11 +81,11 @@ def run_tflite(content: bytes, x: np.ndarray) -> np.ndarray:
         x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
     interpreter.set_tensor(inp["index"], x.astype(inp["dtype"], copy=False))
     interpreter.invoke()
-    y = interpreter.get_tensor(out["index"]).reshape(-1).astype(np.float32)
+    y = interpreter.get_tensor(out["index"]).astype(np.float32)
     if out["dtype"] == np.int8:
         scale, zero = out["quantization"]
         y = (y - zero) * scale
-    return y
+    return y.reshape(x.shape[0], -1)
 
 
 def write_bundle(out: Path, int8_model: bytes, weights: dict[str, np.ndarray],

@@ -1,9 +1,16 @@
-"""The paper's network: a plain MLP from standardised spectrum features to defocus in µm.
+"""The paper's network, with a second head: a plain MLP from standardised spectrum features to
+the signed defocus and the sign-free distance to focus, both in µm.
 
 Dropout on the input only (the features are many and redundant; hidden layers are small), a stack
-of ReLU layers, one linear output, MSE loss, Adam. Training stops when the validation RMSE has not
-improved for ``patience`` epochs and keeps the best weights (the original exported the last ones).
-TensorFlow/Keras is imported by the functions that need it, so importing this module is cheap.
+of ReLU layers, one linear layer with two outputs (``HEADS``), MSE on both, Adam. The distance
+head exists because of physics: a thin phase sample's spectrum magnitude is the same at +D and
+-D, so |D| is learnable from any sample while the sign depends on the sample's absorption-to-phase
+relation. Where the signed head hedges towards 0 and the distance head does not, the sign is
+ambiguous (controller/model.py) and the loop finds it by a probe move.
+
+Training stops when the signed head's validation RMSE has not improved for ``patience`` epochs
+and keeps the best weights (the original exported the last ones). TensorFlow/Keras is imported
+by the functions that need it, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -20,6 +27,15 @@ from controller.errors import FocuslockError
 
 if TYPE_CHECKING:
     from training.batches import Batches
+
+
+HEADS = ("defocus_um", "distance_um")  # the network's output columns, in order
+
+
+def targets(defocus_um: np.ndarray) -> np.ndarray:
+    """What the heads learn for each label: (signed defocus, |defocus|), float32 (rows, 2)."""
+    d = np.asarray(defocus_um, np.float32)
+    return np.stack([d, np.abs(d)], axis=1)
 
 
 class TrainingError(FocuslockError, ValueError):
@@ -98,7 +114,7 @@ def build(n_inputs: int, hp: HyperParams) -> Any:
     if hp.dropout > 0:
         layers.append(keras.layers.Dropout(hp.dropout))
     layers += [keras.layers.Dense(hp.width, activation="relu") for _ in range(hp.depth)]
-    layers += [keras.layers.Dense(1), keras.layers.Rescaling(hp.output_scale_um)]
+    layers += [keras.layers.Dense(len(HEADS)), keras.layers.Rescaling(hp.output_scale_um)]
     return keras.Sequential(layers, name="focuslock_mlp")
 
 
@@ -132,8 +148,14 @@ def fit(model: Any, hp: HyperParams, train: Batches, val: Batches,
         def on_epoch_end(self) -> None:
             self.batches.on_epoch_end()
 
+    class DefocusRmse(keras.metrics.RootMeanSquaredError):
+        """RMSE of the signed head alone: what early stopping and the records judge."""
+
+        def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+            return super().update_state(y_true[:, 0], y_pred[:, 0], sample_weight)
+
     model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="mse",
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+                  metrics=[DefocusRmse(name="rmse")])
     stop = keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=hp.patience,
                                          restore_best_weights=True)
     callbacks = [stop]

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from controller import __version__
+from controller.confidence import Calibration, Familiarity
 from controller.features import FeatureSpec, Standardizer
 from controller.files import replaced_dir, require_writable_dir
 from controller.model import (
@@ -31,10 +32,13 @@ from controller.model import (
     check_fit,
     read_record,
 )
-from training.batches import Batches, blocks, fit_standardizer, predict_rows
+from training.batches import Batches, fit_standardizer, predict_rows
 from training.dataset import Dataset, load_training_data
 from training.export import (
+    DEFAULT_MAX_SIGN_AMBIGUITY,
+    DEFAULT_MAX_UNFAMILIARITY,
     DEFAULT_MIN_CONFIDENCE,
+    FAMILIARITY_COMPONENTS,
     FINE_FILE,
     load_float_weights,
     representative_positions,
@@ -43,6 +47,7 @@ from training.export import (
     write_bundle,
 )
 from training.network import (
+    HEADS,
     HyperParams,
     TrainingError,
     build,
@@ -50,6 +55,7 @@ from training.network import (
     weights_from_arrays,
     weights_to_arrays,
 )
+from training.readings import family_table, frame_groups, frame_readings
 from training.report import metrics, write_report
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,8 @@ INT8_TOLERANCE = 0.05  # the int8 model may be this much worse than the float on
 # network's own error near focus (about 0.5 µm) must not carry a frame there.
 FINE_MARGIN_UM = 3.0
 MAX_FINE_RANGE_UM = 100.0  # the near-focus network's ±range; the main one's is about ±30 µm
+FAMILIARITY_ROWS = 5000  # training rows (a seeded sample) that span the familiarity subspace
+READINGS_FILE = "readings.npz"  # every frame's reading, in an evaluation's report
 
 
 def folder_name(path: Path) -> str:
@@ -77,50 +85,20 @@ def code_version() -> str:
         return __version__
 
 
-def _frames(dataset: Dataset) -> list[np.ndarray]:
-    """Row indices of each frame (plane), in plane order."""
-    order = np.argsort(dataset.plane, kind="stable")
-    _, starts = np.unique(dataset.plane[order], return_index=True)
-    return np.split(order, starts[1:])
+def per_frame(dataset: Dataset, patch_out: np.ndarray) -> dict[str, np.ndarray]:
+    """Median over each frame's patches of one network's signed predictions, with the labels
+    (``patch_out``: a row per patch, the signed head first)."""
+    groups = frame_groups(dataset)
+    signed = np.asarray(patch_out).reshape(dataset.n_rows, -1)[:, 0]
+    return {"predicted": np.array([np.median(signed[g]) for g in groups]),
+            "label": np.array([dataset.defocus_um[g[0]] for g in groups], np.float64)}
 
 
-def per_frame(dataset: Dataset, patch_um: np.ndarray) -> dict[str, np.ndarray]:
-    """Median over each frame's patches of one network's predictions, with the labels."""
-    groups = _frames(dataset)
-    return _with_labels(dataset, groups, np.array([np.median(patch_um[g]) for g in groups]))
-
-
-def per_frame_model(dataset: Dataset, model: FocusModel) -> dict[str, np.ndarray]:
-    """What the controller answers for each frame (median, fine network near focus), reading
-    the features a block of whole stacks at a time (a frame lies in one stack)."""
-    answer: dict[int, float] = {}
-    for positions in blocks(dataset):
-        x = dataset.features_of(positions)
-        planes = dataset.plane[positions]
-        order = np.argsort(planes, kind="stable")
-        ids, starts = np.unique(planes[order], return_index=True)
-        for plane, group in zip(ids, np.split(order, starts[1:]), strict=True):
-            answer[int(plane)] = model.predict_patches(x[group]).defocus_um
-    groups = _frames(dataset)
-    predicted = np.array([answer[int(dataset.plane[g[0]])] for g in groups])
-    return _with_labels(dataset, groups, predicted)
-
-
-def _with_labels(dataset: Dataset, groups: list[np.ndarray], predicted: np.ndarray
-                 ) -> dict[str, np.ndarray]:
-    return {
-        "predicted": predicted,
-        "label": np.array([dataset.defocus_um[g[0]] for g in groups], np.float64),
-        "truth": np.array([dataset.true_defocus_um[g[0]] for g in groups], np.float64),
-        "stack": np.array([dataset.names[dataset.stack[g[0]]] for g in groups]),
-    }
-
-
-def _truth_metrics(frames: dict[str, np.ndarray]) -> dict[str, Any] | None:
-    known = np.isfinite(frames["truth"])
+def _truth_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any] | None:
+    known = np.isfinite(truth)
     if not known.any():
         return None
-    return metrics(frames["truth"][known], frames["predicted"][known])
+    return metrics(truth[known], predicted[known])
 
 
 def _ground_truth_error(dataset: Dataset) -> dict[str, float] | None:
@@ -201,6 +179,10 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
     if base is not None:
         check_fit(base, data.optics, data.pattern)
         standardizer = Standardizer.from_dict(base["standardizer"])  # ... and the normalisation
+    calibration = Calibration(DEFAULT_MAX_SIGN_AMBIGUITY, DEFAULT_MAX_UNFAMILIARITY, None,
+                              "defaults: not calibrated on unseen families")
+    if base is not None and base.get("confidence") is not None:
+        calibration = Calibration.from_dict(base["confidence"])
     learning = data.without_kinds(hold_out_kinds) if hold_out_kinds else data
     train_set, val_set = learning.split(validation_fraction, hp.seed)
     val_set = val_set.originals()  # mirrored frames teach; validation judges real frames only
@@ -233,6 +215,9 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
         "illumination": data.pattern.to_dict(),
         "defocus_range_um": [float(labels.min()), float(labels.max())],
         "min_confidence": threshold,
+        "outputs": list(HEADS),
+        "familiarity": _familiarity(train_set, standardizer, hp.seed).to_dict(),
+        "confidence": calibration.to_dict(),
         "data": {
             "folder": folder_name(data_dir),
             "train": train_set.summary(),
@@ -249,9 +234,8 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
                      "train_rmse_um": history.train_rmse_um,
                      "val_rmse_um": history.val_rmse_um},
         "metrics": {
-            "patch_rmse_um": float(np.sqrt(np.mean((int8_patch - val_set.defocus_um) ** 2))),
-            "float32_patch_rmse_um": float(np.sqrt(np.mean((float_patch - val_set.defocus_um)
-                                                           ** 2))),
+            "patch_rmse_um": _patch_rmse(int8_patch, val_set),
+            "float32_patch_rmse_um": _patch_rmse(float_patch, val_set),
             "float32": float_m,
             "int8": int8_m,
             "int8_within_5_percent_of_float32": bool(int8_ok),
@@ -265,19 +249,36 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
         if not np.allclose(predict_rows(val_set, loaded.predict_features), int8_patch,
                            atol=1e-4):
             raise ModelError(f"{out}: the controller's predictions differ from the exporter's")
-        frames = per_frame_model(val_set, loaded)
-        record["metrics"]["bundle"] = metrics(frames["label"], frames["predicted"])
-        record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames)
+        frames = frame_readings(val_set, loaded)
+        record["metrics"]["bundle"] = metrics(frames.label, frames.predicted)
+        record["metrics"]["bundle_distance_rmse_um"] = float(
+            np.sqrt(np.mean((frames.distance - np.abs(frames.label)) ** 2)))
+        record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames.truth,
+                                                                        frames.predicted)
         write_bundle(staging, int8_model, weights_to_arrays(model), record, fine_model)
-        write_report(staging / "report", frames["label"], frames["predicted"],
+        write_report(staging / "report", frames.label, frames.predicted,
                      f"{folder_name(out)}: validation, int8" + (" coarse + fine" if fine else ""),
                      {"bundle": folder_name(out), "data": folder_name(data_dir)},
-                     (history.train_rmse_um, history.val_rmse_um), list(frames["stack"]))
+                     (history.train_rmse_um, history.val_rmse_um), list(frames.stack))
     return record
 
 
 def _label_pred(frames: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return frames["label"], frames["predicted"]
+
+
+def _patch_rmse(patch_out: np.ndarray, dataset: Dataset) -> float:
+    """RMSE of the signed head over every patch."""
+    return float(np.sqrt(np.mean((patch_out[:, 0] - dataset.defocus_um) ** 2)))
+
+
+def _familiarity(train_set: Dataset, standardizer: Standardizer, seed: int) -> Familiarity:
+    """The training features' subspace, from a seeded sample of their rows."""
+    rng = np.random.default_rng([seed, 1])
+    positions = np.sort(rng.choice(train_set.n_rows, min(FAMILIARITY_ROWS, train_set.n_rows),
+                                   replace=False))
+    return Familiarity.fit(standardizer.apply(train_set.features_of(positions)),
+                           FAMILIARITY_COMPONENTS)
 
 
 def _export(model: Any, train_set: Dataset, val_set: Dataset, standardizer: Standardizer,
@@ -314,9 +315,8 @@ def _train_fine(range_um: float, spec: FeatureSpec, hp: HyperParams, train_set: 
                   Batches(near_val, standardizer, hp.batch_size, shuffle=False), verbose=verbose)
     float_patch, int8_model, int8_patch = _export(model, near_train, near_val, standardizer,
                                                   hp.seed)
-    labels = near_val.defocus_um
-    float_rmse = float(np.sqrt(np.mean((float_patch - labels) ** 2)))
-    int8_rmse = float(np.sqrt(np.mean((int8_patch - labels) ** 2)))
+    float_rmse = _patch_rmse(float_patch, near_val)
+    int8_rmse = _patch_rmse(int8_patch, near_val)
     return {
         "file": FINE_FILE,
         "range_um": [-range_um, range_um],
@@ -334,17 +334,20 @@ def _train_fine(range_um: float, spec: FeatureSpec, hp: HyperParams, train_set: 
 def evaluate(bundle: Path, data_dir: Path, report_dir: Path, *, workers: int = 1,
              cache_dir: Path | None = None) -> dict[str, Any]:
     """The bundle's accuracy on a folder of stacks or a dataset store (per frame, patches
-    combined by median)."""
+    combined by median, the bundle's gates applied), overall and by sample family; every
+    frame's reading is kept in the report (``READINGS_FILE``)."""
     record = read_record(bundle)
     spec = FeatureSpec.from_dict(record["feature_spec"])
     data = load_training_data(data_dir, spec, cache_dir=cache_dir, workers=workers)
     model = FocusModel.load(bundle, optics=data.optics, pattern=data.pattern)
-    frames = per_frame_model(data, model)
+    frames = frame_readings(data, model)
     summary = {"bundle": folder_name(bundle), "data": folder_name(data_dir),
                "stacks": data.summary()["n_stacks"],
                "skipped": data.summary()["skipped"],
-               "vs_simulated_truth": _truth_metrics(frames)}
-    write_report(report_dir, frames["label"], frames["predicted"],
+               "vs_simulated_truth": _truth_metrics(frames.truth, frames.predicted),
+               "by_family": family_table(frames)}
+    write_report(report_dir, frames.label, frames.predicted,
                  f"{folder_name(bundle)} on {folder_name(data_dir)}", summary, None,
-                 list(frames["stack"]))
-    return {**summary, **metrics(frames["label"], frames["predicted"])}
+                 list(frames.stack))
+    frames.save(report_dir / READINGS_FILE)
+    return {**summary, **metrics(frames.label, frames.predicted)}
