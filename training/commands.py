@@ -121,6 +121,17 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_evaluate)
 
     p = subparsers.add_parser(
+        "confidence", help="calibrate a bundle's confidence on readings of unseen families",
+        description="Fit the limits the gates and the loop apply (sign ambiguity, unfamiliarity) "
+                    "and the expected error by distance from the leave-one-family-out readings "
+                    "that benchmarks/bench_lofo.py saved (READINGS/<family>/readings.npz), and "
+                    "write them into BUNDLE's record; its weights are untouched.")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("--readings", type=Path, required=True, metavar="DIR",
+                   help="the --work folder of benchmarks/bench_lofo.py")
+    p.set_defaults(func=run_confidence)
+
+    p = subparsers.add_parser(
         "train-data", help="render simulated focal stacks for training",
         description="Render COUNT seeded focal stacks (autofocus LED + incoherent half annulus) "
                     "on the virtual microscope into OUT_DIR; existing files are kept, so a run "
@@ -233,7 +244,35 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(json.dumps({k: result[k] for k in ("rmse_um", "mae_um", "n", "by_abs_defocus",
                                               "wrong_sign_fraction_beyond_2um",
                                               "vs_simulated_truth")}, indent=1))
+    print(f"{'family':<16}{'frames':>7}{'RMSE µm':>9}{'±5 µm':>7}{'wrong sign':>11}"
+          f"{'rejected':>9}{'probed':>7}")
+    columns = (("rmse_um", ".2f", 9), ("rmse_within_5um", ".2f", 7),
+               ("wrong_sign_passed_unambiguous", ".1%", 11), ("rejected", ".1%", 9),
+               ("sign_ambiguous", ".1%", 7))
+    for family, row in result["by_family"].items():
+        cells = "".join(f"{'-' if row[k] is None else format(row[k], fmt):>{width}}"
+                        for k, fmt, width in columns)
+        print(f"{family:<16}{row['frames']:>7}{cells}")
     print(f"report in {report}")
+    return 0
+
+
+def run_confidence(args: argparse.Namespace) -> int:
+    from training.confidence_fit import fit, install
+    from training.readings import READINGS_FILE, Readings
+    from training.store import StoreError
+
+    files = sorted(args.readings.glob(f"*/{READINGS_FILE}"))
+    if not files:
+        raise StoreError(f"--readings {args.readings}: no */{READINGS_FILE} in it; run "
+                         f"benchmarks/bench_lofo.py --work {args.readings} first")
+    readings = Readings.concatenate([Readings.load(f) for f in files])
+    families = sorted(set(readings.kind))
+    calibration = fit(readings, f"leave-one-family-out readings of {len(families)} families "
+                                f"({readings.label.size} frames): {', '.join(families)}")
+    install(args.bundle, calibration)
+    print(json.dumps(calibration.to_dict(), indent=1))
+    print(f"wrote the calibration into {args.bundle / 'record.json'}")
     return 0
 
 

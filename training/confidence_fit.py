@@ -59,19 +59,20 @@ def fit(readings: Readings, description: str) -> Calibration:
         if wrong.size and wrong.mean() <= MAX_WRONG_SIGN:
             max_ambiguity = float(limit)
     limits = Calibration(max_ambiguity, max_unfamiliarity, None, description)
-    passed = _apply(readings, limits)
+    passed = judged(readings, limits)
     return Calibration(max_ambiguity, max_unfamiliarity, _table(passed), description)
 
 
-def _apply(readings: Readings, limits: Calibration) -> Readings:
-    """The readings as a bundle with these limits would have judged them; only the passed."""
+def judged(readings: Readings, limits: Calibration, *, passed_only: bool = True) -> Readings:
+    """The readings as a bundle with these limits would have judged them (only those the gates
+    pass, unless not ``passed_only``)."""
     ambiguous = readings.ambiguity > limits.max_sign_ambiguity
     passed = readings.trusted & ~(readings.unfamiliarity > limits.max_unfamiliarity)
-    judged = Readings(**{**readings.__dict__, "sign_ambiguous": ambiguous, "passed": passed})
+    result = Readings(**{**readings.__dict__, "sign_ambiguous": ambiguous, "passed": passed})
     table = limits.expected_error
     if table is not None:
-        judged.expected_error = np.array([table.at(d) for d in _distance(judged)])
-    return judged.where(passed)
+        result.expected_error = np.array([table.at(d) for d in _distance(result)])
+    return result.where(passed) if passed_only else result
 
 
 def _distance(r: Readings) -> np.ndarray:
@@ -81,13 +82,15 @@ def _distance(r: Readings) -> np.ndarray:
 def _table(passed: Readings) -> ExpectedError:
     error = passed.acted_error
     distance = _distance(passed)
-    overall = float(np.percentile(error, EXPECTED_ERROR_QUANTILE)) if error.size else 1.0
+    def bound(errors: np.ndarray) -> float:  # "higher": at least 95 % of them within
+        return float(np.percentile(errors, EXPECTED_ERROR_QUANTILE, method="higher"))
+
+    overall = bound(error) if error.size else 1.0
     edges = (*DISTANCE_EDGES_UM, np.inf)
     bounds = []
     for low, high in itertools.pairwise(edges):
         inside = error[(distance >= low) & (distance < high)]
-        bounds.append(float(np.percentile(inside, EXPECTED_ERROR_QUANTILE))
-                      if inside.size >= MIN_BIN_READINGS else overall)
+        bounds.append(bound(inside) if inside.size >= MIN_BIN_READINGS else overall)
     return ExpectedError(DISTANCE_EDGES_UM, tuple(max(b, 1e-3) for b in bounds))
 
 
@@ -98,7 +101,7 @@ def cross_checked(readings: Readings) -> dict[str, Any]:
     for kind in sorted(set(readings.kind)):
         mine = readings.kind == kind
         limits = fit(readings.where(~mine), f"all families but {kind}")
-        passed = _apply(readings.where(mine), limits)
+        passed = judged(readings.where(mine), limits)
         within = passed.acted_error <= passed.expected_error
         far = np.abs(passed.label) > SIGN_MARGIN_UM
         decided = far & ~passed.sign_ambiguous

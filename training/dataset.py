@@ -118,13 +118,19 @@ class Dataset:
 
     def without_kinds(self, kinds: Sequence[str]) -> Dataset:
         """Every stack of the named sample kinds held out (for testing on a kind never seen)."""
+        return self._by_kinds(kinds, keep=False, what="hold out")
+
+    def of_kinds(self, kinds: Sequence[str]) -> Dataset:
+        """Only the stacks of the named sample kinds (the held-out kinds, to test on)."""
+        return self._by_kinds(kinds, keep=True, what="test on")
+
+    def _by_kinds(self, kinds: Sequence[str], *, keep: bool, what: str) -> Dataset:
         present = {self.samples[i] for i in self.present()}
         unknown = sorted(set(kinds) - present)
         if unknown:
-            raise DatasetError(f"no stack of sample kind {', '.join(map(repr, unknown))} to hold "
-                               f"out; the data has {sorted(present)}")
-        kept = [i for i in self.present() if self.samples[i] not in set(kinds)]
-        return self.subset(kept)
+            raise DatasetError(f"no stack of sample kind {', '.join(map(repr, unknown))} to "
+                               f"{what}; the data has {sorted(present)}")
+        return self.subset([i for i in self.present() if (self.samples[i] in set(kinds)) == keep])
 
     def split(self, validation_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """Train and validation by whole stacks (positions), never by plane."""

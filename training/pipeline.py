@@ -55,7 +55,7 @@ from training.network import (
     weights_from_arrays,
     weights_to_arrays,
 )
-from training.readings import family_table, frame_groups, frame_readings
+from training.readings import READINGS_FILE, family_table, frame_groups, frame_readings
 from training.report import metrics, write_report
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,6 @@ INT8_TOLERANCE = 0.05  # the int8 model may be this much worse than the float on
 FINE_MARGIN_UM = 3.0
 MAX_FINE_RANGE_UM = 100.0  # the near-focus network's ±range; the main one's is about ±30 µm
 FAMILIARITY_ROWS = 5000  # training rows (a seeded sample) that span the familiarity subspace
-READINGS_FILE = "readings.npz"  # every frame's reading, in an evaluation's report
 
 
 def folder_name(path: Path) -> str:

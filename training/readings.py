@@ -22,6 +22,7 @@ from training.batches import blocks
 from training.dataset import Dataset
 from training.report import SIGN_MARGIN_UM
 
+READINGS_FILE = "readings.npz"  # every frame's reading, where a report keeps them
 NEAR_UM = 5.0  # "within ±5 µm": where a lock works, reported on its own
 
 
