@@ -52,6 +52,11 @@ HEARTBEAT_RANGE_S = (0.2, 60.0)
 NO_MODEL = "none"  # model.bundle: no network (the parallax cue alone)
 UNIT_INTERVAL = Within(0, 1, open_low=True)  # gains: a fraction of the error, never nothing
 FRACTION = Within(0, 1)
+# The probe that finds an ambiguous sign (docs/loop.md, "The sign is never guessed"), one per mode
+# as each has its own largest step and window
+PROBE_RANGE = Within(0, 100, "µm", open_low=True)
+PROBE_DOC = ("a reading whose sign is ambiguous is probed by a move of this many µm; at most "
+             "max_step_um")
 
 
 def _setting(default: Any, rule: Rule | None = None, *, doc: str) -> Any:
@@ -198,6 +203,7 @@ class LockSettings(_Table):
     dead_band_um: float = _setting(0.1, Within(0, 100, "µm"), doc="no move for smaller errors")
     max_step_um: float = _setting(10.0, Within(0, 1000, "µm", open_low=True),
                                   doc="largest single correction")
+    probe_um: float = _setting(3.0, PROBE_RANGE, doc=PROBE_DOC)
     travel_window_um: float = _setting(
         100.0, Within(0, 2 * TRAVEL_BOUND_UM, "µm", open_low=True),
         doc="never leave ± half of this around where the lock started; at most the travel")
@@ -234,6 +240,7 @@ class FocusSettings(_Table):
     gain: float = _setting(1.0, UNIT_INTERVAL, doc="fraction of the error corrected per move")
     max_step_um: float = _setting(40.0, Within(0, 1000, "µm", open_low=True),
                                   doc="largest single move")
+    probe_um: float = _setting(3.0, PROBE_RANGE, doc=PROBE_DOC)
     search_window_um: float = _setting(
         80.0, Within(0, 2 * TRAVEL_BOUND_UM, "µm", open_low=True),
         doc="never leaves ± half of this around where it started (a little more than the "
@@ -258,6 +265,10 @@ class GateSettings(_Table):
     )
     max_frame_age_s: float = _setting(1.0, Within(0, 60, "s", open_low=True),
                                       doc="older frames are stale")
+    expected_error_um: float = _setting(
+        1.0, Within(0, 30, "µm"),
+        doc="a reading's expected error where the model states none: a probe decides a sign "
+            "only by more than the two readings' expected errors")
 
 
 # Simulated frames: no smaller than a useful feature patch, no larger than the largest camera
@@ -337,6 +348,11 @@ class Config(_Table):
                 raise ConfigError(f"{table.key(name)}: must be at most the travel "
                                   f"({span:g} µm, board.travel_min_um to travel_max_um), "
                                   f"got {getattr(table, name):g}")
+        for table in (self.lock, self.focus):
+            if table.probe_um > table.max_step_um:
+                raise ConfigError(f"{table.key('probe_um')}: must be at most "
+                                  f"{table.key('max_step_um')} ({table.max_step_um:g}), "
+                                  f"got {table.probe_um:g}")
         limit = offset_limit_um(self.lock)
         if not abs(self.lock.offset_um) <= limit:
             raise ConfigError(f"lock.offset_um: must be within ±{limit:g} µm (half of "

@@ -20,6 +20,12 @@ texture. So:
   an unconfirmed sign is what drives focus the wrong way;
 - neither trusted: the reading is untrusted and the gates say why.
 
+The sign is never left to the network where the parallax cue has settled it: a reading the
+parallax cue decides is never ``sign_ambiguous``, nor is the network's where a parallax reading on
+the same side of focus confirmed it. Elsewhere (near focus, where the cues agree by the margin
+alone) the network's own verdict stands, and the loop probes an ambiguous sign
+(controller/sign_probe.py).
+
 Every fused Prediction says which cue decided (``cue``), why (``cue_reason``), both readings and
 the threshold its confidence is judged against (``min_confidence``).
 """
@@ -86,7 +92,8 @@ def fuse(network: Prediction | None, network_min_confidence: float, reading: Par
     network_ok = trusted(network, network_min_confidence)
     if trusted(parallax, parallax_min_confidence):
         if network_ok and agree(n_um, p_um, rules):
-            return replace(as_network, cue_reason=f"parallax agrees ({p_um:+.2f} µm)")
+            return replace(_side_confirmed(as_network, p_um),
+                           cue_reason=f"parallax agrees ({p_um:+.2f} µm)")
         if not network_ok:
             why = f"network not trusted ({n_um:+.2f} µm, confidence {network.confidence:.2f})"
         elif n_um * p_um < 0:
@@ -101,13 +108,22 @@ def fuse(network: Prediction | None, network_min_confidence: float, reading: Par
     weak = (math.isfinite(p_um) and reading.in_range
             and reading.confidence >= rules.weak_fraction * parallax_min_confidence)
     if weak and agree(n_um, p_um, rules):
-        return replace(as_network, cue_reason=f"{unsure}, but it agrees ({p_um:+.2f} µm)")
+        return replace(_side_confirmed(as_network, p_um),
+                       cue_reason=f"{unsure}, but it agrees ({p_um:+.2f} µm)")
     if abs(n_um) <= rules.sign_margin_um:
         return replace(as_network, cue_reason=f"{unsure}; near focus the network decides")
     return replace(as_network, cue="parallax", confidence=0.0,
                    min_confidence=parallax_min_confidence,
                    cue_reason=f"{unsure}: it cannot confirm the network's {n_um:+.2f} µm, "
                               f"no move")
+
+
+def _side_confirmed(network: Prediction, parallax_um: float) -> Prediction:
+    """The network's reading, no longer sign-ambiguous where the parallax reading lies on the
+    same side of focus (agreeing by the margin alone, opposite sides confirm nothing)."""
+    if network.defocus_um * parallax_um > 0:
+        return replace(network, sign_ambiguous=False)
+    return network
 
 
 def _why_untrusted(reading: ParallaxReading, min_confidence: float) -> str:

@@ -24,10 +24,11 @@ BLOCK = 16  # pixels; averaging 16x16 blocks lowers shot noise 16x while keeping
 SATURATION_LEVEL = 0.98
 
 
-# What vetoed a move, as logs, counters and the API name it; "window" is the loop's own veto (a
-# correction the travel window forbids entirely).
+# What vetoed a move, as logs, counters and the API name it; "window" and "sign" are the loop's
+# own vetoes (a correction the travel window forbids entirely; an ambiguous sign no probe could
+# decide: controller/sign_probe.py).
 GateName = Literal["stale", "dark", "saturated", "empty", "invalid", "confidence", "range",
-                   "unfamiliar", "window"]
+                   "unfamiliar", "window", "sign"]
 
 
 @dataclass(frozen=True)

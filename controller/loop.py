@@ -16,6 +16,14 @@ window (± half of ``focus.search_window_um`` around where it started). A correc
 forbids entirely counts as a rejected reading ("window"), so a focus outside the window ends in
 ``lost``, not in pushing on a limit.
 
+The sign is never guessed: a trusted reading whose sign is ambiguous
+(``Prediction.sign_ambiguous``: a thin phase sample reads the same at +D and -D) and whose
+distance is beyond the tolerance makes a probe move of ``probe_um`` instead (``probing``); the
+next reading decides the sign from how the distance changed (then corrected in full), or probes
+once more, or counts as rejected ("sign"); a reading rejected by a gate ends the probe with no
+further move (controller/sign_probe.py). A probe is a move (focus now counts it) through the
+same guard. Within the tolerance an ambiguous reading counts as 0: no sign is followed.
+
 States (the same for focus now and the lock; documented for users in docs/loop.md)::
 
     idle ──start──────────────────────────────► focusing
@@ -23,8 +31,12 @@ States (the same for focus now and the lock; documented for users in docs/loop.m
     locked ──reading rejected──► holding (no move)
     holding ──trusted, in tolerance──► locked
     locked, holding ──trusted, out of tolerance──► focusing (and corrects)
-    focusing, holding ──N consecutive rejections──► lost (no moves, says why)
-    lost ──trusted reading, if recover_from_lost──► focusing
+    focusing, locked, holding, lost ──trusted, sign ambiguous, out of tolerance──► probing (probe)
+    probing ──sign decided (or read), in or out of tolerance──► focusing or locked (corrects)
+    probing ──sign undecided──► probing (a second probe)
+    probing ──reading rejected, or sign undecided after 2 probes──► focusing (no move)
+    focusing, holding, probing ──N consecutive rejections──► lost (no moves, says why)
+    lost ──trusted reading, if recover_from_lost──► focusing (or probing)
     lost ──run ends, if not recover_from_lost
     any running state ──camera, drive or model fault──► fault (drive stopped, LEDs off, run ends)
     any ──stop──► idle (LEDs off)
@@ -53,6 +65,7 @@ from controller.move_guard import MoveGuard
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
 from controller.sensing import FocusSensor
+from controller.sign_probe import SignProbe, SignVerdict, distance_of, judge_sign
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
@@ -66,6 +79,7 @@ STOPPED_BY_REQUEST = "stopped by request"
 class LoopState(StrEnum):
     IDLE = "idle"
     FOCUSING = "focusing"
+    PROBING = "probing"  # a probe move made; the next reading decides the sign
     LOCKED = "locked"
     HOLDING = "holding"
     LOST = "lost"
@@ -111,6 +125,19 @@ class _Reading:
     rejections: list[Rejection]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one reading asks for: a correction ``error_um`` with its sign (the reading's own or
+    a probe's), a probe (``error_um`` None), or nothing (``rejections``); the move and the limit
+    that cut it."""
+
+    sign: SignVerdict
+    error_um: float | None
+    move_um: float
+    limited: str
+    rejections: list[Rejection]
+
+
 class FocusLoop:
     """Runs focus now or the lock on one camera, focus drive, illuminator and sensor (what a
     reading lights and how its frames become a prediction: controller/sensing.py)."""
@@ -135,6 +162,7 @@ class FocusLoop:
         self._step = 0
         self._in_tolerance = 0
         self._rejections = 0
+        self._probe: SignProbe | None = None  # the probe in flight (state probing)
         self._lock_guard: MoveGuard | None = None  # set by start_lock
 
     @classmethod
@@ -177,34 +205,32 @@ class FocusLoop:
         except FocuslockError as exc:
             return self._record(t, None, None, [], 0.0, "", self._enter_fault(exc))
         prediction = reading.prediction
-        rejections = reading.rejections
-        error = move = None
-        limited = ""
-        if prediction is not None and not rejections:
-            error = prediction.defocus_um + settings.offset_um
-            move, limited = control_move(
-                error, reading.z_um, gain=settings.gain, dead_band_um=settings.dead_band_um,
-                guard=guard, capture_gain=settings.capture_gain,
-                capture_beyond_um=settings.capture_beyond_um)
-            in_tolerance = abs(error) <= settings.tolerance_um
-            if limited == guard.name and abs(move) < NO_MOVE_UM and not in_tolerance:
-                rejections = [window_rejection(error, guard)]
-        if rejections:
-            self._on_rejected(rejections)
-            return self._record(t, reading.z_um, prediction, rejections, 0.0, "", self.reason)
-        assert error is not None and move is not None  # trusted readings have both
+        plan = self._plan(reading, guard, settings.tolerance_um, settings.probe_um,
+                          lambda wanted, z: control_move(
+                              wanted, z, gain=settings.gain, dead_band_um=settings.dead_band_um,
+                              guard=guard, capture_gain=settings.capture_gain,
+                              capture_beyond_um=settings.capture_beyond_um))
+        if plan.rejections:
+            self._on_rejected(plan.rejections)
+            return self._record(t, reading.z_um, prediction, plan.rejections, 0.0, "",
+                                self.reason)
         if self.state is LoopState.LOST and not settings.recover_from_lost:
             return self._record(t, reading.z_um, prediction, [], 0.0, "", self.reason)
-        self._on_trusted(abs(error) <= settings.tolerance_um)
+        if plan.error_um is None:
+            self._on_probe(plan.sign)
+        else:
+            self._on_trusted(abs(plan.error_um) <= settings.tolerance_um, plan.sign)
+        move = plan.move_um
         if abs(move) >= NO_MOVE_UM:
             try:
                 self.drive.move_by(move)
             except FocuslockError as exc:
-                return self._record(t, reading.z_um, prediction, [], 0.0, limited,
-                                    self._enter_fault(exc))
+                return self._record(t, reading.z_um, prediction, [], 0.0, plan.limited,
+                                    self._enter_fault(exc), plan.sign)
         else:
             move = 0.0
-        return self._record(t, reading.z_um, prediction, [], move, limited, self.reason)
+        return self._record(t, reading.z_um, prediction, [], move, plan.limited, self.reason,
+                            plan.sign)
 
     # -- focus now ---------------------------------------------------------------------------
 
@@ -227,9 +253,9 @@ class FocusLoop:
             return FocusReport(False, 0, 0, None, None, self.state, self._enter_fault(exc))
 
         def end(success: bool, state: LoopState, reason: str, t: float,
-                prediction: Prediction | None) -> FocusReport:
+                prediction: Prediction | None, sign: SignVerdict) -> FocusReport:
             self.state, self.reason = state, reason
-            self._record(t, z, prediction, [], 0.0, "", reason)
+            self._record(t, z, prediction, [], 0.0, "", reason, sign)
             self._lights_off()
             return FocusReport(success, moves, steps, z, error, self.state, self.reason)
 
@@ -249,46 +275,45 @@ class FocusLoop:
                 return FocusReport(False, moves, steps, z, error, self.state, reason)
             z = reading.z_um
             prediction = reading.prediction
-            rejections = reading.rejections
-            move = 0.0
-            limited = ""
-            if prediction is not None and not rejections:
-                error = prediction.defocus_um + self.lock_settings.offset_um
-                if abs(error) <= settings.tolerance_um:
-                    return end(True, LoopState.IDLE,
-                               f"within {settings.tolerance_um} µm after {moves} moves", t,
-                               prediction)
-                if moves >= settings.max_steps:
-                    return end(False, LoopState.IDLE,
-                               f"still {error:+.2f} µm from focus after {moves} moves "
-                               f"(limit {settings.max_steps})", t, prediction)
-                move, limited = control_move(error, z, gain=settings.gain, dead_band_um=0.0,
-                                             guard=guard)
-                if limited == guard.name and abs(move) < NO_MOVE_UM:
-                    rejections = [window_rejection(error, guard)]
-            if rejections or prediction is None:
-                self._rejections += 1
-                if self._rejections >= self.lock_settings.rejections_before_lost:
-                    self._go_lost(rejections)
-                else:
-                    self.reason = "; ".join(r.reason for r in rejections)
-                self._record(t, z, prediction, rejections, 0.0, "", self.reason)
+            plan = self._plan(reading, guard, settings.tolerance_um, settings.probe_um,
+                              lambda wanted, z_um: control_move(
+                                  wanted, z_um, gain=settings.gain, dead_band_um=0.0,
+                                  guard=guard))
+            if plan.rejections or prediction is None:
+                self._on_rejected(plan.rejections)
+                self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason)
                 if self.state is LoopState.LOST:
                     self._lights_off()
                     return FocusReport(False, moves, steps, z, error, self.state, self.reason)
                 continue
-            self._rejections = 0
+            error = plan.error_um
+            if error is not None and abs(error) <= settings.tolerance_um:
+                return end(True, LoopState.IDLE,
+                           f"within {settings.tolerance_um} µm after {moves} moves", t,
+                           prediction, plan.sign)
+            if moves >= settings.max_steps:
+                still = (f"{error:+.2f} µm" if error is not None else
+                         f"{distance_of(prediction):.2f} µm (sign undecided)")
+                return end(False, LoopState.IDLE, f"still {still} from focus after {moves} "
+                                                  f"moves (limit {settings.max_steps})",
+                           t, prediction, plan.sign)
             if should_stop is not None and should_stop():
-                return end(False, LoopState.IDLE, STOPPED_BY_REQUEST, t, prediction)
+                return end(False, LoopState.IDLE, STOPPED_BY_REQUEST, t, prediction, plan.sign)
+            move = plan.move_um
+            if error is None:
+                self._on_probe(plan.sign)
+            else:
+                self._on_trusted(False, plan.sign)
+                self.reason = "; ".join(filter(None, (plan.sign.reason,
+                                                      f"moved {move:+.2f} µm")))
             try:
                 self.drive.move_by(move)
             except FocuslockError as exc:
                 reason = self._enter_fault(exc)
-                self._record(t, z, prediction, [], 0.0, limited, reason)
+                self._record(t, z, prediction, [], 0.0, plan.limited, reason, plan.sign)
                 return FocusReport(False, moves, steps, z, error, self.state, reason)
             moves += 1
-            self.reason = f"moved {move:+.2f} µm"
-            self._record(t, z, prediction, [], move, limited, self.reason)
+            self._record(t, z, prediction, [], move, plan.limited, self.reason, plan.sign)
 
     def stop(self) -> None:
         """End any run: LEDs off, state idle (a fault stays a fault until the next start)."""
@@ -304,6 +329,7 @@ class FocusLoop:
         self._step = 0
         self._in_tolerance = 0
         self._rejections = 0
+        self._probe = None
 
     def _read(self) -> _Reading:
         """Capture a frame per pattern of the sensor, each exposed after the drive settled and
@@ -333,9 +359,35 @@ class FocusLoop:
         prediction = self.sensor.read(images)
         return _Reading(z, prediction, check_prediction(prediction, self.sensor.min_confidence))
 
+    def _plan(self, reading: _Reading, guard: MoveGuard, tolerance_um: float, probe_um: float,
+              law: Callable[[float, float], tuple[float, str]]) -> _Plan:
+        """What a reading asks for under the mode's ``law`` (error, z -> move, limit; a sign a
+        probe decided is corrected in full): a correction its window forbids entirely is a
+        rejected reading ("window")."""
+        prediction = reading.prediction
+        if prediction is None or reading.rejections:
+            return _Plan(SignVerdict(), None, 0.0, "", reading.rejections)
+        sign = judge_sign(prediction, reading.z_um, self._probe, guard=guard,
+                          tolerance_um=tolerance_um, probe_um=probe_um,
+                          default_error_um=self.gate_settings.expected_error_um)
+        if sign.rejection is not None:
+            return _Plan(sign, None, 0.0, "", [sign.rejection])
+        if sign.defocus_um is None:
+            return _Plan(sign, None, sign.probe_um, sign.limited, [])
+        error = sign.defocus_um + self.lock_settings.offset_um
+        # a probed sign is corrected in full: a gain below 1 would leave a residual on a side
+        # the next reading, as blind to it, would have to probe anew
+        move, limited = (guard.clip(reading.z_um, error) if sign.probed_sign
+                         else law(error, reading.z_um))
+        if limited == guard.name and abs(move) < NO_MOVE_UM and abs(error) > tolerance_um:
+            return _Plan(sign, error, 0.0, "", [window_rejection(error, guard)])
+        return _Plan(sign, error, move, limited, [])
+
     def _on_rejected(self, rejections: list[Rejection]) -> None:
+        """A rejected reading: no move; a probe in flight ends undecided (no guess)."""
         self._rejections += 1
         self._in_tolerance = 0
+        self._probe = None
         if self.state is LoopState.LOST:
             return
         if self._rejections >= self.lock_settings.rejections_before_lost:
@@ -343,7 +395,16 @@ class FocusLoop:
             return
         if self.state is LoopState.LOCKED:
             self.state = LoopState.HOLDING
+        elif self.state is LoopState.PROBING:
+            self.state = LoopState.FOCUSING
         self.reason = "; ".join(r.reason for r in rejections)
+
+    def _on_probe(self, sign: SignVerdict) -> None:
+        self._rejections = 0
+        self._in_tolerance = 0
+        self._probe = sign.probe
+        self.state = LoopState.PROBING
+        self.reason = sign.reason
 
     def _go_lost(self, rejections: list[Rejection]) -> None:
         self.state = LoopState.LOST
@@ -351,21 +412,26 @@ class FocusLoop:
         self.reason = (f"{self._rejections} consecutive untrusted readings, not moving; "
                        f"last: {last}")
 
-    def _on_trusted(self, in_tolerance: bool) -> None:
+    def _on_trusted(self, in_tolerance: bool, sign: SignVerdict) -> None:
+        """A trusted reading with a sign (its own, or the one a probe decided)."""
         self._rejections = 0
+        self._probe = None
         count = self.lock_settings.in_tolerance_count
         if not in_tolerance:
             self._in_tolerance = 0
             self.state = LoopState.FOCUSING
             self.reason = "correcting"
-            return
-        self._in_tolerance += 1
-        if self.state in (LoopState.LOCKED, LoopState.HOLDING) or self._in_tolerance >= count:
-            self.state = LoopState.LOCKED
-            self.reason = "in tolerance"
         else:
-            self.state = LoopState.FOCUSING
-            self.reason = f"in tolerance {self._in_tolerance}/{count}"
+            self._in_tolerance += 1
+            if (self.state in (LoopState.LOCKED, LoopState.HOLDING)
+                    or self._in_tolerance >= count):
+                self.state = LoopState.LOCKED
+                self.reason = "in tolerance"
+            else:
+                self.state = LoopState.FOCUSING
+                self.reason = f"in tolerance {self._in_tolerance}/{count}"
+        if sign.reason:
+            self.reason = f"{sign.reason}; {self.reason}"
 
     def _enter_fault(self, exc: FocuslockError) -> str:
         """Safe stop: halt the drive, LEDs off, and say what failed."""
@@ -390,10 +456,15 @@ class FocusLoop:
 
     def _record(self, t: float, z_um: float | None, prediction: Prediction | None,
                 rejections: list[Rejection], move_um: float, limited: str,
-                reason: str) -> StepRecord:
+                reason: str, sign: SignVerdict | None = None) -> StepRecord:
+        """Hand the step to the record sink; ``error_um`` is the correction acted on (the
+        reading's own sign, or the one a probe decided)."""
+        sign = sign or SignVerdict()
         error = None
-        if prediction is not None and math.isfinite(prediction.defocus_um):
-            error = prediction.defocus_um + self.lock_settings.offset_um
+        defocus = sign.defocus_um if sign.defocus_um is not None else (
+            None if prediction is None else prediction.defocus_um)
+        if defocus is not None and math.isfinite(defocus):
+            error = defocus + self.lock_settings.offset_um
         record = StepRecord(
             t=t, step=self._step, state=self.state.value, z_um=z_um,
             defocus_um=None if prediction is None else float(prediction.defocus_um),
@@ -402,7 +473,10 @@ class FocusLoop:
             limited=limited, reason=reason, cue="" if prediction is None else prediction.cue,
             cue_reason="" if prediction is None else prediction.cue_reason,
             parallax_um=None if prediction is None else prediction.parallax_um,
-            parallax_confidence=None if prediction is None else prediction.parallax_confidence)
+            parallax_confidence=None if prediction is None else prediction.parallax_confidence,
+            distance_um=None if prediction is None else prediction.distance_um,
+            sign_ambiguous=prediction is not None and prediction.sign_ambiguous,
+            probe_um=move_um if sign.probe_um else 0.0, probed_sign=sign.probed_sign)
         if self.record_sink is not None:
             self.record_sink(record)
         return record

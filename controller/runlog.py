@@ -32,7 +32,7 @@ class StepRecord:
     z_um: float | None  # drive position at capture (None: not known, e.g. a fault)
     defocus_um: float | None  # the model's prediction, z_focus - z
     confidence: float | None
-    error_um: float | None  # correction wanted: defocus_um + offset_um
+    error_um: float | None  # correction wanted: defocus_um (or probed_sign × distance_um) + offset
     rejected: str  # failed gate names joined by '+', '' when trusted
     move_um: float  # the move made (0 when none)
     limited: str  # '', 'max_step', 'travel_window' (lock), 'search_window' (focus now)
@@ -41,6 +41,13 @@ class StepRecord:
     cue_reason: str = ""  # why that cue decided, where two were read
     parallax_um: float | None = None  # the parallax cue's reading, where it was read
     parallax_confidence: float | None = None
+    # The sign (controller/sign_probe.py): the reading's sign-free distance, whether its sign is
+    # ambiguous, a probe move this step made (then also in move_um; 0 when none), and the sign a
+    # probe decided for error_um (+1/-1; 0: error_um has the reading's own sign)
+    distance_um: float | None = None
+    sign_ambiguous: bool = False
+    probe_um: float = 0.0
+    probed_sign: int = 0
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)

@@ -111,6 +111,7 @@ def assert_keeps_its_promises(config: Config) -> None:
     assert span > 0
     assert abs(lock.offset_um) <= offset_limit_um(lock) == lock.travel_window_um / 2
     assert lock.travel_window_um <= span and focus.search_window_um <= span
+    assert lock.probe_um <= lock.max_step_um and focus.probe_um <= focus.max_step_um
     assert board.travel_min_um <= config.sim.start_z_um <= board.travel_max_um
     assert board.travel_min_um <= config.sim.focus_z_um <= board.travel_max_um
     assert config.camera.exposure_us / 1e6 < config.camera.timeout_s

@@ -129,3 +129,28 @@ def test_a_weak_parallax_reading_that_agrees_confirms_the_network():
     assert not passes(vetoed)
     disagreeing = fuse(network(-3.6), NET_MIN, parallax(4.0, 0.26), PAR_MIN, RULES)
     assert not passes(disagreeing)
+
+
+def ambiguous(defocus_um: float) -> Prediction:
+    """A network reading whose sign the model could not tell (a thin phase sample)."""
+    return Prediction(defocus_um, 0.9, 0.1, (defocus_um,), True, distance_um=abs(defocus_um),
+                      sign_ambiguity=1.0, sign_ambiguous=True)
+
+
+def test_a_sign_the_parallax_cue_settled_is_never_ambiguous():
+    decided = fuse(ambiguous(4.2), NET_MIN, parallax(-5.0), PAR_MIN, RULES)
+    assert (decided.cue, decided.sign_ambiguous) == ("parallax", False)
+    confirmed = fuse(ambiguous(5.0), NET_MIN, parallax(5.6), PAR_MIN, RULES)
+    assert (confirmed.cue, confirmed.defocus_um, confirmed.sign_ambiguous) == ("network", 5.0,
+                                                                                False)
+    weak = fuse(ambiguous(-3.6), NET_MIN, parallax(-3.6, 0.26), PAR_MIN, RULES)
+    assert (weak.cue, weak.sign_ambiguous) == ("network", False)
+
+
+def test_agreeing_by_the_margin_alone_confirms_no_sign():
+    """Near focus the cues agree from opposite sides: the network's ambiguity stands, so the
+    loop probes rather than trusts a sign nobody confirmed."""
+    fused = fuse(ambiguous(1.5), NET_MIN, parallax(-0.3), PAR_MIN, RULES)
+    assert (fused.cue, fused.sign_ambiguous) == ("network", True) and passes(fused)
+    unsure = fuse(ambiguous(1.5), NET_MIN, parallax(-3.0, 0.05), PAR_MIN, RULES)
+    assert (unsure.cue, unsure.sign_ambiguous) == ("network", True)

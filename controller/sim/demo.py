@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from controller.config import Config
 from controller.hardware.rig import Rig
 from controller.lock_runner import LockReport, LockRunner
-from controller.loop import FocusLoop
+from controller.loop import FocusLoop, LoopState
 from controller.runlog import RunLog, StepRecord
 from controller.sensing import FocusSensor
 from controller.sim.devices import VirtualScope
@@ -210,7 +210,7 @@ def plot_run(rows: list[dict[str, Any]], path: Path, *, tolerance_um: float,
     top.set_ylim(-limit, limit)
     top.legend(loc="lower right", fontsize=8)
     top.set_title(title)
-    states = ["idle", "focusing", "locked", "holding", "lost", "fault"]
+    states = [state.value for state in LoopState]  # every state the loop can report
     bottom.step(t, [states.index(r["state"]) for r in rows], where="post", color="tab:purple")
     bottom.set_yticks(range(len(states)), states, fontsize=8)
     bottom.set_xlabel("time [s]")

@@ -6,21 +6,32 @@ how good a trained model is; the end-to-end tests use the real bundled model ins
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from controller.prediction import Prediction
 from controller.sim.devices import VirtualScope
 
+SignBlind = Literal["wrong", "random"]
+
 
 class OraclePredictor:
     """Predicts the true defocus of the last rendered frame, times ``scale`` (-1: a sample it
     misreads with the wrong sign, so every move runs away from focus), plus optional noise and
-    bias."""
+    bias.
+
+    ``sign_blind`` reads like a model on a thin phase sample: the true distance (plus the noise)
+    as ``distance_um``, a signed value of that size whose sign is always the wrong one
+    ("wrong") or a seeded coin's ("random"), and ``sign_ambiguous``, with
+    ``expected_error_um``."""
 
     def __init__(self, scope: VirtualScope, *, scale: float = 1.0, noise_um: float = 0.0,
                  bias_um: float = 0.0,
                  confidence: float = 0.9, min_confidence: float = 0.4,
-                 trained_range_um: float = 30.0, seed: int = 0) -> None:
+                 trained_range_um: float = 30.0, seed: int = 0,
+                 sign_blind: SignBlind | None = None,
+                 expected_error_um: float | None = None) -> None:
         self.scope = scope
         self.scale = scale
         self.noise_um = noise_um
@@ -28,6 +39,8 @@ class OraclePredictor:
         self.confidence = confidence
         self.min_confidence = min_confidence  # the bundled model's
         self.trained_range_um = trained_range_um
+        self.sign_blind = sign_blind
+        self.expected_error_um = expected_error_um
         self.calls = 0
         self._rng = np.random.default_rng(seed)
 
@@ -36,5 +49,15 @@ class OraclePredictor:
         value = self.scale * self.scope.last_defocus_um + self.bias_um
         if self.noise_um:
             value += self.noise_um * float(self._rng.standard_normal())
-        return Prediction(value, self.confidence, spread_um=0.0, patch_defocus_um=(value,),
-                          in_range=abs(value) <= self.trained_range_um)
+        if self.sign_blind is None:
+            return Prediction(value, self.confidence, spread_um=0.0, patch_defocus_um=(value,),
+                              in_range=abs(value) <= self.trained_range_um)
+        distance = abs(value)
+        if self.sign_blind == "wrong":
+            signed = -value
+        else:
+            signed = distance if self._rng.random() < 0.5 else -distance
+        return Prediction(signed, self.confidence, spread_um=0.0, patch_defocus_um=(signed,),
+                          in_range=distance <= self.trained_range_um, distance_um=distance,
+                          sign_ambiguity=1.0, sign_ambiguous=True,
+                          expected_error_um=self.expected_error_um)

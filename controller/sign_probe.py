@@ -1,0 +1,154 @@
+"""The sign of a sign-free reading, found by a probe move: the loop never guesses it.
+
+For a thin phase sample the image's spectrum is the same at +D and -D, so a model may read the
+distance to focus, ``m = |defocus_um|``, and not its side (``Prediction.sign_ambiguous``). A
+reading m0 at z0 leaves two candidates for the focal plane, ``z0 - m0`` and ``z0 + m0``. The loop
+moves by a probe p (``probe_um``, cut by its guard) and reads m1 at ``z1 = z0 + p``. Each
+candidate c predicts the distance ``|c - z1|``; with e0 and e1 the two readings' expected errors
+(``expected_error_um``, a 95 % bound; ``gates.expected_error_um`` where the model states none):
+
+- a candidate whose prediction misses m1 by more than ``e0 + e1`` is ruled out (the true one
+  misses by at most that, so it never is);
+- the side of focus at z1 is decided when every candidate left lies on one side of z1, farther
+  from it than e0 (the true plane is within e0 of its candidate). A probe longer than m0 + e0
+  decides by geometry alone (both candidates are behind it); a probe from far away decides by
+  the fit (the candidates' predictions differ by 2p);
+- no candidate left (the plane moved, or a reading is off), or candidates on both sides: the
+  sign is undecided. The loop probes once more the same way (if the guard has room), then gives
+  up: the reading counts as rejected ("sign"), no move, no guess.
+
+Within the tolerance the sign is not probed: the reading counts as the midpoint of its two
+signs, 0, so it corrects nothing it cannot know (with a lock offset, the offset alone; either
+sign was at most the tolerance away). The decided side applies to the newest reading: the
+correction is ``side × m1``, not ``c - z1`` (which would add the first reading's error).
+
+A probe is ``probe_um`` cut to the guard's largest step and window, on the side with room for
+all of it (both having room: the side the signed reading points to, right more often than not);
+cut to less than half of ``probe_um`` it would decide too little, so without room for more the
+reading is rejected. A probe moves the drive by at most ``probe_um``, so it never makes the
+focus worse by more than that.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from controller.gates import Rejection
+from controller.move_guard import MoveGuard
+from controller.prediction import Prediction
+
+MAX_PROBES = 2  # a probe, and one more the same way when the first left the sign undecided
+USEFUL_FRACTION = 0.5  # a probe the guard cuts to less than this share of probe_um is not made
+ROUNDING_UM = 1e-9  # a probe the guard cut by less than this was not cut
+
+
+@dataclass(frozen=True)
+class SignProbe:
+    """A probe in flight: the first reading (where, how far, how sure) and the probes made."""
+
+    z_um: float
+    distance_um: float
+    error_um: float
+    direction: float  # +1.0 or -1.0: the way the probes go
+    probes: int = 1
+
+    @property
+    def candidates(self) -> tuple[float, float]:
+        """Where the focal plane may be, as the first reading left it."""
+        return self.z_um - self.distance_um, self.z_um + self.distance_um
+
+
+@dataclass(frozen=True)
+class SignVerdict:
+    """What a trusted reading means for the sign: act on ``defocus_um``, make the probe
+    ``probe_um``, or neither (``rejection``: the reading counts as rejected)."""
+
+    defocus_um: float | None = None  # the signed reading to act on (None: not this step)
+    probe_um: float = 0.0  # the probe move to make now (0: none)
+    limited: str = ""  # which limit of the guard cut the probe ('' if none)
+    probed_sign: int = 0  # +1 or -1 when a probe decided the sign of ``defocus_um``
+    probe: SignProbe | None = None  # the probe in flight after this step
+    rejection: Rejection | None = None
+    reason: str = ""
+
+
+def judge_sign(prediction: Prediction, z_um: float, probe: SignProbe | None, *,
+               guard: MoveGuard, tolerance_um: float, probe_um: float,
+               default_error_um: float) -> SignVerdict:
+    """What a trusted ``prediction`` read at ``z_um`` tells the loop, given the probe in flight
+    (None: none). A known sign is acted on as read; a distance within ``tolerance_um`` as the
+    midpoint of its two signs, 0 (a correction on a sign nobody knows would be a coin toss, and
+    the lock would random-walk on it); either ends any probe."""
+    if not prediction.sign_ambiguous:
+        return SignVerdict(prediction.defocus_um)
+    distance = distance_of(prediction)
+    if not math.isfinite(distance):
+        return SignVerdict(rejection=Rejection(
+            "invalid", f"the distance head returned a non-finite value ({distance})"))
+    if distance <= tolerance_um:
+        return SignVerdict(0.0)
+    error = prediction.expected_error_um
+    if error is None or not error >= 0:
+        error = default_error_um
+    if probe is None:
+        guess = -1.0 if prediction.defocus_um < 0 else 1.0
+        planned = plan_probe(z_um, guard, probe_um, (guess, -guess))
+        if planned is None:
+            return SignVerdict(rejection=Rejection(
+                "sign", f"the sign of {distance:.2f} µm is ambiguous and {guard.describe()} "
+                        f"(largest step {guard.max_step_um:g} µm) has no room for a probe of "
+                        f"{probe_um:g} µm; no move"))
+        move, limited = planned
+        return SignVerdict(probe_um=move, limited=limited,
+                           probe=SignProbe(z_um, distance, error, math.copysign(1.0, move)),
+                           reason=f"probing the sign of {distance:.2f} µm: {move:+.2f} µm")
+    side = decide_side(probe, z_um, distance, error)
+    if side:
+        return SignVerdict(side * distance, probed_sign=side,
+                           reason=f"the probe decided the sign: {side * distance:+.2f} µm")
+    if probe.probes < MAX_PROBES:
+        planned = plan_probe(z_um, guard, probe_um, (probe.direction,))
+        if planned is not None:
+            move, limited = planned
+            return SignVerdict(probe_um=move, limited=limited,
+                               probe=replace(probe, probes=probe.probes + 1),
+                               reason=f"sign still undecided at {distance:.2f} µm: probing "
+                                      f"again, {move:+.2f} µm")
+    return SignVerdict(rejection=Rejection(
+        "sign", f"the sign of {distance:.2f} µm is still undecided after {probe.probes} "
+                f"probe(s); no guess, no move"))
+
+
+def distance_of(prediction: Prediction) -> float:
+    """How far from focus a reading says it is, sign-free: the distance head's, where it has
+    one."""
+    return (abs(prediction.defocus_um) if prediction.distance_um is None
+            else prediction.distance_um)
+
+
+def decide_side(probe: SignProbe, z_um: float, distance_um: float, error_um: float) -> int:
+    """The side of ``z_um`` the focal plane is on (the sign of the defocus there), from the
+    probe's candidates and a reading ``distance_um`` (expected error ``error_um``) at ``z_um``;
+    0 when the readings cannot tell."""
+    margin = probe.error_um + error_um
+    left = [c - z_um for c in probe.candidates
+            if abs(abs(c - z_um) - distance_um) <= margin]
+    if left and all(d > probe.error_um for d in left):
+        return 1
+    if left and all(d < -probe.error_um for d in left):
+        return -1
+    return 0
+
+
+def plan_probe(z_um: float, guard: MoveGuard, probe_um: float,
+               directions: tuple[float, ...]) -> tuple[float, str] | None:
+    """A probe of ``probe_um`` from ``z_um`` cut by ``guard``, and the limit that cut it: the
+    first of ``directions`` with room for all of it, else the longest that is still useful;
+    None when none is."""
+    moves = [guard.clip(z_um, direction * probe_um) for direction in directions]
+    for move, limited in moves:
+        if abs(move) >= probe_um - ROUNDING_UM:
+            return move, limited
+    longest = max(moves, key=lambda planned: abs(planned[0]))
+    return longest if abs(longest[0]) >= USEFUL_FRACTION * probe_um else None
