@@ -65,7 +65,7 @@ from controller.move_guard import MoveGuard
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
 from controller.sensing import FocusSensor
-from controller.sign_probe import SignProbe, SignVerdict, distance_of, judge_sign
+from controller.sign_probe import SignProbe, SignVerdict, judge_sign
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
@@ -293,7 +293,7 @@ class FocusLoop:
                            prediction, plan.sign)
             if moves >= settings.max_steps:
                 still = (f"{error:+.2f} µm" if error is not None else
-                         f"{distance_of(prediction):.2f} µm (sign undecided)")
+                         f"{prediction.distance:.2f} µm (sign undecided)")
                 return end(False, LoopState.IDLE, f"still {still} from focus after {moves} "
                                                   f"moves (limit {settings.max_steps})",
                            t, prediction, plan.sign)

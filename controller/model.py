@@ -344,14 +344,12 @@ class FocusModel:
         if calibration is None:
             return replace(prediction, unfamiliarity=unfamiliarity)
         ambiguity = prediction.sign_ambiguity
-        distance = abs(prediction.defocus_um) if prediction.distance_um is None \
-            else prediction.distance_um
         table = calibration.expected_error
         return replace(
             prediction, unfamiliarity=unfamiliarity,
             max_unfamiliarity=None if unfamiliarity is None else calibration.max_unfamiliarity,
             sign_ambiguous=ambiguity is not None and ambiguity > calibration.max_sign_ambiguity,
-            expected_error_um=None if table is None else table.at(distance))
+            expected_error_um=None if table is None else table.at(prediction.distance))
 
     def _scale(self, network: str) -> float:
         """Patch disagreement at which confidence is 1/e: the network's per-patch validation

@@ -43,6 +43,12 @@ class Prediction:
     unfamiliarity: float | None = None  # the features' distance from the training data (1: edge)
     max_unfamiliarity: float | None = None  # the model's calibrated limit (None: not judged)
 
+    @property
+    def distance(self) -> float:
+        """How far from focus the reading says it is, sign-free: the distance head's, where
+        there is one."""
+        return abs(self.defocus_um) if self.distance_um is None else self.distance_um
+
 
 class Predictor(Protocol):
     """A model that turns one frame into a correction (controller.model.FocusModel is one)."""

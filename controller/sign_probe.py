@@ -82,7 +82,7 @@ def judge_sign(prediction: Prediction, z_um: float, probe: SignProbe | None, *,
     the lock would random-walk on it); either ends any probe."""
     if not prediction.sign_ambiguous:
         return SignVerdict(prediction.defocus_um)
-    distance = distance_of(prediction)
+    distance = prediction.distance
     if not math.isfinite(distance):
         return SignVerdict(rejection=Rejection(
             "invalid", f"the distance head returned a non-finite value ({distance})"))
@@ -118,13 +118,6 @@ def judge_sign(prediction: Prediction, z_um: float, probe: SignProbe | None, *,
     return SignVerdict(rejection=Rejection(
         "sign", f"the sign of {distance:.2f} µm is still undecided after {probe.probes} "
                 f"probe(s); no guess, no move"))
-
-
-def distance_of(prediction: Prediction) -> float:
-    """How far from focus a reading says it is, sign-free: the distance head's, where it has
-    one."""
-    return (abs(prediction.defocus_um) if prediction.distance_um is None
-            else prediction.distance_um)
 
 
 def decide_side(probe: SignProbe, z_um: float, distance_um: float, error_um: float) -> int:
