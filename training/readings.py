@@ -79,8 +79,12 @@ def frame_readings(dataset: Dataset, model: FocusModel) -> Readings:
         ids, starts = np.unique(planes[order], return_index=True)
         for plane, group in zip(ids, np.split(order, starts[1:]), strict=True):
             answers[int(plane)] = model.predict_patches(x[group])
-    firsts = [g[0] for g in frame_groups(dataset)]
+    groups = frame_groups(dataset)
+    firsts = [g[0] for g in groups]
     predictions = [answers[int(dataset.plane[i])] for i in firsts]
+    # A frame of one patch has no agreement to judge (confidence 0): there the confidence gate
+    # is left out, as the box's frames (16 patches) would be judged and these cannot be.
+    min_confidence = [model.min_confidence if g.size > 1 else 0.0 for g in groups]
 
     def column(get: Any, dtype: Any = np.float64) -> np.ndarray:
         return np.array([get(p) for p in predictions], dtype)
@@ -99,14 +103,12 @@ def frame_readings(dataset: Dataset, model: FocusModel) -> Readings:
         sign_ambiguous=column(lambda p: p.sign_ambiguous, bool),
         unfamiliarity=column(lambda p: optional(p.unfamiliarity)),
         confidence=column(lambda p: p.confidence),
-        trusted=column(lambda p: p.confidence >= model.min_confidence and p.in_range, bool),
-        passed=column(lambda p: _passes(p, model.min_confidence), bool),
+        trusted=np.array([p.confidence >= c and p.in_range
+                          for p, c in zip(predictions, min_confidence, strict=True)], bool),
+        passed=np.array([not check_prediction(p, c)
+                         for p, c in zip(predictions, min_confidence, strict=True)], bool),
         expected_error=column(lambda p: optional(p.expected_error_um)),
     )
-
-
-def _passes(prediction: Any, min_confidence: float) -> bool:
-    return not check_prediction(prediction, min_confidence)
 
 
 def frame_groups(dataset: Dataset) -> list[np.ndarray]:
