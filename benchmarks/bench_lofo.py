@@ -16,7 +16,9 @@ The table applies to each family the confidence limits fitted on the other famil
 
 It writes WORK/lofo.md, WORK/lofo.json and WORK/reliability.png, and WORK/calibration.json: the
 limits fitted on all families' readings, which `focuslock confidence BUNDLE --readings WORK`
-installs into the generalist.
+installs into the generalist. Each family's bundle gets the limits fitted without that family,
+so `benchmarks/bench_loop.py focus-now --bundle WORK/<family>/bundle --sample <family>` runs the
+loop as a box would on a family nobody trained or calibrated it for.
 
 Run:  .venv/bin/python benchmarks/bench_lofo.py STORE.zarr --work DIR [--families a,b]
       [--depth 10] [--width 100] [--batch-size 256] [--max-epochs 300] [--patience 20]
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.model import FocusModel
-from training.confidence_fit import cross_checked, fit, judged, plot_reliability
+from training.confidence_fit import cross_checked, fit, install, judged, plot_reliability
 from training.dataset import load_training_data
 from training.network import HyperParams
 from training.pipeline import train
@@ -93,8 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     for family, readings in parts.items():
         others = everything.where(everything.kind != family)
-        results[family] = summary(judged(readings, fit(others, f"all but {family}"),
-                                         passed_only=False))
+        limits = fit(others, f"leave-one-family-out readings of all families but {family}")
+        results[family] = summary(judged(readings, limits, passed_only=False))
+        # the family's bundle, as a box meets the family: calibrated without it too
+        install(args.work / family / "bundle", limits)
     check = cross_checked(everything)
     calibration = fit(everything, f"leave-one-family-out readings of {len(parts)} families "
                                   f"({everything.label.size} frames)")

@@ -10,8 +10,10 @@
              (simulator included, an upper bound). Goal: under 250 MB.
   focus-now  focus now from random starts within ±30 µm, a new field of view every five starts,
              per sample kind (every kind, or only --sample), with the network alone (--preset
-             paper) or fused with the parallax cue (--preset paper-pair). Goal: within 0.5 µm in
-             at most 3 moves for 95 % of starts; prints the distributions.
+             paper) or fused with the parallax cue (--preset paper-pair). Goal (issue 12, on
+             families the bundle never saw): within 0.5 µm in at most 4 moves (a sign probe
+             counts) for 90 % of starts, and no move worsening the focus by more than the probe;
+             prints the distributions.
   lock       a lock in simulated time under 1 µm/min drift plus noise, with the demo's knock,
              empty field, dark and saturated intervals. Goals: locked RMS error ≤ 0.25 µm, no
              move on a bad frame, back within tolerance ≤ 3 steps after the knock.
@@ -36,6 +38,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -163,10 +166,31 @@ def bench_memory(bundle: Path) -> None:
           f"simulator included, {figures['virtual-lock']:.0f} MB")
 
 
+class MoveEffects:
+    """A run log's sink that notes how much each move changed the true |focus error|
+    (positive: worse)."""
+
+    def __init__(self, scope: Any) -> None:
+        self.scope = scope
+        self.last = 0.0
+        self.worse: list[float] = []
+
+    def start(self) -> None:
+        self.last = abs(self.scope.defocus_um())
+
+    def __call__(self, record: Any) -> None:
+        now = abs(self.scope.defocus_um())
+        if record.move_um:
+            self.worse.append(now - self.last)
+        self.last = now
+
+
 def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
                     preset_name: str, size: int) -> None:
     """Focus now from random starts, per sample kind, with the sensor the config builds for the
-    preset (the network alone on ``paper``; fused with the parallax cue on ``paper-pair``)."""
+    preset (the network alone on ``paper``; fused with the parallax cue on ``paper-pair``).
+    Every move's effect on the true focus error is watched: a probe may worsen it by at most
+    the probe; any other move that worsens it by more than the probe is counted."""
     from controller.config import ModelSettings, OpticsSettings
     from controller.loop import FocusLoop
     from controller.sensing import open_sensor
@@ -175,30 +199,46 @@ def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
 
     config = dataclasses.replace(Config(), optics=OpticsSettings(preset=preset_name),
                                  model=ModelSettings(bundle=str(bundle)))
+    probe_um = config.focus.probe_um
     frame = (size, size)
-    print(f"focus now, {starts} starts per kind uniform in ±30 µm, {preset_name}, "
-          f"{size}² frames, a new field of view every five starts "
-          f"(goal: 95 % within 0.5 µm in ≤ 3 moves)")
+    print(f"focus now with {bundle.name}, {starts} starts per kind uniform in ±30 µm, "
+          f"{preset_name}, {size}² frames, a new field of view every five starts (goal: 90 % "
+          f"within 0.5 µm in ≤ 4 moves, a probe counting as a move; no move worsening the "
+          f"focus by more than the {probe_um:g} µm probe)")
     for kind in samples:
         rig = virtual_rig(preset(preset_name), SimSettings(sample=kind), frame_shape=frame)
-        assert rig.scope is not None
+        scope = rig.scope
+        assert scope is not None
+        watch = MoveEffects(scope)
         sensor, _ = open_sensor(config, rig.preset)
-        loop = FocusLoop.for_rig(rig, sensor, config)
+        loop = FocusLoop.for_rig(rig, sensor, config, record_sink=watch)
         rng = np.random.default_rng(2024)
-        moves, errors = [], []
+        moves, errors, ends = [], [], []
         for i in range(starts):
             if i % 5 == 0:  # a new field of view every five starts
-                rig.scope.replace_sample(make_sample(kind, frame, rig.preset.optics.pixel_um,
-                                                     seed=seed + 100 + i))
-            rig.drive.move_to(rig.scope.focal_plane.z_um() + rng.uniform(-30.0, 30.0))
-            moves.append(loop.focus_now(config.focus).moves)
-            errors.append(abs(rig.scope.defocus_um()))
+                scope.replace_sample(make_sample(kind, frame, rig.preset.optics.pixel_um,
+                                                 seed=seed + 100 + i))
+            rig.drive.move_to(scope.focal_plane.z_um() + rng.uniform(-30.0, 30.0))
+            watch.start()
+            report = loop.focus_now(config.focus)
+            moves.append(report.moves)
+            errors.append(abs(scope.defocus_um()))
+            ends.append(report.state.value if report.success else report.reason[:40])
+        worse_a = np.array(watch.worse)
+        probes = int(np.sum((worse_a > 0) & (worse_a <= probe_um + 1e-6)))
         moves_a, errors_a = np.array(moves), np.array(errors)
-        good = float(np.mean((errors_a <= 0.5) & (moves_a <= 3)))
-        print(f"  {kind:<13} {good:4.0%} ({'met' if good >= 0.95 else 'MISSED'}); final |error| "
+        good = float(np.mean((errors_a <= 0.5) & (moves_a <= 4)))
+        bad_moves = int(np.sum(worse_a > probe_um + 1e-6))
+        print(f"  {kind:<15} {good:4.0%} ({'met' if good >= 0.90 else 'MISSED'}); final |error| "
               f"µm median {np.median(errors_a):.2f}, 90th pct {np.percentile(errors_a, 90):.2f}, "
               f"max {errors_a.max():.2f}; moves " + ", ".join(
-                  f"{k}: {int(np.sum(moves_a == k))}" for k in range(int(moves_a.max()) + 1)))
+                  f"{k}: {int(np.sum(moves_a == k))}" for k in range(int(moves_a.max()) + 1))
+              + f"; moves worsening > probe: {bad_moves} of {worse_a.size} "
+                f"(worst {worse_a.max() if worse_a.size else 0:+.1f} µm), worsening ≤ probe: "
+                f"{probes}")
+        failed = sorted({e for e in ends if e != "idle"})
+        if failed:
+            print(f"    ended otherwise: {failed}")
 
 
 def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:

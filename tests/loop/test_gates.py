@@ -73,6 +73,21 @@ def test_prediction_gates(prediction, expected):
     assert [r.gate for r in check_prediction(prediction, min_confidence=0.4)] == expected
 
 
+@pytest.mark.parametrize(("unfamiliarity", "limit", "expected"), [
+    (0.8, 2.0, []),
+    (2.0, 2.0, []),  # the limit itself passes
+    (2.5, 2.0, ["unfamiliar"]),
+    (float("nan"), 2.0, ["unfamiliar"]),  # a score that cannot be read is not familiar
+    (9.0, None, []),  # a bundle without a calibrated limit does not judge it
+])
+def test_frames_unlike_the_training_data_are_rejected(unfamiliarity, limit, expected):
+    prediction = Prediction(3.0, 0.9, 0.1, (3.0,), True, unfamiliarity=unfamiliarity,
+                            max_unfamiliarity=limit)
+    rejections = check_prediction(prediction, min_confidence=0.4)
+    assert [r.gate for r in rejections] == expected
+    assert all("calibrate" in r.reason for r in rejections)  # says what to do about it
+
+
 def test_rejections_say_what_to_check():
     (dark,) = check_frame(Frame(textured(mean=100.0), 10.0, 0.005, 1), settled_at=9.0, now=10.0,
                           full_scale=FULL, settings=SETTINGS)

@@ -147,3 +147,25 @@ def test_predict_command_reads_plain_image_files(bundle, held_out, tmp_path, cap
 def test_predict_command_names_a_missing_file(bundle, tmp_path, capsys):
     assert main(["predict", str(bundle), str(tmp_path / "nothing.png")]) == 2
     assert "nothing.png: no such file" in capsys.readouterr().err
+
+
+def test_a_two_headed_bundle_reads_distance_ambiguity_and_unfamiliarity(bundle, held_out):
+    record = json.loads((bundle / "record.json").read_text())
+    assert record["outputs"] == ["defocus_um", "distance_um"]
+    assert record["confidence"]["expected_error"] is None  # defaults until calibrated
+    model = FocusModel.load(bundle)
+    _, stack = held_out
+    frames = stack.channel("autofocus")
+    readings = [model.predict(frame) for frame in frames]
+    for p in readings:
+        assert p.distance_um is not None and p.distance_um == p.distance
+        assert p.sign_ambiguity is not None and 0.0 <= p.sign_ambiguity <= 1.0
+        assert p.sign_ambiguous == (p.sign_ambiguity > 0.5)  # the default limit
+        assert p.max_unfamiliarity == 3.0 and p.expected_error_um is None
+    truth = np.abs(stack.focus_z_um - stack.z_um)
+    distance = np.array([p.distance for p in readings])
+    inside = truth <= 8
+    assert np.sqrt(np.mean((distance - truth)[inside] ** 2)) < 3.0  # a trained head, if tiny
+    # a frame of the same cells is familiar; a featureless one (flat grey) is not
+    unfamiliar = model.predict(np.full_like(frames[0], 30000)).unfamiliarity
+    assert np.median([p.unfamiliarity for p in readings]) < 3.0 < unfamiliar
