@@ -168,4 +168,5 @@ def test_a_two_headed_bundle_reads_distance_ambiguity_and_unfamiliarity(bundle, 
     assert np.sqrt(np.mean((distance - truth)[inside] ** 2)) < 3.0  # a trained head, if tiny
     # a frame of the same cells is familiar; a featureless one (flat grey) is not
     unfamiliar = model.predict(np.full_like(frames[0], 30000)).unfamiliarity
+    assert unfamiliar is not None
     assert np.median([p.unfamiliarity for p in readings]) < 3.0 < unfamiliar
