@@ -13,7 +13,7 @@ one kept for rollback. Everything a run makes stays in its folder (docs/calibrat
     calibrate-YYYYmmdd-HHMMSS/
       stacks/            the collected stacks (absent when they came from elsewhere)
       train/, held-out/  links to the stacks each part uses
-      bundle/            the fine-tuned bundle
+      calibrated/        the fine-tuned bundle
       before/, after/    the evaluation reports of the base and the fine-tuned bundle
       calibration.json   what was compared, the two RMSEs, and whether it was installed
 """
@@ -126,7 +126,7 @@ def calibrate(config: Config, folder: Path, stacks: Sequence[Path], *, base: Pat
     before = evaluate(base, held_dir, folder / "before")
     print(f"fine-tuning {folder_name(base)} on {len(stacks) - hold_out} stacks "
           f"(at most {hp.max_epochs} epochs)")
-    bundle = folder / "bundle"
+    bundle = folder / "calibrated"
     train(train_dir, bundle, spec=FeatureSpec(), hp=hp, finetune=base)
     after = evaluate(bundle, held_dir, folder / "after")
     result = Calibration(folder, base, bundle, held, float(before["rmse_um"]),

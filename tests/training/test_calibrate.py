@@ -69,7 +69,7 @@ def test_calibrate_collects_fine_tunes_and_installs_a_better_bundle(twin, capsys
     current, previous = links(root)
     assert previous == base and current == summary["installed"] != base
     installed = root / "models" / current
-    assert read_record(installed) == read_record(run / "bundle")
+    assert read_record(installed) == read_record(run / "calibrated")
     assert read_record(installed)["fine_tuned_from"]["bundle"] == base
     note = json.loads((installed / "installed.json").read_text())["note"]
     assert note.startswith("calibrate: held-out RMSE") and "position-005" in note
