@@ -10,11 +10,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from controller.cli import main
 from controller.config import Config
 from controller.installed_models import install, rollback
 from controller.model import DEFAULT_BUNDLE, read_record
-from tests.service.conftest import oracle_hardware, service_config
+from tests.service.conftest import Client, oracle_hardware, service_config
 
 
 def reload_config(tmp_path: Path) -> Config:
@@ -30,12 +32,19 @@ def installed(config: Config, tmp_path: Path, name: str) -> str:
     return f"{bundle.name}@{read_record(bundle.path)['weights_sha256'][:12]}"
 
 
-def test_reload_reads_the_installed_bundle_and_a_rollback_the_previous_one(
-        start_service, tmp_path):
+@pytest.fixture
+def reloadable(start_service, tmp_path) -> tuple[Config, str, Client]:
+    """A service reading with the stand-in, a config reading the store, and the id of the
+    bundle installed there."""
     config = reload_config(tmp_path)
     first = installed(config, tmp_path, "first")
     running = start_service(config, hardware=lambda: oracle_hardware(config))
-    client = running.client
+    return config, first, running.client
+
+
+def test_reload_reads_the_installed_bundle_and_a_rollback_the_previous_one(reloadable,
+                                                                            tmp_path):
+    config, first, client = reloadable
     assert client.get("/api/status")[1]["model"] == {"id": "oracle@test"}
     code, status = client.post("/api/model/reload")
     assert code == 200 and status["model"]["id"] == first
@@ -52,12 +61,8 @@ def test_reload_reads_the_installed_bundle_and_a_rollback_the_previous_one(
     assert client.get("/api/status")[1]["counters"]["steps"] >= 1
 
 
-def test_reload_is_refused_while_the_lock_runs_and_works_once_it_is_stopped(
-        start_service, tmp_path):
-    config = reload_config(tmp_path)
-    first = installed(config, tmp_path, "first")
-    running = start_service(config, hardware=lambda: oracle_hardware(config))
-    client = running.client
+def test_reload_is_refused_while_the_lock_runs_and_works_once_it_is_stopped(reloadable):
+    _, first, client = reloadable
     assert client.post("/api/lock/start")[0] == 200
     code, answer = client.post("/api/model/reload")
     assert code == 409 and "the lock is running; stop it before reloading" in answer["error"]
@@ -68,11 +73,8 @@ def test_reload_is_refused_while_the_lock_runs_and_works_once_it_is_stopped(
     assert code == 200 and status["model"]["id"] == first and status["mode"] == "idle"
 
 
-def test_a_bundle_that_does_not_load_leaves_the_one_in_use(start_service, tmp_path):
-    config = reload_config(tmp_path)
-    first = installed(config, tmp_path, "first")
-    running = start_service(config, hardware=lambda: oracle_hardware(config))
-    client = running.client
+def test_a_bundle_that_does_not_load_leaves_the_one_in_use(reloadable, tmp_path):
+    config, first, client = reloadable
     assert client.post("/api/model/reload")[1]["model"]["id"] == first
     second = installed(config, tmp_path, "second")
     with (tmp_path / "models" / second.split("@")[0] / "model.tflite").open("ab") as f:
