@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "controller.commands.loop",  # focus, lock, collect, demo
     "controller.commands.board",
     "controller.commands.serve",  # the headless service: HTTP API, dashboard, systemd notify
+    "controller.commands.model",  # install a bundle into the box, roll back, list
 )
 COMMAND_ENTRY_POINTS = "focuslock.commands"  # more groups, after these, in entry-point name order
 SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for a pipeline cut short

@@ -7,7 +7,8 @@ annulus from which training finds the true focus and, where the preset has them,
 views (whose shift against that focus calibrates the parallax cue). Planes are visited in
 increasing z after a run-up from below, so backlash is taken up once and every plane is
 approached from the same side. Each position becomes one OME-TIFF focal stack
-(controller/stackio.py); a crash loses at most the stack being acquired.
+(controller/stackio.py); a crash loses at most the stack being acquired. ``focuslock collect``
+and ``focuslock calibrate`` collect through here alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from controller import __version__
+from controller.config import Config
+from controller.errors import FocuslockError
 from controller.hardware.rig import Rig
 from controller.optics import Pattern
 from controller.stackio import FocalStack, write_stack
@@ -27,6 +30,51 @@ from controller.stackio import FocalStack, write_stack
 RUN_UP_UM = 5.0  # approach the first plane from this far below it
 
 Progress = Callable[[int, int, int, int], None]  # (position, positions, plane, planes)
+
+
+class CollectError(FocuslockError):
+    """A collection the box cannot make as asked."""
+
+
+def plane_offsets(range_um: float, step_um: float) -> list[float]:
+    """The planes from ``-range_um`` to ``+range_um`` around the current z, ``step_um`` apart."""
+    if not (range_um > 0 and step_um > 0):
+        raise CollectError(f"the range and the plane spacing must be positive, got "
+                           f"{range_um:g} and {step_um:g} µm")
+    return np.arange(-range_um, range_um + step_um / 2, step_um).tolist()
+
+
+def check_rig_free(config: Config) -> None:
+    """Refuse to open a real rig that the running service holds: two programs would drive one
+    board and one camera."""
+    from controller.service.client import service_answers, service_url
+
+    if config.board.backend == "serial" and service_answers(config):
+        raise CollectError(f"the focuslock service at {service_url(config)} holds the camera and "
+                           f"the board; stop it first (sudo systemctl stop focuslock) and start "
+                           f"it again afterwards")
+
+
+def next_field(rig: Rig, config: Config, positions: int) -> Callable[[int], None]:
+    """What brings position i into view: on a simulated rig the sample of the next seed, on a
+    real one the user, asked to move the sample, focus roughly and press Enter."""
+    def next_position(i: int) -> None:
+        if rig.scope is not None:
+            from controller.sim import make_sample
+
+            rig.scope.replace_sample(make_sample(config.sim.sample, rig.camera.shape,
+                                                 rig.preset.optics.pixel_um,
+                                                 config.sim.seed + i))
+        elif i > 0:
+            input(f"move the sample to position {i + 1} of {positions}, focus roughly, "
+                  f"then press Enter ")
+    return next_position
+
+
+def print_progress(position: int, positions: int, plane: int, planes: int) -> None:
+    """One line per stack on a terminal, rewritten at every plane."""
+    end = "\n" if plane == planes else ""
+    print(f"\rposition {position}/{positions}: plane {plane}/{planes}", end=end, flush=True)
 
 
 def collect_stack(rig: Rig, offsets_um: Sequence[float], patterns: Sequence[Pattern],

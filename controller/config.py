@@ -50,6 +50,7 @@ TRAVEL_BOUND_UM = 100_000.0  # ±10 cm: more than any focus drive has, small eno
 # 0.2 s faults the board on one lost packet.
 HEARTBEAT_RANGE_S = (0.2, 60.0)
 NO_MODEL = "none"  # model.bundle: no network (the parallax cue alone)
+INSTALLED = "installed"  # model.bundle: the store's current bundle (docs/calibrate.md)
 UNIT_INTERVAL = Within(0, 1, open_low=True)  # gains: a fraction of the error, never nothing
 FRACTION = Within(0, 1)
 # The probe that finds an ambiguous sign (docs/loop.md, "The sign is never guessed"), one per mode
@@ -163,7 +164,12 @@ class ModelSettings(_Table):
     SECTION = "model"
     bundle: str = _setting("", Text(),
                            doc="model bundle directory; empty: the bundled default model; "
+                               f"{INSTALLED!r}: the bundle installed in model.store (its "
+                               f"current link; the bundled default while none is); "
                                f"{NO_MODEL!r}: no network, the parallax cue alone")
+    store: str = _setting("focuslock-models", Text(required=True),
+                          doc="installed model bundles (focuslock model install, calibrate): "
+                              "one folder each, and the links current and previous")
 
 
 

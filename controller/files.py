@@ -1,5 +1,5 @@
-"""Writing without losing anything: folders no other run shares, and files and folders that appear
-complete or not at all, with the permissions the user's umask gives (as ``open`` would).
+"""Writing without losing anything: folders no other run shares, and files, folders and links that
+appear complete or not at all, with the permissions the user's umask gives (as ``open`` would).
 
 tempfile's ``mkstemp`` and ``mkdtemp`` create 0600 and 0700 entries, private by design: renamed
 into place they left users' stacks unreadable to their group. The temporary names here are made
@@ -94,3 +94,26 @@ def replaced_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def replaced_symlink(path: Path, target: str) -> None:
+    """Make ``path`` a symbolic link to ``target`` in one step: a new link under a temporary
+    name renamed over ``path`` (rename is atomic), so a reader of ``path`` finds the old target
+    or the new one, never no link. The folder is synced, so the switch outlives a power cut."""
+    tmp = _temporary_name(path)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_dir(path.parent)
+
+
+def sync_dir(folder: Path) -> None:
+    """Flush a folder's entries (new names, renames) to the disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

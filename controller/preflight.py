@@ -21,7 +21,7 @@ from pathlib import Path
 
 from controller.config import Config, ConfigError, shown
 from controller.errors import FocuslockError
-from controller.optics import preset
+from controller.optics import Preset, preset
 
 
 def check_environment(config: Config) -> None:
@@ -38,17 +38,22 @@ def check_model_bundle(config: Config) -> None:
     frames it will see (the simulated camera's frame where it is simulated)."""
     from controller.sensing import load_network
 
-    system = preset(config.optics.preset)
-    if config.camera.backend == "virtual":
-        from controller.sim.rigs import sim_frame_shape
-
-        optics = dataclasses.replace(system.optics, frame_shape=sim_frame_shape(system,
-                                                                                config.sim))
-        system = dataclasses.replace(system, optics=optics)
     try:
-        load_network(config, system)
+        load_network(config, configured_system(config))
     except FocuslockError as exc:
         raise ConfigError(f"model.bundle: {exc}") from None
+
+
+def configured_system(config: Config) -> Preset:
+    """The optics preset the config names, with the frames its camera delivers (the simulated
+    camera's frame where it is simulated): what a model bundle must fit."""
+    system = preset(config.optics.preset)
+    if config.camera.backend != "virtual":
+        return system
+    from controller.sim.rigs import sim_frame_shape
+
+    optics = dataclasses.replace(system.optics, frame_shape=sim_frame_shape(system, config.sim))
+    return dataclasses.replace(system, optics=optics)
 
 
 def check_parallax_calibration(config: Config) -> None:

@@ -105,13 +105,14 @@ class ParallaxSensor:
 def load_network(config: Config, system: Preset) -> FocusModel | None:
     """The model bundle the config names, checked against ``system`` (None: no network). Where
     it does not fit a preset that has parallax views, the error says the cue can read alone."""
-    if config.model.bundle == NO_MODEL:
-        return None
-    from controller.model import DEFAULT_BUNDLE, FocusModel, ModelError
+    from controller.installed_models import configured_bundle
+    from controller.model import FocusModel, ModelError
 
+    bundle = configured_bundle(config)
+    if bundle is None:
+        return None
     try:
-        return FocusModel.load(config.model.bundle or DEFAULT_BUNDLE, optics=system.optics,
-                               pattern=system.autofocus)
+        return FocusModel.load(bundle, optics=system.optics, pattern=system.autofocus)
     except ModelError as exc:
         if system.parallax is None:
             raise

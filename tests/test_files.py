@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from controller.files import replaced_dir, replaced_file
+from controller.files import replaced_dir, replaced_file, replaced_symlink
 
 
 def test_a_folder_is_switched_in_only_when_complete(tmp_path):
@@ -41,3 +41,13 @@ def test_new_folders_and_files_follow_the_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o750
     assert stat.S_IMODE((tmp_path / "g").stat().st_mode) == 0o640
+
+
+def test_a_link_is_switched_in_one_step_and_leaves_no_debris(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    replaced_symlink(tmp_path / "current", "a")
+    assert os.readlink(tmp_path / "current") == "a"
+    replaced_symlink(tmp_path / "current", "b")  # over the old link, by rename
+    assert os.readlink(tmp_path / "current") == "b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "current"]

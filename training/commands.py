@@ -1,5 +1,5 @@
-"""``focuslock train``, ``evaluate``, ``train-data`` and ``dataset``: the desktop side of the
-command.
+"""``focuslock train``, ``evaluate``, ``train-data``, ``dataset`` and ``calibrate``
+(training/calibrate_command.py): the desktop side of the command.
 
 The parsers are registered without importing TensorFlow, Dask, Zarr (or the simulator); each run
 function imports what it needs, so ``focuslock --help`` stays instant and the box never loads
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.commands.arguments import bounded_float, bounded_int, finite_float, yes_no
+from training import calibrate_command
 
 DEFAULT_KINDS = "sparse-cells,dense-cells"
 CORES = os.cpu_count() or 1
@@ -152,6 +153,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_train_data)
 
     _register_dataset(subparsers)
+    calibrate_command.register(subparsers)
 
 
 def _register_dataset(subparsers: Any) -> None:

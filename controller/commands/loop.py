@@ -170,36 +170,27 @@ def run_lock(args: argparse.Namespace) -> int:
 
 
 def run_collect(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from controller.collect import collect
+    from controller.collect import (
+        check_rig_free,
+        collect,
+        next_field,
+        plane_offsets,
+        print_progress,
+    )
     from controller.hardware.rig import open_rig
-    from controller.sim import make_sample
 
     config = load_config(args.config)
-    if args.positions < 1 or args.step_um <= 0 or args.range_um <= 0:
+    if args.positions < 1:
         from controller.errors import FocuslockError
 
-        raise FocuslockError("collect: --positions, --range and --step must be positive")
-    offsets = np.arange(-args.range_um, args.range_um + args.step_um / 2, args.step_um).tolist()
+        raise FocuslockError("collect: --positions must be positive")
+    offsets = plane_offsets(args.range_um, args.step_um)
+    check_rig_free(config)
     rig = open_rig(config)
-
-    def next_position(i: int) -> None:
-        if rig.scope is not None:  # simulated: the next field of view is the next seed
-            rig.scope.replace_sample(make_sample(config.sim.sample, rig.camera.shape,
-                                                 rig.preset.optics.pixel_um,
-                                                 config.sim.seed + i))
-        elif i > 0:
-            input(f"move the sample to position {i + 1} of {args.positions}, focus roughly, "
-                  f"then press Enter ")
-
-    def progress(position: int, positions: int, plane: int, planes: int) -> None:
-        end = "\n" if plane == planes else ""
-        print(f"\rposition {position}/{positions}: plane {plane}/{planes}", end=end, flush=True)
-
     try:
         paths = collect(rig, args.out, positions=args.positions, offsets_um=offsets,
-                        next_position=next_position, progress=progress)
+                        next_position=next_field(rig, config, args.positions),
+                        progress=print_progress)
     finally:
         rig.close()
     for path in paths:

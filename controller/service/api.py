@@ -232,6 +232,11 @@ def _drive_clear_fault(request: _Request) -> Reply:
     return _json(request.service.clear_drive_fault().to_json())
 
 
+def _model_reload(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.reload_model().to_json())
+
+
 ROUTES: dict[str, dict[str, Route]] = {
     "/api/status": {"GET": _status},
     "/api/health": {"GET": _health},
@@ -245,6 +250,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/drive/home": {"POST": _drive_home},
     "/api/drive/position": {"PUT": _drive_position},
     "/api/drive/clear-fault": {"POST": _drive_clear_fault},
+    "/api/model/reload": {"POST": _model_reload},
 }
 
 

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeGuard, TypeVar
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from controller.config import Config, ConfigError, with_offset
 from controller.loop import FocusReport, LoopState
@@ -30,6 +30,9 @@ from controller.service.status import (
 )
 from controller.service.worker import LoopWorker
 
+if TYPE_CHECKING:
+    from controller.hardware.rig import Rig
+
 T = TypeVar("T")
 HISTORY_CAPACITY = 2000  # steps kept for /api/log: over 15 minutes at 2 Hz
 COMMAND_GRACE_S = 10.0  # a command waits at most one step plus this for the worker
@@ -42,8 +45,12 @@ class FocusService:
     """The daemon. Queries and commands may come from any thread; see the module docstring."""
 
     def __init__(self, config: Config, hardware: Callable[[], Hardware] | None = None, *,
+                 load_model: Callable[[Rig], Hardware] | None = None,
                  notifier: Notifier | None = None, stall_after_s: float | None = None,
                  history_capacity: int = HISTORY_CAPACITY) -> None:
+        """``hardware`` opens the rig and its sensor (default: the config's); ``load_model``
+        gives the open rig the sensor of the bundle the config names now (default: the
+        config's), which a model reload calls."""
         self.config = config
         self.notifier = notifier or Notifier(None)
         self.stall_after_s = stall_after_s or STALL_AFTER_S
@@ -51,7 +58,7 @@ class FocusService:
         self._board = StatusBoard(WorkerStatus.before_start(config))
         self._worker = LoopWorker(config, hardware or (lambda: open_hardware(config)),
                                   board=self._board, history=self.history,
-                                  notifier=self.notifier)
+                                  notifier=self.notifier, load_model=load_model)
         self._started_at = time.monotonic()
 
     # -- life cycle (main thread) ----------------------------------------------------------------
@@ -129,6 +136,11 @@ class FocusService:
         except ConfigError as exc:
             raise InvalidRequest(str(exc)) from None
         return self._snapshot(self._call(lambda: self._worker.set_offset(value)))
+
+    def reload_model(self) -> StatusSnapshot:
+        """Read with the bundle the config names now (after ``focuslock model install`` or
+        ``rollback``); refused (Conflict) while focus now or the lock runs."""
+        return self._snapshot(self._call(self._worker.reload_model))
 
     def home_drive(self) -> StatusSnapshot:
         """Seek the drive's min endstop: its position is known again."""

@@ -39,19 +39,27 @@ class Hardware:
 def open_hardware(config: Config) -> Hardware:
     """The rig and the sensor the config asks for (the box's, or a simulated one)."""
     from controller.hardware.rig import open_rig
-    from controller.sensing import open_sensor
 
     rig = open_rig(config)
     try:
-        sensor, model = open_sensor(config, rig.preset)
+        return read_by_model(config, rig)
     except BaseException:
         rig.close()
         raise
+
+
+def read_by_model(config: Config, rig: Rig) -> Hardware:
+    """``rig`` with the sensor of the model bundle the config names now: at start, and again on
+    the open rig when the service reloads the model (``POST /api/model/reload``)."""
+    from controller.installed_models import bundle_id
+    from controller.sensing import open_sensor
+
+    sensor, model = open_sensor(config, rig.preset)
     if model is None:
         return Hardware(rig, sensor, ModelInfo("none (parallax only)"))
-    digest = str(model.record.get("weights_sha256", ""))[:12]
     cue = " + parallax" if isinstance(sensor, ParallaxSensor) else ""
-    return Hardware(rig, sensor, ModelInfo(f"{model.path.name}@{digest}{cue}", str(model.path)))
+    return Hardware(rig, sensor, ModelInfo(f"{bundle_id(model.path, model.record)}{cue}",
+                                           str(model.path)))
 
 
 @runtime_checkable

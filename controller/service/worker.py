@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from controller.clock import MonotonicClock
 from controller.config import Config, with_offset
@@ -35,10 +35,18 @@ from controller.loop import FocusLoop, FocusReport, LoopState
 from controller.move_guard import MoveGuard, MoveRefused
 from controller.runlog import RunLog, StepRecord, timestamped_dir
 from controller.service.errors import Conflict, InvalidRequest, ServiceError, Unavailable
-from controller.service.hardware import Hardware, ReferencedDrive, TrackedIlluminator
+from controller.service.hardware import (
+    Hardware,
+    ReferencedDrive,
+    TrackedIlluminator,
+    read_by_model,
+)
 from controller.service.history import StepHistory, step_entry
 from controller.service.sdnotify import Notifier
 from controller.service.status import ServiceMode, StatusBoard, WorkerStatus
+
+if TYPE_CHECKING:
+    from controller.hardware.rig import Rig
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +74,11 @@ class LoopWorker:
     thread; the command methods (``start_lock`` ...) only through ``submit``."""
 
     def __init__(self, config: Config, open_hardware: Callable[[], Hardware], *,
-                 board: StatusBoard, history: StepHistory, notifier: Notifier) -> None:
+                 board: StatusBoard, history: StepHistory, notifier: Notifier,
+                 load_model: Callable[[Rig], Hardware] | None = None) -> None:
         self.config = config  # the config in force: set_offset changes its lock.offset_um
         self._open_hardware = open_hardware
+        self._load_model = load_model or (lambda rig: read_by_model(self.config, rig))
         self._board = board
         self._history = history
         self._notifier = notifier
@@ -162,6 +172,28 @@ class LoopWorker:
         self.config = with_offset(self.config, offset_um)
         if self._open is not None:
             self._open.loop.lock_settings = self.config.lock
+        return self._publish()
+
+    def reload_model(self) -> WorkerStatus:
+        """Read with the bundle the config names now (``current`` after an install or a
+        rollback) on the open rig; only while nothing runs, so no run mixes two models. A
+        bundle that does not load leaves the one in use."""
+        mode = self._board.read().mode
+        if mode is not ServiceMode.IDLE:
+            raise Conflict(f"the {mode} is running; stop it before reloading the model")
+        if self._open is None:  # opening reads the bundle the config names now
+            self._ensure_open()
+            return self._publish()
+        opened = self._open
+        try:
+            hardware = self._load_model(opened.hardware.rig)
+        except FocuslockError as exc:
+            raise Unavailable(f"the model was not reloaded: {exc}; still reading with "
+                              f"{opened.hardware.model.id}") from None
+        loop = FocusLoop.for_rig(hardware.rig, hardware.sensor, self.config,
+                                 illuminator=opened.leds, record_sink=self._on_record)
+        self._open = _OpenRig(hardware, opened.leds, loop)
+        log.info("model reloaded: %s (was %s)", hardware.model.id, opened.hardware.model.id)
         return self._publish()
 
     def home_drive(self) -> WorkerStatus:

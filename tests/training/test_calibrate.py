@@ -1,0 +1,124 @@
+"""``focuslock calibrate`` end to end on the digital twin (the real firmware under MicroPython
+driving the focus, the virtual microscope rendering), at a tiny size: the tiny bundle of
+conftest.py, trained on cells, is installed, then calibrated on beads, a sample it never saw.
+
+The run is seeded and deterministic; at this size (256² frames, one feature patch, five stacks
+of 21 planes) the fine-tuned bundle reads the held-out stack clearly better than the base. A
+bundle made worse on purpose (one epoch at a learning rate of 1) is refused unless forced."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from controller.installed_models import CURRENT, PREVIOUS
+from controller.model import read_record
+
+pytestmark = [pytest.mark.training, pytest.mark.slow, pytest.mark.firmware]
+
+TWIN = """\
+log_dir = "{root}/runs"
+[model]
+bundle = "installed"
+store = "{root}/models"
+[board]
+backend = "firmware-sim"
+[sim]
+frame_size = 256
+sample = "beads"
+seed = 7
+start_z_um = 0.0
+settle_s = 0.0
+"""
+TINY_RUN = ["--stacks", "6", "--range", "10", "--no-reload"]
+
+
+def links(root: Path) -> tuple[str, str | None]:
+    store = root / "models"
+    previous = os.readlink(store / PREVIOUS) if os.path.lexists(store / PREVIOUS) else None
+    return os.readlink(store / CURRENT), previous
+
+
+@pytest.fixture(scope="module")
+def twin(bundle, tmp_path_factory):
+    """The twin's config with the tiny bundle installed, and one calibration run on it."""
+    root = tmp_path_factory.mktemp("box")
+    config = root / "twin.toml"
+    config.write_text(TWIN.format(root=root))
+    assert main(["model", "install", str(bundle), "--config", str(config), "--no-reload"]) == 0
+    base = links(root)[0]
+    code = main(["calibrate", "--config", str(config), "--out", str(root / "run"), *TINY_RUN])
+    return root, config, base, code
+
+
+def test_calibrate_collects_fine_tunes_and_installs_a_better_bundle(twin, capsys):
+    root, _, base, code = twin
+    assert code == 0
+    run = root / "run"
+    assert sorted(p.name for p in (run / "stacks").iterdir()) == [
+        f"position-{i:03d}.ome.tif" for i in range(6)]
+    assert [p.name for p in (run / "held-out").glob("*.ome.tif")] == ["position-005.ome.tif"]
+    assert len(list((run / "train").glob("*.ome.tif"))) == 5
+    summary = json.loads((run / "calibration.json").read_text())
+    assert summary["held_out"] == ["position-005.ome.tif"] and summary["frames"] == 21
+    assert summary["after"]["rmse_um"] < summary["before"]["rmse_um"] and summary["improved"]
+    current, previous = links(root)
+    assert previous == base and current == summary["installed"] != base
+    installed = root / "models" / current
+    assert read_record(installed) == read_record(run / "calibrated")
+    assert read_record(installed)["fine_tuned_from"]["bundle"] == base
+    note = json.loads((installed / "installed.json").read_text())["note"]
+    assert note.startswith("calibrate: held-out RMSE") and "position-005" in note
+    for report in ("before", "after"):
+        assert (run / report / "metrics.json").is_file()
+
+
+def test_a_worse_bundle_is_not_installed_unless_forced(twin, capsys):
+    root, config, _, _ = twin
+    kept = links(root)
+    worse = ["calibrate", "--config", str(config), "--from", str(root / "run" / "stacks"),
+             "--learning-rate", "1", "--max-epochs", "1", "--no-reload"]
+    assert main([*worse, "--out", str(root / "worse")]) == 1
+    assert "not installed: the fine-tuned bundle reads the held-out stacks no better" in \
+        capsys.readouterr().out
+    summary = json.loads((root / "worse" / "calibration.json").read_text())
+    assert not summary["improved"] and summary["installed"] is None
+    assert links(root) == kept
+    assert main([*worse, "--out", str(root / "forced"), "--force"]) == 0
+    summary = json.loads((root / "forced" / "calibration.json").read_text())
+    assert not summary["improved"] and links(root) == (summary["installed"], kept[0])
+
+
+def test_collect_only_stops_after_collecting_and_says_how_to_go_on(bundle, tmp_path, capsys):
+    config = tmp_path / "virtual.toml"
+    config.write_text(TWIN.format(root=tmp_path).replace("firmware-sim", "virtual"))
+    assert main(["calibrate", "--config", str(config), "--out", str(tmp_path / "run"),
+                 "--collect-only", "--stacks", "1", "--range", "2"]) == 0
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["stacks"]
+    assert len(list((tmp_path / "run" / "stacks").iterdir())) == 1
+    out = capsys.readouterr().out
+    assert "focuslock calibrate --from stacks --base BASE --no-install" in out
+    assert f"focuslock model install bundle --config {config}" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--from", "STACKS", "--stacks", "3"], "--from takes stacks collected before; --stacks"),
+    (["--stacks", "2"], "calibration needs at least 3 stacks (1 held out, 2 to fine-tune"),
+    (["--base", "NOWHERE"], "not a model bundle"),
+    (["--from", "NOWHERE"], "no such data folder"),
+    (["--from", "STACKS", "--hold-out", "5"], "calibration needs at least 7 stacks"),
+])
+def test_bad_requests_are_refused_before_anything_is_collected(twin, args, message, tmp_path,
+                                                                capsys):
+    root, config, _, _ = twin
+    kept = links(root)
+    given = [a.replace("STACKS", str(root / "run" / "stacks"))
+             .replace("NOWHERE", str(tmp_path / "nowhere")) for a in args]
+    out = tmp_path / "out"
+    assert main(["calibrate", "--config", str(config), "--out", str(out), *given]) == 2
+    assert message in capsys.readouterr().err
+    assert links(root) == kept and not out.exists()
