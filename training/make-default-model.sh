@@ -4,7 +4,7 @@
 # drawn instrument, into a dataset store; train; measure generalisation by leaving each family
 # out (which also calibrates the confidence on families the network never saw); calibrate the
 # bundle with those readings; and test it on the held-out cell stacks of the first default model.
-#   training/make-default-model.sh WORK_DIR     (WORK_DIR needs ~1 GB; about 4 h on 2 cores)
+#   training/make-default-model.sh WORK_DIR     (WORK_DIR needs ~1 GB; about 2.5 h on 2 cores)
 # Every step resumes where it stopped when run again.
 set -euo pipefail
 work="${1:?usage: training/make-default-model.sh WORK_DIR}"
@@ -20,8 +20,9 @@ families=$families,bacteria,thick-cells,pollen,diatoms,beads,tissue-section
 # exposure, sensor)
 "$focuslock" dataset build "$work/generalist.zarr" --count 1040 --kinds "$families" --seed 0 \
     --size 512 --vary-instrument --mirror
-"$focuslock" train "$work/generalist.zarr" --out "$bundle" --force --mirror --fine-range-um 6
-"$python" benchmarks/bench_lofo.py "$work/generalist.zarr" --work "$work/lofo"
+"$focuslock" train "$work/generalist.zarr" --out "$bundle" --force --mirror --fine-range-um 6 \
+    --patience 10
+"$python" benchmarks/bench_lofo.py "$work/generalist.zarr" --work "$work/lofo" --patience 10
 "$focuslock" confidence "$bundle" --readings "$work/lofo"
 # 24 held-out positions of 1024² (sparse and dense cells, ideal instrument): the first default
 # model's test set
