@@ -8,9 +8,12 @@ head exists because of physics: a thin phase sample's spectrum magnitude is the 
 relation. Where the signed head hedges towards 0 and the distance head does not, the sign is
 ambiguous (controller/model.py) and the loop finds it by a probe move.
 
-Training stops when the signed head's validation RMSE has not improved for ``patience`` epochs
-and keeps the best weights (the original exported the last ones). TensorFlow/Keras is imported
-by the functions that need it, so importing this module is cheap.
+Training stops when the distance head's validation RMSE has not improved for ``patience``
+epochs and keeps the best weights (the original exported the last ones). Not the signed head's:
+across sample families its error is dominated by signs no network can tell, it stops improving
+after a few epochs and stopped the training there (measured on 13 families: the distance head
+4.99 -> 4.75 µm, the signed head on cells 5.16 -> 4.77 µm when the distance head is watched).
+TensorFlow/Keras is imported by the functions that need it, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 
 HEADS = ("defocus_um", "distance_um")  # the network's output columns, in order
+MONITOR = "val_distance_rmse"  # what early stopping and the learning-rate cuts watch
 
 
 def targets(defocus_um: np.ndarray) -> np.ndarray:
@@ -154,14 +158,20 @@ def fit(model: Any, hp: HyperParams, train: Batches, val: Batches,
         def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
             return super().update_state(y_true[:, 0], y_pred[:, 0], sample_weight)
 
+    class DistanceRmse(keras.metrics.RootMeanSquaredError):
+        """RMSE of the sign-free distance head: what early stopping watches."""
+
+        def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+            return super().update_state(y_true[:, 1], y_pred[:, 1], sample_weight)
+
     model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="mse",
-                  metrics=[DefocusRmse(name="rmse")])
-    stop = keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=hp.patience,
+                  metrics=[DefocusRmse(name="rmse"), DistanceRmse(name="distance_rmse")])
+    stop = keras.callbacks.EarlyStopping(monitor=MONITOR, mode="min", patience=hp.patience,
                                          restore_best_weights=True)
     callbacks = [stop]
     if hp.lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_rmse", mode="min", factor=0.3, patience=hp.lr_patience,
+            monitor=MONITOR, mode="min", factor=0.3, patience=hp.lr_patience,
             min_lr=hp.learning_rate / 1000))
     with warnings.catch_warnings():
         # Keras converts the plateau callback's new learning rate through a numpy path that
@@ -176,7 +186,8 @@ def fit(model: Any, hp: HyperParams, train: Batches, val: Batches,
         raise TrainingError(f"training diverged: the validation RMSE was {val_rmse[-1]} in "
                             f"every epoch (learning rate {hp.learning_rate:g}: try a smaller "
                             f"one)")
-    best = int(np.nanargmin(np.where(np.isfinite(val_rmse), val_rmse, np.nan)))
+    watched = np.array(result.history[MONITOR], np.float64)
+    best = int(np.nanargmin(np.where(np.isfinite(watched), watched, np.nan)))
     return History([float(v) for v in result.history["rmse"]], val_rmse.tolist(), best)
 
 
