@@ -126,10 +126,20 @@ class ExpectedError:
 class Calibration:
     """The limits calibrated for one bundle (record key ``confidence``; docs/training.md)."""
 
-    max_sign_ambiguity: float  # beyond it the loop probes for the sign
+    # beyond it the loop probes for the sign; None: the network's sign is never trusted (no
+    # limit kept its wrong signs rare enough on the families it never saw)
+    max_sign_ambiguity: float | None
     max_unfamiliarity: float  # beyond it the reading is rejected ('unfamiliar' gate)
     expected_error: ExpectedError | None  # None: not yet calibrated on unseen families
     calibrated_on: str = ""  # which readings set these numbers
+
+    def sign_is_ambiguous(self, ambiguity: float | np.ndarray) -> bool | np.ndarray:
+        """Whether a reading of this ambiguity (or each of an array's) must have its sign
+        found by a probe rather than taken from the network."""
+        if self.max_sign_ambiguity is None:
+            return np.ones_like(ambiguity, bool) if isinstance(ambiguity, np.ndarray) else True
+        return np.asarray(ambiguity > self.max_sign_ambiguity) \
+            if isinstance(ambiguity, np.ndarray) else bool(ambiguity > self.max_sign_ambiguity)
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_sign_ambiguity": self.max_sign_ambiguity,
@@ -141,11 +151,12 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         table = d.get("expected_error")
-        calibration = cls(float(d["max_sign_ambiguity"]), float(d["max_unfamiliarity"]),
+        limit = d["max_sign_ambiguity"]
+        calibration = cls(None if limit is None else float(limit), float(d["max_unfamiliarity"]),
                           None if table is None else ExpectedError.from_dict(table),
                           str(d.get("calibrated_on", "")))
-        if not (0.0 <= calibration.max_sign_ambiguity <= 1.0
-                and calibration.max_unfamiliarity > 0):
-            raise ValueError("confidence: max_sign_ambiguity must be in [0, 1] and "
+        limit = calibration.max_sign_ambiguity
+        if not ((limit is None or 0.0 <= limit <= 1.0) and calibration.max_unfamiliarity > 0):
+            raise ValueError("confidence: max_sign_ambiguity must be in [0, 1] (or null) and "
                              "max_unfamiliarity positive")
         return calibration

@@ -62,6 +62,11 @@ def test_expected_error_is_looked_up_by_distance():
 def test_calibration_round_trips_and_refuses_impossible_limits():
     calibration = Calibration(0.4, 2.5, ExpectedError((0.0,), (1.0,)), "test")
     assert Calibration.from_dict(calibration.to_dict()) == calibration
+    assert not calibration.sign_is_ambiguous(0.4) and calibration.sign_is_ambiguous(0.45)
+    never = Calibration(None, 2.5, None, "a network whose sign is never right enough")
+    assert Calibration.from_dict(never.to_dict()) == never
+    assert never.sign_is_ambiguous(0.0)
+    assert never.sign_is_ambiguous(np.array([0.0, 0.5])).all()
     for bad in ({"max_sign_ambiguity": 1.5}, {"max_unfamiliarity": 0.0}):
         with pytest.raises(ValueError, match="max_"):
             Calibration.from_dict({**calibration.to_dict(), **bad})

@@ -8,7 +8,8 @@ others reads that family's frames (benchmarks/bench_lofo.py saves them). From th
   foreign field, a fault), not for every sample it has not seen;
 - ``max_sign_ambiguity``: the largest limit (in steps of 0.05) under which the network's own sign
   is wrong for at most ``MAX_WRONG_SIGN`` of the readings beyond ±2 µm that the gates pass; more
-  ambiguous readings have their sign found by a probe move;
+  ambiguous readings have their sign found by a probe move. When no limit does (not even 0:
+  a network confidently wrong), None: the network's sign is never trusted, every sign probed;
 - the expected error: the 95th percentile of |error| of what the loop acts on, by predicted
   distance (``DISTANCE_EDGES_UM``).
 
@@ -52,7 +53,7 @@ def fit(readings: Readings, description: str) -> Calibration:
         if unfamiliarity.size else float("inf")
     familiar = base & ~(readings.unfamiliarity > max_unfamiliarity)
     far = familiar & (np.abs(readings.label) > SIGN_MARGIN_UM)
-    max_ambiguity = 0.0
+    max_ambiguity: float | None = None
     for limit in AMBIGUITY_STEPS:
         acted = far & ~(readings.ambiguity > limit)
         wrong = np.sign(readings.predicted[acted]) != np.sign(readings.label[acted])
@@ -66,7 +67,7 @@ def fit(readings: Readings, description: str) -> Calibration:
 def judged(readings: Readings, limits: Calibration, *, passed_only: bool = True) -> Readings:
     """The readings as a bundle with these limits would have judged them (only those the gates
     pass, unless not ``passed_only``)."""
-    ambiguous = readings.ambiguity > limits.max_sign_ambiguity
+    ambiguous = np.asarray(limits.sign_is_ambiguous(readings.ambiguity), bool)
     passed = readings.trusted & ~(readings.unfamiliarity > limits.max_unfamiliarity)
     result = Readings(**{**readings.__dict__, "sign_ambiguous": ambiguous, "passed": passed})
     table = limits.expected_error

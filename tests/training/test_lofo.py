@@ -127,6 +127,14 @@ def test_the_fit_finds_the_ambiguity_where_the_sign_goes_wrong():
     assert row["wrong_sign_passed_unambiguous"] <= MAX_WRONG_SIGN
 
 
+def test_a_network_confidently_wrong_about_signs_never_has_its_sign_trusted():
+    readings = _synthetic()
+    readings.predicted = -np.sign(readings.label) * readings.distance  # sure, and always wrong
+    calibration = fit(readings, "synthetic, confidently wrong")
+    assert calibration.max_sign_ambiguity is None
+    assert judged(readings, calibration, passed_only=False).sign_ambiguous.all()
+
+
 def test_the_cross_check_measures_each_family_with_limits_fitted_on_the_others():
     check = cross_checked(_synthetic())
     for family in ("a", "b"):
