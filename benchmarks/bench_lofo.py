@@ -14,7 +14,7 @@ The table applies to each family the confidence limits fitted on the other famil
 - the share the gates reject, and the share whose sign the loop must probe;
 - the share of passed frames within their stated error (honest: ≥ 95 %).
 
-It writes WORK/lofo.md, WORK/lofo.json and WORK/reliability.png, and WORK/calibration.json: the
+It writes WORK/lofo.md, WORK/lofo.json and WORK/reliability.png, and WORK/confidence.json: the
 limits fitted on all families' readings, which `focuslock confidence BUNDLE --readings WORK`
 installs into the generalist. Each family's bundle gets the limits fitted without that family,
 so `benchmarks/bench_loop.py focus-now --bundle WORK/<family>/bundle --sample <family>` runs the
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     (args.work / "lofo.json").write_text(json.dumps(
         {"families": results, "cross_checked": check, "calibration": calibration.to_dict(),
          "hyperparameters": hp.to_dict(), "fine_range_um": FINE_RANGE_UM}, indent=1) + "\n")
-    (args.work / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=1)
+    (args.work / "confidence.json").write_text(json.dumps(calibration.to_dict(), indent=1)
                                                 + "\n")
     (args.work / "lofo.md").write_text(table(results) + "\n")
     plot_reliability(check["reliability"], args.work / "reliability.png",

@@ -133,13 +133,10 @@ class Calibration:
     expected_error: ExpectedError | None  # None: not yet calibrated on unseen families
     calibrated_on: str = ""  # which readings set these numbers
 
-    def sign_is_ambiguous(self, ambiguity: float | np.ndarray) -> bool | np.ndarray:
-        """Whether a reading of this ambiguity (or each of an array's) must have its sign
-        found by a probe rather than taken from the network."""
-        if self.max_sign_ambiguity is None:
-            return np.ones_like(ambiguity, bool) if isinstance(ambiguity, np.ndarray) else True
-        return np.asarray(ambiguity > self.max_sign_ambiguity) \
-            if isinstance(ambiguity, np.ndarray) else bool(ambiguity > self.max_sign_ambiguity)
+    def sign_is_ambiguous(self, ambiguity: float) -> bool:
+        """Whether a reading of this ambiguity must have its sign found by a probe rather than
+        taken from the network."""
+        return self.max_sign_ambiguity is None or ambiguity > self.max_sign_ambiguity
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_sign_ambiguity": self.max_sign_ambiguity,

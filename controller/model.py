@@ -348,7 +348,7 @@ class FocusModel:
         return replace(
             prediction, unfamiliarity=unfamiliarity,
             max_unfamiliarity=None if unfamiliarity is None else calibration.max_unfamiliarity,
-            sign_ambiguous=ambiguity is not None and bool(calibration.sign_is_ambiguous(ambiguity)),
+            sign_ambiguous=ambiguity is not None and calibration.sign_is_ambiguous(ambiguity),
             expected_error_um=None if table is None else table.at(prediction.distance))
 
     def _scale(self, network: str) -> float:

@@ -49,7 +49,7 @@ class CalibrationError(FocuslockError):
 
 
 @dataclass(frozen=True)
-class Calibration:
+class CalibrationRun:
     """What one calibration compared and did."""
 
     folder: Path
@@ -113,7 +113,7 @@ def split_stacks(stacks: Sequence[Path], hold_out: int, folder: Path) -> tuple[P
 
 def calibrate(config: Config, folder: Path, stacks: Sequence[Path], *, base: Path,
               hold_out: int = HOLD_OUT, hp: HyperParams = FINETUNE, force: bool = False,
-              install: bool = True) -> Calibration:
+              install: bool = True) -> CalibrationRun:
     """Fine-tune ``base`` on ``stacks`` but the held-out ones, measure both on those, and
     install the fine-tuned bundle into the config's store if it reads them better (or with
     ``force``; never without ``install``). Writes everything into ``folder``."""
@@ -129,7 +129,7 @@ def calibrate(config: Config, folder: Path, stacks: Sequence[Path], *, base: Pat
     bundle = folder / "calibrated"
     train(train_dir, bundle, spec=FeatureSpec(), hp=hp, finetune=base)
     after = evaluate(bundle, held_dir, folder / "after")
-    result = Calibration(folder, base, bundle, held, float(before["rmse_um"]),
+    result = CalibrationRun(folder, base, bundle, held, float(before["rmse_um"]),
                          float(after["rmse_um"]), None)
     if install and (result.improved or force):
         note = (f"calibrate: held-out RMSE {result.before_rmse_um:.2f} -> "
@@ -139,7 +139,7 @@ def calibrate(config: Config, folder: Path, stacks: Sequence[Path], *, base: Pat
     return result
 
 
-def _write_summary(result: Calibration, before: dict[str, Any], after: dict[str, Any]) -> None:
+def _write_summary(result: CalibrationRun, before: dict[str, Any], after: dict[str, Any]) -> None:
     summary = {
         "base": str(result.base), "bundle": str(result.bundle), "held_out": list(result.held_out),
         "frames": before.get("n"),

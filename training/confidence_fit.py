@@ -67,7 +67,7 @@ def fit(readings: Readings, description: str) -> Calibration:
 def judged(readings: Readings, limits: Calibration, *, passed_only: bool = True) -> Readings:
     """The readings as a bundle with these limits would have judged them (only those the gates
     pass, unless not ``passed_only``)."""
-    ambiguous = np.asarray(limits.sign_is_ambiguous(readings.ambiguity), bool)
+    ambiguous = np.array([limits.sign_is_ambiguous(float(a)) for a in readings.ambiguity], bool)
     passed = readings.trusted & ~(readings.unfamiliarity > limits.max_unfamiliarity)
     result = Readings(**{**readings.__dict__, "sign_ambiguous": ambiguous, "passed": passed})
     table = limits.expected_error

@@ -66,7 +66,7 @@ def test_each_family_is_read_by_a_network_that_never_saw_it(lofo):
 def test_the_confidence_command_installs_the_fitted_limits(lofo, tmp_path, capsys):
     bundle = lofo / "beads" / "bundle"
     assert main(["confidence", str(bundle), "--readings", str(lofo)]) == 0
-    calibration = json.loads((lofo / "calibration.json").read_text())
+    calibration = json.loads((lofo / "confidence.json").read_text())
     record = json.loads((bundle / "record.json").read_text())
     assert record["confidence"]["max_sign_ambiguity"] == calibration["max_sign_ambiguity"]
     model = FocusModel.load(bundle)
