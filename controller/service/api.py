@@ -39,7 +39,6 @@ from controller.service.errors import (
     Unavailable,
 )
 from controller.service.metrics import CONTENT_TYPE as METRICS_TYPE
-from controller.service.metrics import render_metrics
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +180,7 @@ def _log(request: _Request) -> Reply:
 
 def _metrics(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return Reply(HTTPStatus.OK, render_metrics(request.service.status()).encode(), METRICS_TYPE)
+    return Reply(HTTPStatus.OK, request.service.metrics.exposition(), METRICS_TYPE)
 
 
 def _focus(request: _Request) -> Reply:
