@@ -10,12 +10,11 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.optics import preset
+from controller.hardware.board import FocusBoard
 from controller.sensing import NetworkSensor
-from controller.service.hardware import Hardware, ModelInfo
-from controller.sim.twin import DigitalTwin, open_twin
+from controller.sim.twin import DigitalTwin
 from tests.loop.doubles import OraclePredictor
-from tests.service.conftest import FOCUS_Z_UM, Client, service_config
+from tests.service.conftest import FOCUS_Z_UM, Client, service_config, twin_hardware
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -146,15 +145,7 @@ def test_two_services_in_one_process_keep_their_own_metrics(start_service, tmp_p
 def test_resent_board_packets_are_counted(start_service, tmp_path):
     config = service_config(tmp_path, board={"backend": "firmware-sim"}, lock={"rate_hz": 5.0})
     twins: list[DigitalTwin] = []
-
-    def twin_hardware() -> Hardware:
-        twin = open_twin(preset("paper"), config.sim, frame_shape=(128, 128),
-                         workdir=tmp_path / "firmware")
-        twins.append(twin)
-        sensor = NetworkSensor(OraclePredictor(twin.scope), twin.rig.preset.autofocus)
-        return Hardware(twin.rig, sensor, ModelInfo("oracle@twin"))
-
-    running = start_service(config, hardware=twin_hardware)
+    running = start_service(config, hardware=twin_hardware(config, tmp_path / "firmware", twins))
     client = running.client
     twin = twins[-1]
     twin.board.to_host.drop = 0.2  # a noisy line: one reply in five is lost and resent for
@@ -163,4 +154,5 @@ def test_resent_board_packets_are_counted(start_service, tmp_path):
     _, samples = scrape(client)
     resent = samples["focuslock_board_link_retries_total", ()]
     assert resent == client.get("/api/status")[1]["counters"]["link_retries"]
-    assert 0 < resent <= twin.rig.drive.link.retransmissions  # type: ignore[attr-defined]
+    drive = twin.rig.drive
+    assert isinstance(drive, FocusBoard) and 0 < resent <= drive.link.retransmissions
