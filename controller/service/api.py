@@ -28,6 +28,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from controller.config import offset_limit_um
 from controller.errors import FocuslockError
 from controller.loop import FocusReport
 from controller.service.daemon import FocusService, is_finite_number
@@ -39,7 +40,7 @@ from controller.service.errors import (
     Unavailable,
 )
 from controller.service.metrics import CONTENT_TYPE as METRICS_TYPE
-from controller.service.metrics import render_metrics
+from controller.service.openapi import ApiLimits, openapi_document
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,14 @@ def _log(request: _Request) -> Reply:
 
 def _metrics(request: _Request) -> Reply:
     _fields(request, query=(), body=())
-    return Reply(HTTPStatus.OK, render_metrics(request.service.status()).encode(), METRICS_TYPE)
+    return Reply(HTTPStatus.OK, request.service.metrics.exposition(), METRICS_TYPE)
+
+
+def _openapi(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    limits = ApiLimits(MAX_BODY, LOG_LIMIT_DEFAULT, LOG_LIMIT_MAX, FOCUS_TIMEOUT_DEFAULT_S,
+                       FOCUS_TIMEOUT_MAX_S, offset_limit_um(request.service.config.lock))
+    return _json(openapi_document(limits))
 
 
 def _focus(request: _Request) -> Reply:
@@ -242,6 +250,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/health": {"GET": _health},
     "/api/log": {"GET": _log},
     "/metrics": {"GET": _metrics},
+    "/api/openapi.json": {"GET": _openapi},
     "/api/focus": {"POST": _focus},
     "/api/lock/start": {"POST": _lock_start},
     "/api/lock/stop": {"POST": _lock_stop},

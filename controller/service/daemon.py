@@ -20,6 +20,7 @@ from controller.loop import FocusReport, LoopState
 from controller.service.errors import Conflict, InvalidRequest, StillRunning, Unavailable
 from controller.service.hardware import Hardware, open_hardware
 from controller.service.history import Page, StepHistory
+from controller.service.metrics import ServiceMetrics
 from controller.service.sdnotify import Notifier
 from controller.service.status import (
     Health,
@@ -56,9 +57,11 @@ class FocusService:
         self.stall_after_s = stall_after_s or STALL_AFTER_S
         self.history = StepHistory(history_capacity)
         self._board = StatusBoard(WorkerStatus.before_start(config))
+        self.metrics = ServiceMetrics(self.status)
         self._worker = LoopWorker(config, hardware or (lambda: open_hardware(config)),
                                   board=self._board, history=self.history,
-                                  notifier=self.notifier, load_model=load_model)
+                                  notifier=self.notifier, metrics=self.metrics,
+                                  load_model=load_model)
         self._started_at = time.monotonic()
 
     # -- life cycle (main thread) ----------------------------------------------------------------

@@ -58,13 +58,15 @@ class ServiceCounters:
     faults: int = 0  # times the state became fault
     lock_starts: int = 0
     focus_runs: int = 0
+    link_retries: int = 0  # packets resent to the focus board (controller/hardware/board_link.py)
 
     def to_json(self) -> dict[str, Any]:
         counts = self.step_counts
         return {"steps": counts.steps, "moves": counts.moves,
                 "locked_steps": counts.locked_steps, "rejected": dict(counts.rejected),
                 "decided": dict(counts.decided), "faults": self.faults,
-                "lock_starts": self.lock_starts, "focus_runs": self.focus_runs}
+                "lock_starts": self.lock_starts, "focus_runs": self.focus_runs,
+                "link_retries": self.link_retries}
 
 
 @dataclass(frozen=True)

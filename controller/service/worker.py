@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from controller.clock import MonotonicClock
 from controller.config import Config, with_offset
 from controller.errors import FocuslockError
+from controller.hardware.board import FocusBoard
 from controller.lock_runner import LockRunner
 from controller.loop import FocusLoop, FocusReport, LoopState
 from controller.move_guard import MoveGuard, MoveRefused
@@ -42,6 +43,7 @@ from controller.service.hardware import (
     read_by_model,
 )
 from controller.service.history import StepHistory, step_entry
+from controller.service.metrics import ServiceMetrics
 from controller.service.sdnotify import Notifier
 from controller.service.status import ServiceMode, StatusBoard, WorkerStatus
 
@@ -75,6 +77,7 @@ class LoopWorker:
 
     def __init__(self, config: Config, open_hardware: Callable[[], Hardware], *,
                  board: StatusBoard, history: StepHistory, notifier: Notifier,
+                 metrics: ServiceMetrics,
                  load_model: Callable[[Rig], Hardware] | None = None) -> None:
         self.config = config  # the config in force: set_offset changes its lock.offset_um
         self._open_hardware = open_hardware
@@ -82,6 +85,7 @@ class LoopWorker:
         self._board = board
         self._history = history
         self._notifier = notifier
+        self._metrics = metrics
         self._run_log = _open_run_log(config)
         self._commands: queue.Queue[_Command | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="focuslock-loop", daemon=True)
@@ -94,6 +98,7 @@ class LoopWorker:
         self._fault = ""  # a fault outside the loop (open failed, unexpected error)
         self._last_ping = -math.inf
         self._told_systemd = ""
+        self._retries_seen = 0  # the board link's resend count at the last publish
 
     # -- any thread -----------------------------------------------------------------------------
 
@@ -329,6 +334,9 @@ class LoopWorker:
     def _on_record(self, record: StepRecord) -> None:
         """The loop's record sink: log, count, publish (in the worker, during a step)."""
         self._run_log.write(record)
+        opened = self._open
+        assert opened is not None  # records come from the open rig's loop
+        self._metrics.observe_step(record, opened.loop.clock.now() - record.t)
         entry = MappingProxyType(self._history.append(step_entry(record, time.time())))
         self._board.change(lambda s: dataclasses.replace(
             s, last_step=entry, counters=dataclasses.replace(
@@ -394,6 +402,9 @@ class LoopWorker:
                 travel = drive.travel_um
             except FocuslockError:
                 z_um = None
+        retries = _link_retries(opened)
+        new_retries = retries - self._retries_seen if retries >= self._retries_seen else retries
+        self._retries_seen = retries
         lock = self.config.lock
 
         def edit(status: WorkerStatus) -> WorkerStatus:
@@ -404,7 +415,8 @@ class LoopWorker:
                 leds=opened.leds.showing if opened is not None else "off",
                 model=opened.hardware.model if opened is not None else None,
                 counters=dataclasses.replace(
-                    status.counters, faults=status.counters.faults + became_fault))
+                    status.counters, faults=status.counters.faults + became_fault,
+                    link_retries=status.counters.link_retries + new_retries))
 
         published = self._board.change(edit)
         told = f"{state}: {reason}" if reason else str(state)
@@ -412,6 +424,12 @@ class LoopWorker:
             self._notifier.status(told)
             self._told_systemd = told
         return published
+
+
+def _link_retries(opened: _OpenRig | None) -> int:
+    """Packets the focus board's link has resent since it opened (0 without a board)."""
+    drive = opened.hardware.rig.drive if opened is not None else None
+    return drive.link.retransmissions if isinstance(drive, FocusBoard) else 0
 
 
 def _open_run_log(config: Config) -> RunLog:

@@ -10,18 +10,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from controller.config import Config, config_from_dict
 from controller.hardware.rig import open_rig
+from controller.optics import preset
 from controller.prediction import Predictor
 from controller.sensing import NetworkSensor
 from controller.service.api import ApiServer
 from controller.service.daemon import FocusService
 from controller.service.hardware import Hardware, ModelInfo
 from controller.service.sdnotify import Notifier
+from controller.sim.twin import DigitalTwin, open_twin
 from tests.loop.doubles import OraclePredictor
 
 FOCUS_Z_UM = 0.0  # the twin's focal plane (no drift unless a test asks)
@@ -45,6 +48,18 @@ def oracle_hardware(config: Config, **oracle: Any) -> Hardware:
     assert rig.scope is not None
     sensor = NetworkSensor(OraclePredictor(rig.scope, **oracle), rig.preset.autofocus)
     return Hardware(rig, sensor, ModelInfo("oracle@test"))
+
+
+def twin_hardware(config: Config, workdir: Path, twins: list[DigitalTwin]
+                  ) -> Callable[[], Hardware]:
+    """A hardware factory for the digital twin (the firmware under MicroPython behind the real
+    board driver), read by the truth-reading model; each twin made lands in ``twins``."""
+    def make() -> Hardware:
+        twin = open_twin(preset("paper"), config.sim, frame_shape=(128, 128), workdir=workdir)
+        twins.append(twin)
+        sensor = NetworkSensor(OraclePredictor(twin.scope), twin.rig.preset.autofocus)
+        return Hardware(twin.rig, sensor, ModelInfo("oracle@twin"))
+    return make
 
 
 class HangingModel:

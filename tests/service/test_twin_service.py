@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.optics import preset
-from controller.sensing import NetworkSensor
-from controller.service.hardware import Hardware, ModelInfo
-from controller.sim.twin import DigitalTwin, open_twin
-from tests.loop.doubles import OraclePredictor
-from tests.service.conftest import service_config
+from controller.sim.twin import DigitalTwin
+from tests.service.conftest import service_config, twin_hardware
 
 pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 
@@ -19,15 +15,7 @@ pytestmark = [pytest.mark.firmware, pytest.mark.slow]
 def test_a_rebooted_board_is_a_fault_until_the_drive_is_re_referenced(start_service, tmp_path):
     config = service_config(tmp_path, board={"backend": "firmware-sim"}, lock={"rate_hz": 5.0})
     twins: list[DigitalTwin] = []
-
-    def twin_hardware() -> Hardware:
-        twin = open_twin(preset("paper"), config.sim, frame_shape=(128, 128),
-                         workdir=tmp_path / "firmware")
-        twins.append(twin)
-        sensor = NetworkSensor(OraclePredictor(twin.scope), twin.rig.preset.autofocus)
-        return Hardware(twin.rig, sensor, ModelInfo("oracle@twin"))
-
-    running = start_service(config, hardware=twin_hardware)
+    running = start_service(config, hardware=twin_hardware(config, tmp_path / "firmware", twins))
     client = running.client
     assert client.post("/api/lock/start")[0] == 200
     client.wait_for(lambda s: s["state"] == "locked", what="locked through the firmware")
