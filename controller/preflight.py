@@ -31,8 +31,8 @@ def check_environment(config: Config) -> None:
     check_parallax_calibration(config)
     check_sample_kind(config)
     check_log_dir(config.log_dir)
-    check_access(config)
     check_listen_address(config.service.host)
+    check_access(config)
 
 
 def check_model_bundle(config: Config) -> None:
