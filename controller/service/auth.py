@@ -106,9 +106,6 @@ class TokenFile:
         self._seen: tuple[int, int, int] | None = None
         self._token = b""
         self.current()  # a token file that cannot be read stops the service from starting
-        if self.path.stat().st_mode & stat.S_IROTH:
-            log.warning("%s: the API token is readable by every user of this machine; "
-                        "chmod o-r it", path)
 
     def current(self) -> bytes:
         """The token as the file has it now (TokenError if it no longer gives one)."""
@@ -122,6 +119,9 @@ class TokenFile:
             if key != self._seen:
                 self._token = read_token(self.path).encode("ascii")
                 self._seen = key
+                if info.st_mode & stat.S_IROTH:
+                    log.warning("%s: the API token is readable by every user of this machine; "
+                                "chmod o-r it", self.path)
             return self._token
 
     def admits(self, presented: str) -> bool:

@@ -5,10 +5,12 @@ the token once."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 from pathlib import Path
@@ -18,10 +20,12 @@ import pytest
 
 from controller.cli import main
 from controller.config import ConfigError, ServiceSettings
+from controller.model import DEFAULT_BUNDLE
 from controller.service.api import ROUTES
 from controller.service.auth import AccessPolicy, read_token
 from tests.service.cdp import CHROMIUM, Browser
-from tests.service.conftest import Running, service_config
+from tests.service.conftest import Running, oracle_hardware, service_config
+from tests.service.test_model_reload import reload_config
 
 BEARER = 'Bearer realm="focuslock"'
 # A body each mutating route would carry out; with it, only the token stands in the way.
@@ -148,6 +152,20 @@ def test_rotate_takes_effect_at_the_next_request_without_a_restart(guarded):
     assert code == 200 and status["offset_um"] == 2.0
 
 
+def test_model_install_reloads_a_service_with_a_token(start_service, tmp_path, capsys):
+    config_file, token_file = new_token(tmp_path)
+    config = dataclasses.replace(reload_config(tmp_path), service=ServiceSettings(
+        token_file=str(token_file)))
+    running = start_service(config, hardware=lambda: oracle_hardware(config))
+    config_file.write_text(f'[model]\nbundle = "installed"\nstore = "{tmp_path / "models"}"\n'
+                           f'[sim]\nframe_size = 512\n[service]\ntoken_file = "{token_file}"\n'
+                           f'port = {running.client.port}\n')
+    given = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "given" / "tuned")
+    assert main(["model", "install", str(given), "--config", str(config_file)]) == 0
+    assert "now reads" in capsys.readouterr().out  # the reload carried the token
+    assert running.client.get("/api/status")[1]["model"]["id"].split("@")[0].endswith("-tuned")
+
+
 def test_rotate_refuses_a_config_without_a_token_file(tmp_path, capsys):
     config = tmp_path / "focuslock.toml"
     config.write_text('[service]\nhost = "127.0.0.1"\n')
@@ -172,11 +190,14 @@ def test_config_check_refuses_the_network_without_a_token(tmp_path, capsys):
     assert "[service] token_file" in capsys.readouterr().err
 
 
-def test_a_token_opens_the_network_and_a_bad_token_file_is_named(tmp_path):
+def test_a_token_opens_the_network_and_a_bad_token_file_is_named(tmp_path, caplog):
     _, token_file = new_token(tmp_path)
     policy = AccessPolicy.for_listener(ServiceSettings(host="0.0.0.0",
                                                        token_file=str(token_file)), "0.0.0.0")
-    assert policy.token is not None
+    assert policy.token is not None and not caplog.records
+    token_file.chmod(0o644)
+    AccessPolicy.for_listener(ServiceSettings(token_file=str(token_file)), "127.0.0.1")
+    assert "readable by every user" in caplog.text
     assert AccessPolicy.for_listener(ServiceSettings(), "localhost").token is None
     for content in ("", "\n", "two words\n", "one\ntwo\n"):
         token_file.write_text(content)
