@@ -5,7 +5,9 @@ problem: 400 for bad JSON, unknown fields or values out of range, 404/405 for a 
 method, 409 for a request that contradicts what is running, 413 for an oversized body, 415 when
 a POST/PUT body is not declared ``application/json``. Requiring that type is what keeps a web
 page in a browser on the box from moving the motor: a cross-site request with it needs a CORS
-preflight, which this server never grants. Endpoints: docs/service.md.
+preflight, which this server never grants. Before any route, controller/service/auth.py's policy
+refuses a Host header that does not name the box (421) and a missing or wrong API token (401).
+Endpoints: docs/service.md.
 
 A little over 400 lines because the routes and the strict reading of a request body they all
 share (size, type, JSON depth, finite numbers, known fields) are best read together.
