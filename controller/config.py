@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal, get_args, get_origin, get_type_hints
 
 from controller.errors import FocuslockError
 from controller.optics import PRESETS
-from controller.setting_rules import OneOf, Rule, Text, Within, shown
+from controller.setting_rules import HostNames, OneOf, Rule, Text, Within, shown
 
 
 class ConfigError(FocuslockError, ValueError):
@@ -318,6 +318,15 @@ class ServiceSettings(_Table):
                              'the network')
     port: int = _setting(8470, Within(0, 65535), doc="TCP port; 0: any free port")
     autostart_lock: bool = _setting(False, doc="true: start the focus lock when the service starts")
+    token_file: str = _setting(
+        "", Text(), doc="file holding the API token on one line (focuslock token rotate makes "
+                        "one); POST and PUT need it as Authorization: Bearer; empty: no token, "
+                        "allowed only while host is loopback")
+    read_requires_token: bool = _setting(
+        False, doc="true: reads (status, log, metrics) need the token too; false: they are open")
+    allowed_hosts: tuple[str, ...] = _setting(
+        (), HostNames(), doc="names the Host header may carry besides localhost, 127.0.0.1, "
+                             "[::1] and host: the box's name on the network, a reverse proxy's")
 
 
 @dataclass(frozen=True)
@@ -479,6 +488,10 @@ def _coerce(key: str, kind: Any, value: Any) -> Any:
         if not math.isfinite(number):
             raise ConfigError(f"{key}: must be finite, got {shown(value)}")
         return number
+    if get_origin(kind) is tuple:  # a TOML array of strings: tuple[str, ...]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{key}: must be a list of strings, got {shown(value)}")
+        return tuple(value)
     if kind is str or get_origin(kind) is Literal:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: must be a string, got {shown(value)}")

@@ -2,7 +2,8 @@
 
 controller/config.py checks what a config says (types, ranges, the rules between settings) each
 time one is made; this module checks what it needs to find: the model bundle it names, the
-simulated sample, a log folder it can write, an address it can listen on. ``focuslock config
+simulated sample, a log folder it can write, an address it can listen on and the API token it
+needs there. ``focuslock config
 check`` runs them all (``check_environment``), so a value that would fail at 3 a.m. fails while
 someone is watching; ``focuslock serve`` runs the log folder's and the address's before it
 starts, and the lock and focus commands the log folder's. Nothing here leaves anything behind:
@@ -31,6 +32,7 @@ def check_environment(config: Config) -> None:
     check_sample_kind(config)
     check_log_dir(config.log_dir)
     check_listen_address(config.service.host)
+    check_access(config)
 
 
 def check_model_bundle(config: Config) -> None:
@@ -100,6 +102,13 @@ def check_log_dir(log_dir: str) -> None:
     except OSError as exc:
         raise ConfigError(f"log_dir: cannot write in {existing}: {exc.strerror or exc}") \
             from None
+
+
+def check_access(config: Config) -> None:
+    """A listen address beyond loopback has a token file, and the token file gives a token."""
+    from controller.service.auth import AccessPolicy
+
+    AccessPolicy.for_listener(config.service, config.service.host)
 
 
 def check_listen_address(host: str) -> None:

@@ -7,11 +7,15 @@ Each rule says whether it admits a value and, in words, what it requires; the sa
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 MAX_TEXT_CHARS = 4096  # PATH_MAX on Linux: no setting's text is longer
+MAX_HOST_CHARS = 253  # DNS's longest name
+HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?")
 
 
 class Rule(Protocol):
@@ -80,12 +84,37 @@ class OneOf:
         return f"one of {', '.join(map(repr, self.choices))}"
 
 
+@dataclass(frozen=True)
+class HostNames:
+    """Names an HTTP Host header may carry: DNS names or IP addresses (IPv6 with or without
+    brackets), without a port or a scheme, so ``box:8470`` or ``http://box`` is refused."""
+
+    def admits(self, value: Any) -> bool:
+        return all(is_host_name(name) for name in value)
+
+    @property
+    def requirement(self) -> str:
+        return "a list of host names or IP addresses, without port or scheme"
+
+
+def is_host_name(name: str) -> bool:
+    """A DNS name or an IP address (IPv6 possibly in brackets), nothing more."""
+    if not 0 < len(name) <= MAX_HOST_CHARS:
+        return False
+    bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    try:
+        ipaddress.ip_address(bare)
+        return True
+    except ValueError:
+        return bare == name and HOST_NAME.fullmatch(name) is not None
+
+
 def shown(value: Any) -> str:
     """A value as an error message quotes it: short, even for a 5000-digit integer (which
     Python would refuse to turn into text)."""
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 100:
         return f"an integer of about {round(value.bit_length() * math.log10(2))} digits"
-    text = repr(value)
+    text = repr(list(value) if isinstance(value, tuple) else value)  # a tuple was a TOML array
     if isinstance(value, float) and text.endswith(".0"):
         text = text[:-2]  # as the file most likely wrote it: 3 for a gain read as 3.0
     return text if len(text) <= 60 else f"{text[:50]}… ({len(text)} characters)"

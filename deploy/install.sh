@@ -52,6 +52,22 @@ if [ -e "$config" ]; then
 else
     install -D -m 0644 "$here/focuslock.box.toml" "$config"
 fi
+# The API token (docs/service.md, Authentication): made once, readable by root and the service's
+# group only; a new one with `focuslock token rotate`.
+token="$root/etc/focuslock/token"
+new_token=no
+if [ -e "$token" ]; then
+    echo "focuslock: keeping the existing API token $token"
+else
+    "$target/venv/bin/python" -c 'import sys; from pathlib import Path
+from controller.service.auth import write_new_token; write_new_token(Path(sys.argv[1]))' "$token"
+    new_token=yes
+    echo "focuslock: wrote a new API token to $token (mode 0640)"
+fi
+if "$target/venv/bin/focuslock" config show --config "$config" | grep -qx 'token_file = ""'; then
+    echo "focuslock: note: $config names no [service] token_file, so the API takes no token;" \
+         "add token_file = \"/etc/focuslock/token\" under [service] (docs/service.md)"
+fi
 # Refuse to finish with a config the program would reject at boot. Staged under --root, the
 # config is for another machine: check what it says, not what this machine has.
 if [ -z "$root" ]; then
@@ -64,6 +80,7 @@ if [ -z "$root" ]; then
     id focuslock >/dev/null 2>&1 \
         || useradd --system --home-dir /var/lib/focuslock --shell /usr/sbin/nologin focuslock
     usermod -a -G dialout,video focuslock
+    [ "$new_token" = no ] || chown root:focuslock "$token"  # the service reads it as its group
     udevadm control --reload-rules && udevadm trigger --subsystem-match=tty
     systemctl daemon-reload
     if [ "$start" = yes ]; then

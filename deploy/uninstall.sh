@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Remove the focus-lock service and program. Keeps /etc/focuslock (your config) and
-# /var/lib/focuslock (run logs) unless --purge is given. Same --root/--prefix as install.sh.
+# Remove the focus-lock service and program. Keeps /etc/focuslock (your config and the API token)
+# and /var/lib/focuslock (run logs) unless --purge is given. Same --root/--prefix as install.sh.
 set -euo pipefail
 
 root=""

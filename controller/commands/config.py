@@ -133,4 +133,6 @@ def _scalar(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, tuple):
+        return f"[{', '.join(map(_scalar, value))}]"
     return repr(value)

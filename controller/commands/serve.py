@@ -33,12 +33,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_serve(args: argparse.Namespace) -> int:
     from controller.service.api import ApiServer
+    from controller.service.auth import AccessPolicy
     from controller.service.daemon import FocusService
     from controller.service.sdnotify import Notifier
 
     config = load_config(args.config)
     host = args.host or config.service.host
     check_log_dir(config.log_dir)
+    access = AccessPolicy.for_listener(config.service, host)  # beyond loopback: a token
     check_listen_address(host)
     port = config.service.port if args.port is None else args.port
     if not 0 <= port <= 65535:
@@ -46,7 +48,7 @@ def run_serve(args: argparse.Namespace) -> int:
     notifier = Notifier.from_environ()
     service = FocusService(config, notifier=notifier)
     try:
-        server = ApiServer((host, port), service)
+        server = ApiServer((host, port), service, access)
     except FocuslockError:
         service.close()
         notifier.close()

@@ -5,7 +5,9 @@ problem: 400 for bad JSON, unknown fields or values out of range, 404/405 for a 
 method, 409 for a request that contradicts what is running, 413 for an oversized body, 415 when
 a POST/PUT body is not declared ``application/json``. Requiring that type is what keeps a web
 page in a browser on the box from moving the motor: a cross-site request with it needs a CORS
-preflight, which this server never grants. Endpoints: docs/service.md.
+preflight, which this server never grants. Before any route, controller/service/auth.py's policy
+refuses a Host header that does not name the box (421) and a missing or wrong API token (401).
+Endpoints: docs/service.md.
 
 A little over 400 lines because the routes and the strict reading of a request body they all
 share (size, type, JSON depth, finite numbers, known fields) are best read together.
@@ -13,15 +15,18 @@ share (size, type, JSON depth, finite numbers, known fields) are best read toget
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import math
+import re
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -31,9 +36,11 @@ from urllib.parse import parse_qs, urlsplit
 from controller.config import offset_limit_um
 from controller.errors import FocuslockError
 from controller.loop import FocusReport
+from controller.service.auth import AccessPolicy
 from controller.service.daemon import FocusService, is_finite_number
 from controller.service.errors import (
     Conflict,
+    HttpError,
     InvalidRequest,
     ServiceError,
     StillRunning,
@@ -52,6 +59,8 @@ LOG_LIMIT_MAX = 500
 FOCUS_TIMEOUT_DEFAULT_S = 60.0
 FOCUS_TIMEOUT_MAX_S = 600.0
 JSON_TYPE = "application/json"
+NO_FRAMING = "frame-ancestors 'none'"  # with X-Frame-Options: no other site's page frames ours
+INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 _STATUS_OF: list[tuple[type[ServiceError], HTTPStatus]] = [
     (InvalidRequest, HTTPStatus.BAD_REQUEST),
@@ -61,21 +70,12 @@ _STATUS_OF: list[tuple[type[ServiceError], HTTPStatus]] = [
 ]
 
 
-class HttpError(FocuslockError):
-    """A refused request: its HTTP status and the sentence the client gets."""
-
-    def __init__(self, status: HTTPStatus, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
-
-
 @dataclass(frozen=True)
 class Reply:
     status: HTTPStatus
     body: bytes
     content_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Route = Callable[["_Request"], Reply]
@@ -94,15 +94,20 @@ class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], service: FocusService) -> None:
+    def __init__(self, address: tuple[str, int], service: FocusService,
+                 access: AccessPolicy | None = None) -> None:
+        """``access`` defaults to the policy of the service's config on this address (which
+        refuses, binding nothing, an address beyond loopback without a token)."""
+        self.access = access or AccessPolicy.for_listener(service.config.service, address[0])
         try:
             super().__init__(address, _Handler)
         except OSError as exc:
             raise FocuslockError(f"cannot listen on {address[0]}:{address[1]}: "
                                  f"{exc.strerror or exc}") from exc
         self.service = service
-        self.dashboard = resources.files("controller.service").joinpath(
-            "dashboard.html").read_bytes()
+        page = resources.files("controller.service").joinpath("dashboard.html").read_bytes()
+        self.dashboard = Reply(HTTPStatus.OK, page, "text/html; charset=utf-8",
+                               {"Content-Security-Policy": dashboard_policy(page)})
 
     @property
     def url(self) -> str:
@@ -143,6 +148,15 @@ class ApiServer(ThreadingHTTPServer):
                                   name="focuslock-http", daemon=True)
         thread.start()
         return thread
+
+
+def dashboard_policy(page: bytes) -> str:
+    """The dashboard's Content-Security-Policy: its own inline scripts (by their sha256, so
+    nothing injected runs), its inline styles, requests to this server only, no framing."""
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+                      for script in INLINE_SCRIPT.findall(page))
+    return (f"default-src 'self'; script-src {hashes}; style-src 'self' 'unsafe-inline'; "
+            f"connect-src 'self'; base-uri 'none'; form-action 'none'; {NO_FRAMING}")
 
 
 def _json(value: Any, status: HTTPStatus = HTTPStatus.OK) -> Reply:
@@ -350,11 +364,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, method: str) -> Reply:
         parts = urlsplit(self.path)
         raw = self._raw_body()  # read even when refused, so keep-alive stays in step
-        if parts.path in ("/", "/index.html"):
+        access = self.server.access
+        access.check_host(self.headers.get_all("Host", []))
+        if parts.path in ("/", "/index.html"):  # a static page: it asks for the token itself
             if method != "GET":
                 raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} / is not allowed",
                                 {"Allow": "GET"})
-            return Reply(HTTPStatus.OK, self.server.dashboard, "text/html; charset=utf-8")
+            return self.server.dashboard
+        access.check_token(method, self.headers.get_all("Authorization", []))
         methods = ROUTES.get(parts.path)
         if methods is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {parts.path}")
@@ -420,7 +437,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply.body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
-        for name, value in (headers or {}).items():
+        self.send_header("X-Frame-Options", "DENY")
+        for name, value in {"Content-Security-Policy": f"default-src 'none'; {NO_FRAMING}",
+                            **reply.headers, **(headers or {})}.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(reply.body)

@@ -1,18 +1,21 @@
 """Asking the running service from another process on the box: whether one answers at the
 config's address (it then holds the rig), and to reload its model after an install or a rollback.
 
-Plain HTTP to the config's ``[service]`` address (loopback when it listens on every address);
-the API it calls is docs/service.md's. Nobody answering is an answer too: the service is not
-running, and reads the installed bundle when it starts.
+Plain HTTP to the config's ``[service]`` address (loopback when it listens on every address),
+with the token of its ``token_file`` where it names one; the API it calls is docs/service.md's.
+Nobody answering is an answer too: the service is not running, and reads the installed bundle
+when it starts.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+from pathlib import Path
 from typing import Any
 
 from controller.config import Config
+from controller.service.auth import TokenError, read_token
 
 ANSWER_TIMEOUT_S = 30.0  # a reload loads a bundle between two lock steps: well under this
 RELOAD_PATH = "/api/model/reload"
@@ -33,11 +36,14 @@ def _ask(config: Config, method: str, path: str) -> tuple[int, dict[str, Any]] |
     """The service's status code and JSON answer, or None when nothing answers there."""
     if config.service.port == 0:  # any free port: not a place another process can find
         return None
+    headers = {"Content-Type": "application/json"}
+    if config.service.token_file and (method != "GET" or config.service.read_requires_token):
+        headers["Authorization"] = f"Bearer {read_token(Path(config.service.token_file))}"
     connection = http.client.HTTPConnection(_host(config), config.service.port,
                                             timeout=ANSWER_TIMEOUT_S)
     try:
         connection.request(method, path, body=b"" if method == "POST" else None,
-                           headers={"Content-Type": "application/json"})
+                           headers=headers)
         response = connection.getresponse()
         data = response.read()
     except (OSError, http.client.HTTPException):
@@ -63,12 +69,17 @@ def reload_service(config: Config) -> str:
     """Ask the config's service to read the bundle its config names now; a sentence saying
     what came of it."""
     url = service_url(config)
-    answer = _ask(config, "POST", RELOAD_PATH)
+    try:
+        answer = _ask(config, "POST", RELOAD_PATH)
+    except TokenError as exc:
+        return f"the service at {url} was not asked to reload ({exc}); run this as a user " \
+               f"who may read the token, or restart the service"
     if answer is None:
         return f"no service answers at {url}: it reads the installed bundle when it starts"
     status, body = answer
     if status == 200:
         return f"the service at {url} now reads {body.get('model', {}).get('id', '?')}"
     later = (f"it reads the installed bundle after `curl -X POST -H 'Content-Type: "
-             f"application/json' {url}{RELOAD_PATH}` once it is idle, or a restart")
+             f"application/json' -H \"Authorization: Bearer $TOKEN\" {url}{RELOAD_PATH}` once "
+             f"it is idle, or a restart")
     return f"the service at {url} did not reload ({status}: {body.get('error', '?')}); {later}"

@@ -1,8 +1,22 @@
-"""Why the service refuses a request: one exception per HTTP status the API answers with."""
+"""Why the service refuses a request: one exception per HTTP status the API answers with, and
+``HttpError`` for a refusal of the request itself (its form, its token, its Host)."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from controller.errors import FocuslockError
+
+
+class HttpError(FocuslockError):
+    """A refused request: its HTTP status, the sentence the client gets and any headers the
+    refusal needs (``Allow``, ``WWW-Authenticate``)."""
+
+    def __init__(self, status: HTTPStatus, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
 
 
 class ServiceError(FocuslockError):

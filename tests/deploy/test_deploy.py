@@ -2,6 +2,7 @@
 a working box layout, and configs the program accepts."""
 
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from controller.cli import main
 from controller.commands.config import example_toml, to_toml
 from controller.config import Config, config_from_dict, load_config
+from controller.service.auth import read_token
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -63,6 +65,7 @@ def test_unit_runs_the_service_under_the_systemd_watchdog():
     assert args.func is run_serve and str(args.config) == "/etc/focuslock/focuslock.toml"
     box = load_config(DEPLOY / "focuslock.box.toml").service
     assert box.host == "127.0.0.1"  # the API stays on the box unless someone opens it up
+    assert box.token_file == "/etc/focuslock/token"  # which the installer makes
 
 
 def test_udev_rule_names_the_pico_and_the_symlink_the_configs_use():
@@ -129,6 +132,11 @@ def test_installer_stages_a_complete_box(tmp_path):
     assert (root / "etc/udev/rules.d/99-focuslock.rules").is_file()
     config = root / "etc/focuslock/focuslock.toml"
     assert load_config(config).camera.backend == "picamera2"
+    assert load_config(config).service.token_file == "/etc/focuslock/token"
+    token_file = root / "etc/focuslock/token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o640  # root and the service's group
+    token = read_token(token_file)
+    assert len(token) >= 43 and "API token" in result.stdout
     version = subprocess.run([str(root / "opt/focuslock/venv/bin/focuslock"), "--version"],
                              capture_output=True, text=True, check=True)
     assert version.stdout.startswith("focuslock ")
@@ -144,7 +152,13 @@ def test_installer_stages_a_complete_box(tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert "edited by the user" in config.read_text()
+    assert read_token(token_file) == token  # the clients that hold it keep working
     removed = subprocess.run(["bash", str(DEPLOY / "uninstall.sh"), "--root", str(root)],
                              capture_output=True, text=True, check=False)
     assert removed.returncode == 0, removed.stderr
     assert not (root / "opt/focuslock").exists() and config.exists()
+    assert read_token(token_file) == token
+    purged = subprocess.run(["bash", str(DEPLOY / "uninstall.sh"), "--root", str(root),
+                             "--purge"], capture_output=True, text=True, check=False)
+    assert purged.returncode == 0, purged.stderr
+    assert not (root / "etc/focuslock").exists()
