@@ -12,7 +12,8 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -145,33 +146,34 @@ class FocuslockClient:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         try:
-            for event in self._events(None, max(0.01, deadline - time.monotonic())):
-                if isinstance(event, StateEvent):
-                    last = event.status
-                    if _locked(last):
-                        return last
-                if time.monotonic() >= deadline:
-                    break
-        except TimeoutError:
-            pass
-        except (ApiError, OSError, http.client.HTTPException):
-            # no stream here (an older service, every stream taken) or it broke: poll
-            while time.monotonic() < deadline:
-                last = self.status()
-                if _locked(last):
-                    return last
-                time.sleep(POLL_S)
+            with closing(self._events(None, max(0.01, deadline - time.monotonic()))) as stream:
+                for event in stream:
+                    if isinstance(event, StateEvent):
+                        last = event.status
+                        if _locked(last):
+                            return last
+                    if time.monotonic() >= deadline:
+                        break
+        except (ApiError, OSError, http.client.HTTPException):  # TimeoutError too
+            pass  # no stream here (an older service, every stream taken), or it broke
+        while time.monotonic() < deadline:  # poll for the time left
+            last = self.status()
+            if _locked(last):
+                return last
+            time.sleep(POLL_S)
         state = last.get("state", "unknown")
         reason = f" ({last['reason']})" if last.get("reason") else ""
         raise TimeoutError(f"not locked within {timeout:g} s: state {state}{reason}")
 
     def events(self, since: int | None = None, *,
-               read_timeout: float = STREAM_TIMEOUT_S) -> Iterator[Event]:
+               read_timeout: float = STREAM_TIMEOUT_S) -> Generator[Event, None, None]:
         """The service's live events, as they happen: the current state first, then (with
         ``since``, a step's ``seq``) the steps after it that the service still holds, then state
         changes and steps. Ends when the service ends the stream (resume with the last ``seq``);
-        TimeoutError when nothing, not even a heartbeat, arrives within ``read_timeout``."""
-        return (event for event in self._events(since, read_timeout) if event is not None)
+        TimeoutError when nothing, not even a heartbeat, arrives within ``read_timeout``.
+        ``close()`` it (or leave the loop and drop it) to hang up."""
+        with closing(self._events(since, read_timeout)) as stream:
+            yield from (event for event in stream if event is not None)
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -179,7 +181,8 @@ class FocuslockClient:
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         return kind(self._host, self._port, timeout=timeout)
 
-    def _events(self, since: int | None, read_timeout: float) -> Iterator[Event | None]:
+    def _events(self, since: int | None, read_timeout: float
+                ) -> Generator[Event | None, None, None]:
         """The event stream; None for each heartbeat."""
         path = "/api/events" if since is None else f"/api/events?since={int(since)}"
         connection = self._connection(read_timeout)
