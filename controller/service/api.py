@@ -7,8 +7,8 @@ a POST/PUT body is not declared ``application/json``. Requiring that type is wha
 page in a browser on the box from moving the motor: a cross-site request with it needs a CORS
 preflight, which this server never grants. Endpoints: docs/service.md.
 
-A little over 400 lines because the routes and the strict reading of a request body they all
-share (size, type, JSON depth, finite numbers, known fields) are best read together.
+Under 500 lines because the routes and the strict reading of a request body they all share
+(size, type, JSON depth, finite numbers, known fields) are best read together.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ of that bounded history; steps are numbered by their ``seq``, which is each step
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from typing import Any
 
 from controller.service.errors import Unavailable
 from controller.service.history import StepHistory
+
+log = logging.getLogger(__name__)
 
 MAX_SUBSCRIBERS = 16
 QUEUE_SIZE = 256  # events a subscriber may fall behind by: 13 s of a 20 Hz lock
@@ -55,12 +58,8 @@ class Subscription:
         self._queue: deque[Event] = deque()
         self._ready = threading.Condition()
         self._ended = ""  # why the stream ends, once it must
+        self._dropped = False  # it ended because its client fell behind
         self._cut: Callable[[], None] = lambda: None
-
-    @property
-    def ended(self) -> str:
-        with self._ready:
-            return self._ended
 
     def offer(self, event: Event) -> None:
         """Queue ``event``; on overflow end the stream and cut the connection (any thread)."""
@@ -72,6 +71,7 @@ class Subscription:
                 self._ready.notify()
                 return
             self._end_locked(f"fell {self._hub.queue_size} events behind")
+            self._dropped = True
         self._hub.count_drop()
         self.cut()  # its writer may be blocked on a full socket: make that write fail now
 
@@ -106,7 +106,9 @@ class Subscription:
         last_seq = 0 if self._since is None else self._replay(self._since, write)
         while (event := self._next(self._hub.heartbeat_s)) is not None:
             if isinstance(event, Event):
-                if event.kind == "step" and event.id is not None:
+                if event.kind == "state":
+                    healthy = event.data["healthy"]
+                elif event.kind == "step" and event.id is not None:
                     if event.id <= last_seq:  # already replayed from the history
                         continue
                     last_seq = event.id
@@ -119,7 +121,11 @@ class Subscription:
 
     def close(self) -> None:
         """Leave the hub (the subscriber's thread, when its stream is over)."""
-        self.end("closed")
+        with self._ready:
+            self._end_locked("closed")
+            why = self._ended if self._dropped else ""
+        if why:
+            log.info("an event stream was dropped: its client %s", why)
         self._hub.unsubscribe(self)
 
     def _replay(self, since: int, write: Callable[[bytes], object]) -> int:
