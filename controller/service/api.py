@@ -9,13 +9,14 @@ preflight, which this server never grants. Before any route, controller/service/
 refuses a Host header that does not name the box (421) and a missing or wrong API token (401).
 Endpoints: docs/service.md.
 
-A little over 400 lines because the routes and the strict reading of a request body they all
-share (size, type, JSON depth, finite numbers, known fields) are best read together.
+Under 500 lines because the routes and the strict reading of a request body they all share
+(size, type, JSON depth, finite numbers, known fields) are best read together.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,10 +28,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from controller.config import offset_limit_um
@@ -61,6 +63,11 @@ FOCUS_TIMEOUT_MAX_S = 600.0
 JSON_TYPE = "application/json"
 NO_FRAMING = "frame-ancestors 'none'"  # with X-Frame-Options: no other site's page frames ours
 INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+EVENT_STREAM_TYPE = "text/event-stream"
+# An event stream only writes. A write that cannot go on for this long is to a client that is
+# gone or stopped reading; the kernel holds at most this much unread per stream meanwhile.
+STREAM_WRITE_TIMEOUT_S = 30.0
+STREAM_SEND_BUFFER = 32 * 1024
 
 _STATUS_OF: list[tuple[type[ServiceError], HTTPStatus]] = [
     (InvalidRequest, HTTPStatus.BAD_REQUEST),
@@ -70,12 +77,24 @@ _STATUS_OF: list[tuple[type[ServiceError], HTTPStatus]] = [
 ]
 
 
+class StreamedBody(Protocol):
+    """A reply body written as it is made, until it ends or the client goes away."""
+
+    def stream(self, write: Callable[[bytes], object], cut: Callable[[], None]) -> None:
+        """Write until done; ``write`` raises OSError once the client is gone, ``cut`` makes
+        a write blocked on a client that does not read fail."""
+
+    def close(self) -> None:
+        """Called once the reply is over, however it ended (also if it never started)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     status: HTTPStatus
     body: bytes
     content_type: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    stream: StreamedBody | None = None  # then ``body`` is empty and the stream follows
 
 
 Route = Callable[["_Request"], Reply]
@@ -86,6 +105,7 @@ class _Request:
     service: FocusService
     query: dict[str, list[str]]
     body: dict[str, Any]
+    headers: Message
 
 
 class ApiServer(ThreadingHTTPServer):
@@ -206,6 +226,21 @@ def _openapi(request: _Request) -> Reply:
     return _json(openapi_document(limits))
 
 
+def _events(request: _Request) -> Reply:
+    """Server-sent events: resumes after the step ``Last-Event-ID`` names (as a browser's
+    EventSource sends it on reconnecting), else after ``?since=``, else from now."""
+    _fields(request, query=("since",), body=())
+    last_id = request.headers.get("Last-Event-ID")
+    if last_id is not None:
+        since: int | None = _parse_int("Last-Event-ID", last_id.strip(), low=0)
+    elif request.query.get("since"):
+        since = _int_query(request, "since", 0, low=0)
+    else:
+        since = None
+    subscription = request.service.events.subscribe(since)
+    return Reply(HTTPStatus.OK, b"", EVENT_STREAM_TYPE, stream=subscription)
+
+
 def _focus(request: _Request) -> Reply:
     _fields(request, query=(), body=("timeout_s",))
     timeout = request.body.get("timeout_s", FOCUS_TIMEOUT_DEFAULT_S)
@@ -263,6 +298,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/status": {"GET": _status},
     "/api/health": {"GET": _health},
     "/api/log": {"GET": _log},
+    "/api/events": {"GET": _events},
     "/metrics": {"GET": _metrics},
     "/api/openapi.json": {"GET": _openapi},
     "/api/focus": {"POST": _focus},
@@ -292,7 +328,10 @@ def _int_query(request: _Request, name: str, default: int, *, low: int,
     values = request.query.get(name)
     if not values:
         return default
-    text = values[-1]
+    return _parse_int(name, values[-1], low=low, high=high)
+
+
+def _parse_int(name: str, text: str, *, low: int, high: int | None = None) -> int:
     bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
     try:
         value = int(text)
@@ -386,7 +425,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise HttpError(HTTPStatus.BAD_REQUEST,
                             f"malformed query string: {parts.query!r}") from None
-        return route(_Request(self.server.service, query, self._json_body(method, raw)))
+        return route(_Request(self.server.service, query, self._json_body(method, raw),
+                              self.headers))
 
     def _raw_body(self) -> bytes:
         if "Transfer-Encoding" in self.headers:
@@ -432,14 +472,43 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _send(self, reply: Reply, headers: dict[str, str] | None = None) -> None:
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        for name, value in {"Content-Security-Policy": f"default-src 'none'; {NO_FRAMING}",
-                            **reply.headers, **(headers or {})}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(reply.body)
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            if reply.stream is None:
+                self.send_header("Content-Length", str(len(reply.body)))
+            else:  # the body ends when the connection does
+                self.send_header("Connection", "close")
+                self.send_header("X-Accel-Buffering", "no")  # a proxy passes each event on
+                self.close_connection = True
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("X-Frame-Options", "DENY")
+            for name, value in {"Content-Security-Policy": f"default-src 'none'; {NO_FRAMING}",
+                                **reply.headers, **(headers or {})}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if reply.stream is None:
+                self.wfile.write(reply.body)
+            else:
+                self._stream(reply.stream)
+        finally:
+            if reply.stream is not None:
+                reply.stream.close()
+
+    def _stream(self, body: StreamedBody) -> None:
+        """Write a streamed body on this connection until it ends. It only writes, so no read
+        timeout applies: its own write timeout ends it when the client stops reading, as does
+        a write to a client that has gone."""
+        connection = self.connection
+        connection.settimeout(STREAM_WRITE_TIMEOUT_S)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
+
+        def cut() -> None:
+            with contextlib.suppress(OSError):  # already gone
+                connection.shutdown(socket.SHUT_RDWR)
+
+        try:
+            body.stream(self.wfile.write, cut)
+        except OSError as exc:  # the client went away, stopped reading, or was cut
+            log.debug("stream to %s ended: %s", self.address_string(), exc)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeGuard, TypeVar
 from controller.config import Config, ConfigError, with_offset
 from controller.loop import FocusReport, LoopState
 from controller.service.errors import Conflict, InvalidRequest, StillRunning, Unavailable
+from controller.service.events import EventHub
 from controller.service.hardware import Hardware, open_hardware
 from controller.service.history import Page, StepHistory
 from controller.service.metrics import ServiceMetrics
@@ -56,12 +57,13 @@ class FocusService:
         self.notifier = notifier or Notifier(None)
         self.stall_after_s = stall_after_s or STALL_AFTER_S
         self.history = StepHistory(history_capacity)
+        self.events = EventHub(self.history, lambda: self.status().to_json())
         self._board = StatusBoard(WorkerStatus.before_start(config))
         self.metrics = ServiceMetrics(self.status)
         self._worker = LoopWorker(config, hardware or (lambda: open_hardware(config)),
                                   board=self._board, history=self.history,
                                   notifier=self.notifier, metrics=self.metrics,
-                                  load_model=load_model)
+                                  load_model=load_model, on_change=self.events.publish_state)
         self._started_at = time.monotonic()
 
     # -- life cycle (main thread) ----------------------------------------------------------------
@@ -73,7 +75,9 @@ class FocusService:
 
     def close(self, timeout_s: float | None = None) -> tuple[bool, str]:
         """Stop the loop and the drive, LEDs off, close the rig; (clean, what was done).
-        A running focus now is asked to stop first, so the worker ends it between two moves."""
+        A running focus now is asked to stop first, so the worker ends it between two moves;
+        open event streams end at once."""
+        self.events.close()
         self._request_focus_stop()
         wait = timeout_s if timeout_s is not None else self._command_timeout()
         if not self._worker.stop(wait):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,9 @@ class Page:
 
 
 class StepHistory:
-    """A bounded, thread-safe buffer of numbered entries (the worker appends, HTTP reads)."""
+    """A bounded, thread-safe buffer of numbered entries (the worker appends, HTTP reads).
+    Listeners (the live events) hear of each entry as it is stored, in order: there is one
+    appender."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -44,14 +47,27 @@ class StepHistory:
         self._entries: deque[dict[str, Any]] = deque(maxlen=capacity)
         self._last_seq = 0
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    @property
+    def last_seq(self) -> int:
+        with self._lock:
+            return self._last_seq
+
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener`` with every entry stored from now on (it must not block)."""
+        self._listeners.append(listener)
 
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """Store a copy of ``entry`` numbered by its ``seq`` key, and return the copy."""
+        """Store a copy of ``entry`` numbered by its ``seq`` key, tell the listeners, and return
+        the copy."""
         with self._lock:
             self._last_seq += 1
             stored = {"seq": self._last_seq, **entry}
             self._entries.append(stored)
-            return stored
+        for listener in self._listeners:
+            listener(stored)
+        return stored
 
     def since(self, seq: int, limit: int) -> Page:
         """Up to ``limit`` entries with a sequence number above ``seq``, oldest first."""

@@ -78,7 +78,10 @@ class LoopWorker:
     def __init__(self, config: Config, open_hardware: Callable[[], Hardware], *,
                  board: StatusBoard, history: StepHistory, notifier: Notifier,
                  metrics: ServiceMetrics,
-                 load_model: Callable[[Rig], Hardware] | None = None) -> None:
+                 load_model: Callable[[Rig], Hardware] | None = None,
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        """``on_change`` is called (in this thread, never blocking) when the state, the mode,
+        a fault or a setting changes: the live events' ``state``."""
         self.config = config  # the config in force: set_offset changes its lock.offset_um
         self._open_hardware = open_hardware
         self._load_model = load_model or (lambda rig: read_by_model(self.config, rig))
@@ -86,6 +89,7 @@ class LoopWorker:
         self._history = history
         self._notifier = notifier
         self._metrics = metrics
+        self._on_change = on_change
         self._run_log = _open_run_log(config)
         self._commands: queue.Queue[_Command | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="focuslock-loop", daemon=True)
@@ -99,6 +103,7 @@ class LoopWorker:
         self._last_ping = -math.inf
         self._told_systemd = ""
         self._retries_seen = 0  # the board link's resend count at the last publish
+        self._announced: tuple[object, ...] = ()
 
     # -- any thread -----------------------------------------------------------------------------
 
@@ -423,6 +428,11 @@ class LoopWorker:
         if told != self._told_systemd:  # `systemctl status` shows it; not a datagram per step
             self._notifier.status(told)
             self._told_systemd = told
+        announced = (published.state, published.mode, self._fault, published.offset_um,
+                     published.leds, published.model, published.travel_um)
+        if announced != self._announced:  # not the per-step fields: those are step events
+            self._announced = announced
+            self._on_change()
         return published
 
 

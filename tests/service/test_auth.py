@@ -48,7 +48,8 @@ def ask(port: int, method: str, path: str, body: Any = None, *, token: str | Non
     payload = json.dumps(body).encode() if body is not None else b""
     connection.request(method, path, body=payload if method != "GET" else None, headers=headers)
     response = connection.getresponse()
-    data = response.read()
+    streamed = response.getheader("Content-Type", "").startswith("text/event-stream")
+    data = b"" if streamed else response.read()  # an event stream ends when we hang up
     connection.close()
     is_json = response.getheader("Content-Type", "").startswith("application/json")
     return response.status, json.loads(data) if is_json else data.decode(), response

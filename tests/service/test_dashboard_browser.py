@@ -1,5 +1,5 @@
-"""The dashboard in real headless Chromium against a real server: it shows the live state, and
-its buttons drive the lock."""
+"""The dashboard in real headless Chromium against a real server: it shows the live state (from
+the event stream, or by polling where no stream is to be had), and its buttons drive the lock."""
 
 from __future__ import annotations
 
@@ -63,5 +63,40 @@ def test_the_buttons_start_the_lock_set_the_offset_and_stop(running, tmp_path):
         browser.wait_for("document.getElementById('state')?.textContent === 'idle'")
         assert browser.evaluate("document.getElementById('leds').textContent") == "off"
         assert running.hardware[-1].rig.illuminator.pattern is None
+    finally:
+        browser.close()
+
+
+def requests_to(browser: Browser, path: str) -> int:
+    return browser.evaluate("performance.getEntriesByType('resource')"
+                            f".filter((e) => e.name.includes('{path}')).length")
+
+
+def test_a_lock_started_elsewhere_shows_up_through_the_event_stream(running, tmp_path):
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Page.navigate", url=running.server.url)
+        browser.wait_for("document.body?.dataset.feed === 'events' && "
+                         "document.getElementById('state').textContent === 'idle'")
+        running.client.post("/api/lock/start")  # as an acquisition script would
+        browser.wait_for("document.getElementById('state').textContent === 'locked'")
+        steps = running.client.get("/api/status")[1]["counters"]["steps"]
+        browser.wait_for(f"Number(document.getElementById('steps').textContent) >= {steps}")
+        assert browser.evaluate("document.getElementById('gates').textContent") == "all passed"
+        assert requests_to(browser, "/api/status") == 0  # no poll: the events told it
+        assert requests_to(browser, "/api/log") == 0
+    finally:
+        browser.close()
+
+
+def test_the_page_polls_while_no_event_stream_is_left(running, tmp_path):
+    running.service.events.max_subscribers = 0  # every stream taken: refused with a 503
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.call("Page.navigate", url=running.server.url)
+        browser.wait_for("document.body?.dataset.feed === 'polling'")
+        running.client.post("/api/lock/start")
+        browser.wait_for("document.getElementById('state').textContent === 'locked'")
+        assert requests_to(browser, "/api/status") > 0
     finally:
         browser.close()
