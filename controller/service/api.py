@@ -23,13 +23,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from controller.errors import FocuslockError
 from controller.loop import FocusReport
+from controller.service.connections import (
+    FD_RESERVE,
+    BoundedHTTPServer,
+    DeadlineHandler,
+    Deadlines,
+)
 from controller.service.daemon import FocusService, is_finite_number
 from controller.service.errors import (
     Conflict,
@@ -87,15 +92,19 @@ class _Request:
     body: dict[str, Any]
 
 
-class ApiServer(ThreadingHTTPServer):
-    """Serves one FocusService; one thread per connection, the loop untouched by any of them."""
+class ApiServer(BoundedHTTPServer):
+    """Serves one FocusService; one thread per connection, at most the config's
+    ``service.max_connections`` at once, each held to ``deadlines``
+    (controller/service/connections.py), the loop untouched by any of them."""
 
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], service: FocusService) -> None:
+    def __init__(self, address: tuple[str, int], service: FocusService, *,
+                 deadlines: Deadlines = Deadlines(), fd_reserve: int = FD_RESERVE) -> None:
+        """``deadlines`` and ``fd_reserve`` are not settings (see connections.py); tests
+        shorten and change them."""
         try:
-            super().__init__(address, _Handler)
+            super().__init__(address, _Handler,
+                             max_connections=service.config.service.max_connections,
+                             deadlines=deadlines, fd_reserve=fd_reserve)
         except OSError as exc:
             raise FocuslockError(f"cannot listen on {address[0]}:{address[1]}: "
                                  f"{exc.strerror or exc}") from exc
@@ -296,7 +305,7 @@ def _finite_float(text: str) -> float:
 
 # -- the handler ----------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(DeadlineHandler):
     server: ApiServer
     protocol_version = "HTTP/1.1"  # keep-alive: the dashboard polls over one connection
     # Headers and body are two writes; with Nagle's algorithm the second waits for the client's
@@ -318,6 +327,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._dispatch("PATCH")
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """The standard library's own refusals, in JSON like the API's. A method it has no
+        ``do_`` for (OPTIONS, HEAD, TRACE, FOO: a 501 in HTML there) goes through the routes,
+        to be the JSON 405 naming the allowed methods (or the 404 of an unknown path); a
+        malformed request line or header is closed after its error."""
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.command:
+            self._dispatch(self.command)
+            return
+        status = HTTPStatus(code)
+        self._send(_json({"error": message or status.phrase}, status), {"Connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -379,7 +400,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the rest of the body is not read
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                             f"request body of {length} bytes; at most {MAX_BODY}")
-        return self.rfile.read(length) if length else b""
+        if not length:
+            return b""
+        try:
+            raw = self.read_body(length)
+        except TimeoutError as exc:
+            self.close_connection = True
+            raise HttpError(HTTPStatus.REQUEST_TIMEOUT, str(exc)) from None
+        if len(raw) < length:  # the client ended the connection: never run a partial request
+            self.close_connection = True
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"request body ended after {len(raw)} of "
+                                                    f"the {length} bytes of its Content-Length")
+        return raw
 
     def _json_body(self, method: str, raw: bytes) -> dict[str, Any]:
         if method not in ("POST", "PUT"):
@@ -414,4 +446,5 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(reply.body)
+        if self.command != "HEAD":  # a reply to HEAD never has a body, but says its length
+            self.wfile.write(reply.body)
