@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from controller.errors import FocuslockError
 from controller.loop import FocusReport
 from controller.service.connections import (
+    DEADLINES,
     FD_RESERVE,
     BoundedHTTPServer,
     DeadlineHandler,
@@ -98,7 +99,7 @@ class ApiServer(BoundedHTTPServer):
     (controller/service/connections.py), the loop untouched by any of them."""
 
     def __init__(self, address: tuple[str, int], service: FocusService, *,
-                 deadlines: Deadlines = Deadlines(), fd_reserve: int = FD_RESERVE) -> None:
+                 deadlines: Deadlines = DEADLINES, fd_reserve: int = FD_RESERVE) -> None:
         """``deadlines`` and ``fd_reserve`` are not settings (see connections.py); tests
         shorten and change them."""
         try:

@@ -80,6 +80,9 @@ class Deadlines:
     send_s: float = 10.0
 
 
+DEADLINES = Deadlines()
+
+
 class BoundedHTTPServer(ThreadingHTTPServer):
     """A thread per connection, at most ``max_connections`` of them, with ``fd_reserve`` file
     descriptors left free; see the module docstring. Handlers should derive from
@@ -91,7 +94,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[DeadlineHandler], *,
                  max_connections: int,
-                 deadlines: Deadlines = Deadlines(), fd_reserve: int = FD_RESERVE) -> None:
+                 deadlines: Deadlines = DEADLINES, fd_reserve: int = FD_RESERVE) -> None:
         self.max_connections = max_connections
         self.deadlines = deadlines
         self.fd_reserve = fd_reserve
@@ -202,7 +205,8 @@ class DeadlineHandler(BaseHTTPRequestHandler):
         super().setup()
         self.rfile.close()  # the plain reader; this one keeps the deadlines
         self._reader = _DeadlineReader(self.connection, self.server.deadlines.send_s)
-        self.rfile = io.BufferedReader(self._reader)
+        self._incoming = io.BufferedReader(self._reader)
+        self.rfile = self._incoming
         self.connection.settimeout(self.server.deadlines.send_s)
         self._answered = False
 
@@ -213,7 +217,7 @@ class DeadlineHandler(BaseHTTPRequestHandler):
         if self._answered:
             self._reader.limit(deadlines.idle_s, "the next request")
             try:
-                self.rfile.peek(1)  # b"" at the end: the base class closes quietly
+                self._incoming.peek(1)  # b"" at the end: the base class closes quietly
             except TimeoutError:
                 log.debug("closing a connection from %s idle for %g s", self.address_string(),
                           deadlines.idle_s)
