@@ -50,8 +50,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The standard library listens with 5: a burst of 200 clients on loopback saw 15 % of them time
-# out and SYN retries of 1 s from 20 on. 128 absorbs such a burst; the kernel caps it at somaxconn.
-LISTEN_BACKLOG = 128
+# out and SYN retries of 1 s from 20 on; with 128, 200 clients released together still saw 1 s
+# retries at p99 (benchmarks/bench_http_stack.py). A waiting connection costs nothing until
+# accepted; the kernel caps this at net.core.somaxconn (4096 on current kernels).
+LISTEN_BACKLOG = 1024
 # The rig's own files: the camera (a few video, media and DMA devices), the serial port, the run
 # log and its rotation, a model bundle being reloaded. 64 is several times what they take.
 FD_RESERVE = 64
