@@ -1,13 +1,15 @@
 """The HTTP API and the dashboard, on the standard library's threading HTTP server.
 
 JSON in and out. A request the service refuses gets a JSON ``{"error": "..."}`` that names the
-problem: 400 for bad JSON, unknown fields or values out of range, 404/405 for a wrong path or
-method, 409 for a request that contradicts what is running, 413 for an oversized body, 415 when
-a POST/PUT body is not declared ``application/json``. Requiring that type is what keeps a web
-page in a browser on the box from moving the motor: a cross-site request with it needs a CORS
-preflight, which this server never grants. Endpoints: docs/service.md.
+problem: 400 for bad JSON, unknown fields, values out of range or a body shorter than its
+Content-Length, 404/405 for a wrong path or method (any method without a route, OPTIONS, HEAD
+and TRACE included), 408 for a body too slow to arrive, 409 for a request that contradicts what
+is running, 413 for an oversized body, 415 when a POST/PUT body is not declared
+``application/json``. Requiring that type is what keeps a web page in a browser on the box from
+moving the motor: a cross-site request with it needs a CORS preflight, which this server never
+grants. How many connections, for how long: connections.py. Endpoints: docs/service.md.
 
-A little over 400 lines because the routes and the strict reading of a request body they all
+Over 400 lines because the routes and the strict reading of a request body they all
 share (size, type, JSON depth, finite numbers, known fields) are best read together.
 """
 
