@@ -122,9 +122,10 @@ class ApiServer(BoundedHTTPServer):
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-request is routine; anything else is logged as a bug."""
+        """A client that hangs up or stalls mid-request is routine; anything else is logged as
+        a bug."""
         error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError):
+        if isinstance(error, ConnectionError | TimeoutError):
             log.debug("client %s hung up: %s", client_address, error)
         else:
             log.exception("HTTP connection from %s failed", client_address)

@@ -199,7 +199,9 @@ class DeadlineHandler(BaseHTTPRequestHandler):
     """Reads each request within the server's Deadlines (see the module docstring).
 
     A route that holds its connection open (the events stream) only writes: its reads would
-    be held to the body deadline, long past."""
+    be held to the body deadline, long past. Each of its writes must be taken within
+    ``send_s``; a subscriber that stops reading is disconnected then (TimeoutError, which the
+    base class ends the connection on), and its slot is free again."""
 
     server: BoundedHTTPServer
 
