@@ -317,6 +317,9 @@ class ServiceSettings(_Table):
                          doc='IPv4 listen address or host name; "0.0.0.0" exposes the API to '
                              'the network')
     port: int = _setting(8470, Within(0, 65535), doc="TCP port; 0: any free port")
+    max_connections: int = _setting(32, Within(1, 1024),
+                                    doc="connections served at once, live-event streams "
+                                        "included; one more gets a 503 and Retry-After")
     autostart_lock: bool = _setting(False, doc="true: start the focus lock when the service starts")
     token_file: str = _setting(
         "", Text(), doc="file holding the API token on one line (focuslock token rotate makes "

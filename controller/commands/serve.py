@@ -48,7 +48,7 @@ def run_serve(args: argparse.Namespace) -> int:
     notifier = Notifier.from_environ()
     service = FocusService(config, notifier=notifier)
     try:
-        server = ApiServer((host, port), service, access)
+        server = ApiServer((host, port), service, access=access)
     except FocuslockError:
         service.close()
         notifier.close()

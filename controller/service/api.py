@@ -1,16 +1,18 @@
 """The HTTP API and the dashboard, on the standard library's threading HTTP server.
 
 JSON in and out. A request the service refuses gets a JSON ``{"error": "..."}`` that names the
-problem: 400 for bad JSON, unknown fields or values out of range, 404/405 for a wrong path or
-method, 409 for a request that contradicts what is running, 413 for an oversized body, 415 when
-a POST/PUT body is not declared ``application/json``. Requiring that type is what keeps a web
-page in a browser on the box from moving the motor: a cross-site request with it needs a CORS
-preflight, which this server never grants. Before any route, controller/service/auth.py's policy
-refuses a Host header that does not name the box (421) and a missing or wrong API token (401).
-Endpoints: docs/service.md.
+problem: 400 for bad JSON, unknown fields, values out of range or a body shorter than its
+Content-Length, 404/405 for a wrong path or method (any method without a route, OPTIONS, HEAD
+and TRACE included), 408 for a body too slow to arrive, 409 for a request that contradicts what
+is running, 413 for an oversized body, 415 when a POST/PUT body is not declared
+``application/json``. Requiring that type is what keeps a web page in a browser on the box from
+moving the motor: a cross-site request with it needs a CORS preflight, which this server never
+grants. Before any route, controller/service/auth.py's policy refuses a Host header that does
+not name the box (421) and a missing or wrong API token (401). How many connections, for how
+long: connections.py. Endpoints: docs/service.md.
 
-Under 500 lines because the routes and the strict reading of a request body they all share
-(size, type, JSON depth, finite numbers, known fields) are best read together.
+Over 500 lines because the routes and the strict reading of a request body they all
+share (size, type, JSON depth, finite numbers, known fields) are best read together.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +40,13 @@ from controller.config import offset_limit_um
 from controller.errors import FocuslockError
 from controller.loop import FocusReport
 from controller.service.auth import AccessPolicy
+from controller.service.connections import (
+    DEADLINES,
+    FD_RESERVE,
+    BoundedHTTPServer,
+    DeadlineHandler,
+    Deadlines,
+)
 from controller.service.daemon import FocusService, is_finite_number
 from controller.service.errors import (
     Conflict,
@@ -108,19 +116,26 @@ class _Request:
     headers: Message
 
 
-class ApiServer(ThreadingHTTPServer):
-    """Serves one FocusService; one thread per connection, the loop untouched by any of them."""
+class ApiServer(BoundedHTTPServer):
+    """Serves one FocusService; one thread per connection, at most the config's
+    ``service.max_connections`` at once, each held to ``deadlines``
+    (controller/service/connections.py), the loop untouched by any of them."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], service: FocusService,
-                 access: AccessPolicy | None = None) -> None:
+    def __init__(self, address: tuple[str, int], service: FocusService, *,
+                 access: AccessPolicy | None = None, deadlines: Deadlines = DEADLINES,
+                 fd_reserve: int = FD_RESERVE) -> None:
         """``access`` defaults to the policy of the service's config on this address (which
-        refuses, binding nothing, an address beyond loopback without a token)."""
+        refuses, binding nothing, an address beyond loopback without a token); ``deadlines``
+        and ``fd_reserve`` are not settings (see connections.py): tests shorten and change
+        them."""
         self.access = access or AccessPolicy.for_listener(service.config.service, address[0])
         try:
-            super().__init__(address, _Handler)
+            super().__init__(address, _Handler,
+                             max_connections=service.config.service.max_connections,
+                             deadlines=deadlines, fd_reserve=fd_reserve)
         except OSError as exc:
             raise FocuslockError(f"cannot listen on {address[0]}:{address[1]}: "
                                  f"{exc.strerror or exc}") from exc
@@ -136,9 +151,10 @@ class ApiServer(ThreadingHTTPServer):
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-request is routine; anything else is logged as a bug."""
+        """A client that hangs up or stalls mid-request is routine; anything else is logged as
+        a bug."""
         error = sys.exc_info()[1]
-        if isinstance(error, ConnectionError):
+        if isinstance(error, ConnectionError | TimeoutError):
             log.debug("client %s hung up: %s", client_address, error)
         else:
             log.exception("HTTP connection from %s failed", client_address)
@@ -358,7 +374,7 @@ def _finite_float(text: str) -> float:
 
 # -- the handler ----------------------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(DeadlineHandler):
     server: ApiServer
     protocol_version = "HTTP/1.1"  # keep-alive: the dashboard polls over one connection
     # Headers and body are two writes; with Nagle's algorithm the second waits for the client's
@@ -380,6 +396,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._dispatch("PATCH")
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """The standard library's own refusals, in JSON like the API's. A method it has no
+        ``do_`` for (OPTIONS, HEAD, TRACE, FOO: a 501 in HTML there) goes through the routes,
+        to be the JSON 405 naming the allowed methods (or the 404 of an unknown path); a
+        malformed request line or header is closed after its error."""
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.command:
+            self._dispatch(self.command)
+            return
+        status = HTTPStatus(code)
+        self._send(_json({"error": message or status.phrase}, status), {"Connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -445,7 +473,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the rest of the body is not read
             raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                             f"request body of {length} bytes; at most {MAX_BODY}")
-        return self.rfile.read(length) if length else b""
+        if not length:
+            return b""
+        try:
+            raw = self.read_body(length)
+        except TimeoutError as exc:
+            self.close_connection = True
+            raise HttpError(HTTPStatus.REQUEST_TIMEOUT, str(exc)) from None
+        if len(raw) < length:  # the client ended the connection: never run a partial request
+            self.close_connection = True
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"request body ended after {len(raw)} of "
+                                                    f"the {length} bytes of its Content-Length")
+        return raw
 
     def _json_body(self, method: str, raw: bytes) -> dict[str, Any]:
         if method not in ("POST", "PUT"):
@@ -489,7 +528,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             if reply.stream is None:
-                self.wfile.write(reply.body)
+                if self.command != "HEAD":  # a reply to HEAD never has a body, but its length
+                    self.wfile.write(reply.body)
             else:
                 self._stream(reply.stream)
         finally:
