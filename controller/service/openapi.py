@@ -61,7 +61,8 @@ JSON in and out; lengths in µm, times in seconds; `defocus_um = z_focus - z`, a
 `z = z_focus + offset_um`. A refused request gets `{{"error": "..."}}` naming the problem, and \
 nothing moves. Besides the answers listed per operation, any path answers: 404 for a path not \
 listed here; 405 with `Allow` for a method not listed for its path; 411 for a chunked body; 413 \
-for a body over {max_body} bytes; 421 for a Host header that is not one of the box's names. \
+for a body over {max_body} bytes; 408 for a body too slow to arrive; 421 for a Host header that \
+is not one of the box's names; 503 with `Retry-After` when too many connections are open. \
 POST and PUT need `Content-Type: application/json` (415 otherwise) and the bearer token (401 \
 with `WWW-Authenticate: Bearer` otherwise); reads need it too when [service] \
 read_requires_token is set."""
@@ -99,6 +100,8 @@ _RESPONSES: dict[str, Any] = {
     "Conflict": _error("The request contradicts what runs (the message says what): focus now "
                        "runs or stops, the lock runs, or the drive has no reference to lose."),
     "LengthRequired": _error("A chunked body: send Content-Length."),
+    "RequestTimeout": _error("The body did not arrive within its deadline after the headers; "
+                             "the connection is closed."),
     "TooLarge": _error("A body over the size limit."),
     "UnsupportedMediaType": _error("A POST or PUT without Content-Type: application/json."),
     "MisdirectedRequest": _error("A Host header that is not one of the box's names."),
@@ -115,7 +118,8 @@ def _operation(summary: str, answers: dict[str, Any], *, changes: bool,
                parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """An operation with the answers every request may get besides its own (``changes``: a
     POST or PUT, which needs the token and a JSON content type)."""
-    common = {"400": "BadRequest", "401": "Unauthorized", "411": "LengthRequired",
+    common = {"400": "BadRequest", "401": "Unauthorized", "408": "RequestTimeout",
+              "411": "LengthRequired",
               "413": "TooLarge", "421": "MisdirectedRequest", "500": "InternalError"}
     if changes:
         common["415"] = "UnsupportedMediaType"
