@@ -133,6 +133,17 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_confidence)
 
     p = subparsers.add_parser(
+        "familiarity", help="give a bundle the subspace of its training features",
+        description="Fit the principal subspace of the features of DATA (stacks drawn as the "
+                    "bundle's training data was) and write it into BUNDLE's record, so that its "
+                    "unfamiliarity gate can refuse samples unlike what it learned. Bundles "
+                    "trained now carry it already; this is for older ones.")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("data", type=Path, metavar="DATA",
+                   help="a dataset store (OUT.zarr) or a folder of focal stacks")
+    p.set_defaults(func=run_familiarity)
+
+    p = subparsers.add_parser(
         "train-data", help="render simulated focal stacks for training",
         description="Render COUNT seeded focal stacks (autofocus LED + incoherent half annulus) "
                     "on the virtual microscope into OUT_DIR; existing files are kept, so a run "
@@ -275,6 +286,15 @@ def run_confidence(args: argparse.Namespace) -> int:
     install(args.bundle, calibration)
     print(json.dumps(calibration.to_dict(), indent=1))
     print(f"wrote the calibration into {args.bundle / 'record.json'}")
+    return 0
+
+
+def run_familiarity(args: argparse.Namespace) -> int:
+    from training.confidence_fit import install_familiarity
+
+    familiarity = install_familiarity(args.bundle, args.data)
+    print(f"wrote a familiarity subspace of {familiarity.components.shape[0]} components into "
+          f"{args.bundle / 'record.json'}")
     return 0
 
 

@@ -32,6 +32,7 @@ from controller.confidence import (
     EXPECTED_ERROR_QUANTILE,
     Calibration,
     ExpectedError,
+    Familiarity,
 )
 from controller.files import replaced_file
 from controller.model import RECORD_FILE, FocusModel, read_record
@@ -43,6 +44,8 @@ UNFAMILIARITY_QUANTILE = 99.0
 DISTANCE_EDGES_UM = (0.0, 2.0, 5.0, 10.0, 20.0)
 AMBIGUITY_STEPS = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 MIN_BIN_READINGS = 20  # fewer readings in a distance bin: it takes the overall percentile
+TRUSTED_SIGN = 1.0  # a limit on the sign ambiguity that every reading is within
+TRAINING_EDGE = 1.0  # the unfamiliarity of the training rows' 99th percentile
 
 
 def fit(readings: Readings, description: str) -> Calibration:
@@ -157,8 +160,37 @@ def plot_reliability(rows: list[dict[str, float]], path: Path, title: str) -> No
 def install(bundle: Path, calibration: Calibration) -> dict[str, Any]:
     """Write the calibration into the bundle's record (the weights are untouched) and check
     that the controller loads it."""
+    return _amend(bundle, "confidence", Calibration.from_dict(calibration.to_dict()).to_dict())
+
+
+def install_familiarity(bundle: Path, data: Path) -> Familiarity:
+    """Fit the bundle's training-data subspace from ``data`` (a store or folder of stacks drawn
+    as its training data was) and write it into its record, for a bundle trained before bundles
+    carried one. A bundle not yet calibrated on unseen families gets the unfamiliarity gate at
+    the edge of that data (score 1: its 99th percentile), its sign trusted as before: it refuses
+    samples stranger than what it learned instead of reading them (docs/training.md)."""
+    from training.dataset import load_training_data
+    from training.pipeline import familiarity_of
+
+    model = FocusModel.load(bundle)
+    dataset = load_training_data(data, model.spec, progress=False)
+    familiarity = familiarity_of(dataset, model.standardizer, seed=0)
+    _amend(bundle, "familiarity", familiarity.to_dict())
+    if model.calibration is None:
+        present = dataset.present()
+        kinds = ", ".join(sorted({dataset.samples[i] for i in present}))
+        install(bundle, Calibration(
+            TRUSTED_SIGN, TRAINING_EDGE, None,
+            f"no unseen family: the unfamiliarity gate at the edge of the features of "
+            f"{len(present)} stacks of {kinds} ({data.name})"))
+    return familiarity
+
+
+def _amend(bundle: Path, key: str, value: Any) -> dict[str, Any]:
+    """The bundle's record with ``key`` set, written atomically, then loaded as the controller
+    loads it (a record it would refuse is not left behind unchecked)."""
     record = read_record(bundle)
-    record["confidence"] = Calibration.from_dict(calibration.to_dict()).to_dict()
+    record[key] = value
     with replaced_file(bundle / RECORD_FILE) as f:
         f.write((json.dumps(record, indent=1) + "\n").encode())
     FocusModel.load(bundle)

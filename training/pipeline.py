@@ -215,7 +215,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
         "defocus_range_um": [float(labels.min()), float(labels.max())],
         "min_confidence": threshold,
         "outputs": list(HEADS),
-        "familiarity": _familiarity(train_set, standardizer, hp.seed).to_dict(),
+        "familiarity": familiarity_of(train_set, standardizer, hp.seed).to_dict(),
         "confidence": calibration.to_dict(),
         "data": {
             "folder": folder_name(data_dir),
@@ -271,7 +271,7 @@ def _patch_rmse(patch_out: np.ndarray, dataset: Dataset) -> float:
     return float(np.sqrt(np.mean((patch_out[:, 0] - dataset.defocus_um) ** 2)))
 
 
-def _familiarity(train_set: Dataset, standardizer: Standardizer, seed: int) -> Familiarity:
+def familiarity_of(train_set: Dataset, standardizer: Standardizer, seed: int) -> Familiarity:
     """The training features' subspace, from a seeded sample of their rows."""
     rng = np.random.default_rng([seed, 1])
     positions = np.sort(rng.choice(train_set.n_rows, min(FAMILIARITY_ROWS, train_set.n_rows),

@@ -4,6 +4,7 @@ reads it, the confidence is fitted on those readings and installed into a bundle
 known by construction."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,26 @@ def test_the_confidence_command_installs_the_fitted_limits(lofo, tmp_path, capsy
     assert readings.label.size > 0
     assert main(["confidence", str(bundle), "--readings", str(tmp_path)]) == 2
     assert "no */readings.npz" in capsys.readouterr().err
+
+
+@pytest.mark.training
+@pytest.mark.slow
+def test_the_familiarity_command_gives_an_older_bundle_its_training_subspace(lofo, store,
+                                                                            tmp_path):
+    bundle = tmp_path / "older"
+    shutil.copytree(lofo / "beads" / "bundle", bundle)
+    record = json.loads((bundle / "record.json").read_text())
+    fitted_in_training = record.pop("familiarity")
+    (bundle / "record.json").write_text(json.dumps(record))
+    zeros = np.zeros((1, FocusModel.load(bundle).spec.n_features), np.float32)
+    assert FocusModel.load(bundle).predict_patches(zeros).unfamiliarity is None
+
+    assert main(["familiarity", str(bundle), str(store)]) == 0
+    model = FocusModel.load(bundle)
+    assert model.familiarity is not None
+    assert model.familiarity.components.shape == (
+        len(fitted_in_training["components"]), zeros.shape[1])
+    assert model.predict_patches(zeros).unfamiliarity is not None
 
 
 @pytest.mark.training
