@@ -32,8 +32,15 @@ TRAINING_QUANTILE = 99.0  # unfamiliarity 1 = this percentile of the training ro
 EXPECTED_ERROR_QUANTILE = 95.0
 
 
-def sign_ambiguity(defocus_um: float, distance_um: float) -> float:
-    """0 (the signed head is as far from 0 as the distance head) .. 1 (it hedges at 0)."""
+def sign_ambiguity(defocus_um: float, distance_um: float | None) -> float:
+    """0 (the signed head is as far from 0 as the distance head) .. 1 (it hedges at 0). A
+    one-headed network (``distance_um`` None) states no distance apart from its sign, so
+    nothing vouches for its sign: 1 beyond ``SIGN_FREE_UM`` (a calibration that trusts its
+    sign says so by a limit of 1)."""
+    if distance_um is None:
+        distance_um = abs(defocus_um)
+        if distance_um > SIGN_FREE_UM:
+            return 1.0
     if not (math.isfinite(defocus_um) and math.isfinite(distance_um)):
         return 1.0
     if distance_um <= SIGN_FREE_UM:

@@ -331,8 +331,7 @@ class FocusModel:
         distance = float(np.median(out[:, 1])) if out.shape[1] > 1 else None
         return Prediction(defocus, confidence, spread, tuple(float(v) for v in patch_defocus_um),
                           low <= defocus <= high, distance_um=distance,
-                          sign_ambiguity=None if distance is None
-                          else sign_ambiguity(defocus, distance))
+                          sign_ambiguity=sign_ambiguity(defocus, distance))
 
     def _judged(self, prediction: Prediction, x: np.ndarray) -> Prediction:
         """The prediction with what the bundle's calibration says of it: the features'

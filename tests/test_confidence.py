@@ -23,6 +23,8 @@ from controller.confidence import (
     (12.0, 10.0, 0.0),  # beyond the distance: no less sure
     (0.1, SIGN_FREE_UM / 2, 0.0),  # near focus the sign does not matter
     (math.nan, 10.0, 1.0),
+    (10.0, None, 1.0),  # one head: nothing but its sign says which side
+    (-SIGN_FREE_UM / 2, None, 0.0),  # ... which near focus does not matter
 ])
 def test_sign_ambiguity_is_how_far_the_signed_head_hedges(signed, distance, expected):
     assert sign_ambiguity(signed, distance) == pytest.approx(expected)
