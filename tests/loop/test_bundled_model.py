@@ -29,6 +29,26 @@ def test_focus_now_from_far_away_with_the_bundled_model():
     assert abs(rig.scope.defocus_um()) <= 0.5
 
 
+def test_focus_now_on_a_family_the_bundled_model_never_saw_refuses_to_move():
+    """The bundled model learned cells; beads it would read with the wrong sign (benchmarks:
+    every move it made on them worsened the focus). Its unfamiliarity gate refuses them: no
+    move, and a reason that says what to do."""
+    record = FocusModel.load(DEFAULT_BUNDLE).record
+    assert "beads" not in record["data"]["train"]["stacks_by_sample"]
+    rig = virtual_rig(preset("paper"), SimSettings(sample="beads", start_z_um=18.0, seed=3),
+                      frame_shape=FRAME)
+    assert rig.scope is not None
+    model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
+                            pattern=rig.preset.autofocus)
+    start = rig.drive.position_um()
+    report = FocusLoop.for_rig(rig, NetworkSensor(model, rig.preset.autofocus),
+                               Config()).focus_now(FocusSettings())
+    assert not report.success and report.moves == 0
+    assert rig.drive.position_um() == start
+    assert "unlike the model's training data" in report.reason
+    assert "focuslock calibrate" in report.reason
+
+
 @pytest.mark.firmware
 def test_lock_on_the_twin_with_the_bundled_model_stays_in_tolerance(tmp_path):
     settings = SimSettings(start_z_um=4.0, drift_um_per_min=1.0, random_walk_um_per_sqrt_s=0.01)
