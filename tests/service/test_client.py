@@ -1,10 +1,9 @@
 """The Python client an acquisition script uses, against a real server on loopback driving the
 virtual rig: focus, lock, wait until locked, offset, unlock, events; refusals as ApiError with
-the server's sentence; the bearer token on the wire."""
+the server's sentence; a box that wants the token, driven with it."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 
@@ -141,14 +140,24 @@ def http_reply(status: str, body: bytes, content_type: str = "application/json")
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
-def test_the_token_goes_on_the_wire_as_a_bearer_header():
-    answer = {"state": "idle"}
-    server = OneAnswerServer(http_reply("200 OK", json.dumps(answer).encode()))
-    assert FocuslockClient(server.url, token="s3cret", timeout=TIMEOUT_S).status() == answer
-    assert server.headers()["authorization"] == "Bearer s3cret"
-    server = OneAnswerServer(http_reply("200 OK", json.dumps(answer).encode()))
-    FocuslockClient(server.url, timeout=TIMEOUT_S).status()
-    assert "authorization" not in server.headers()
+def test_with_the_token_the_client_locks_a_box_that_wants_it_and_without_it_nothing_moves(
+        start_service, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    token_file.chmod(0o600)
+    running = start_service(service_config(tmp_path, service={
+        "token_file": str(token_file), "read_requires_token": True}))
+    anonymous = FocuslockClient(running.server.url, timeout=TIMEOUT_S)
+    with pytest.raises(ApiError) as refused:
+        anonymous.lock()
+    assert refused.value.status == 401 and "token" in str(refused.value)
+    with pytest.raises(ApiError):
+        next(iter(anonymous.events()))
+    box = FocuslockClient(running.server.url, token="s3cret-token", timeout=TIMEOUT_S)
+    assert box.status()["mode"] == "idle"  # the refused lock never started
+    assert box.lock()["mode"] == "lock"
+    assert box.wait_locked(TIMEOUT_S)["state"] == "locked"  # follows the events, with the token
+    assert box.unlock()["mode"] == "idle"
 
 
 def test_something_else_answering_or_nothing_is_an_api_error_without_a_status():
