@@ -91,7 +91,11 @@ def open_firmware_sim(config: Config) -> Rig:
     twin = open_twin(preset(config.optics.preset), config.sim, workdir=workdir,
                      steps_per_um=config.board.steps_per_um, travel_um=config_travel(config))
     if workdir is not None:
-        twin.rig.closers.append(FaultLine(twin, workdir / SOCKET_NAME).close)  # closed first
+        try:
+            twin.rig.closers.append(FaultLine(twin, workdir / SOCKET_NAME).close)  # closed first
+        except OSError:
+            twin.close()
+            raise
     return twin.rig
 
 
