@@ -82,11 +82,21 @@ def open_virtual(config: Config) -> Rig:
 
 
 def open_firmware_sim(config: Config) -> Rig:
-    """Backend ``firmware-sim``: the digital twin, the real firmware driving the focus."""
+    """Backend ``firmware-sim``: the digital twin, the real firmware driving the focus (with a
+    fault line for another process where the environment asks: controller/sim/fault_line.py)."""
+    from controller.sim.fault_line import SOCKET_NAME, FaultLine, twin_dir_from_environ
     from controller.sim.twin import open_twin
 
-    return open_twin(preset(config.optics.preset), config.sim,
-                     steps_per_um=config.board.steps_per_um, travel_um=config_travel(config)).rig
+    workdir = twin_dir_from_environ()
+    twin = open_twin(preset(config.optics.preset), config.sim, workdir=workdir,
+                     steps_per_um=config.board.steps_per_um, travel_um=config_travel(config))
+    if workdir is not None:
+        try:
+            twin.rig.closers.append(FaultLine(twin, workdir / SOCKET_NAME).close)  # closed first
+        except OSError:
+            twin.close()
+            raise
+    return twin.rig
 
 
 def config_travel(config: Config) -> tuple[float, float]:
