@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.config import ServiceSettings
 from controller.sim.fault_line import SOCKET_NAME, TWIN_DIR_ENV, send
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,17 +62,15 @@ STOP_TIMEOUT_S = 60.0  # TimeoutStopSec is 30 s; more, to see what happens
 
 @dataclass
 class Api:
-    """JSON over loopback HTTP, with the bearer token when the service has one."""
+    """JSON over loopback HTTP, with the service's bearer token."""
 
     port: int
-    token: str | None = None
+    token: str
 
     def call(self, method: str, path: str, body: Any = None,
              timeout_s: float = 30.0) -> tuple[int, Any]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
         payload = b"" if body is None and method != "GET" else (
             None if body is None else json.dumps(body).encode())
         try:
@@ -105,20 +102,17 @@ class Api:
         return None
 
 
-def write_config(folder: Path, frame_size: int, rate_hz: float) -> tuple[Path, str | None]:
-    """The soak's config (the twin, the lock from boot, a slow drift to follow) and its token
-    (None while the service knows no ``token_file``)."""
-    token = None
+def write_config(folder: Path, frame_size: int, rate_hz: float) -> tuple[Path, str]:
+    """The soak's config (the twin, the lock from boot, a slow drift to follow, an API token as
+    the installer makes one) and its token."""
+    token = secrets.token_urlsafe(32)
+    token_file = folder / "token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
     lines = [f'log_dir = "{folder / "runs"}"', "[board]", 'backend = "firmware-sim"',
              "[sim]", f"frame_size = {frame_size}", "drift_um_per_min = 0.3",
              "random_walk_um_per_sqrt_s = 0.01", "[lock]", f"rate_hz = {rate_hz}",
-             "[service]", "port = 0", "autostart_lock = true"]
-    if "token_file" in {f.name for f in dataclasses.fields(ServiceSettings)}:
-        token = secrets.token_urlsafe(32)
-        token_file = folder / "token"
-        token_file.write_text(token + "\n")
-        token_file.chmod(0o600)
-        lines.append(f'token_file = "{token_file}"')
+             "[service]", "port = 0", "autostart_lock = true", f'token_file = "{token_file}"']
     path = folder / "soak.toml"
     path.write_text("\n".join(lines) + "\n")
     return path, token
@@ -445,7 +439,6 @@ def soak(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     second_round = plan[len(FAULT_KINDS)][0] if len(plan) > len(FAULT_KINDS) else None
     return {
         "minutes": round(elapsed / 60, 2), "frame_size": args.frame_size, "rate_hz": args.rate,
-        "token": token is not None,
         "memory_mb": {"first": watch.memory[0][1], "last": watch.memory[-1][1],
                       "max": max(mb for _, mb in watch.memory),
                       "slope_mb_per_hour": slope_mb_per_hour(watch.memory, drop),
