@@ -21,9 +21,11 @@ pty in tests), like a PyMeasure adapter.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
+import termios
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -143,7 +145,8 @@ class SangaboardFocus(FocusDrive):
         except SangaboardError as exc:
             log.warning("sangaboard: not released cleanly: %s", exc)
         finally:
-            self.port.close()
+            with contextlib.suppress(OSError, termios.error):
+                self.port.close()
 
     # -- FocusDrive: checks --------------------------------------------------------------------
 
@@ -152,13 +155,16 @@ class SangaboardFocus(FocusDrive):
         return self._do_read_z() / self.settings.steps_per_um
 
     def move_by(self, delta_um: float) -> float:
+        delta_um = self._finite("move by", delta_um)
         self._raise_if_faulted()
-        return self.move_to(self.position_um() + self._finite("move by", delta_um))
+        here = self._do_read_z()
+        target = self._steps_inside_travel("move by", here / self.settings.steps_per_um + delta_um)
+        return self._do_move_to(target, here) / self.settings.steps_per_um
 
     def move_to(self, z_um: float) -> float:
         target = self._steps_inside_travel("move to", self._finite("move to", z_um))
         self._raise_if_faulted()
-        return self._do_move_to(target) / self.settings.steps_per_um
+        return self._do_move_to(target, self._do_read_z()) / self.settings.steps_per_um
 
     def stop(self) -> None:
         """v1.0: ``stop``; v0.5 moves block, so there is never one to stop. Never raises."""
@@ -197,9 +203,9 @@ class SangaboardFocus(FocusDrive):
 
     # -- the board -----------------------------------------------------------------------------
 
-    def _do_move_to(self, target: int) -> int:
-        """Reach ``target`` steps ending in the approach direction, each leg read back."""
-        here = self._do_read_z()
+    def _do_move_to(self, target: int, here: int) -> int:
+        """From ``here``, reach ``target`` steps ending in the approach direction, each leg read
+        back."""
         sign = 1 if self.settings.approach == "up" else -1
         overshoot = round(self.settings.backlash_um * self.settings.steps_per_um)
         if overshoot and (target - here) * sign < 0:  # against the approach: go past, come back
@@ -255,7 +261,8 @@ class SangaboardFocus(FocusDrive):
             self.port.reset_input_buffer()
             self.port.write(command.encode("ascii") + b"\n")
             line = self._read_line(command, timeout_s or self.settings.reply_timeout_s)
-        except OSError as exc:  # pyserial's SerialException is one: the cable is out
+        except (OSError, termios.error) as exc:  # SerialException is an OSError; a flush on
+            # a vanished tty is a termios.error: either way the cable is out
             raise self._latch(PortGone(f"sangaboard: the port is gone during {command!r}: "
                                        f"{exc}")) from None
         if not re.fullmatch(form, line):

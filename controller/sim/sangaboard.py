@@ -37,6 +37,9 @@ class SangaboardFaults:
     dropped: int = 0  # this many next replies are never sent
     reply_delay_s: float = 0.0  # every reply comes this late
     lost_steps: int = 0  # the next move ends this many steps short
+    # the replies to commands of this name (their first word, e.g. "mrz"), replaced by this
+    # text, or never sent (None)
+    replies_to: dict[str, str | None] = field(default_factory=dict)
 
 
 class ZMotion:
@@ -102,6 +105,7 @@ class FakeSangaboard:
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
         self._notify_on_stop = False
+        self._answering = ""  # the name of the command being answered
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fake-sangaboard", daemon=True)
 
@@ -145,11 +149,13 @@ class FakeSangaboard:
                 self._handle(line.decode("ascii", "replace").strip())
             if self._notify_on_stop and not self.motion.moving(time.monotonic()):
                 self._notify_on_stop = False
+                self._answering = "mrz"
                 self._reply("stopped")
 
     def _handle(self, command: str) -> None:
         self.commands.append(command)
         name, _, argument = command.partition(" ")
+        self._answering = name
         v10 = self.firmware == "1.0"
         if name == "mrz" and argument.lstrip("-").isdigit():
             self._move(int(argument))
@@ -204,6 +210,11 @@ class FakeSangaboard:
 
     def _reply(self, text: str) -> None:
         faults = self.faults
+        if self._answering in faults.replies_to:
+            replacement = faults.replies_to[self._answering]
+            if replacement is None:
+                return
+            text = replacement
         if faults.dropped:
             faults.dropped -= 1
             return
