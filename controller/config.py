@@ -99,7 +99,8 @@ class _Table:
 # The closed sets of choices; a Literal keeps each value the plain string the TOML file has.
 CameraBackend = Literal["virtual", "picamera2"]
 CameraPlane = Literal["raw", "luminance"]
-BoardBackend = Literal["virtual", "firmware-sim", "serial"]
+BoardBackend = Literal["virtual", "firmware-sim", "serial", "sangaboard", "sangaboard-sim"]
+FocusApproach = Literal["up", "down"]
 ParallaxUse = Literal["auto", "off"]
 
 
@@ -138,7 +139,9 @@ class BoardSettings(_Table):
     backend: BoardBackend = _setting(
         "virtual",
         doc='"virtual" (in-process), "firmware-sim" (the real firmware under MicroPython on a '
-            'pty: the digital twin) or "serial" (the focus board on USB)',
+            'pty: the digital twin), "serial" (the focus board on USB), "sangaboard" (an '
+            'OpenFlexure Sangaboard\'s z as the focus drive: docs/sangaboard.md) or '
+            '"sangaboard-sim" (a fake Sangaboard on a pty driving the virtual microscope)',
     )
     port: str = _setting("", Text(),
                          doc='e.g. "/dev/focusboard" (udev symlink); empty: by serial number')
@@ -154,6 +157,11 @@ class BoardSettings(_Table):
     travel_max_um: float = _setting(1000.0, Within(-TRAVEL_BOUND_UM, TRAVEL_BOUND_UM, "µm"),
                                     doc="soft travel limit, enforced by the board itself; "
                                         "above travel_min_um")
+    backlash_um: float = _setting(0.0, Within(0, 1000, "µm"),
+                                  doc="sangaboard: a move against `approach` overshoots by "
+                                      "this and comes back; 0: no overshoot")
+    approach: FocusApproach = _setting(
+        "up", doc='sangaboard: the direction every move ends in ("up" or "down")')
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ is opened, never at module import.
 
 from __future__ import annotations
 
+import contextlib
+
 import serial
 from serial.tools import list_ports
 
@@ -92,3 +94,28 @@ def open_box(config: Config) -> Rig:
         camera.close()
         raise
     return Rig(camera, board, board, MonotonicClock(), system, (1 << system.optics.bit_depth) - 1)
+
+
+def open_sangaboard_box(config: Config) -> Rig:
+    """Backend ``sangaboard``: the Pi camera, a Sangaboard's z (at ``[board] port``) as the
+    focus drive, and the focus board's LEDs (found by ``[board] serial_number``; its motor is
+    not moved)."""
+    from controller.hardware.sangaboard import open_sangaboard, settings_from_config
+
+    board = config.board
+    if not board.port or not board.serial_number:
+        raise HardwareError('board.backend "sangaboard" needs board.port (the Sangaboard, e.g. '
+                            '/dev/ttyACM0) and board.serial_number (the focus board with the LEDs)')
+    system = preset(config.optics.preset)
+    leds = FocusBoard(serial_opener(DEFAULT_PORT, board.serial_number),
+                      board_settings(board, system.leds))
+    camera = PiCamera(open_picamera2(config.camera.camera_index),
+                      frame_shape=system.optics.frame_shape, exposure_us=config.camera.exposure_us,
+                      analogue_gain=config.camera.analogue_gain, plane=config.camera.plane)
+    with contextlib.ExitStack() as undo:
+        undo.callback(camera.close)
+        leds.connect()
+        undo.callback(leds.close)
+        drive = open_sangaboard(board.port, settings_from_config(board))
+        undo.pop_all()
+    return Rig(camera, drive, leds, MonotonicClock(), system, (1 << system.optics.bit_depth) - 1)

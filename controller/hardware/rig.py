@@ -5,7 +5,10 @@ Backends (config ``camera.backend`` / ``board.backend``):
 - ``virtual`` / ``virtual``: the virtual microscope in-process, in simulated time;
 - ``virtual`` / ``firmware-sim``: the digital twin (controller/sim/twin.py): the virtual camera and
   optics, the real firmware under MicroPython behind a pty driving the focus, in real time;
-- ``picamera2`` / ``serial``: the box: the Pi camera and the focus board on USB.
+- ``picamera2`` / ``serial``: the box: the Pi camera and the focus board on USB;
+- ``picamera2`` / ``sangaboard``: the Pi camera, an OpenFlexure Sangaboard's z as the focus drive
+  and the focus board's LEDs (docs/sangaboard.md); ``sangaboard-sim``: the virtual microscope
+  focused by a fake Sangaboard on a pty.
 
 On simulated hardware the rig also carries the scope, which knows the true defocus.
 """
@@ -59,6 +62,8 @@ BACKENDS: dict[BoardBackend, str] = {
     "virtual": "controller.sim.rigs:open_virtual",
     "firmware-sim": "controller.sim.rigs:open_firmware_sim",
     "serial": "controller.hardware.box:open_box",
+    "sangaboard": "controller.hardware.box:open_sangaboard_box",
+    "sangaboard-sim": "controller.sim.sangaboard_twin:open_sangaboard_sim",
 }
 
 

@@ -11,7 +11,7 @@ from controller.config import Config, config_from_dict, load_config
 from controller.hardware.interfaces import PositionUnknown
 from controller.hardware.rig import Rig, open_rig
 
-SIMULATED_BACKENDS = {"virtual": (), "firmware-sim": (pytest.mark.firmware,)}
+SIMULATED_BACKENDS = {"virtual": (), "firmware-sim": (pytest.mark.firmware,), "sangaboard-sim": ()}
 SIM_FRAME = 128  # small frames: the interface does not need 2048²
 
 
