@@ -178,9 +178,10 @@ class IlluminatorSettings(_Table):
         0.03, Within(0.001, 0.2),
         doc="illuminate: a pattern's LED is lit on the array's nearest LED only this close in NA")
     orientation: ArrayOrientation = _setting(
-        "x,y", doc='illuminate: its axes in the image: "x,y" (its x along columns), "-x,y" '
-                   '(mirrored), "y,x" (turned), ...')
-    colour: IlluminateColour = _setting("green", doc="illuminate: the emitter(s) lit")
+        "x,y", doc='illuminate: which of its axes runs along image columns, then rows: "x,y", '
+                   '"-x,y", "x,-y", "-x,-y" (mirrored), "y,x", "-y,x", "y,-x", "-y,-x" (turned)')
+    colour: IlluminateColour = _setting(
+        "green", doc='illuminate: the emitters lit: "red", "green", "blue" or "white" (all three)')
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ class IlluminateArray(Illuminator):
         self.fault = None
         self._port = self.open_port()
         self._port.reset_input_buffer()
-        self._ask("machine", MACHINE_MODE)
+        self._ask("machine", MACHINE_MODE, after_stale=True)
         self._ask("ac.0", "AC.0")  # patterns are drawn as several `l` commands that add up
         self._ask("x", "")
         params = self._json("pp", 2000)
@@ -182,9 +182,12 @@ class IlluminateArray(Illuminator):
 
     # -- the link --------------------------------------------------------------------------
 
-    def _ask(self, command: str, expected: str | None, reply_bytes: int = 64) -> str:
+    def _ask(self, command: str, expected: str | None, reply_bytes: int = 64, *,
+             after_stale: bool = False) -> str:
         """Send one command and return its reply without the terminator; anything but the
-        ``expected`` reply (None: any) faults the driver."""
+        ``expected`` reply (None: any) faults the driver. ``after_stale``: replies to commands
+        sent before (the off sent on a fault) may come first; the firmware answers in order,
+        so the last reply is this command's."""
         if self.fault is not None:
             raise IlluminateError(f"illuminate: stopped after a fault ({self.fault}); nothing "
                                   f"is sent until it is reopened")
@@ -196,10 +199,14 @@ class IlluminateArray(Illuminator):
             raw = self._read_reply(self._port, timeout_s)
         except OSError as exc:
             self._fault(f"the port is gone ({exc}); unplugged?")
-        if raw is None:
-            self._fault(f"no reply ending in -==- to {command!r} within {timeout_s:.2f} s")
+        if not raw.endswith(TERMINATOR):
+            got = f" (got {raw[:60]!r})" if raw else ""
+            self._fault(f"no reply ending in -==- to {command!r} within {timeout_s:.2f} s{got}")
+        body = raw[:-len(TERMINATOR)]
+        if after_stale:
+            body = body.rpartition(TERMINATOR)[2]
         try:
-            reply = raw[:-len(TERMINATOR)].decode("ascii").strip()
+            reply = body.decode("ascii").strip()
         except UnicodeDecodeError:
             self._fault(f"garbage in the reply to {command!r}: {raw[:60]!r}")
         if reply.upper().startswith("ERR") or "not implemented" in reply:
@@ -220,13 +227,11 @@ class IlluminateArray(Illuminator):
         return data
 
     @staticmethod
-    def _read_reply(port: SerialPort, timeout_s: float) -> bytes | None:
-        """Bytes up to and including the terminator, None if it did not come in time."""
+    def _read_reply(port: SerialPort, timeout_s: float) -> bytes:
+        """Bytes up to and including the terminator, or what came before the timeout."""
         deadline = time.monotonic() + timeout_s
         raw = b""
-        while not raw.endswith(TERMINATOR):
-            if time.monotonic() > deadline:
-                return None
+        while not raw.endswith(TERMINATOR) and time.monotonic() < deadline:
             raw += port.read(max(1, port.in_waiting))
         return raw
 

@@ -106,7 +106,7 @@ class FakeIlluminate:
         out = text.encode() + TERMINATOR
         if self.garbage_next:
             self.garbage_next = False
-            out = b"\xff\xfe\x00garbage\xc3"
+            out = b"\xff\xfe\x00garbage\xc3" + TERMINATOR  # noise that ends like a reply
         elif self.drop_terminator_next:
             self.drop_terminator_next = False
             out = text.encode()
