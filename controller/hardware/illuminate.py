@@ -23,11 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import serial
-
 from controller.config import ArrayOrientation, Config, IlluminatorSettings
 from controller.hardware.board_link import PortOpener, SerialPort
-from controller.hardware.box import find_port
+from controller.hardware.box import serial_opener
 from controller.hardware.interfaces import HardwareError, Illuminator
 from controller.hardware.rig import Rig
 from controller.optics import Led, LedArray, Pattern, Preset
@@ -295,14 +293,7 @@ def _led_lines(numbers: list[int]) -> list[str]:
 def serial_port_opener(port: str, serial_number: str | None = None) -> PortOpener:
     """Opens the array's USB serial device (by serial number when one is given), anew on every
     reopen, since a replugged Teensy may get a new path."""
-    def open_port() -> SerialPort:
-        path = find_port(port, serial_number)
-        try:
-            return serial.Serial(path, BAUD, timeout=0.01, write_timeout=1.0)
-        except (serial.SerialException, OSError) as exc:
-            raise IlluminateError(f"illuminate: cannot open the array at {path}: {exc}") from exc
-
-    return open_port
+    return serial_opener(port, serial_number, BAUD, device="the illuminate array")
 
 
 def attach_illuminate(rig: Rig, config: Config) -> Rig:
