@@ -102,6 +102,11 @@ CameraPlane = Literal["raw", "luminance"]
 BoardBackend = Literal["virtual", "firmware-sim", "serial", "sangaboard", "sangaboard-sim"]
 FocusApproach = Literal["up", "down"]
 ParallaxUse = Literal["auto", "off"]
+IlluminatorBackend = Literal["board", "illuminate"]
+# How the illuminate array's own axes lie in the image: "x,y" puts its x along image columns and
+# its y along rows; a leading "-" mirrors that axis, "y,x" swaps them (a turned array).
+ArrayOrientation = Literal["x,y", "-x,y", "x,-y", "-x,-y", "y,x", "-y,x", "y,-x", "-y,-x"]
+IlluminateColour = Literal["red", "green", "blue", "white"]
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,29 @@ class BoardSettings(_Table):
                                       "this and comes back; 0: no overshoot")
     approach: FocusApproach = _setting(
         "up", doc='sangaboard: the direction every move ends in ("up" or "down")')
+
+
+@dataclass(frozen=True)
+class IlluminatorSettings(_Table):
+    """What lights the sample: the focus board's LEDs, or an illuminate LED array
+    (docs/illuminate.md) on its own USB port."""
+
+    SECTION = "illuminator"
+    backend: IlluminatorBackend = _setting(
+        "board", doc='"board" (the focus board\'s LEDs, or their simulated stand-in) or '
+                     '"illuminate" (a Waller-lab illuminate LED array; on the simulated '
+                     'backends a fake one behind a pty)')
+    port: str = _setting("", Text(), doc='illuminate: e.g. "/dev/ttyACM0"; empty: by serial '
+                                         'number')
+    serial_number: str = _setting("", Text(), doc="illuminate: USB serial number of its Teensy")
+    na_tolerance: float = _setting(
+        0.03, Within(0.001, 0.2),
+        doc="illuminate: a pattern's LED is lit on the array's nearest LED only this close in NA")
+    orientation: ArrayOrientation = _setting(
+        "x,y", doc='illuminate: which of its axes runs along image columns, then rows: "x,y", '
+                   '"-x,y", "x,-y", "-x,-y" (mirrored), "y,x", "-y,x", "y,-x", "-y,-x" (turned)')
+    colour: IlluminateColour = _setting(
+        "green", doc='illuminate: the emitters lit: "red", "green", "blue" or "white" (all three)')
 
 
 @dataclass(frozen=True)
@@ -354,6 +382,7 @@ class Config(_Table):
     optics: OpticsSettings = field(default_factory=OpticsSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
     board: BoardSettings = field(default_factory=BoardSettings)
+    illuminator: IlluminatorSettings = field(default_factory=IlluminatorSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     lock: LockSettings = field(default_factory=LockSettings)
     focus: FocusSettings = field(default_factory=FocusSettings)
@@ -399,6 +428,10 @@ class Config(_Table):
         if self.camera.backend == "virtual" and board.backend == "serial":
             raise ConfigError("board.backend: 'serial' drives a real microscope, which the "
                               "virtual camera cannot see; use camera.backend = 'picamera2'")
+        if (self.illuminator.backend == "illuminate" and board.backend == "serial"
+                and not (self.illuminator.port or self.illuminator.serial_number)):
+            raise ConfigError("illuminator.port: the illuminate array on a real microscope needs "
+                              "its port or illuminator.serial_number")
         if self.camera.backend == "picamera2" and board.backend != "serial":
             raise ConfigError(f"board.backend: the Pi camera needs the real board ('serial'), "
                               f"got {board.backend!r}")

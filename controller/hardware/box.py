@@ -27,8 +27,8 @@ DEFAULT_PORT = "/dev/focusboard"  # the udev symlink (deploy/)
 
 
 def serial_opener(port: str = DEFAULT_PORT, serial_number: str | None = None,
-                  baudrate: int = 115200) -> PortOpener:
-    """Opens the board's USB serial device: by its serial number when one is given, else
+                  baudrate: int = 115200, device: str = "the focus board") -> PortOpener:
+    """Opens ``device``'s USB serial port: by its serial number when one is given, else
     ``port``; looked up again on every reopen, since a replugged board may get a new path."""
 
     def open_port() -> SerialPort:
@@ -36,7 +36,7 @@ def serial_opener(port: str = DEFAULT_PORT, serial_number: str | None = None,
         try:
             return serial.Serial(path, baudrate, timeout=0.01, write_timeout=1.0)
         except (serial.SerialException, OSError) as exc:
-            raise LinkLost(f"cannot open the focus board at {path}: {exc}") from exc
+            raise LinkLost(f"cannot open {device} at {path}: {exc}") from exc
 
     return open_port
 

@@ -10,6 +10,10 @@ Backends (config ``camera.backend`` / ``board.backend``):
   and the focus board's LEDs (docs/sangaboard.md); ``sangaboard-sim``: the virtual microscope
   focused by a fake Sangaboard on a pty.
 
+``illuminator.backend = "illuminate"`` lights any of them with an illuminate LED array instead of
+the board's LEDs (docs/illuminate.md): the real one on the box, a fake one behind a pty on the
+simulated rigs.
+
 On simulated hardware the rig also carries the scope, which knows the true defocus.
 """
 
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from controller.clock import Clock
-from controller.config import BoardBackend, Config
+from controller.config import BoardBackend, Config, IlluminatorBackend
 from controller.errors import FocuslockError
 from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
 from controller.optics import Preset
@@ -67,8 +71,29 @@ BACKENDS: dict[BoardBackend, str] = {
 }
 
 
+# illuminator.backend -> (on the box, on simulated rigs) "module:function" that lights the rig
+# with that illuminator instead of the board's LEDs (and gives it that illuminator's geometry).
+ILLUMINATORS: dict[IlluminatorBackend, tuple[str, str]] = {
+    "illuminate": ("controller.hardware.illuminate:attach_illuminate",
+                   "controller.sim.illuminate:attach_fake_illuminate"),
+}
+
+
 def open_rig(config: Config) -> Rig:
     """The rig the config asks for."""
-    module_name, _, function = BACKENDS[config.board.backend].partition(":")
-    opener: Callable[[Config], Rig] = getattr(importlib.import_module(module_name), function)
-    return opener(config)
+    rig: Rig = _function(BACKENDS[config.board.backend])(config)
+    if config.illuminator.backend in ILLUMINATORS:
+        on_box, simulated = ILLUMINATORS[config.illuminator.backend]
+        try:
+            rig = _function(simulated if rig.scope is not None else on_box)(rig, config)
+        except BaseException:
+            rig.close()
+            raise
+    return rig
+
+
+def _function(name: str) -> Callable[..., Rig]:
+    """The function "module:function" names, its module imported only now."""
+    module_name, _, function = name.partition(":")
+    opener: Callable[..., Rig] = getattr(importlib.import_module(module_name), function)
+    return opener

@@ -44,7 +44,9 @@ def test_every_choice_of_a_closed_set_is_documented():
                 closed += 1
                 for choice in get_args(hints[setting.name]):
                     assert f'"{choice}"' in setting_doc(setting), setting.name
-    assert closed == 5  # camera.backend, camera.plane, board.backend, board.approach, parallax.use
+    # camera.backend, camera.plane, board.backend, board.approach, illuminator backend,
+    # orientation and colour, parallax.use
+    assert closed == 8
 
 
 def test_values_are_read_and_typed(tmp_path):
