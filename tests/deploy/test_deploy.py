@@ -1,6 +1,7 @@
 """The deploy files: a unit systemd accepts, a udev rule for the board, an installer that stages
 a working box layout, and configs the program accepts."""
 
+import dataclasses
 import shutil
 import stat
 import subprocess
@@ -103,6 +104,8 @@ def test_config_show_round_trips(tmp_path):
 
     config = load_config(DEPLOY / "focuslock.box.toml")
     assert config_from_dict(tomllib.loads(to_toml(config))) == config
+    odd = dataclasses.replace(config, log_dir="runs\x7f\\ \"é\"")  # DEL: TOML wants it escaped
+    assert config_from_dict(tomllib.loads(to_toml(odd))) == odd
 
 
 def test_config_check_names_a_bad_key(tmp_path, capsys):
