@@ -216,7 +216,7 @@ class PgFocusBridge:
             return []
         since = max(self.last_seq, newest - protocol.ADAPTER_QUEUE)
         records = self.client.log(since=since, limit=protocol.ADAPTER_QUEUE)["records"]
-        self.last_seq = newest
+        self.last_seq = max([newest] + [int(r["seq"]) for r in records])  # steps keep coming
         return [r for r in records if r.get("error_um") is not None and not r.get("rejected")]
 
     def _stats(self, status: dict[str, Any], z_um: float | None, from_focus_um: float) -> str:
