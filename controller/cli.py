@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "controller.commands.board",
     "controller.commands.serve",  # the headless service: HTTP API, dashboard, systemd notify
     "controller.commands.token",  # the service's API token
+    "controller.commands.pgfocus",  # Micro-Manager's pgFocus adapter drives the service
     "controller.commands.model",  # install a bundle into the box, roll back, list
 )
 COMMAND_ENTRY_POINTS = "focuslock.commands"  # more groups, after these, in entry-point name order

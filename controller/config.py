@@ -369,6 +369,21 @@ class ServiceSettings(_Table):
 
 
 @dataclass(frozen=True)
+class PgFocusSettings(_Table):
+    """``focuslock pgfocus``: the serial line Micro-Manager's pgFocus adapter talks on."""
+
+    SECTION = "pgfocus"
+    port: str = _setting("", Text(), doc='serial device, e.g. "/dev/ttyGS0" (the Pi as a USB '
+                                          'gadget) or "/dev/serial0" (its UART); --port wins')
+    baud: int = _setting(57600, Within(1200, 4_000_000, "baud"),
+                         doc="the adapter's speed is 57600; a USB gadget ignores it")
+    um_per_pixel: float = _setting(
+        0.25, Within(0, 100, "µm/px", open_low=True),
+        doc="µm of focus per pgFocus sensor pixel: the adapter's offsets 0..128 are "
+            "(offset - 64) × this µm of lock offset")
+
+
+@dataclass(frozen=True)
 class Config(_Table):
     """The whole file: where run logs go, then one table per part of the box."""
 
@@ -390,6 +405,7 @@ class Config(_Table):
     parallax: ParallaxSettings = field(default_factory=ParallaxSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    pgfocus: PgFocusSettings = field(default_factory=PgFocusSettings)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -112,6 +112,11 @@ class FocuslockClient:
         error (the service says 503 then)."""
         return self._request("GET", "/api/health", accept=(200, 503))
 
+    def log(self, since: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Step records with a ``seq`` above ``since``, oldest first, at most ``limit`` (500):
+        ``{"records": [...], "last_seq": ..., "missed": ..., "more": ...}``."""
+        return self._request("GET", f"/api/log?since={int(since)}&limit={int(limit)}")
+
     # -- commands ---------------------------------------------------------------------------------
 
     def focus(self, timeout_s: float = 60.0) -> dict[str, Any]:
@@ -298,7 +303,7 @@ def service_url(config: Config) -> str:
     return f"http://{_host(config)}:{config.service.port}"
 
 
-def _local_client(config: Config, *, with_token: bool = True) -> FocuslockClient | None:
+def local_client(config: Config, *, with_token: bool = True) -> FocuslockClient | None:
     """A client of the config's service (with its token unless not ``with_token``), or None
     where no other process could find it. TokenError when the token cannot be read."""
     if config.service.port == 0:  # any free port: not a place another process can find
@@ -311,9 +316,9 @@ def _local_client(config: Config, *, with_token: bool = True) -> FocuslockClient
 def service_answers(config: Config) -> bool:
     """Whether a focuslock service answers at the config's address (it then holds the rig)."""
     try:
-        client = _local_client(config)
+        client = local_client(config)
     except TokenError:  # a user who may not read the token may still see whether it answers
-        client = _local_client(config, with_token=False)
+        client = local_client(config, with_token=False)
     try:
         return client is not None and "state" in client.status()
     except ApiError:
@@ -326,7 +331,7 @@ def reload_service(config: Config) -> str:
     service is not running, and reads the installed bundle when it starts."""
     url = service_url(config)
     try:
-        client = _local_client(config)
+        client = local_client(config)
     except TokenError as exc:
         return f"the service at {url} was not asked to reload ({exc}); run this as a user " \
                f"who may read the token, or restart the service"
