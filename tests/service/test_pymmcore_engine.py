@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-os.environ.setdefault("PYMM_LOG_FILE", "0")  # pymmcore-plus logs to ~/.local on import otherwise
+os.environ.setdefault("PYMM_LOG_FILE", os.devnull)  # not its log file in ~/.local ("0" is not off)
 
 import useq
 from pymmcore_plus.experimental.unicore import (
@@ -30,6 +30,8 @@ from pymmcore_plus.experimental.unicore import (
 from controller.integrations.pymmcore_engine import FocuslockEngine
 from controller.service.client import FocuslockClient
 from controller.sim.devices import VirtualScope
+
+logging.getLogger().setLevel(logging.WARNING)  # Python's default: pymmcore-plus's import set DEBUG
 
 TIMEOUT_S = 30.0
 IN_FOCUS_UM = 0.5  # the service's focus and lock tolerance
