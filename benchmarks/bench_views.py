@@ -3,8 +3,8 @@ then while a client fetches ``/api/frame.png`` and ``/api/spectrum.png`` once a 
 dashboard does on step events, at most), on a real service on loopback (the in-process virtual
 microscope, the default bundle, the lock at the config's rate).
 
-Step time is the service's own ``focuslock_step_seconds`` histogram (GET /metrics): its sum over
-its count across each window.
+Step time is wall time around ``LockRunner.step`` (the service's own step histogram is in the
+rig's clock, which on the virtual microscope is simulated time).
 
 Run:  .venv/bin/python benchmarks/bench_views.py [--seconds 20] [--frame-size PX] [--rate HZ]
 """
@@ -19,12 +19,12 @@ import threading
 import time
 from pathlib import Path
 
-from controller.config import config_from_dict
-from controller.model import DEFAULT_BUNDLE, RECORD_FILE
-from controller.service.api import ApiServer
-from controller.service.daemon import FocusService
+from bench_service import serving  # the sibling script: run as benchmarks/bench_views.py
 
-STEP_METRIC = "focuslock_step_seconds"
+from controller.config import config_from_dict
+from controller.lock_runner import LockRunner
+from controller.model import DEFAULT_BUNDLE, RECORD_FILE
+from controller.runlog import StepRecord
 
 
 def get(port: int, path: str) -> bytes:
@@ -38,14 +38,20 @@ def get(port: int, path: str) -> bytes:
     return data
 
 
-def step_totals(port: int) -> tuple[float, float]:
-    """(seconds, steps) the lock has spent in steps so far."""
-    values = {}
-    for line in get(port, "/metrics").decode().splitlines():
-        name, _, value = line.partition(" ")
-        if name in (f"{STEP_METRIC}_sum", f"{STEP_METRIC}_count"):
-            values[name] = float(value)
-    return values[f"{STEP_METRIC}_sum"], values[f"{STEP_METRIC}_count"]
+STEP_TIMES: list[float] = []  # wall seconds of each lock step, appended by the worker
+
+
+def timing_steps() -> None:
+    """Time every lock step from now on."""
+    step = LockRunner.step
+
+    def timed(runner: LockRunner) -> StepRecord:
+        start = time.perf_counter()
+        record = step(runner)
+        STEP_TIMES.append(time.perf_counter() - start)
+        return record
+
+    LockRunner.step = timed  # type: ignore[method-assign]
 
 
 def mean_step_ms(port: int, seconds: float, watch: bool) -> tuple[float, float, int]:
@@ -61,16 +67,16 @@ def mean_step_ms(port: int, seconds: float, watch: bool) -> tuple[float, float, 
             fetches.append(time.perf_counter() - start)
 
     thread = threading.Thread(target=watcher, daemon=True)
-    busy0, count0 = step_totals(port)
+    first = len(STEP_TIMES)
     if watch:
         thread.start()
     time.sleep(seconds)
     stop.set()
     if watch:
         thread.join()
-    busy1, count1 = step_totals(port)
+    steps = STEP_TIMES[first:]
     fetch_ms = 1e3 * sum(fetches) / len(fetches) if fetches else 0.0
-    return 1e3 * (busy1 - busy0) / max(count1 - count0, 1), fetch_ms, len(fetches)
+    return 1e3 * sum(steps) / max(len(steps), 1), fetch_ms, len(fetches)
 
 
 def main() -> None:
@@ -82,15 +88,11 @@ def main() -> None:
     args = parser.parse_args()
     record = json.loads((Path(DEFAULT_BUNDLE) / RECORD_FILE).read_text())
     frame = args.frame_size or 2 * int(record["feature_spec"]["patch"])
+    timing_steps()
     with tempfile.TemporaryDirectory() as logs:
         config = config_from_dict({"log_dir": logs, "sim": {"frame_size": frame},
                                    "lock": {"rate_hz": args.rate}})
-        service = FocusService(config)
-        server = ApiServer(("127.0.0.1", 0), service)
-        service.start()
-        server.start()
-        port = server.server_address[1]
-        try:
+        with serving(config) as (service, port):
             service.start_lock()
             time.sleep(3 / args.rate)  # a few steps in
             print(f"lock at {args.rate} Hz on {frame}² virtual frames, {args.seconds:g} s each")
@@ -99,10 +101,6 @@ def main() -> None:
                 what = f"watched ({n} fetches of both PNGs, {fetch:.0f} ms each)" if watch \
                     else "unwatched"
                 print(f"  mean step {step:6.1f} ms  {what}")
-        finally:
-            server.shutdown()
-            server.server_close()
-            service.close()
 
 
 if __name__ == "__main__":
