@@ -14,14 +14,16 @@ Run:  .venv/bin/python benchmarks/bench_service.py [--bundle PATH] [--requests 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from controller.config import config_from_dict
+from controller.config import Config, config_from_dict
 from controller.model import DEFAULT_BUNDLE, RECORD_FILE
 from controller.service.api import ApiServer
 from controller.service.daemon import FocusService
@@ -62,6 +64,21 @@ def status(port: int) -> dict[str, object]:
     return data
 
 
+@contextlib.contextmanager
+def serving(config: Config) -> Iterator[tuple[FocusService, int]]:
+    """A real service on a free loopback port, started; closed on leaving."""
+    service = FocusService(config)
+    server = ApiServer(("127.0.0.1", 0), service)
+    service.start()
+    server.start()
+    try:
+        yield service, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        print(service.close()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
@@ -79,12 +96,7 @@ def main() -> None:
             "log_dir": logs, "model": {"bundle": str(args.bundle)},
             "sim": {"frame_size": frame, "drift_um_per_min": 1.0},
             "lock": {"rate_hz": args.rate}})
-        service = FocusService(config)
-        server = ApiServer(("127.0.0.1", 0), service)
-        service.start()
-        server.start()
-        port = server.server_address[1]
-        try:
+        with serving(config) as (_, port):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             connection.request("POST", "/api/lock/start", body=b"",
                                headers={"Content-Type": "application/json"})
@@ -107,10 +119,6 @@ def main() -> None:
             steps = after["counters"]["steps"] - before["counters"]["steps"]  # type: ignore[index]
             print(f"lock meanwhile: {steps} steps in {elapsed:.1f} s "
                   f"({steps / elapsed:.2f} Hz of {args.rate} Hz), state {after['state']}")
-        finally:
-            server.shutdown()
-            server.server_close()
-            print(service.close()[1])
 
 
 if __name__ == "__main__":

@@ -167,12 +167,12 @@ class FocusLoop:
 
     @classmethod
     def for_rig(cls, rig: Rig, sensor: FocusSensor, config: Config, *,
-                illuminator: Illuminator | None = None,
+                illuminator: Illuminator | None = None, camera: Camera | None = None,
                 record_sink: Callable[[StepRecord], None] | None = None) -> FocusLoop:
         """The loop on a rig's devices and clock, with the config's lock, gates and camera
-        timeout; ``illuminator`` stands in for the rig's own (the service passes one that
-        remembers what the LEDs show)."""
-        return cls(rig.camera, rig.drive, illuminator or rig.illuminator, sensor,
+        timeout; ``illuminator`` and ``camera`` stand in for the rig's own (the service passes
+        LEDs that remember what they show and a camera that keeps the latest frame)."""
+        return cls(camera or rig.camera, rig.drive, illuminator or rig.illuminator, sensor,
                    lock=config.lock, gates=config.gates,
                    full_scale=rig.full_scale, camera_timeout_s=config.camera.timeout_s,
                    clock=rig.clock, record_sink=record_sink)

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from controller.config import offset_limit_um
 from controller.errors import FocuslockError
+from controller.frame_views import frame_png, histogram, spectrum_png
 from controller.loop import FocusReport
 from controller.service.auth import AccessPolicy
 from controller.service.connections import (
@@ -69,6 +70,7 @@ LOG_LIMIT_MAX = 500
 FOCUS_TIMEOUT_DEFAULT_S = 60.0
 FOCUS_TIMEOUT_MAX_S = 600.0
 JSON_TYPE = "application/json"
+PNG_TYPE = "image/png"
 NO_FRAMING = "frame-ancestors 'none'"  # with X-Frame-Options: no other site's page frames ours
 INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 EVENT_STREAM_TYPE = "text/event-stream"
@@ -257,6 +259,22 @@ def _events(request: _Request) -> Reply:
     return Reply(HTTPStatus.OK, b"", EVENT_STREAM_TYPE, stream=subscription)
 
 
+def _frame_png(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return Reply(HTTPStatus.OK, frame_png(request.service.sighting().image), PNG_TYPE)
+
+
+def _spectrum_png(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return Reply(HTTPStatus.OK, spectrum_png(request.service.sighting()), PNG_TYPE)
+
+
+def _histogram(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    seen = request.service.sighting()
+    return _json(histogram(seen.image, seen.full_scale, request.service.config.gates))
+
+
 def _focus(request: _Request) -> Reply:
     _fields(request, query=(), body=("timeout_s",))
     timeout = request.body.get("timeout_s", FOCUS_TIMEOUT_DEFAULT_S)
@@ -317,6 +335,9 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/events": {"GET": _events},
     "/metrics": {"GET": _metrics},
     "/api/openapi.json": {"GET": _openapi},
+    "/api/frame.png": {"GET": _frame_png},
+    "/api/spectrum.png": {"GET": _spectrum_png},
+    "/api/histogram": {"GET": _histogram},
     "/api/focus": {"POST": _focus},
     "/api/lock/start": {"POST": _lock_start},
     "/api/lock/stop": {"POST": _lock_stop},

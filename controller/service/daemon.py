@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from controller.config import Config, ConfigError, with_offset
+from controller.frame_views import Sighting
 from controller.loop import FocusReport, LoopState
 from controller.service.errors import Conflict, InvalidRequest, StillRunning, Unavailable
 from controller.service.events import EventHub
@@ -96,6 +97,14 @@ class FocusService:
 
     def steps_since(self, seq: int, limit: int) -> Page:
         return self.history.since(seq, limit)
+
+    def sighting(self) -> Sighting:
+        """The latest autofocus frame the loop read, with what the bundle expects of it;
+        Conflict until focus now or the lock has read one."""
+        seen = self._worker.sighting()
+        if seen is None:
+            raise Conflict("no frame has been read yet; focus now or start the lock first")
+        return seen
 
     # -- commands (any thread; the worker carries them out) --------------------------------------
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from controller.config import Config
-from controller.hardware.interfaces import Illuminator
+from controller.hardware.interfaces import Camera, Frame, Illuminator
 from controller.optics import Pattern
 from controller.sensing import FocusSensor, ParallaxSensor
 
@@ -91,3 +91,28 @@ class TrackedIlluminator(Illuminator):
         self.showing = "unknown"
         self.inner.off()
         self.showing = "off"
+
+
+class KeepingCamera(Camera):
+    """Passes every capture through and keeps the latest frame taken while the autofocus
+    pattern was lit (a reference: no copy), for the live views (controller/frame_views.py).
+    Written by the worker, read by any thread: one reference, replaced whole."""
+
+    def __init__(self, inner: Camera, leds: TrackedIlluminator, autofocus: str) -> None:
+        self.inner = inner
+        self.leds = leds
+        self.autofocus = autofocus
+        self.latest: Frame | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.inner.shape
+
+    def capture(self, *, not_before: float | None = None, timeout_s: float = 2.0) -> Frame:
+        frame = self.inner.capture(not_before=not_before, timeout_s=timeout_s)
+        if self.leds.showing == self.autofocus:
+            self.latest = frame
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()

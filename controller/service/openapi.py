@@ -171,6 +171,12 @@ def _one_number(name: str, description: str, bounds: Schema) -> Schema:
             "properties": {name: {"type": "number", "description": description, **bounds}}}
 
 
+def _look(summary: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """A read of the latest autofocus frame: 409 until the loop has read one."""
+    return _operation(summary, {"200": answer, "409": _error(
+        "No frame has been read yet: focus now or start the lock first.")}, changes=False)
+
+
 def _paths(limits: ApiLimits) -> dict[str, Any]:
     offset = limits.offset_limit_um
     return {
@@ -214,6 +220,19 @@ def _paths(limits: ApiLimits) -> dict[str, Any]:
         "/api/openapi.json": {"get": _operation(
             "This document.", {"200": _answer("OpenAPI 3.1.", {"type": "object"})},
             changes=False)},
+        "/api/frame.png": {"get": _look(
+            "The latest autofocus frame the loop read, block-averaged to at most 512 pixels a "
+            "side, contrast-stretched (0.5 and 99.5 percentiles), 8-bit grey.",
+            _answer("The frame.", {"type": "string"}, "image/png"))},
+        "/api/spectrum.png": {"get": _look(
+            "The log magnitude of that frame's centred spectrum (its central square of at most "
+            "512 pixels), with the pupil circles the bundle's optics and LED pattern predict "
+            "(red) and the features' crop (yellow).",
+            _answer("The spectrum.", {"type": "string"}, "image/png"))},
+        "/api/histogram": {"get": _look(
+            "That frame's histogram over [0, full scale], its saturated fraction and mean "
+            "against the frame gates' limits.",
+            _answer("The histogram.", _ref("schemas", "Histogram")))},
         "/api/focus": {"post": _operation(
             "Focus now: move until a trusted reading is within focus.tolerance_um; 200 with "
             "the report also when it gives up (success false says why).",
@@ -312,4 +331,13 @@ _SCHEMAS: dict[str, Schema] = {
         "counters": _ref("schemas", "Counters"),
         "last_step": {"oneOf": [_ref("schemas", "StepEntry"), {"type": "null"}]},
         "uptime_s": _NUMBER, "healthy": {"type": "boolean"}, "health": {"type": "string"}}),
+    "Histogram": _closed({
+        "full_scale": _COUNT, "bin_width": _NUMBER,
+        "counts": {"type": "array", "items": _COUNT, "description": "pixels per bin, from 0"},
+        "saturation_level": {**_NUMBER, "description": "a pixel at or above this is saturated"},
+        "saturated_fraction": _NUMBER,
+        "saturated_limit": {**_NUMBER, "description": "gates.saturated_fraction"},
+        "saturated": {"type": "boolean"}, "mean_fraction": _NUMBER,
+        "dark_limit": {**_NUMBER, "description": "gates.dark_fraction"},
+        "dark": {"type": "boolean"}}),
 }

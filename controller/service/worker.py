@@ -30,14 +30,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from controller.clock import MonotonicClock
 from controller.config import Config, with_offset
 from controller.errors import FocuslockError
+from controller.features import FeatureSpec
+from controller.frame_views import Sighting
 from controller.hardware.board import FocusBoard
 from controller.lock_runner import LockRunner
 from controller.loop import FocusLoop, FocusReport, LoopState
 from controller.move_guard import MoveGuard, MoveRefused
 from controller.runlog import RunLog, StepRecord, timestamped_dir
+from controller.sensing import NetworkSensor, ParallaxSensor
 from controller.service.errors import Conflict, InvalidRequest, ServiceError, Unavailable
 from controller.service.hardware import (
     Hardware,
+    KeepingCamera,
     ReferencedDrive,
     TrackedIlluminator,
     read_by_model,
@@ -64,11 +68,26 @@ class _Command:
 
 @dataclass(frozen=True)
 class _OpenRig:
-    """The hardware once open, with the LEDs as the status sees them and the loop on both."""
+    """The hardware once open, with the LEDs as the status sees them, the camera that keeps
+    the latest autofocus frame and the loop on them."""
 
     hardware: Hardware
     leds: TrackedIlluminator
+    camera: KeepingCamera
     loop: FocusLoop
+
+    def sighting(self) -> Sighting | None:
+        """The latest autofocus frame with what the bundle expects of it (None: none yet)."""
+        frame = self.camera.latest
+        if frame is None:
+            return None
+        sensor = self.hardware.sensor
+        network = sensor if isinstance(sensor, NetworkSensor) else (
+            sensor.network if isinstance(sensor, ParallaxSensor) else None)
+        spec = getattr(network.predictor, "spec", None) if network is not None else None
+        rig = self.hardware.rig
+        return Sighting(frame.image, rig.full_scale, rig.preset.optics, sensor.patterns[0],
+                        spec if isinstance(spec, FeatureSpec) else None)
 
 
 class LoopWorker:
@@ -127,6 +146,12 @@ class LoopWorker:
         if self._thread.ident is None:
             self._shut_down()  # never started: only the run log is open
         return True
+
+    def sighting(self) -> Sighting | None:
+        """The latest autofocus frame the loop read and what the bundle expects of it (None:
+        no frame read yet). Reads references the worker replaces whole: no copy, no wait."""
+        opened = self._open
+        return opened.sighting() if opened is not None else None
 
     def submit(self, action: Callable[[], T]) -> Future[T]:
         """Queue ``action`` for the thread; the future has its result or its exception."""
@@ -200,9 +225,7 @@ class LoopWorker:
         except FocuslockError as exc:
             raise Unavailable(f"the model was not reloaded: {exc}; still reading with "
                               f"{opened.hardware.model.id}") from None
-        loop = FocusLoop.for_rig(hardware.rig, hardware.sensor, self.config,
-                                 illuminator=opened.leds, record_sink=self._on_record)
-        self._open = _OpenRig(hardware, opened.leds, loop)
+        self._open = self._rig_with_loop(hardware, opened.leds)
         log.info("model reloaded: %s (was %s)", hardware.model.id, opened.hardware.model.id)
         return self._publish()
 
@@ -296,14 +319,17 @@ class LoopWorker:
         except FocuslockError as exc:
             self._fault = f"cannot open the hardware: {exc}"
             raise Unavailable(self._fault) from exc
-        leds = TrackedIlluminator(hardware.rig.illuminator)
-        loop = FocusLoop.for_rig(hardware.rig, hardware.sensor, self.config,
-                                 illuminator=leds, record_sink=self._on_record)
-        self._open = _OpenRig(hardware, leds, loop)
+        self._open = self._rig_with_loop(hardware, TrackedIlluminator(hardware.rig.illuminator))
         self._fault = ""
         log.info("hardware open: camera %s, board %s, model %s", self.config.camera.backend,
                  self.config.board.backend, hardware.model.id)
         return self._open
+
+    def _rig_with_loop(self, hardware: Hardware, leds: TrackedIlluminator) -> _OpenRig:
+        camera = KeepingCamera(hardware.rig.camera, leds, hardware.sensor.patterns[0].name)
+        loop = FocusLoop.for_rig(hardware.rig, hardware.sensor, self.config, illuminator=leds,
+                                 camera=camera, record_sink=self._on_record)
+        return _OpenRig(hardware, leds, camera, loop)
 
     def _drive_command(self, what: str, action: Callable[[ReferencedDrive], object], *,
                        check: Callable[[tuple[float, float]], None] | None = None

@@ -122,7 +122,9 @@ def test_real_answers_match_the_document(documented):
     check("GET", "/api/health", expect=200)
     check("GET", "/", expect=200)
     check("GET", "/metrics", expect=200)
+    check("GET", "/api/histogram", expect=409)  # no frame read yet
     report = check("POST", "/api/focus", {"timeout_s": 30}, expect=200)
+    check("GET", "/api/histogram", expect=200)
     assert report["success"] is True
     page = check("GET", "/api/log?since=0&limit=1", expect=200)
     assert len(page["records"]) == 1 and page["more"] is True
