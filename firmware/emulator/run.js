@@ -8,6 +8,7 @@
 //   {"t": 1234, "event": "usb"}                    the host enumerated the board's USB
 //   {"t": 1234, "event": "rx", "bytes": 12}        bytes from the host reached the runner
 //   {"t": 1234, "event": "watchdog"}               the watchdog fired (the runner then exits)
+//   {"t": 1234, "event": "tick"}                   every 50 ms: emulated time goes on
 //
 //   node run.js --image focusboard.uf2 --events pins.jsonl --pin step=2 --pin dir=3 \
 //        --ws2812 leds=16 --high 6 --high 22
@@ -23,6 +24,7 @@ const FLASH_START = 0x10000000;
 const UF2_MAGIC = [0x0a324655, 0x9e5d5157];
 const WS2812_ONE_NS = 625; // a high pulse longer than this is a 1 bit (0: 400 ns, 1: 800 ns)
 const WS2812_LATCH_NS = 50_000; // low this long ends a frame
+const TICK_NS = 50_000_000;
 
 const { values } = parseArgs({
   options: {
@@ -148,7 +150,9 @@ process.on('exit', () => {
 });
 
 // Simulator.execute's loop, plus a look at the WS2812 decoders between batches, so a frame is
-// reported once its latch time has passed, even if the line never rises again.
+// reported once its latch time has passed, even if the line never rises again; and a tick, so
+// a reader can wait for emulated time to pass while no pin moves.
+let lastTick = 0;
 function execute() {
   const cycleNanos = 1e9 / mcu.clkSys; // follows the chip's own PLL set-up
   for (let i = 0; i < 200_000; i++) {
@@ -161,6 +165,10 @@ function execute() {
     }
   }
   for (const decoder of decoders) decoder.flushIfLatched(clock.nanos);
+  if (clock.nanos - lastTick >= TICK_NS) {
+    lastTick = clock.nanos;
+    emit({ event: 'tick' });
+  }
   setImmediate(execute);
 }
 
