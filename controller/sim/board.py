@@ -200,11 +200,9 @@ class SimulatedBoard:
 
     def boot(self) -> None:
         """Power the board up (again): a fresh firmware process, a new boot nonce."""
-        config = self.workdir / "sim-board.json"
-        config.write_text(self.settings.to_json(self.state_file))
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
-                [*micropython_command(), str(self.firmware_dir / "main.py"), str(config)],
+                self.firmware_command(),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, bufsize=0,
             )
         assert proc.stdin is not None
@@ -213,6 +211,13 @@ class SimulatedBoard:
             self._proc = proc
             self.boots += 1
         self._wake()
+
+    def firmware_command(self) -> list[str]:
+        """The process that is the board: main.py under MicroPython with the simulated hardware
+        (an emulated RP2040 running the image overrides this)."""
+        config = self.workdir / "sim-board.json"
+        config.write_text(self.settings.to_json(self.state_file))
+        return [*micropython_command(), str(self.firmware_dir / "main.py"), str(config)]
 
     def kill(self) -> None:
         """Cut the board's power: the firmware dies at once, the motor stays where it is."""
