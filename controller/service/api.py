@@ -190,11 +190,13 @@ class ApiServer(BoundedHTTPServer):
 
 def dashboard_policy(page: bytes) -> str:
     """The dashboard's Content-Security-Policy: its own inline scripts (by their sha256, so
-    nothing injected runs), its inline styles, requests to this server only, no framing."""
+    nothing injected runs), its inline styles, requests to this server only, images from it or
+    from the blob URLs the page makes of what it fetched (with the token), no framing."""
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
                       for script in INLINE_SCRIPT.findall(page))
     return (f"default-src 'self'; script-src {hashes}; style-src 'self' 'unsafe-inline'; "
-            f"connect-src 'self'; base-uri 'none'; form-action 'none'; {NO_FRAMING}")
+            f"connect-src 'self'; img-src 'self' blob:; base-uri 'none'; form-action 'none'; "
+            f"{NO_FRAMING}")
 
 
 def _json(value: Any, status: HTTPStatus = HTTPStatus.OK) -> Reply:
