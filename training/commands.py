@@ -17,6 +17,7 @@ from typing import Any
 
 from controller.commands.arguments import bounded_float, bounded_int, finite_float, yes_no
 from training import calibrate_command
+from training.experiments import command as experiment_command
 
 DEFAULT_KINDS = "sparse-cells,dense-cells"
 CORES = os.cpu_count() or 1
@@ -165,6 +166,7 @@ def register(subparsers: Any) -> None:
 
     _register_dataset(subparsers)
     calibrate_command.register(subparsers)
+    experiment_command.register(subparsers)
 
 
 def _register_dataset(subparsers: Any) -> None:
