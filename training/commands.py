@@ -51,7 +51,8 @@ def _feature_spec(args: argparse.Namespace, data: Path) -> Any:
     from training.store import is_store, open_store
 
     base = open_store(data).layout.spec if is_store(data) else FeatureSpec()
-    given = {k: getattr(args, f"feature_{k}") for k in FeatureSpec.__dataclass_fields__
+    # the options are the box's spec's fields (the representation is an experiment's only)
+    given = {k: getattr(args, f"feature_{k}") for k in FeatureSpec().to_dict()
              if getattr(args, f"feature_{k}") is not None}
     return FeatureSpec.from_dict({**base.to_dict(), **given})
 
