@@ -12,19 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from training.experiments.runner import (
-    RMSE_COLUMNS,
-    Arm,
-    Column,
-    Size,
-    rmse_on,
-    stacks_done,
-    store,
-    test_store,
-    train_bundle,
-    write_figure,
-    write_table,
-)
+from training.experiments import runner
+from training.experiments.runner import Arm, Size
 
 NAME = "generalisation"
 TITLE = "Cells to tissue, then fine-tuned on a little tissue (paper Fig. 2c)"
@@ -32,20 +21,23 @@ CELLS, TISSUE = Arm("cells"), Arm("tissue", kinds=("tissue",))
 
 
 def run(out: Path, size: Size, command: str) -> list[dict[str, Any]]:
-    cells = store(out, CELLS, size, count=size.train_stacks, seed=0, role="train")
-    tissue = store(out, TISSUE, size, count=max(4, size.train_stacks * 3 // 10), seed=0,
+    cells = runner.store(out, CELLS, size, count=size.train_stacks, seed=0, role="train")
+    tissue = runner.store(out, TISSUE, size, count=max(4, size.train_stacks * 3 // 10), seed=0,
                    role="train")
-    tests = {"cells": test_store(out, CELLS, size), "tissue": test_store(out, TISSUE, size)}
-    base = train_bundle(out, "cells", cells, size)
-    tuned = train_bundle(out, "cells+tissue", tissue, size, finetune=base)
+    tests = {"cells": runner.test_store(out, CELLS, size),
+             "tissue": runner.test_store(out, TISSUE, size)}
+    base = runner.train_bundle(out, "cells", cells, size)
+    tuned = runner.train_bundle(out, "cells+tissue", tissue, size, finetune=base)
     rows = []
     for trained, bundle, stacks in (("cells", base, cells), ("cells, fine-tuned on tissue",
                                                              tuned, tissue)):
         for tested, data in tests.items():
             rows.append({"arm": f"{trained} → {tested}", "trained": trained, "tested": tested,
-                         "train_stacks": stacks_done(stacks), **rmse_on(bundle, data)})
-    columns = (Column("trained", "trained on"), Column("tested", "tested on"), *RMSE_COLUMNS)
-    write_table(out, NAME, TITLE, rows, columns, size, command)
+                         "train_stacks": runner.stacks_done(stacks),
+                         **runner.rmse_on(bundle, data)})
+    columns = (runner.Column("trained", "trained on"), runner.Column("tested", "tested on"),
+               *runner.RMSE_COLUMNS)
+    runner.write_table(out, NAME, TITLE, rows, columns, size, command)
 
     def draw(axes: Any) -> None:
         width = 0.38
@@ -58,5 +50,5 @@ def run(out: Path, size: Size, command: str) -> list[dict[str, Any]]:
         axes.set_ylabel("held-out RMSE (µm)")
         axes.legend(fontsize=8)
 
-    write_figure(out, NAME, draw, "cells → tissue", size)
+    runner.write_figure(out, NAME, draw, "cells → tissue", size)
     return rows

@@ -24,7 +24,7 @@ from training.experiments.runner import (
 
 NAME = "na-sweep"
 TITLE = "One LED's NA, with and without exposure compensation (paper Fig. 4a)"
-LED_NA = {"tiny": (0.2, 0.6), "small": (0.1, 0.25, 0.35, 0.45, 0.55, 0.6, 0.7),
+LED_NA = {"tiny": (0.2, 0.6), "small": (0.1, 0.3, 0.45, 0.55, 0.7),
           "full": (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65,
                    0.7, 0.75)}
 

@@ -12,16 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.optics import Led, Pattern
-from training.experiments.runner import (
-    RMSE_COLUMNS,
-    Arm,
-    Column,
-    Size,
-    bar_figure,
-    run_arm,
-    write_figure,
-    write_table,
-)
+from training.experiments import runner
+from training.experiments.runner import Arm, Size
 
 NAME = "patterns"
 TITLE = "Multi-LED autofocus patterns (paper Fig. 4c)"
@@ -33,10 +25,8 @@ def _pattern(*nas: tuple[float, float]) -> Pattern:
 
 PATTERNS = {
     "single 0.35": _pattern((0.0, 0.35)),
-    "single 0.45": _pattern((0.0, 0.45)),
     "pair ±0.35": _pattern((0.0, -0.35), (0.0, 0.35)),
     "line -0.3..0.3": _pattern(*((0.0, y / 10) for y in range(-3, 4))),
-    "asym. line 0.1..0.45": _pattern(*((0.0, y / 20) for y in range(2, 10))),
     "asym. line 0.25..0.45": _pattern(*((0.0, y / 20) for y in range(5, 10))),
     "two lines (L)": _pattern(*((0.0, y / 10) for y in range(1, 5)),
                               *((x / 10, 0.0) for x in range(1, 5))),
@@ -46,9 +36,10 @@ TINY = ("single 0.35", "asym. line 0.25..0.45")
 
 def run(out: Path, size: Size, command: str) -> list[dict[str, Any]]:
     names = TINY if size.name == "tiny" else tuple(PATTERNS)
-    rows = [{"leds": len(PATTERNS[n].leds), **run_arm(out, Arm(n, autofocus=PATTERNS[n]), size)}
-            for n in names]
-    columns = (Column("arm", "pattern"), Column("leds", "LEDs"), *RMSE_COLUMNS)
-    write_table(out, NAME, TITLE, rows, columns, size, command)
-    write_figure(out, NAME, bar_figure(rows), "autofocus patterns", size)
+    rows = [{"leds": len(PATTERNS[n].leds),
+             **runner.run_arm(out, Arm(n, autofocus=PATTERNS[n]), size)} for n in names]
+    columns = (runner.Column("arm", "pattern"), runner.Column("leds", "LEDs"),
+               *runner.RMSE_COLUMNS)
+    runner.write_table(out, NAME, TITLE, rows, columns, size, command)
+    runner.write_figure(out, NAME, runner.bar_figure(rows), "autofocus patterns", size)
     return rows
