@@ -69,6 +69,11 @@ class FeatureError(FocuslockError, ValueError):
 
 
 _NORMALISATIONS = ("l2", "mean")
+# What of the complex spectrum the crop keeps. The box reads the magnitude (the method); phase
+# (its argument, radians) and the real part exist only for the input experiment of
+# training/experiments/representation.py (the paper's Fig. 3a). They can be negative, so they
+# take no log and are normalised only by scale.
+REPRESENTATIONS = ("magnitude", "phase", "real")
 _LOG_FLOOR = 1e-6  # below any real normalised magnitude; keeps log finite for blank patches
 
 
@@ -84,6 +89,7 @@ class FeatureSpec:
     pool_x: int = 4  # frequency bins averaged along x
     normalisation: str = "l2"  # "l2": unit norm; "mean": unit mean
     log: bool = True  # take the log after normalising (sample texture multiplies the spectrum)
+    representation: str = "magnitude"  # the box's; "phase", "real": experiments only
 
     def __post_init__(self) -> None:
         for name in ("patch", "bin_x", "pool_y", "pool_x"):
@@ -105,6 +111,12 @@ class FeatureSpec:
         if self.normalisation not in _NORMALISATIONS:
             raise FeatureError(f"feature spec: normalisation must be one of {_NORMALISATIONS}, "
                                f"got {self.normalisation!r}")
+        if self.representation not in REPRESENTATIONS:
+            raise FeatureError(f"feature spec: representation must be one of "
+                               f"{REPRESENTATIONS}, got {self.representation!r}")
+        if self.log and self.representation != "magnitude":
+            raise FeatureError(f"feature spec: the {self.representation} of the spectrum can be "
+                               f"negative; it takes no log (log=False)")
         if self.rows_kept < 1 or self.cols_kept < 1:
             raise FeatureError(f"feature spec: the crop keeps no frequency bin after pooling "
                                f"({self})")
@@ -137,7 +149,10 @@ class FeatureSpec:
         return rows, cols
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.representation == "magnitude":  # the box's: records and stores stay as before
+            del d["representation"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
@@ -227,7 +242,7 @@ def _featurize_frame(frame: np.ndarray, spec: FeatureSpec, n_rows: int, n_cols: 
     spectrum = rfft()
     h, c = spec.half_rows, spec.cols_kept * spec.pool_x
     crop = np.concatenate((spectrum[:, -h:, :c], spectrum[:, :h, :c]), axis=1)
-    magnitude = np.abs(crop).astype(np.float32, copy=False)
+    magnitude = _represented(crop, spec.representation)
     magnitude[:, h, 0] = 0.0  # DC: the patch mean subtracted
     pooled = magnitude[:, 0::spec.pool_y]
     for offset in range(1, spec.pool_y):
@@ -239,13 +254,24 @@ def _featurize_frame(frame: np.ndarray, spec: FeatureSpec, n_rows: int, n_cols: 
     vectors = pooled_x.reshape(pooled_x.shape[0], -1)
     if spec.normalisation == "l2":
         scale = np.linalg.norm(vectors, axis=1, keepdims=True)
-    else:
+    elif spec.representation == "magnitude":
         scale = vectors.mean(axis=1, keepdims=True)
+    else:  # a signed vector's mean may be near zero: scale by its mean absolute value
+        scale = np.abs(vectors).mean(axis=1, keepdims=True)
     # a blank (constant) patch has no spectrum: leave it zero rather than divide by zero
     normalised = np.divide(vectors, scale, out=np.zeros_like(vectors), where=scale > 0)
     if spec.log:
         np.log(normalised + np.float32(_LOG_FLOOR), out=normalised)
     return normalised
+
+
+def _represented(crop: np.ndarray, representation: str) -> np.ndarray:
+    """The crop's magnitude (the box's input), or for experiments its phase or real part."""
+    if representation == "magnitude":
+        return np.abs(crop).astype(np.float32, copy=False)
+    if representation == "phase":
+        return np.angle(crop).astype(np.float32, copy=False)
+    return np.array(crop.real, np.float32)
 
 
 @dataclass(frozen=True)

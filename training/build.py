@@ -27,12 +27,12 @@ import numpy as np
 from controller.errors import FocuslockError
 from controller.features import FeatureSpec
 from controller.files import require_writable_dir
-from controller.optics import Preset
+from controller.optics import Pattern, Preset
 from controller.sim.instrument import InstrumentVariation
 from controller.stackio import write_stack
 from training.acquired import list_stacks, read_acquired_record
 from training.cluster import ClusterChoice, dask_client
-from training.datagen import FOCUS_JITTER_UM, check_render, stack_name
+from training.datagen import FOCUS_JITTER_UM, check_render, stack_name, with_autofocus
 from training.dataset import DatasetError, identity_of, mirror_symmetric
 from training.stack_jobs import AcquiredJob, Job, SimulatedJob, StackResult, run_job
 from training.store import DatasetStore, Layout, StoreError, create_store, is_store, open_store
@@ -61,6 +61,9 @@ class SimulatedPlan:
     z_step_um: float = 1.0
     focus_jitter_um: float = FOCUS_JITTER_UM
     vary_instrument: bool = False
+    # the autofocus pattern instead of the preset's (named "autofocus"): the experiments of
+    # training/experiments/ try LED positions and multi-LED patterns on the preset's microscope
+    autofocus: Pattern | None = None
 
     def variation(self) -> InstrumentVariation | None:
         return InstrumentVariation() if self.vary_instrument else None
@@ -74,7 +77,8 @@ class SimulatedPlan:
                 "size": self.size, "preset": self.preset, "z_um": self.z_um().tolist(),
                 "focus_jitter_um": self.focus_jitter_um,
                 **({"instrument_variation": InstrumentVariation().to_dict()}
-                   if self.vary_instrument else {})}
+                   if self.vary_instrument else {}),
+                **({} if self.autofocus is None else {"autofocus": self.autofocus.to_dict()})}
 
     def layout(self, spec: FeatureSpec, mirror: bool) -> Layout:
         z, system = self._checked()
@@ -83,9 +87,10 @@ class SimulatedPlan:
 
     def _checked(self) -> tuple[np.ndarray, Preset]:
         """The planes' z and the preset, once the numbers are known to make stacks."""
-        return check_render(self.count, kinds=self.kinds, size=self.size,
-                            preset_name=self.preset, z_range_um=self.z_range_um,
-                            z_step_um=self.z_step_um, what="dataset build")
+        z, system = check_render(self.count, kinds=self.kinds, size=self.size,
+                                 preset_name=self.preset, z_range_um=self.z_range_um,
+                                 z_step_um=self.z_step_um, what="dataset build")
+        return z, with_autofocus(system, self.autofocus)
 
     def names(self) -> list[str]:
         return [stack_name(self.kinds[i % len(self.kinds)], self.seed + i)
@@ -95,7 +100,7 @@ class SimulatedPlan:
         z = tuple(self.z_um().tolist())
         return [SimulatedJob(slot, names[slot], self.kinds[slot % len(self.kinds)],
                              self.seed + slot, self.size, self.preset, z, self.focus_jitter_um,
-                             slot < keep, self.variation()) for slot in slots]
+                             slot < keep, self.variation(), self.autofocus) for slot in slots]
 
 
 @dataclass(frozen=True)

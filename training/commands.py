@@ -17,6 +17,7 @@ from typing import Any
 
 from controller.commands.arguments import bounded_float, bounded_int, finite_float, yes_no
 from training import calibrate_command
+from training.experiments import command as experiment_command
 
 DEFAULT_KINDS = "sparse-cells,dense-cells"
 CORES = os.cpu_count() or 1
@@ -50,7 +51,8 @@ def _feature_spec(args: argparse.Namespace, data: Path) -> Any:
     from training.store import is_store, open_store
 
     base = open_store(data).layout.spec if is_store(data) else FeatureSpec()
-    given = {k: getattr(args, f"feature_{k}") for k in FeatureSpec.__dataclass_fields__
+    # the options are the box's spec's fields (the representation is an experiment's only)
+    given = {k: getattr(args, f"feature_{k}") for k in FeatureSpec().to_dict()
              if getattr(args, f"feature_{k}") is not None}
     return FeatureSpec.from_dict({**base.to_dict(), **given})
 
@@ -165,6 +167,7 @@ def register(subparsers: Any) -> None:
 
     _register_dataset(subparsers)
     calibrate_command.register(subparsers)
+    experiment_command.register(subparsers)
 
 
 def _register_dataset(subparsers: Any) -> None:

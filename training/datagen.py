@@ -9,6 +9,7 @@ resumes where it stopped, and a longer run extends a shorter one.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,11 +18,11 @@ from tqdm import tqdm
 
 from controller.errors import FocuslockError
 from controller.files import require_writable_dir
-from controller.optics import Preset, preset
+from controller.optics import Pattern, Preset, preset
 from controller.sim.instrument import InstrumentVariation
 from controller.sim.samples import SAMPLE_KINDS, make_sample
 from controller.sim.stacks import render_stack, require_render_memory, resolve_patterns
-from controller.stackio import FocalStack, write_stack
+from controller.stackio import AUTOFOCUS_CHANNEL, FocalStack, write_stack
 
 FOCUS_JITTER_UM = 1.0  # the focal plane lies within ±this of z = 0
 
@@ -63,6 +64,15 @@ def check_render(count: int, *, kinds: Sequence[str], size: int, preset_name: st
                           2 * half_planes + 1)
     n_steps = round(half_planes)
     return np.arange(-n_steps, n_steps + 1) * z_step_um, system
+
+
+def with_autofocus(system: Preset, autofocus: Pattern | None) -> Preset:
+    """``system`` with another autofocus pattern (None: unchanged); the pattern is renamed to
+    the autofocus channel's name, which the datasets look the channel up by."""
+    if autofocus is None:
+        return system
+    return dataclasses.replace(system, autofocus=dataclasses.replace(autofocus,
+                                                                    name=AUTOFOCUS_CHANNEL))
 
 
 def simulated_stack(kind: str, sample_seed: int, size: int, system: Preset, z_um: np.ndarray,

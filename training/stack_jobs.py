@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from controller.errors import FocuslockError
-from controller.optics import preset
+from controller.optics import Pattern, preset
 from controller.sim.instrument import InstrumentVariation
 from controller.stackio import FocalStack
 from training.acquired import read_acquired
-from training.datagen import simulated_stack
+from training.datagen import simulated_stack, with_autofocus
 from training.dataset import mismatch, sample_kind, stack_features
 from training.store import Layout
 
@@ -44,9 +44,11 @@ class SimulatedJob:
     focus_jitter_um: float
     keep: bool  # send the images back too, to be kept as an OME-TIFF
     variation: InstrumentVariation | None = None  # None: the preset's ideal instrument
+    autofocus: Pattern | None = None  # None: the preset's autofocus pattern
 
     def stack(self) -> FocalStack:
-        return simulated_stack(self.kind, self.seed, self.size, preset(self.preset),
+        return simulated_stack(self.kind, self.seed, self.size,
+                               with_autofocus(preset(self.preset), self.autofocus),
                                np.array(self.z_um), self.focus_jitter_um, self.variation)
 
 
