@@ -92,7 +92,7 @@ def test_alignment_of_the_latest_frame_finds_a_misplaced_led(start_service, tmp_
     code, kind, data = fetch(running.client.port, "/api/alignment")
     assert code == 200 and kind == "application/json", data
     record = json.loads(data)
-    # one in-focus frame: within 0.006 NA measured (three defoci reach 0.005, tests/test_alignment.py)
+    # one in-focus frame: within 0.006 NA measured (three defoci: 0.005, tests/test_alignment.py)
     assert abs(record["offset_na"][0] + 0.03) <= 0.008 and abs(record["offset_na"][1]) <= 0.008
     assert record["aligned"] is False and record["frames"] == 1
     assert record["advice"].startswith("move the LED ") and "camera's left edge" in record["advice"]
