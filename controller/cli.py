@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "controller.commands.token",  # the service's API token
     "controller.commands.pgfocus",  # Micro-Manager's pgFocus adapter drives the service
     "controller.commands.model",  # install a bundle into the box, roll back, list
+    "controller.commands.alignment",  # is the autofocus LED where the bundle expects it?
 )
 COMMAND_ENTRY_POINTS = "focuslock.commands"  # more groups, after these, in entry-point name order
 SIGPIPE_STATUS = 141  # 128 + SIGPIPE: what a shell reports for a pipeline cut short

@@ -116,6 +116,10 @@ class OpticsSettings(_Table):
     SECTION = "optics"
     preset: str = _setting("paper", OneOf(tuple(PRESETS)),
                            doc='"paper" (20x/0.5, 2048² sCMOS) or "pi-hq" (Pi HQ, 10x/0.25)')
+    led_distance_mm: float = _setting(
+        0.0, Within(1, 1000, "mm", or_zero=True),
+        doc="autofocus LED's distance below the sample, for the alignment check's advice in mm "
+            "(focuslock check-alignment); 0: the preset's LED array's")
 
 
 @dataclass(frozen=True)
@@ -342,6 +346,11 @@ class SimSettings(_Table):
     backlash_um: float = _setting(0.0, Within(0, 100, "µm"),
                                   doc="play of the focus mechanism on reversal")
     settle_s: float = _setting(0.05, Within(0, 10, "s"), doc="mechanics ring-down after a move")
+    led_shift_na_x: float = _setting(0.0, Within(-0.1, 0.1, "NA"),
+                                     doc="the LEDs sit this far off their nominal NA along x "
+                                         "(a misplaced array; focuslock check-alignment sees it)")
+    led_shift_na_y: float = _setting(0.0, Within(-0.1, 0.1, "NA"),
+                                     doc="the same along y")
 
 
 @dataclass(frozen=True)

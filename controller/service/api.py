@@ -36,10 +36,12 @@ from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from controller.alignment import AlignmentError, check_alignment, led_distance_mm
 from controller.config import offset_limit_um
 from controller.errors import FocuslockError
 from controller.frame_views import frame_png, histogram, spectrum_png
 from controller.loop import FocusReport
+from controller.optics import preset
 from controller.service.auth import AccessPolicy
 from controller.service.connections import (
     DEADLINES,
@@ -277,6 +279,19 @@ def _histogram(request: _Request) -> Reply:
     return _json(histogram(seen.image, seen.full_scale, request.service.config.gates))
 
 
+def _alignment(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    seen = request.service.sighting()
+    config = request.service.config
+    try:
+        result = check_alignment([seen.image], seen.optics, seen.pattern,
+                                 led_distance_mm(config.optics.led_distance_mm,
+                                                 preset(config.optics.preset)))
+    except AlignmentError as exc:
+        raise HttpError(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc)) from exc
+    return _json(result.to_json())
+
+
 def _focus(request: _Request) -> Reply:
     _fields(request, query=(), body=("timeout_s",))
     timeout = request.body.get("timeout_s", FOCUS_TIMEOUT_DEFAULT_S)
@@ -340,6 +355,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/frame.png": {"GET": _frame_png},
     "/api/spectrum.png": {"GET": _spectrum_png},
     "/api/histogram": {"GET": _histogram},
+    "/api/alignment": {"GET": _alignment},
     "/api/focus": {"POST": _focus},
     "/api/lock/start": {"POST": _lock_start},
     "/api/lock/stop": {"POST": _lock_stop},

@@ -233,6 +233,15 @@ def _paths(limits: ApiLimits) -> dict[str, Any]:
             "That frame's histogram over [0, full scale], its saturated fraction and mean "
             "against the frame gates' limits.",
             _answer("The histogram.", _ref("schemas", "Histogram")))},
+        "/api/alignment": {"get": _operation(
+            "The alignment check on that frame: the pupil circles fitted in its spectrum, the "
+            "autofocus LED's NA vector against the bundle's, the move in mm that puts it there "
+            "and that move as a sentence (docs/retrofit.md). Takes seconds.",
+            {"200": _answer("Where the LED is.", _ref("schemas", "Alignment")),
+             "409": _error("No frame has been read yet: focus now or start the lock first."),
+             "422": _error("The frame does not show the pupil circles (empty field, wrong "
+                           "exposure, another pattern lit).")},
+            changes=False)},
         "/api/focus": {"post": _operation(
             "Focus now: move until a trusted reading is within focus.tolerance_um; 200 with "
             "the report also when it gives up (success false says why).",
@@ -299,6 +308,7 @@ def _closed(properties: dict[str, Schema]) -> Schema:
 
 _NUMBER = {"type": "number"}
 _COUNT = {"type": "integer", "minimum": 0}
+_PAIR = {"type": "array", "items": _NUMBER, "minItems": 2, "maxItems": 2}
 _STATE = {"enum": [state.value for state in LoopState]}
 _COUNTS_BY = {"type": "object", "additionalProperties": _COUNT}
 
@@ -340,4 +350,20 @@ _SCHEMAS: dict[str, Schema] = {
         "saturated": {"type": "boolean"}, "mean_fraction": _NUMBER,
         "dark_limit": {**_NUMBER, "description": "gates.dark_fraction"},
         "dark": {"type": "boolean"}}),
+    "Alignment": _closed({
+        "expected_na": {**_PAIR, "description": "the bundle's LED NA vector (x, y)"},
+        "measured_na": {**_PAIR, "description": "the fitted one"},
+        "offset_na": {**_PAIR, "description": "measured minus expected"},
+        "offset_na_norm": _NUMBER,
+        "move_mm": {**_PAIR, "description": "move the LED by this in its plane (x toward the "
+                                            "image's right edge, y toward its bottom edge)"},
+        "led_distance_mm": {**_NUMBER, "description": "optics.led_distance_mm or the preset's"},
+        "aligned": {"type": "boolean"},
+        "aligned_within_na": _NUMBER,
+        "accuracy_na": {**_NUMBER, "description": "the check's measured accuracy"},
+        "advice": {"type": "string", "description": "what to do, in one sentence"},
+        "radius_na": {**_NUMBER, "description": "the circles' fitted radius"},
+        "explained": {**_NUMBER, "description": "fraction of the spectrum the circles explain"},
+        "contrast": {**_NUMBER, "description": "log power step into the circles"},
+        "frames": _COUNT}),
 }

@@ -34,6 +34,7 @@ from controller.hardware.interfaces import (
 from controller.optics import LedArray, Pattern, Preset
 from controller.sim import CameraModel, Imager, Sample
 from controller.sim.bayer import BayerFilter, sensor_intensity
+from controller.sim.instrument import Instrument
 
 LED_MATCH_NA = 0.01  # an LED of the pattern must be this close (in NA) to one of the array
 
@@ -76,14 +77,15 @@ class VirtualScope:
 
     def __init__(self, preset: Preset, sample: Sample, focal_plane: FocalPlane,
                  mechanism_z: Callable[[], float], *, camera: CameraModel | None = None,
-                 seed: int = 0) -> None:
+                 instrument: Instrument | None = None, seed: int = 0) -> None:
         self.preset = preset
         self.sample = sample
         self.focal_plane = focal_plane
         self.mechanism_z = mechanism_z
         self.sensor = camera or CameraModel.for_bit_depth(preset.optics.bit_depth)
         self.colour_filter = BayerFilter.for_optics(preset.optics)  # None: monochrome
-        self.imager = Imager(preset.optics, sample)
+        self.instrument = instrument  # None: the ideal one (LEDs where the preset says)
+        self.imager = Imager(preset.optics, sample, instrument=instrument)
         self.empty_field = False  # the sample has left the field of view
         self.light_scale = 1.0  # 0: light path blocked; > 1: overexposed (stray light)
         self.last_defocus_um = math.nan  # the truth of the last frame rendered
@@ -100,7 +102,7 @@ class VirtualScope:
             raise HardwareError(f"virtual scope: new sample grid {sample.shape} at "
                                 f"{sample.pixel_um} µm differs from {self.sample.shape}")
         self.sample = sample
-        self.imager = Imager(self.preset.optics, sample)
+        self.imager = Imager(self.preset.optics, sample, instrument=self.instrument)
         self._empty_imager = None
 
     @property
@@ -128,7 +130,8 @@ class VirtualScope:
         if not self.empty_field:
             return self.imager
         if self._empty_imager is None:
-            self._empty_imager = Imager(self.preset.optics, empty_sample_like(self.sample))
+            self._empty_imager = Imager(self.preset.optics, empty_sample_like(self.sample),
+                                        instrument=self.instrument)
         return self._empty_imager
 
 

@@ -23,6 +23,7 @@ from controller.sim.devices import (
     VirtualIlluminator,
     VirtualScope,
 )
+from controller.sim.instrument import Instrument
 from controller.sim.samples import Sample, make_sample
 
 
@@ -50,8 +51,10 @@ class SimulatedWorld:
         return cls(system, settings, sample, focal_plane)
 
     def scope(self, mechanism_z: Callable[[], float]) -> VirtualScope:
+        shift = (self.settings.led_shift_na_x, self.settings.led_shift_na_y)
+        instrument = None if shift == (0.0, 0.0) else Instrument(led_shift_na=shift)
         return VirtualScope(self.system, self.sample, self.focal_plane, mechanism_z,
-                            seed=self.settings.seed)
+                            instrument=instrument, seed=self.settings.seed)
 
 
 def sim_frame_shape(system: Preset, settings: SimSettings) -> tuple[int, int]:
