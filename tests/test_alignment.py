@@ -14,7 +14,7 @@ from controller.alignment import AlignmentError, check_alignment, led_distance_m
 from controller.cli import main
 from controller.config import config_from_dict
 from controller.hardware.rig import open_rig
-from controller.optics import Led, Pattern, preset
+from controller.optics import Led, Optics, Pattern, preset
 
 ALIGNMENT_TOLERANCE_NA = 0.005  # issue 17: a 0.03 NA misplacement diagnosed within this
 DEFOCI_UM = (-15.0, 5.0, 25.0)  # defocus changes what fills the circles, not where they end
@@ -35,7 +35,7 @@ def rig_config(shift: tuple[float, float], sample: str = "sparse-cells", seed: i
                                      "led_shift_na_y": shift[1]}})
 
 
-def rig_frames(config, pattern: Pattern | None = None) -> tuple[list[np.ndarray], object]:
+def rig_frames(config, pattern: Pattern | None = None) -> tuple[list[np.ndarray], Optics]:
     """Frames of the virtual rig at three defoci under ``pattern`` (default: the autofocus)."""
     rig = open_rig(config)
     try:
