@@ -10,13 +10,9 @@ a missing terminator, silence, an unplugged cable.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import select
 import threading
-import tty
 from collections.abc import Iterable
 
 from controller.config import Config
@@ -29,6 +25,7 @@ from controller.hardware.illuminate import (
 from controller.hardware.rig import Rig
 from controller.optics import Led, LedArray, Pattern
 from controller.sim.devices import VirtualCamera
+from controller.sim.pty_line import PtyLine
 
 UNKNOWN_COMMAND = "Command [{}] is not implemented yet."  # the firmware's words, no newline
 DPC_SIDES = {"t": lambda x, y: y > 0, "b": lambda x, y: y < 0,
@@ -55,12 +52,9 @@ class FakeIlluminate:
         self._autoclear = True
         self._objective_na = 0.25
         self._lock = threading.Lock()
-        self._closing = False
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
-        self._thread = threading.Thread(target=self._serve, name="fake-illuminate", daemon=True)
-        self._thread.start()
+        self._line = PtyLine("fake-illuminate", lambda line: self._reply(self._answer(line)))
+        self.port = self._line.port
+        self._line.start()
 
     # -- what the camera sees ------------------------------------------------------------------
 
@@ -75,30 +69,12 @@ class FakeIlluminate:
 
     def unplug(self) -> None:
         """Pull the cable: the pty goes away, the host's reads and writes fail."""
-        self._closing = True
-        self._thread.join(timeout=5)
-        for fd in (self._master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._line.unplug()
 
     def close(self) -> None:
         self.unplug()
 
     # -- the firmware --------------------------------------------------------------------------
-
-    def _serve(self) -> None:
-        pending = b""
-        while not self._closing:
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                pending += os.read(self._master, 4096)
-            except OSError:
-                return
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                self._reply(self._answer(line.decode("ascii", "replace").strip()))
 
     def _reply(self, text: str) -> None:
         if self.silent:
@@ -110,8 +86,7 @@ class FakeIlluminate:
         elif self.drop_terminator_next:
             self.drop_terminator_next = False
             out = text.encode()
-        with contextlib.suppress(OSError):
-            os.write(self._master, out)
+        self._line.write(out)
 
     def _answer(self, line: str) -> str:
         """The reply text (before the terminator) the firmware prints in machine mode."""

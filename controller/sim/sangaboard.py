@@ -14,14 +14,12 @@ the link on purpose: garbled, dropped and late replies, steps lost in a move, an
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
 import threading
 import time
-import tty
 from dataclasses import dataclass, field
 from typing import Literal
+
+from controller.sim.pty_line import PtyLine
 
 Firmware = Literal["0.5", "1.0"]
 VERSIONS: dict[Firmware, str] = {"0.5": "Sangaboard Firmware v0.5",
@@ -101,16 +99,14 @@ class FakeSangaboard:
         self.faults = SangaboardFaults()
         self.commands: list[str] = []
         self.moves = 0  # mrz commands executed
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
         self._notify_on_stop = False
         self._answering = ""  # the name of the command being answered
-        self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="fake-sangaboard", daemon=True)
+        self._line = PtyLine("fake-sangaboard", self._handle, on_idle=self._report_stop,
+                             poll_s=0.005)
+        self.port = self._line.port
 
     def start(self) -> FakeSangaboard:
-        self._thread.start()
+        self._line.start()
         return self
 
     def __enter__(self) -> FakeSangaboard:
@@ -124,33 +120,19 @@ class FakeSangaboard:
 
     def unplug(self) -> None:
         """Pull the cable: the pty goes, and the host's next read or write fails."""
-        self._closing.set()
-        self._thread.join(timeout=5)
-        for fd in (self._master, self._slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._line.unplug()
 
     def close(self) -> None:
         self.unplug()
 
     # -- the firmware --------------------------------------------------------------------------
 
-    def _serve(self) -> None:
-        pending = b""
-        while not self._closing.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.005)
-            if ready:
-                try:
-                    pending += os.read(self._master, 4096)
-                except OSError:
-                    return
-            while b"\n" in pending:
-                line, _, pending = pending.partition(b"\n")
-                self._handle(line.decode("ascii", "replace").strip())
-            if self._notify_on_stop and not self.motion.moving(time.monotonic()):
-                self._notify_on_stop = False
-                self._answering = "mrz"
-                self._reply("stopped")
+    def _report_stop(self) -> None:
+        """A blocking move answers when the motor stops."""
+        if self._notify_on_stop and not self.motion.moving(time.monotonic()):
+            self._notify_on_stop = False
+            self._answering = "mrz"
+            self._reply("stopped")
 
     def _handle(self, command: str) -> None:
         self.commands.append(command)
@@ -201,7 +183,7 @@ class FakeSangaboard:
         duration = abs(steps) * self.step_delay_us / 1e6
         self.motion.begin(steps, duration)
         if self.firmware == "0.5":  # the sketch steps the motor inside the command: deaf
-            self._closing.wait(duration)
+            self._line.wait(duration)
             self._reply("done")
         elif self.blocking:
             self._notify_on_stop = True
@@ -221,6 +203,5 @@ class FakeSangaboard:
         if faults.garbled:
             text = faults.garbled.pop(0)
         if faults.reply_delay_s:
-            self._closing.wait(faults.reply_delay_s)
-        with contextlib.suppress(OSError):
-            os.write(self._master, text.encode("latin-1") + b"\r\n")
+            self._line.wait(faults.reply_delay_s)
+        self._line.write(text.encode("latin-1") + b"\r\n")
