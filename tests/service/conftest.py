@@ -109,16 +109,20 @@ class Client:
     port: int
 
     def request(self, method: str, path: str, body: Any = None, *,
-                content_type: str | None = "application/json",
-                raw: bytes | None = None) -> tuple[int, Any, http.client.HTTPResponse]:
+                content_type: str | None = "application/json", raw: bytes | None = None,
+                headers: dict[str, str] | None = None
+                ) -> tuple[int, Any, http.client.HTTPResponse]:
+        """The status, the answer (JSON parsed, text as text; an event stream's body is left
+        unread: it ends only when we hang up) and the response."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {} if content_type is None else {"Content-Type": content_type}
+        sent = {} if content_type is None else {"Content-Type": content_type}
         payload = raw if raw is not None else (None if body is None else json.dumps(body))
         if payload is None and method in ("POST", "PUT"):
             payload = b""
-        connection.request(method, path, body=payload, headers=headers)
+        connection.request(method, path, body=payload, headers={**sent, **(headers or {})})
         response = connection.getresponse()
-        data = response.read()
+        streamed = response.getheader("Content-Type", "").startswith("text/event-stream")
+        data = b"" if streamed else response.read()
         connection.close()
         kind = response.getheader("Content-Type", "")
         return response.status, json.loads(data) if kind.startswith("application/json") \

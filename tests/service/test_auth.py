@@ -24,7 +24,7 @@ from controller.model import DEFAULT_BUNDLE
 from controller.service.api import ROUTES
 from controller.service.auth import AccessPolicy, read_token
 from tests.service.cdp import CHROMIUM, Browser
-from tests.service.conftest import Running, oracle_hardware, service_config
+from tests.service.conftest import Client, Running, oracle_hardware, service_config
 from tests.service.test_model_reload import reload_config
 
 BEARER = 'Bearer realm="focuslock"'
@@ -39,20 +39,10 @@ READS = [path for path, methods in ROUTES.items() if "GET" in methods]
 def ask(port: int, method: str, path: str, body: Any = None, *, token: str | None = None,
         host: str | None = None) -> tuple[int, Any, http.client.HTTPResponse]:
     """One request on a new connection, with the token and the Host header given."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     if host is not None:
         headers["Host"] = host
-    payload = json.dumps(body).encode() if body is not None else b""
-    connection.request(method, path, body=payload if method != "GET" else None, headers=headers)
-    response = connection.getresponse()
-    streamed = response.getheader("Content-Type", "").startswith("text/event-stream")
-    data = b"" if streamed else response.read()  # an event stream ends when we hang up
-    connection.close()
-    is_json = response.getheader("Content-Type", "").startswith("application/json")
-    return response.status, json.loads(data) if is_json else data.decode(), response
+    return Client(port).request(method, path, body, headers=headers)
 
 
 def new_token(tmp_path: Path, **service: Any) -> tuple[Path, Path]:
