@@ -31,6 +31,7 @@ import scipy.ndimage
 import scipy.optimize
 
 from controller.errors import FocuslockError
+from controller.frame_views import na_per_bin, windowed_spectrum
 from controller.optics import Led, Optics, Pattern, Preset
 
 TILE = 512  # pixels a side of the tiles whose spectra are averaged (a frame's side if smaller)
@@ -144,11 +145,10 @@ def check_alignment(frames: Sequence[np.ndarray], optics: Optics, pattern: Patte
         raise AlignmentError("no frames to check the alignment on")
     log_power = _log_power(frames)
     side = log_power.shape[0]
-    wavelength = led.wavelength_um or optics.wavelength_um
-    step = wavelength / (side * optics.pixel_um)  # NA per frequency bin
-    rings = _Rings(log_power, optics.na / step, math.hypot(led.na_x, led.na_y) / step)
-    expected = np.array([led.na_x, led.na_y]) / step
+    step = na_per_bin(optics, side, led.wavelength_um)
     radius = optics.na / step
+    rings = _Rings(log_power, radius, math.hypot(led.na_x, led.na_y) / step)
+    expected = np.array([led.na_x, led.na_y]) / step
     reach = SEARCH_NA / step
     coarse = int(reach / COARSE_STEP_BINS)
     grid = [expected + COARSE_STEP_BINS * np.array([i, j])
@@ -201,16 +201,13 @@ def _log_power(frames: Sequence[np.ndarray]) -> np.ndarray:
     if side < MIN_TILE:
         raise AlignmentError(f"frames of {rows}x{cols} pixels are too small for the alignment "
                              f"check (at least {MIN_TILE} a side)")
-    window = np.hanning(side).astype(np.float32)
-    window2d = window[:, None] * window[None, :]
     total = np.zeros((side, side), dtype=np.float64)
     count = 0
     for frame in frames:
         for y0 in range(0, rows - side + 1, side):
             for x0 in range(0, cols - side + 1, side):
-                tile = np.asarray(frame[y0:y0 + side, x0:x0 + side], dtype=np.float32)
-                tile = (tile - tile.mean()) * window2d
-                total += np.abs(scipy.fft.fft2(tile, workers=1)) ** 2
+                tile = np.asarray(frame[y0:y0 + side, x0:x0 + side])
+                total += np.abs(windowed_spectrum(tile)) ** 2
                 count += 1
     power = scipy.fft.fftshift(total / count)
     floor = max(float(power.max()) * 1e-12, 1e-30)

@@ -80,14 +80,19 @@ def central_square(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     return image[y0:y0 + side, x0:x0 + side]
 
 
-def log_spectrum(square: np.ndarray) -> np.ndarray:
-    """Log magnitude of a square frame's centred spectrum (DC at ``[n // 2, n // 2]``), mean
-    removed and Hann-windowed so the frame's edges draw no cross through it."""
+def windowed_spectrum(square: np.ndarray) -> np.ndarray:
+    """The spectrum (DC at ``[0, 0]``) of a square frame, mean removed and Hann-windowed so the
+    frame's edges draw no cross through it."""
     values = square.astype(np.float32)
     values -= values.mean()
     window = np.hanning(values.shape[0]).astype(np.float32)
     values *= window[:, None] * window[None, :]
-    spectrum = scipy.fft.fftshift(scipy.fft.fft2(values, workers=1))
+    return scipy.fft.fft2(values, workers=1)
+
+
+def log_spectrum(square: np.ndarray) -> np.ndarray:
+    """Log magnitude of a square frame's centred spectrum (DC at ``[n // 2, n // 2]``)."""
+    spectrum = scipy.fft.fftshift(windowed_spectrum(square))
     return np.log(np.abs(spectrum) + np.float32(1e-3))
 
 
