@@ -163,6 +163,7 @@ class FocusLoop:
         self._in_tolerance = 0
         self._rejections = 0
         self._probe: SignProbe | None = None  # the probe in flight (state probing)
+        self._sign_relation = 0  # the network's sign on this run's sample, as a pair measured it
         self._lock_guard: MoveGuard | None = None  # set by start_lock
 
     @classmethod
@@ -330,6 +331,7 @@ class FocusLoop:
         self._in_tolerance = 0
         self._rejections = 0
         self._probe = None
+        self._sign_relation = 0
 
     def _read(self) -> _Reading:
         """Capture a frame per pattern of the sensor, each exposed after the drive settled and
@@ -368,7 +370,8 @@ class FocusLoop:
         if prediction is None or reading.rejections:
             return _Plan(SignVerdict(), None, 0.0, "", reading.rejections)
         sign = judge_sign(prediction, reading.z_um, self._probe, guard=guard,
-                          tolerance_um=tolerance_um, probe_um=probe_um,
+                          tolerance_um=tolerance_um, probe_um=probe_um, pair=self.sensor.pair,
+                          sign_relation=self._sign_relation,
                           default_error_um=self.gate_settings.expected_error_um)
         if sign.rejection is not None:
             return _Plan(sign, None, 0.0, "", [sign.rejection])
@@ -416,6 +419,8 @@ class FocusLoop:
         """A trusted reading with a sign (its own, or the one a probe decided)."""
         self._rejections = 0
         self._probe = None
+        if sign.sign_relation:
+            self._sign_relation = sign.sign_relation
         count = self.lock_settings.in_tolerance_count
         if not in_tolerance:
             self._in_tolerance = 0

@@ -1,7 +1,8 @@
 """The model bundle on the box: load, verify against the hardware, predict the distance to focus.
 
 A bundle is a directory with ``model.tflite`` (full int8: int8 input and output), optionally
-``fine.tflite`` (a near-focus network), ``weights.npz`` (float weights, for fine-tuning) and
+``fine.tflite`` (a near-focus network), ``pair-*.tflite`` (the probe pair's network:
+controller/probe_pair.py), ``weights.npz`` (float weights, for fine-tuning) and
 ``record.json`` (how it was made: feature spec, frozen standardisation, the optics and the
 autofocus illumination it was trained for, data, code version, hyper-parameters, metrics, the
 trained defocus range, the confidence threshold calibrated for it (``min_confidence``), the
@@ -21,6 +22,7 @@ API for the focus loop::
     p.confidence        # trusted from model.min_confidence up (the gates check it)
     p.network           # "main", or "fine" when the bundle's near-focus network answered
     p.distance_um, p.sign_ambiguous, p.expected_error_um, p.unfamiliarity   # two-headed bundles
+    model.pair          # a PairNetwork where the bundle has one: the sign across a probe move
 
 Inference runs on ai-edge-litert (LiteRT), tflite-runtime being the fallback; TensorFlow is never
 imported here.
@@ -47,6 +49,7 @@ from controller.errors import FocuslockError
 from controller.features import FeatureError, FeatureSpec, Standardizer, featurize
 from controller.optics import Optics, OpticsError, Pattern
 from controller.prediction import Prediction
+from controller.probe_pair import PairNetwork
 
 BUNDLE_FORMAT = 1
 OUTPUTS = ("defocus_um", "distance_um")  # a two-headed network's columns; older bundles: the first
@@ -185,7 +188,7 @@ def _verified(path: Path, name: str, sha256: object) -> Path:
     return weights
 
 
-class _Int8Network:
+class Int8Network:
     """One full-int8 TFLite network: standardised float features in, one row of µm per row out
     (a column per output)."""
 
@@ -265,9 +268,15 @@ class FocusModel:
         self.has_distance = outputs == OUTPUTS
         self.defocus_range_um = (low, high)
         n_out = len(outputs)
-        self._coarse = _Int8Network(path / WEIGHTS_FILE, self.spec.n_features, n_out)
-        self._fine = _Int8Network(path / fine["file"], self.spec.n_features, n_out) if fine \
+        self._coarse = Int8Network(path / WEIGHTS_FILE, self.spec.n_features, n_out)
+        self._fine = Int8Network(path / fine["file"], self.spec.n_features, n_out) if fine \
             else None
+        pair = record.get("pair")
+        try:
+            self.pair = None if pair is None else PairNetwork.from_record(
+                pair, path, self.spec.n_features, Int8Network)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: invalid pair network in the record: {exc}") from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] = DEFAULT_BUNDLE, optics: Optics | None = None,
@@ -278,8 +287,9 @@ class FocusModel:
         record = read_record(path)
         _verified(path, WEIGHTS_FILE, record.get("weights_sha256"))
         fine = record.get("fine")
-        if isinstance(fine, dict):
-            _verified(path, str(fine.get("file")), fine.get("sha256"))
+        for extra in (fine, record.get("pair")):
+            if isinstance(extra, dict):
+                _verified(path, str(extra.get("file")), extra.get("sha256"))
         try:
             check_fit(record, optics, pattern)
         except (KeyError, OpticsError, FeatureError) as exc:
@@ -307,7 +317,7 @@ class FocusModel:
                                  network="fine")
         else:
             prediction = self.combine(coarse, self._scale("main"))
-        return self._judged(prediction, x)
+        return replace(self._judged(prediction, x), patch_features=np.array(features))
 
     def predict(self, image: np.ndarray) -> Prediction:
         """The correction for one frame, combined over its patches by the median."""

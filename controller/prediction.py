@@ -9,7 +9,7 @@ the threshold of the cue that decided it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
@@ -42,6 +42,9 @@ class Prediction:
     expected_error_um: float | None = None  # 95 % bound on |error|, calibrated on unseen families
     unfamiliarity: float | None = None  # the features' distance from the training data (1: edge)
     max_unfamiliarity: float | None = None  # the model's calibrated limit (None: not judged)
+    # the frame's raw feature vectors (patches, n), kept so a probe's next frame can be read
+    # together with this one (controller/probe_pair.py); None where no network read a frame
+    patch_features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def distance(self) -> float:

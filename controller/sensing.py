@@ -21,6 +21,7 @@ from controller.errors import FocuslockError
 from controller.fusion import FusionRules, fuse
 from controller.optics import Pattern, Preset
 from controller.prediction import Prediction, Predictor
+from controller.probe_pair import PairNetwork
 
 if TYPE_CHECKING:
     from controller.model import FocusModel
@@ -42,6 +43,11 @@ class FocusSensor(Protocol):
         """The threshold of a prediction that carries none of its own."""
         ...
 
+    @property
+    def pair(self) -> PairNetwork | None:
+        """The network that reads a probe's two frames together (None: none)."""
+        ...
+
     def read(self, images: Sequence[np.ndarray]) -> Prediction: ...
 
 
@@ -57,6 +63,7 @@ class NetworkSensor:
 
     predictor: Predictor
     pattern: Pattern
+    pair: PairNetwork | None = None  # the bundle's probe pair network, where it has one
 
     @property
     def patterns(self) -> tuple[Pattern, ...]:
@@ -95,6 +102,10 @@ class ParallaxSensor:
     def min_confidence(self) -> float:
         return self.cue.min_confidence if self.network is None else self.network.min_confidence
 
+    @property
+    def pair(self) -> PairNetwork | None:
+        return None if self.network is None else self.network.pair
+
     def read(self, images: Sequence[np.ndarray]) -> Prediction:
         _expect(images, len(self.patterns))
         network = None if self.network is None else self.network.read(images[:1])
@@ -124,7 +135,7 @@ def open_sensor(config: Config, system: Preset) -> tuple[FocusSensor, FocusModel
     """The sensor the config asks for on ``system`` (its optics as the camera delivers them),
     and the model bundle it reads with (None: the parallax cue alone)."""
     model = load_network(config, system)
-    network = None if model is None else NetworkSensor(model, system.autofocus)
+    network = None if model is None else NetworkSensor(model, system.autofocus, model.pair)
     if not config.reads_parallax or system.parallax is None:
         assert network is not None  # the config refuses "none" without parallax views
         return network, model

@@ -17,6 +17,17 @@ candidate c predicts the distance ``|c - z1|``; with e0 and e1 the two readings'
   sign is undecided. The loop probes once more the same way (if the guard has room), then gives
   up: the reading counts as rejected ("sign"), no move, no guess.
 
+A bundle with a pair network (controller/probe_pair.py) reads the side from the two frames
+together instead, when the probe was the network's own length: their log spectra share the
+sample's, so the pair's sign does not depend on the sample as one frame's does. With it every
+reading farther than that probe is probed, whatever its own sign says (a wrong sign there would
+worsen the focus by more than the probe), and the decided reading is the pair's, in full. A
+probe the guard cut to another length falls back to the candidates above. The pair also tells
+how the network's own sign relates to the truth on this sample (``sign_relation``: +1 it reads
+it right, -1 backwards, as a network does on a sample whose absorption-to-phase relation is the
+mirror of what it learned); nearer than the probe the loop reads the network's sign through
+that relation, so a backwards network does not drive a lock away from focus.
+
 Within the tolerance the sign is not probed: the reading counts as the midpoint of its two
 signs, 0, so it corrects nothing it cannot know (with a lock offset, the offset alone; either
 sign was at most the tolerance away). The decided side applies to the newest reading: the
@@ -32,11 +43,14 @@ focus worse by more than that.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from controller.gates import Rejection
 from controller.move_guard import MoveGuard
 from controller.prediction import Prediction
+from controller.probe_pair import PairNetwork
 
 MAX_PROBES = 2  # a probe, and one more the same way when the first left the sign undecided
 USEFUL_FRACTION = 0.5  # a probe the guard cuts to less than this share of probe_um is not made
@@ -52,6 +66,8 @@ class SignProbe:
     error_um: float
     direction: float  # +1.0 or -1.0: the way the probes go
     probes: int = 1
+    # the first frame's patch features, for a pair network to read with the probe's frame
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def candidates(self) -> tuple[float, float]:
@@ -69,20 +85,29 @@ class SignVerdict:
     limited: str = ""  # which limit of the guard cut the probe ('' if none)
     probed_sign: int = 0  # +1 or -1 when a probe decided the sign of ``defocus_um``
     probe: SignProbe | None = None  # the probe in flight after this step
+    sign_relation: int = 0  # +1 / -1 when a probe pair measured the network's sign; 0: not
     rejection: Rejection | None = None
     reason: str = ""
 
 
 def judge_sign(prediction: Prediction, z_um: float, probe: SignProbe | None, *,
                guard: MoveGuard, tolerance_um: float, probe_um: float,
-               default_error_um: float) -> SignVerdict:
+               default_error_um: float, pair: PairNetwork | None = None,
+               sign_relation: int = 0) -> SignVerdict:
     """What a trusted ``prediction`` read at ``z_um`` tells the loop, given the probe in flight
-    (None: none). A known sign is acted on as read; a distance within ``tolerance_um`` as the
-    midpoint of its two signs, 0 (a correction on a sign nobody knows would be a coin toss, and
-    the lock would random-walk on it); either ends any probe."""
-    if not prediction.sign_ambiguous:
-        return SignVerdict(prediction.defocus_um)
+    (None: none), the bundle's pair network (None: none) and the network's sign relation a pair
+    measured on this sample (0: none). A known sign is acted on as read (through the relation);
+    a distance within ``tolerance_um`` as the midpoint of its two signs, 0 (a correction on a
+    sign nobody knows would be a coin toss, and the lock would random-walk on it); either ends
+    any probe."""
     distance = prediction.distance
+    verified = pair is not None and distance > pair.probe_um
+    if not (prediction.sign_ambiguous or verified or (probe is not None and pair is not None)):
+        if sign_relation < 0:
+            return SignVerdict(-prediction.defocus_um,
+                               reason=f"read as {-prediction.defocus_um:+.2f} µm: the probe "
+                                      f"pair found the network's sign backwards on this sample")
+        return SignVerdict(prediction.defocus_um)
     if not math.isfinite(distance):
         return SignVerdict(rejection=Rejection(
             "invalid", f"the distance head returned a non-finite value ({distance})"))
@@ -101,8 +126,15 @@ def judge_sign(prediction: Prediction, z_um: float, probe: SignProbe | None, *,
                         f"{probe_um:g} µm; no move"))
         move, limited = planned
         return SignVerdict(probe_um=move, limited=limited,
-                           probe=SignProbe(z_um, distance, error, math.copysign(1.0, move)),
+                           probe=SignProbe(z_um, distance, error, math.copysign(1.0, move),
+                                           features=prediction.patch_features),
                            reason=f"probing the sign of {distance:.2f} µm: {move:+.2f} µm")
+    paired = read_pair(pair, probe, prediction, z_um)
+    if paired is not None:
+        measured = abs(paired) > tolerance_um and abs(prediction.defocus_um) > tolerance_um
+        relation = (1 if (paired > 0) == (prediction.defocus_um > 0) else -1) if measured else 0
+        return SignVerdict(paired, probed_sign=-1 if paired < 0 else 1, sign_relation=relation,
+                           reason=f"the probe pair read {paired:+.2f} µm")
     side = decide_side(probe, z_um, distance, error)
     if side:
         return SignVerdict(side * distance, probed_sign=side,
@@ -118,6 +150,19 @@ def judge_sign(prediction: Prediction, z_um: float, probe: SignProbe | None, *,
     return SignVerdict(rejection=Rejection(
         "sign", f"the sign of {distance:.2f} µm is still undecided after {probe.probes} "
                 f"probe(s); no guess, no move"))
+
+
+def read_pair(pair: PairNetwork | None, probe: SignProbe, prediction: Prediction,
+              z_um: float) -> float | None:
+    """The signed defocus at ``z_um`` from the probe's first frame and this one, read by the
+    pair network; None when there is none, or the probe was not its length."""
+    move = z_um - probe.z_um
+    if pair is None or probe.features is None or prediction.patch_features is None \
+            or not pair.matches(move):
+        return None
+    if move > 0:  # the first frame is the lower one
+        return pair.read(probe.features, prediction.patch_features).at(move)
+    return pair.read(prediction.patch_features, probe.features).defocus_um
 
 
 def decide_side(probe: SignProbe, z_um: float, distance_um: float, error_um: float) -> int:

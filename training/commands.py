@@ -9,6 +9,7 @@ them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -144,6 +145,28 @@ def register(subparsers: Any) -> None:
     p.add_argument("data", type=Path, metavar="DATA",
                    help="a dataset store (OUT.zarr) or a folder of focal stacks")
     p.set_defaults(func=run_familiarity)
+
+    p = subparsers.add_parser(
+        "pair-probe", help="give a bundle the network that reads a probe's two frames together",
+        description="Train the probe pair network (controller/probe_pair.py: the signed defocus "
+                    "from a frame and the frame PROBE µm above it, which share the sample's "
+                    "spectrum) on every pair of planes of DATA, and write it into BUNDLE; the "
+                    "loop reads it after a sign probe of that length. DATA should hold many "
+                    "sample families.")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("data", type=Path, metavar="DATA",
+                   help="a dataset store (OUT.zarr) or a folder of focal stacks")
+    p.add_argument("--probe-um", type=bounded_float(0, 100, open_low=True), default=3.0,
+                   metavar="PROBE", help="the probe move (µm), as the config's focus.probe_um "
+                                         "and lock.probe_um (default 3)")
+    p.add_argument("--hold-out-kinds", type=_kinds, default=[], metavar="LIST",
+                   help="sample kinds to leave out (to test on a family it never saw)")
+    p.add_argument("--mirror", action="store_true",
+                   help="also learn from every pair's x-mirror (a store built with --mirror)")
+    for name, value in dataclasses.replace(hp, patience=10).to_dict().items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=_parser_of(value), default=value,
+                       help=f"hyper-parameter (default {value})")
+    p.set_defaults(func=run_pair_probe)
 
     p = subparsers.add_parser(
         "train-data", help="render simulated focal stacks for training",
@@ -298,6 +321,20 @@ def run_familiarity(args: argparse.Namespace) -> int:
     familiarity = install_familiarity(args.bundle, args.data)
     print(f"wrote a familiarity subspace of {familiarity.components.shape[0]} components into "
           f"{args.bundle / 'record.json'}")
+    return 0
+
+
+def run_pair_probe(args: argparse.Namespace) -> int:
+    from training.network import HyperParams
+    from training.probe_pair import train_pair
+
+    hp = HyperParams.from_dict({k: getattr(args, k) for k in HyperParams.__dataclass_fields__})
+    entry = train_pair(args.bundle, args.data, probe_um=args.probe_um, hp=hp, mirror=args.mirror,
+                       hold_out_kinds=args.hold_out_kinds)
+    m = entry["metrics"]
+    print(f"wrote the probe pair network ({entry['file']}, probe {entry['probe_um']:g} µm) into "
+          f"{args.bundle}: validation RMSE per frame {m['rmse_um']:.3f} µm, wrong sign beyond "
+          f"2 µm {m['wrong_sign_fraction_beyond_2um']:.2%}")
     return 0
 
 

@@ -22,7 +22,6 @@ per distance bin (the reliability curve of the report).
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,8 @@ from controller.confidence import (
     ExpectedError,
     Familiarity,
 )
-from controller.files import replaced_file
-from controller.model import RECORD_FILE, FocusModel, read_record
+from controller.model import FocusModel
+from training.export import amend_record
 from training.readings import Readings
 from training.report import SIGN_MARGIN_UM
 
@@ -160,7 +159,8 @@ def plot_reliability(rows: list[dict[str, float]], path: Path, title: str) -> No
 def install(bundle: Path, calibration: Calibration) -> dict[str, Any]:
     """Write the calibration into the bundle's record (the weights are untouched) and check
     that the controller loads it."""
-    return _amend(bundle, "confidence", Calibration.from_dict(calibration.to_dict()).to_dict())
+    return amend_record(bundle, "confidence",
+                        Calibration.from_dict(calibration.to_dict()).to_dict())
 
 
 def install_familiarity(bundle: Path, data: Path) -> Familiarity:
@@ -175,7 +175,7 @@ def install_familiarity(bundle: Path, data: Path) -> Familiarity:
     model = FocusModel.load(bundle)
     dataset = load_training_data(data, model.spec, progress=False)
     familiarity = familiarity_of(dataset, model.standardizer, seed=0)
-    _amend(bundle, "familiarity", familiarity.to_dict())
+    amend_record(bundle, "familiarity", familiarity.to_dict())
     if model.calibration is None:
         present = dataset.present()
         kinds = ", ".join(sorted({dataset.samples[i] for i in present}))
@@ -184,14 +184,3 @@ def install_familiarity(bundle: Path, data: Path) -> Familiarity:
             f"no unseen family: the unfamiliarity gate at the edge of the features of "
             f"{len(present)} stacks of {kinds} ({data.name})"))
     return familiarity
-
-
-def _amend(bundle: Path, key: str, value: Any) -> dict[str, Any]:
-    """The bundle's record with ``key`` set, written atomically, then loaded as the controller
-    loads it (a record it would refuse is not left behind unchecked)."""
-    record = read_record(bundle)
-    record[key] = value
-    with replaced_file(bundle / RECORD_FILE) as f:
-        f.write((json.dumps(record, indent=1) + "\n").encode())
-    FocusModel.load(bundle)
-    return record

@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from controller.model import RECORD_FILE, WEIGHTS_FILE, allocate_quietly, sha256_of
+from controller.files import replaced_file
+from controller.model import (
+    RECORD_FILE,
+    WEIGHTS_FILE,
+    FocusModel,
+    allocate_quietly,
+    read_record,
+    sha256_of,
+)
 from training.network import TrainingError, quiet_tensorflow
 
 FLOAT_WEIGHTS_FILE = "weights.npz"
@@ -117,3 +125,14 @@ def load_float_weights(bundle: Path, record: dict[str, Any]) -> dict[str, np.nda
         raise TrainingError(f"{path}: checksum does not match the record: corrupt or replaced")
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
+
+
+def amend_record(bundle: Path, key: str, value: Any) -> dict[str, Any]:
+    """The bundle's record with ``key`` set, written atomically, then loaded as the controller
+    loads it (a record it would refuse is not left behind unchecked)."""
+    record = read_record(bundle)
+    record[key] = value
+    with replaced_file(bundle / RECORD_FILE) as f:
+        f.write((json.dumps(record, indent=1) + "\n").encode())
+    FocusModel.load(bundle)
+    return record

@@ -193,7 +193,7 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
     history = fit(model, hp, Batches(train_set, standardizer, hp.batch_size, seed=hp.seed),
                   Batches(val_set, standardizer, hp.batch_size, shuffle=False), verbose=verbose)
 
-    float_patch, int8_model, int8_patch = _export(model, train_set, val_set, standardizer,
+    float_patch, int8_model, int8_patch = export_network(model, train_set, val_set, standardizer,
                                                   hp.seed)
     float_m = metrics(*_label_pred(per_frame(val_set, float_patch)))
     int8_m = metrics(*_label_pred(per_frame(val_set, int8_patch)))
@@ -280,7 +280,7 @@ def familiarity_of(train_set: Dataset, standardizer: Standardizer, seed: int) ->
                            FAMILIARITY_COMPONENTS)
 
 
-def _export(model: Any, train_set: Dataset, val_set: Dataset, standardizer: Standardizer,
+def export_network(model: Any, train_set: Dataset, val_set: Dataset, standardizer: Standardizer,
             seed: int) -> tuple[np.ndarray, bytes, np.ndarray]:
     """Float32 validation predictions, the int8 model and its validation predictions."""
     float_patch = predict_rows(val_set, partial(run_tflite, to_tflite(model)), standardizer)
@@ -312,7 +312,7 @@ def _train_fine(range_um: float, spec: FeatureSpec, hp: HyperParams, train_set: 
     model = build(spec.n_features, fine_hp)
     history = fit(model, fine_hp, Batches(near_train, standardizer, hp.batch_size, seed=hp.seed),
                   Batches(near_val, standardizer, hp.batch_size, shuffle=False), verbose=verbose)
-    float_patch, int8_model, int8_patch = _export(model, near_train, near_val, standardizer,
+    float_patch, int8_model, int8_patch = export_network(model, near_train, near_val, standardizer,
                                                   hp.seed)
     float_rmse = _patch_rmse(float_patch, near_val)
     int8_rmse = _patch_rmse(int8_patch, near_val)

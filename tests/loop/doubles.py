@@ -1,7 +1,8 @@
-"""The one test double of the loop tests: a model stand-in that reads the simulator's truth.
+"""The test doubles of the loop tests: a model stand-in that reads the simulator's truth, and a
+probe pair network that reads it from the frames' features.
 
-It exists because the loop's logic (states, gates, limits) must be tested exactly, independent of
-how good a trained model is; the end-to-end tests use the real bundled model instead.
+They exist because the loop's logic (states, gates, limits) must be tested exactly, independent
+of how good a trained model is; the end-to-end tests use the real bundled model instead.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from typing import Literal
 
 import numpy as np
 
+from controller.features import Standardizer
 from controller.prediction import Prediction
+from controller.probe_pair import PairNetwork
 from controller.sim.devices import VirtualScope
 
 SignBlind = Literal["wrong", "random"]
@@ -24,7 +27,9 @@ class OraclePredictor:
     ``sign_blind`` reads like a model on a thin phase sample: the true distance (plus the noise)
     as ``distance_um``, a signed value of that size whose sign is always the wrong one
     ("wrong") or a seeded coin's ("random"), and ``sign_ambiguous``, with
-    ``expected_error_um``."""
+    ``expected_error_um``.
+
+    Its one feature per frame is the frame's true defocus, which ``oracle_pair`` reads."""
 
     def __init__(self, scope: VirtualScope, *, scale: float = 1.0, noise_um: float = 0.0,
                  bias_um: float = 0.0,
@@ -46,12 +51,15 @@ class OraclePredictor:
 
     def predict(self, image: np.ndarray) -> Prediction:
         self.calls += 1
-        value = self.scale * self.scope.last_defocus_um + self.bias_um
+        truth = self.scope.last_defocus_um
+        features = np.array([[truth]], np.float32)
+        value = self.scale * truth + self.bias_um
         if self.noise_um:
             value += self.noise_um * float(self._rng.standard_normal())
         if self.sign_blind is None:
             return Prediction(value, self.confidence, spread_um=0.0, patch_defocus_um=(value,),
-                              in_range=abs(value) <= self.trained_range_um)
+                              in_range=abs(value) <= self.trained_range_um,
+                              patch_features=features)
         distance = abs(value)
         if self.sign_blind == "wrong":
             signed = -value
@@ -60,4 +68,16 @@ class OraclePredictor:
         return Prediction(signed, self.confidence, spread_um=0.0, patch_defocus_um=(signed,),
                           in_range=distance <= self.trained_range_um, distance_um=distance,
                           sign_ambiguity=1.0, sign_ambiguous=True,
-                          expected_error_um=self.expected_error_um)
+                          expected_error_um=self.expected_error_um, patch_features=features)
+
+
+def oracle_pair(probe_um: float = 3.0, bias_um: float = 0.0) -> PairNetwork:
+    """A pair network for ``OraclePredictor``'s frames: the lower frame's true defocus (its one
+    feature, the first input) plus ``bias_um``, and its distance."""
+
+    def network(x: np.ndarray) -> np.ndarray:
+        lower = x[:, 0] + bias_um
+        return np.stack([lower, np.abs(lower)], axis=1)
+
+    return PairNetwork(probe_um, Standardizer(np.zeros(2, np.float32), np.ones(2, np.float32)),
+                       network)
