@@ -213,17 +213,23 @@ def write_table(out: Path, name: str, title: str, rows: Sequence[dict[str, Any]]
 
 
 def write_figure(out: Path, name: str, draw: Callable[[Any], None], title: str,
-                 size: Size) -> Path:
-    """``name``.png: ``draw(axes)`` on one small figure, titled with the size."""
+                 size: Size, panels: int = 1) -> Path:
+    """``name``.png: ``draw(axes)`` on one small figure, titled with the size (with ``panels``
+    > 1: side by side, ``draw`` gets their list)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    draw(axes)
-    axes.set_title(f"{title} (size {size.name})", fontsize=10)
-    axes.grid(alpha=0.3)
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.6), dpi=100, squeeze=False)
+    draw(axes[0, 0] if panels == 1 else list(axes[0]))
+    heading = f"{title} (size {size.name})"
+    if panels == 1:
+        axes[0, 0].set_title(heading, fontsize=10)
+    else:
+        figure.suptitle(heading, fontsize=10)
+    for each in axes[0]:
+        each.grid(alpha=0.3)
     figure.tight_layout()
     path = out / f"{name}.png"
     figure.savefig(path)
