@@ -29,7 +29,7 @@ import numpy as np
 from controller.errors import FocuslockError
 from controller.features import FeatureSpec
 from controller.model import FocusModel
-from controller.optics import Led, Pattern
+from controller.optics import Pattern, Preset
 from training.build import SimulatedPlan, build_dataset
 from training.cluster import ClusterChoice
 from training.network import HyperParams
@@ -87,14 +87,10 @@ class Arm:
     autofocus: Pattern | None = None  # None: the preset's single LED at NA 0.35
     spec_changes: tuple[tuple[str, Any], ...] = ()  # FeatureSpec fields other than the box's
     preset: str = "paper"
+    system: Preset | None = None  # a user's optical system instead of the preset
 
     def spec(self, size: Size) -> FeatureSpec:
         return size.spec(**dict(self.spec_changes))
-
-
-def single_led(na_y: float, brightness: float = 1.0) -> Pattern:
-    """One LED tilting the light along y (as the paper preset's), at any NA."""
-    return Pattern("autofocus", (Led(0.0, na_y, brightness),))
 
 
 def compensated_brightness(na: float) -> float:
@@ -108,7 +104,7 @@ def store(work: Path, arm: Arm, size: Size, *, count: int, seed: int, role: str)
     path = work / "stores" / f"{arm.label}-{role}.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
     plan = SimulatedPlan(arm.kinds, count, seed, size.frame, arm.preset, size.z_range_um,
-                         size.z_step_um, autofocus=arm.autofocus)
+                         size.z_step_um, autofocus=arm.autofocus, system=arm.system)
     report = build_dataset(path, plan, arm.spec(size), cluster=size.cluster)
     if report.to_do:
         log.info("%s: %d stacks built, %d skipped in %.0f s", path.name, report.built,
