@@ -34,18 +34,8 @@ from controller.features import FeatureSpec, Standardizer
 from controller.frame_views import na_per_bin
 from controller.model import read_record
 from controller.optics import Optics, Pattern
-from training.experiments.runner import (
-    Arm,
-    Column,
-    Size,
-    rmse_on,
-    stacks_done,
-    store,
-    test_store,
-    train_bundle,
-    write_figure,
-    write_table,
-)
+from training.experiments import runner
+from training.experiments.runner import Arm, Column, Size
 
 NAME = "saliency"
 TITLE = "Where the network looks: saliency over the two pupil circles (paper Fig. 3b)"
@@ -163,10 +153,10 @@ def run(out: Path, size: Size, command: str) -> list[dict[str, Any]]:
     maps = []
     notes = []
     for crop, arm in ARMS.items():
-        training = store(out, arm, size, count=size.train_stacks, seed=0, role="train")
-        bundle = train_bundle(out, arm.label, training, size)
-        held_out = test_store(out, arm, size)
-        reading = rmse_on(bundle, held_out)
+        training = runner.store(out, arm, size, count=size.train_stacks, seed=0, role="train")
+        bundle = runner.train_bundle(out, arm.label, training, size)
+        held_out = runner.test_store(out, arm, size)
+        reading = runner.rmse_on(bundle, held_out)
         saliency = saliency_map(bundle, held_out)
         record = read_record(bundle)
         optics = Optics.from_dict(record["optics"])
@@ -175,10 +165,10 @@ def run(out: Path, size: Size, command: str) -> list[dict[str, Any]]:
             rows.append({"arm": f"{crop}, {row['region']}", "crop": crop, **row,
                          "rmse_um": reading["rmse_um"]})
         maps.append((crop, saliency, optics, pattern))
-        notes.append(f"{crop}: trained on {stacks_done(training)} stacks of cells, saliency "
+        notes.append(f"{crop}: trained on {runner.stacks_done(training)} stacks of cells, saliency "
                      f"averaged over {saliency.patches} held-out patches ({reading['frames']} "
                      f"frames), edge band {max(saliency.bin_na):.3f} NA")
-    write_table(out, NAME, TITLE, rows, COLUMNS, size, command)
+    runner.write_table(out, NAME, TITLE, rows, COLUMNS, size, command)
     with (out / f"{NAME}.md").open("a") as f:
         f.write("\n" + "; ".join(notes) + ".\n")
     _write_maps(out, maps)
@@ -190,7 +180,7 @@ def run(out: Path, size: Size, command: str) -> list[dict[str, Any]]:
             _draw_map(axes, saliency, optics, pattern, reach)
             axes.set_title(crop, fontsize=9)
 
-    write_figure(out, NAME, draw, "saliency over the pupil circles", size, panels=len(maps))
+    runner.write_figure(out, NAME, draw, "saliency over the pupil circles", size, panels=len(maps))
     return rows
 
 
