@@ -44,6 +44,13 @@ class BuildError(FocuslockError):
     """A build that cannot start, or that ended with stacks still to do."""
 
 
+def describe_system(system: Preset) -> dict[str, Any]:
+    """An optical system as a plan records it (a rerun must simulate the same one)."""
+    return {"name": system.name, "optics": system.optics.to_dict(),
+            "autofocus": system.autofocus.to_dict(),
+            "ground_truth": system.ground_truth.to_dict()}
+
+
 @dataclass(frozen=True)
 class SimulatedPlan:
     """Stack i: sample kind ``kinds[i % len(kinds)]``, seed ``seed + i`` (as train-data draws
@@ -64,6 +71,9 @@ class SimulatedPlan:
     # the autofocus pattern instead of the preset's (named "autofocus"): the experiments of
     # training/experiments/ try LED positions and multi-LED patterns on the preset's microscope
     autofocus: Pattern | None = None
+    # the whole optical system instead of the named preset: `focuslock design-illumination`
+    # simulates the user's own optics (training/design_illumination.py)
+    system: Preset | None = None
 
     def variation(self) -> InstrumentVariation | None:
         return InstrumentVariation() if self.vary_instrument else None
@@ -78,7 +88,8 @@ class SimulatedPlan:
                 "focus_jitter_um": self.focus_jitter_um,
                 **({"instrument_variation": InstrumentVariation().to_dict()}
                    if self.vary_instrument else {}),
-                **({} if self.autofocus is None else {"autofocus": self.autofocus.to_dict()})}
+                **({} if self.autofocus is None else {"autofocus": self.autofocus.to_dict()}),
+                **({} if self.system is None else {"system": describe_system(self.system)})}
 
     def layout(self, spec: FeatureSpec, mirror: bool) -> Layout:
         z, system = self._checked()
@@ -88,7 +99,8 @@ class SimulatedPlan:
     def _checked(self) -> tuple[np.ndarray, Preset]:
         """The planes' z and the preset, once the numbers are known to make stacks."""
         z, system = check_render(self.count, kinds=self.kinds, size=self.size,
-                                 preset_name=self.preset, z_range_um=self.z_range_um,
+                                 preset_name=self.preset, system=self.system,
+                                 z_range_um=self.z_range_um,
                                  z_step_um=self.z_step_um, what="dataset build")
         return z, with_autofocus(system, self.autofocus)
 
@@ -100,7 +112,8 @@ class SimulatedPlan:
         z = tuple(self.z_um().tolist())
         return [SimulatedJob(slot, names[slot], self.kinds[slot % len(self.kinds)],
                              self.seed + slot, self.size, self.preset, z, self.focus_jitter_um,
-                             slot < keep, self.variation(), self.autofocus) for slot in slots]
+                             slot < keep, self.variation(), self.autofocus, self.system)
+                for slot in slots]
 
 
 @dataclass(frozen=True)

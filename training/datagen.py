@@ -49,8 +49,10 @@ def generate(out: Path, count: int, *, kinds: Sequence[str], seed: int, size: in
 
 
 def check_render(count: int, *, kinds: Sequence[str], size: int, preset_name: str,
-                 z_range_um: float, z_step_um: float, what: str) -> tuple[np.ndarray, Preset]:
-    """Refuse numbers that cannot make stacks, before any work; the planes' z and the preset."""
+                 z_range_um: float, z_step_um: float, what: str,
+                 system: Preset | None = None) -> tuple[np.ndarray, Preset]:
+    """Refuse numbers that cannot make stacks, before any work; the planes' z and the preset
+    (``system`` instead of the named one when given)."""
     if count < 1 or size < 8 or not z_range_um > 0 or not z_step_um > 0 or not kinds:
         raise FocuslockError(f"{what}: count, size, z range, z step and the sample kinds "
                              f"must be positive / non-empty")
@@ -58,7 +60,7 @@ def check_render(count: int, *, kinds: Sequence[str], size: int, preset_name: st
     if unknown:
         raise FocuslockError(f"{what}: unknown sample kind(s) {unknown}; known: "
                              f"{sorted(SAMPLE_KINDS)}")
-    system = preset(preset_name)
+    system = preset(preset_name) if system is None else system
     half_planes = z_range_um / z_step_um
     require_render_memory(what, (size, size), 1, len(resolve_patterns(system, None)),
                           2 * half_planes + 1)

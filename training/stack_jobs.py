@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from controller.errors import FocuslockError
-from controller.optics import Pattern, preset
+from controller.optics import Pattern, Preset, preset
 from controller.sim.instrument import InstrumentVariation
 from controller.stackio import FocalStack
 from training.acquired import read_acquired
@@ -45,10 +45,12 @@ class SimulatedJob:
     keep: bool  # send the images back too, to be kept as an OME-TIFF
     variation: InstrumentVariation | None = None  # None: the preset's ideal instrument
     autofocus: Pattern | None = None  # None: the preset's autofocus pattern
+    system: Preset | None = None  # None: the named preset's optical system
 
     def stack(self) -> FocalStack:
         return simulated_stack(self.kind, self.seed, self.size,
-                               with_autofocus(preset(self.preset), self.autofocus),
+                               with_autofocus(self.system or preset(self.preset),
+                                              self.autofocus),
                                np.array(self.z_um), self.focus_jitter_um, self.variation)
 
 

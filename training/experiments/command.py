@@ -16,7 +16,7 @@ from typing import Any
 # experiment name -> module of training/experiments, in the order of the paper's value to a user
 EXPERIMENTS = {"stack-count": "stack_count", "representation": "representation",
                "na-sweep": "na_sweep", "patterns": "patterns",
-               "generalisation": "generalisation"}
+               "generalisation": "generalisation", "saliency": "saliency"}
 
 
 def experiment_module(name: str) -> ModuleType:

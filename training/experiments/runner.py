@@ -29,7 +29,7 @@ import numpy as np
 from controller.errors import FocuslockError
 from controller.features import FeatureSpec
 from controller.model import FocusModel
-from controller.optics import Led, Pattern
+from controller.optics import Pattern, Preset
 from training.build import SimulatedPlan, build_dataset
 from training.cluster import ClusterChoice
 from training.network import HyperParams
@@ -87,14 +87,10 @@ class Arm:
     autofocus: Pattern | None = None  # None: the preset's single LED at NA 0.35
     spec_changes: tuple[tuple[str, Any], ...] = ()  # FeatureSpec fields other than the box's
     preset: str = "paper"
+    system: Preset | None = None  # a user's optical system instead of the preset
 
     def spec(self, size: Size) -> FeatureSpec:
         return size.spec(**dict(self.spec_changes))
-
-
-def single_led(na_y: float, brightness: float = 1.0) -> Pattern:
-    """One LED tilting the light along y (as the paper preset's), at any NA."""
-    return Pattern("autofocus", (Led(0.0, na_y, brightness),))
 
 
 def compensated_brightness(na: float) -> float:
@@ -108,7 +104,7 @@ def store(work: Path, arm: Arm, size: Size, *, count: int, seed: int, role: str)
     path = work / "stores" / f"{arm.label}-{role}.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
     plan = SimulatedPlan(arm.kinds, count, seed, size.frame, arm.preset, size.z_range_um,
-                         size.z_step_um, autofocus=arm.autofocus)
+                         size.z_step_um, autofocus=arm.autofocus, system=arm.system)
     report = build_dataset(path, plan, arm.spec(size), cluster=size.cluster)
     if report.to_do:
         log.info("%s: %d stacks built, %d skipped in %.0f s", path.name, report.built,
@@ -213,17 +209,23 @@ def write_table(out: Path, name: str, title: str, rows: Sequence[dict[str, Any]]
 
 
 def write_figure(out: Path, name: str, draw: Callable[[Any], None], title: str,
-                 size: Size) -> Path:
-    """``name``.png: ``draw(axes)`` on one small figure, titled with the size."""
+                 size: Size, panels: int = 1) -> Path:
+    """``name``.png: ``draw(axes)`` on one small figure, titled with the size (with ``panels``
+    > 1: side by side, ``draw`` gets their list)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-    draw(axes)
-    axes.set_title(f"{title} (size {size.name})", fontsize=10)
-    axes.grid(alpha=0.3)
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 3.6), dpi=100, squeeze=False)
+    draw(axes[0, 0] if panels == 1 else list(axes[0]))
+    heading = f"{title} (size {size.name})"
+    if panels == 1:
+        axes[0, 0].set_title(heading, fontsize=10)
+    else:
+        figure.suptitle(heading, fontsize=10)
+    for each in axes[0]:
+        each.grid(alpha=0.3)
     figure.tight_layout()
     path = out / f"{name}.png"
     figure.savefig(path)
