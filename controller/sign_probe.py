@@ -21,7 +21,9 @@ A bundle with a pair network (controller/probe_pair.py) reads the side from the 
 together instead, when the probe was the network's own length: their log spectra share the
 sample's, so the pair's sign does not depend on the sample as one frame's does. With it every
 reading farther than that probe is probed, whatever its own sign says (a wrong sign there would
-worsen the focus by more than the probe), and the decided reading is the pair's, in full. A
+worsen the focus by more than the probe), and the decided reading, corrected in full, is the
+network's own where the two agree as the parallax cue and the network must (controller/fusion.py:
+on a sample it learned the network is the finer of the two), else the pair's. A
 probe the guard cut to another length falls back to the candidates above. The pair also tells
 how the network's own sign relates to the truth on this sample (``sign_relation``: +1 it reads
 it right, -1 backwards, as a network does on a sample whose absorption-to-phase relation is the
@@ -47,6 +49,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from controller.fusion import FusionRules, agree
 from controller.gates import Rejection
 from controller.move_guard import MoveGuard
 from controller.prediction import Prediction
@@ -131,8 +134,13 @@ def judge_sign(prediction: Prediction, z_um: float, probe: SignProbe | None, *,
                            reason=f"probing the sign of {distance:.2f} µm: {move:+.2f} µm")
     paired = read_pair(pair, probe, prediction, z_um)
     if paired is not None:
-        measured = abs(paired) > tolerance_um and abs(prediction.defocus_um) > tolerance_um
-        relation = (1 if (paired > 0) == (prediction.defocus_um > 0) else -1) if measured else 0
+        own = prediction.defocus_um
+        measured = abs(paired) > tolerance_um and abs(own) > tolerance_um
+        relation = (1 if (paired > 0) == (own > 0) else -1) if measured else 0
+        if agree(own, paired, FusionRules()):  # the finer reading of a sample it knows
+            return SignVerdict(own, probed_sign=-1 if own < 0 else 1, sign_relation=relation,
+                               reason=f"the probe pair ({paired:+.2f} µm) confirmed "
+                                      f"{own:+.2f} µm")
         return SignVerdict(paired, probed_sign=-1 if paired < 0 else 1, sign_relation=relation,
                            reason=f"the probe pair read {paired:+.2f} µm")
     side = decide_side(probe, z_um, distance, error)

@@ -30,6 +30,19 @@ def test_a_confidently_wrong_sign_is_probed_and_the_pair_reads_the_side(make_rig
     assert max(worsened(records)) <= PROBE  # only the probe went away from focus
 
 
+def test_where_the_pair_agrees_the_networks_own_finer_reading_is_acted_on(make_rig):
+    from tests.loop.conftest import make_loop
+
+    rig = make_rig(start_z_um=8.0)
+    records: list[StepRecord] = []
+    coarse = oracle_pair(PROBE, bias_um=1.0)  # the pair is the coarser of the two
+    report = make_loop(rig, OraclePredictor(rig.scope), records=records,
+                       pair=coarse).focus_now(FocusSettings())
+    assert records[0].probe_um == -PROBE  # towards focus, as the network's sign points
+    assert records[1].error_um == -5.0 and "confirmed -5.00 µm" in records[1].reason
+    assert report.success and abs(rig.scope.defocus_um()) <= 0.5
+
+
 def test_without_the_pair_the_same_model_drives_away_from_focus(make_rig):
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
