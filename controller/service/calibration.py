@@ -184,7 +184,7 @@ class CalibrationJob:
         self._child: subprocess.Popen[bytes] | None = None
         self._watcher: threading.Thread | None = None
         self._cancelling = False
-        self._change(Phase.COLLECTING, "")
+        self._change(Phase.COLLECTING, f"stack 1 of {request.stacks}")
 
     # -- reading (any thread) ---------------------------------------------------------------------
 
@@ -293,13 +293,13 @@ class CalibrationJob:
         if cancelled:
             self._change(Phase.CANCELLED, "cancelled while fine-tuning: nothing installed")
             return
-        summary = self.tune_dir / SUMMARY
-        if not summary.is_file():
+        try:
+            result = json.loads((self.tune_dir / SUMMARY).read_text())
+            before, after = (_finite(result[which]["rmse_um"]) for which in ("before", "after"))
+        except (OSError, ValueError, KeyError, TypeError):
             self._change(Phase.FAILED, f"fine-tuning failed (exit status {code}): "
                                        f"{_last_line(self.folder / LOG)}")
             return
-        result = json.loads(summary.read_text())
-        before, after = (_finite(result[which]["rmse_um"]) for which in ("before", "after"))
         with self._lock:
             self._result = {"before_rmse_um": before, "after_rmse_um": after,
                             "improved": result["improved"], "held_out": result["held_out"],
