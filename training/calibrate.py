@@ -159,7 +159,7 @@ def write_figure(result: CalibrationRun) -> Path:
         table = np.genfromtxt(result.folder / report / "predictions.csv", delimiter=",",
                               skip_header=1, usecols=(1, 2), ndmin=2)
         limit = float(np.max(np.abs(table[:, 0]))) * 1.1 if table.size else 1.0
-        ax.plot(table[:, 0], table[:, 1], ".", ms=3, alpha=0.5)
+        ax.plot(table[:, 0], table[:, 1], "o", ms=4, alpha=0.7)
         ax.plot([-limit, limit], [-limit, limit], "k-", lw=0.8)
         ax.set(xlabel="true defocus (µm)", title=f"{name}: RMSE {rmse:.2f} µm")
     axes[0].set_ylabel("predicted defocus (µm)")

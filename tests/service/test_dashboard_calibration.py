@@ -49,7 +49,8 @@ def fits_the_screen(browser: Browser) -> bool:
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_the_frame_spectrum_and_alignment_sentence_render(twin_service, tmp_path, viewport):
-    assert twin_service.client.post("/api/lock/start")[0] == 200
+    assert twin_service.client.post("/api/focus", {})[0] == 200  # a frame; the page asks
+    # for the alignment by itself only while the lock does not run
     browser = open_page(twin_service, tmp_path / "profile", viewport)
     try:
         for image in ("frame-img", "spectrum-img"):
@@ -87,7 +88,7 @@ def test_a_calibration_runs_from_the_page_on_a_phone(twin_service, bundle, tmp_p
             "calibration.message")
         browser.wait_for("document.getElementById('cal-figure').naturalWidth > 0")
         assert "held-out RMSE" in browser.evaluate(
-            "document.getElementById('cal-progress-text').textContent")
+            "document.getElementById('cal-message').textContent")
         assert fits_the_screen(browser)
         browser.evaluate("document.getElementById('cal-install').click()")
         browser.wait_for("calibration?.phase === 'installed'", timeout_s=60)
