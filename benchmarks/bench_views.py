@@ -1,6 +1,7 @@
 """What watching the live views costs the lock: the mean lock step time while nobody watches,
 then while a client fetches ``/api/frame.png`` and ``/api/spectrum.png`` once a second (as the
-dashboard does on step events, at most), on a real service on loopback (the in-process virtual
+dashboard does on step events, at most), then during one alignment check (``/api/alignment``,
+which the dashboard asks once a page load), on a real service on loopback (the in-process virtual
 microscope, the default bundle, the lock at the config's rate).
 
 Step time is wall time around ``LockRunner.step`` (the service's own step histogram is in the
@@ -27,13 +28,13 @@ from controller.model import DEFAULT_BUNDLE, RECORD_FILE
 from controller.runlog import StepRecord
 
 
-def get(port: int, path: str) -> bytes:
+def get(port: int, path: str, accept: tuple[int, ...] = (200,)) -> bytes:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     connection.request("GET", path)
     response = connection.getresponse()
     data = response.read()
     connection.close()
-    if response.status != 200:
+    if response.status not in accept:
         raise SystemExit(f"GET {path}: HTTP {response.status} {data[:200]!r}")
     return data
 
@@ -79,6 +80,16 @@ def mean_step_ms(port: int, seconds: float, watch: bool) -> tuple[float, float, 
     return 1e3 * sum(steps) / max(len(steps), 1), fetch_ms, len(fetches)
 
 
+def steps_during_alignment(port: int) -> tuple[float, float, int]:
+    """Mean step time (ms) while one alignment check runs, its duration (s), the steps."""
+    first = len(STEP_TIMES)
+    start = time.perf_counter()
+    get(port, "/api/alignment", accept=(200, 422))  # the fit's work is done either way
+    took = time.perf_counter() - start
+    steps = STEP_TIMES[first:]
+    return 1e3 * sum(steps) / max(len(steps), 1), took, len(steps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="per window")
@@ -101,6 +112,9 @@ def main() -> None:
                 what = f"watched ({n} fetches of both PNGs, {fetch:.0f} ms each)" if watch \
                     else "unwatched"
                 print(f"  mean step {step:6.1f} ms  {what}")
+            step, took, n = steps_during_alignment(port)
+            print(f"  mean step {step:6.1f} ms  during one alignment check ({took:.1f} s, "
+                  f"{n} steps)")
 
 
 if __name__ == "__main__":

@@ -55,17 +55,23 @@ def check_rig_free(config: Config) -> None:
                            f"it again afterwards")
 
 
+def show_simulated_field(rig: Rig, config: Config, i: int) -> bool:
+    """On a simulated rig, bring position i into view (the sample of the next seed) and say
+    so; False on a real rig, where the user moves the sample."""
+    if rig.scope is None:
+        return False
+    from controller.sim import make_sample
+
+    rig.scope.replace_sample(make_sample(config.sim.sample, rig.camera.shape,
+                                         rig.preset.optics.pixel_um, config.sim.seed + i))
+    return True
+
+
 def next_field(rig: Rig, config: Config, positions: int) -> Callable[[int], None]:
     """What brings position i into view: on a simulated rig the sample of the next seed, on a
     real one the user, asked to move the sample, focus roughly and press Enter."""
     def next_position(i: int) -> None:
-        if rig.scope is not None:
-            from controller.sim import make_sample
-
-            rig.scope.replace_sample(make_sample(config.sim.sample, rig.camera.shape,
-                                                 rig.preset.optics.pixel_um,
-                                                 config.sim.seed + i))
-        elif i > 0:
+        if not show_simulated_field(rig, config, i) and i > 0:
             input(f"move the sample to position {i + 1} of {positions}, focus roughly, "
                   f"then press Enter ")
     return next_position
@@ -77,34 +83,67 @@ def print_progress(position: int, positions: int, plane: int, planes: int) -> No
     print(f"\rposition {position}/{positions}: plane {plane}/{planes}", end=end, flush=True)
 
 
+class StackAcquisition:
+    """One focal stack around the drive's current z, taken a plane at a time, so that a caller
+    (the service's worker) can do other things between two planes or give up: ``leave`` turns
+    the LEDs off and returns the drive to where the stack began, whatever happened."""
+
+    def __init__(self, rig: Rig, offsets_um: Sequence[float], patterns: Sequence[Pattern]
+                 ) -> None:
+        self.rig = rig
+        self.patterns = tuple(patterns)
+        drive = rig.drive
+        self.z_start = drive.position_um()
+        self.planes = sorted(self.z_start + float(o) for o in offsets_um)
+        self.images = np.empty((len(self.patterns), len(self.planes), *rig.camera.shape),
+                               dtype=np.uint16)
+        self.z_measured = np.empty(len(self.planes))
+        self.done = 0  # planes taken
+        drive.move_to(max(self.planes[0] - RUN_UP_UM, drive.travel_um[0]))
+
+    @property
+    def complete(self) -> bool:
+        return self.done == len(self.planes)
+
+    def take_plane(self) -> None:
+        """Move to the next plane and take a frame under each pattern there."""
+        rig, p = self.rig, self.done
+        self.z_measured[p] = rig.drive.move_to(self.planes[p])
+        for c, pattern in enumerate(self.patterns):
+            rig.illuminator.show(pattern)
+            self.images[c, p] = rig.camera.capture(not_before=rig.drive.settled_at).image
+        self.done += 1
+
+    def leave(self) -> None:
+        """LEDs off, the drive back where the stack began."""
+        self.rig.illuminator.off()
+        low, high = self.rig.drive.travel_um
+        self.rig.drive.move_to(min(max(self.z_start, low), high))
+
+    def stack(self, metadata: dict[str, object] | None = None) -> FocalStack:
+        """The complete stack, once the drive has left it."""
+        rig = self.rig
+        focus = None if rig.scope is None else rig.scope.focal_plane.z_um()  # the twin's only
+        record = {"source": f"focuslock {__version__} collect", "z_start_um": self.z_start,
+                  "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  **(metadata or {})}
+        optics = replace(rig.preset.optics, frame_shape=rig.camera.shape)
+        return FocalStack(self.images, self.z_measured, self.patterns, optics, focus, record)
+
+
 def collect_stack(rig: Rig, offsets_um: Sequence[float], patterns: Sequence[Pattern],
                   *, metadata: dict[str, object] | None = None,
                   progress: Callable[[int, int], None] | None = None) -> FocalStack:
     """One focal stack around the drive's current z; the drive returns there afterwards."""
-    drive, camera = rig.drive, rig.camera
-    z_start = drive.position_um()
-    planes = sorted(z_start + float(o) for o in offsets_um)
-    images = np.empty((len(patterns), len(planes), *camera.shape), dtype=np.uint16)
-    z_measured = np.empty(len(planes))
-    low, high = drive.travel_um
-    drive.move_to(max(planes[0] - RUN_UP_UM, low))
+    acquisition = StackAcquisition(rig, offsets_um, patterns)
     try:
-        for p, z in enumerate(planes):
-            z_measured[p] = drive.move_to(z)
-            for c, pattern in enumerate(patterns):
-                rig.illuminator.show(pattern)
-                images[c, p] = camera.capture(not_before=drive.settled_at).image
+        while not acquisition.complete:
+            acquisition.take_plane()
             if progress is not None:
-                progress(p + 1, len(planes))
+                progress(acquisition.done, len(acquisition.planes))
     finally:
-        rig.illuminator.off()
-        drive.move_to(min(max(z_start, low), high))
-    focus = None if rig.scope is None else rig.scope.focal_plane.z_um()  # known on the twin only
-    record = {"source": f"focuslock {__version__} collect", "z_start_um": z_start,
-              "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              **(metadata or {})}
-    optics = replace(rig.preset.optics, frame_shape=camera.shape)
-    return FocalStack(images, z_measured, tuple(patterns), optics, focus, record)
+        acquisition.leave()
+    return acquisition.stack(metadata)
 
 
 def collect(rig: Rig, out_dir: Path, *, positions: int, offsets_um: Sequence[float],
@@ -121,8 +160,16 @@ def collect(rig: Rig, out_dir: Path, *, positions: int, offsets_um: Sequence[flo
             if progress is not None:
                 progress(i + 1, positions, plane, planes)
 
-        stack = collect_stack(rig, offsets_um, patterns,
-                              metadata={"position": i, "preset": rig.preset.name},
+        stack = collect_stack(rig, offsets_um, patterns, metadata=position_metadata(rig, i),
                               progress=plane_done)
-        written.append(write_stack(out_dir / f"position-{i:03d}.ome.tif", stack))
+        written.append(write_stack(position_path(out_dir, i), stack))
     return written
+
+
+def position_path(out_dir: Path, i: int) -> Path:
+    """Where position i's stack goes: names that sort in the order they were taken."""
+    return out_dir / f"position-{i:03d}.ome.tif"
+
+
+def position_metadata(rig: Rig, i: int) -> dict[str, object]:
+    return {"position": i, "preset": rig.preset.name}

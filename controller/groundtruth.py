@@ -97,8 +97,9 @@ def sharpness(planes: np.ndarray, top: float = 1.0) -> np.ndarray:
     return out
 
 
-def find_focus(stack: FocalStack) -> GroundTruth:
-    """The stack's focal plane from its incoherent channel, refined below the plane spacing."""
+def sharpness_curve(stack: FocalStack) -> tuple[np.ndarray, np.ndarray]:
+    """The planes' z in increasing order and the sharpness of the incoherent channel at each,
+    the curve ``find_focus`` finds the peak in."""
     h = FIT_HALF_WIDTH
     if stack.z_um.size < 2 * h + 1:
         raise GroundTruthError(f"stack has {stack.z_um.size} planes; ground truth needs at "
@@ -116,7 +117,13 @@ def find_focus(stack: FocalStack) -> GroundTruth:
         planes = sites(planes, optics.colour_filter, light)
         pixel_um *= 2
     cutoff = 2.0 * optics.na / light  # incoherent cutoff, cycles/µm
-    curve = sharpness(planes, top=min(1.0, cutoff * 2.0 * pixel_um))
+    return z, sharpness(planes, top=min(1.0, cutoff * 2.0 * pixel_um))
+
+
+def find_focus(stack: FocalStack) -> GroundTruth:
+    """The stack's focal plane from its incoherent channel, refined below the plane spacing."""
+    h = FIT_HALF_WIDTH
+    z, curve = sharpness_curve(stack)
     peak = int(np.argmax(curve))
     noise = float(np.median(np.abs(np.diff(curve))))
     if curve[peak] - np.min(curve) < MIN_PROMINENCE * noise:

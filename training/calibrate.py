@@ -15,6 +15,7 @@ one kept for rollback. Everything a run makes stays in its folder (docs/calibrat
       train/, held-out/  links to the stacks each part uses
       calibrated/        the fine-tuned bundle
       before/, after/    the evaluation reports of the base and the fine-tuned bundle
+      before-after.png   both bundles' readings of the held-out stacks, side by side
       calibration.json   what was compared, the two RMSEs, and whether it was installed
 """
 
@@ -42,6 +43,7 @@ HOLD_OUT = 1
 # against 19.0 µm RMSE) than at the base's own 1e-3.
 FINETUNE = HyperParams(max_epochs=60, patience=10, lr_patience=3, learning_rate=1e-3)
 MIN_TRAINING_STACKS = 2  # one to train on and one to validate with
+FIGURE = "before-after.png"
 
 
 class CalibrationError(FocuslockError):
@@ -136,7 +138,37 @@ def calibrate(config: Config, folder: Path, stacks: Sequence[Path], *, base: Pat
                 f"{result.after_rmse_um:.2f} µm ({', '.join(held)})")
         result = replace(result, installed=install_bundle(config, bundle, note=note))
     _write_summary(result, before, after)
+    write_figure(result)
     return result
+
+
+def write_figure(result: CalibrationRun) -> Path:
+    """``before-after.png``: the held-out frames as the base and as the fine-tuned bundle read
+    them, against their true defocus, in two panels on the same axes (the evaluation reports'
+    predictions.csv)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), dpi=80, sharex=True, sharey=True)
+    panels = (("before", "base", result.before_rmse_um),
+              ("after", "fine-tuned", result.after_rmse_um))
+    for ax, (report, name, rmse) in zip(axes, panels, strict=True):
+        table = np.genfromtxt(result.folder / report / "predictions.csv", delimiter=",",
+                              skip_header=1, usecols=(1, 2), ndmin=2)
+        limit = float(np.max(np.abs(table[:, 0]))) * 1.1 if table.size else 1.0
+        ax.plot(table[:, 0], table[:, 1], "o", ms=4, alpha=0.7)
+        ax.plot([-limit, limit], [-limit, limit], "k-", lw=0.8)
+        ax.set(xlabel="true defocus (µm)", title=f"{name}: RMSE {rmse:.2f} µm")
+    axes[0].set_ylabel("predicted defocus (µm)")
+    fig.suptitle(f"held out: {', '.join(result.held_out)}")
+    fig.tight_layout()
+    path = result.folder / FIGURE
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _write_summary(result: CalibrationRun, before: dict[str, Any], after: dict[str, Any]) -> None:

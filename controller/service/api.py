@@ -345,6 +345,44 @@ def _model_reload(request: _Request) -> Reply:
     return _json(request.service.reload_model().to_json())
 
 
+def _model_rollback(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.rollback_model().to_json())
+
+
+def _calibration(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.calibration())
+
+
+def _calibration_start(request: _Request) -> Reply:
+    _fields(request, query=(), body=("stacks", "range_um", "step_um", "max_epochs"))
+    return _json(request.service.start_calibration(request.body), HTTPStatus.ACCEPTED)
+
+
+def _calibration_next(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.next_calibration_field())
+
+
+def _calibration_cancel(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return _json(request.service.cancel_calibration())
+
+
+def _calibration_install(request: _Request) -> Reply:
+    _fields(request, query=(), body=("force",))
+    force = request.body.get("force", False)
+    if not isinstance(force, bool):
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"force: must be true or false, got {force!r}")
+    return _json(request.service.install_calibrated(force))
+
+
+def _calibration_figure(request: _Request) -> Reply:
+    _fields(request, query=(), body=())
+    return Reply(HTTPStatus.OK, request.service.calibration_figure(), PNG_TYPE)
+
+
 ROUTES: dict[str, dict[str, Route]] = {
     "/api/status": {"GET": _status},
     "/api/health": {"GET": _health},
@@ -365,6 +403,12 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/api/drive/position": {"PUT": _drive_position},
     "/api/drive/clear-fault": {"POST": _drive_clear_fault},
     "/api/model/reload": {"POST": _model_reload},
+    "/api/model/rollback": {"POST": _model_rollback},
+    "/api/calibration": {"GET": _calibration, "POST": _calibration_start},
+    "/api/calibration/next": {"POST": _calibration_next},
+    "/api/calibration/cancel": {"POST": _calibration_cancel},
+    "/api/calibration/install": {"POST": _calibration_install},
+    "/api/calibration/figure.png": {"GET": _calibration_figure},
 }
 
 

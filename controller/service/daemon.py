@@ -13,11 +13,16 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from controller.config import Config, ConfigError, with_offset
 from controller.frame_views import Sighting
 from controller.loop import FocusReport, LoopState
+from controller.service.calibration import (
+    CalibrationRequest,
+    calibration_json,
+    check_fine_tuning_possible,
+)
 from controller.service.errors import Conflict, InvalidRequest, StillRunning, Unavailable
 from controller.service.events import EventHub
 from controller.service.hardware import Hardware, open_hardware
@@ -64,7 +69,8 @@ class FocusService:
         self._worker = LoopWorker(config, hardware or (lambda: open_hardware(config)),
                                   board=self._board, history=self.history,
                                   notifier=self.notifier, metrics=self.metrics,
-                                  load_model=load_model, on_change=self.events.publish_state)
+                                  load_model=load_model, on_change=self.events.publish_state,
+                                  on_calibration=self.events.publish_calibration)
         self._started_at = time.monotonic()
 
     # -- life cycle (main thread) ----------------------------------------------------------------
@@ -116,6 +122,9 @@ class FocusService:
                 raise Conflict("the lock is running; stop it first (POST /api/lock/stop)")
             if status.mode in (ServiceMode.FOCUS, ServiceMode.STOPPING):
                 raise Conflict(f"focus now is already {status.mode.running}")
+            if status.mode is ServiceMode.CALIBRATE:
+                raise Conflict("a calibration is collecting its stacks; cancel it first "
+                               "(POST /api/calibration/cancel)")
             return dataclasses.replace(status, mode=ServiceMode.FOCUS)
 
         self._board.change(claim)
@@ -157,6 +166,45 @@ class FocusService:
         """Read with the bundle the config names now (after ``focuslock model install`` or
         ``rollback``); refused (Conflict) while focus now or the lock runs."""
         return self._snapshot(self._call(self._worker.reload_model))
+
+    def rollback_model(self) -> StatusSnapshot:
+        """Make the previous installed bundle current again and read with it; refused
+        (Conflict) while something runs or without a previous bundle."""
+        return self._snapshot(self._call(self._worker.rollback_model))
+
+    # -- the guided calibration (controller/service/calibration.py) -------------------------------
+
+    def calibration(self) -> dict[str, Any]:
+        """The latest calibration job, as ``GET /api/calibration`` answers."""
+        return calibration_json(self._worker.calibration())
+
+    def calibration_figure(self) -> bytes:
+        """The latest calibration's before/after figure (PNG); Conflict until it has one."""
+        job = self._worker.calibration()
+        if job is None:
+            raise Conflict("no calibration has run since the service started")
+        return job.figure()
+
+    def start_calibration(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Start a guided calibration of the bundle the box reads: InvalidRequest for a bad
+        request, Unavailable without TensorFlow, Conflict while anything runs."""
+        from controller.installed_models import configured_bundle
+
+        request = CalibrationRequest.from_body(body)
+        base = configured_bundle(self.config)
+        if base is None:
+            raise Conflict("model.bundle = 'none' reads no network to fine-tune")
+        check_fine_tuning_possible()
+        return self._call(lambda: self._worker.start_calibration(request, base)).to_json()
+
+    def next_calibration_field(self) -> dict[str, Any]:
+        return self._call(self._worker.next_calibration_field).to_json()
+
+    def cancel_calibration(self) -> dict[str, Any]:
+        return self._call(self._worker.cancel_calibration).to_json()
+
+    def install_calibrated(self, force: bool) -> dict[str, Any]:
+        return self._call(lambda: self._worker.install_calibrated(force)).to_json()
 
     def home_drive(self) -> StatusSnapshot:
         """Seek the drive's min endstop: its position is known again."""

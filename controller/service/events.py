@@ -1,5 +1,5 @@
-"""Live events for ``GET /api/events``: the service's state changes and step records, pushed to
-every subscriber as server-sent events (text/event-stream).
+"""Live events for ``GET /api/events``: the service's state changes, step records and a guided
+calibration's progress, pushed to every subscriber as server-sent events (text/event-stream).
 
 The worker publishes; it must never wait for a client. So each subscriber has a bounded queue
 the worker only ever appends to without blocking: a subscriber that does not keep up overflows
@@ -35,7 +35,7 @@ REPLAY_PAGE = 500  # history entries read at a time when a subscriber resumes
 class Event:
     """One server-sent event: its type, its JSON data and, for a step, its sequence number."""
 
-    kind: str  # "state", "step" or "missed"
+    kind: str  # "state", "step", "missed" or "calibration"
     data: dict[str, Any]
     id: int | None = None
 
@@ -205,6 +205,10 @@ class EventHub:
     def publish_state(self) -> None:
         """The status changed (the worker, never blocking on a subscriber)."""
         self._publish(self.state_event())
+
+    def publish_calibration(self, job: dict[str, Any]) -> None:
+        """A calibration job changed (never blocking on a subscriber)."""
+        self._publish(Event("calibration", job))
 
     def state_event(self) -> Event:
         return Event("state", self._status())

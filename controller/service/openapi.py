@@ -21,6 +21,7 @@ from controller import __version__
 from controller.config import BoardBackend, CameraBackend
 from controller.loop import LoopState
 from controller.runlog import StepRecord
+from controller.service import calibration as cal
 from controller.service.status import ServiceMode
 
 JSON = "application/json"
@@ -270,6 +271,68 @@ def _paths(limits: ApiLimits) -> dict[str, Any]:
                              {})),
         "/api/drive/clear-fault": _command("Clear a fault the drive latched."),
         "/api/model/reload": _command("Read with the bundle the config names now."),
+        "/api/model/rollback": _command(
+            "Make the previous installed bundle current again (the current one becomes "
+            "previous) and read with it."),
+        **_calibration_paths(),
+    }
+
+
+def _calibration_paths() -> dict[str, Any]:
+    """The guided calibration (docs/calibrate.md, "From the dashboard")."""
+    job = _answer("The calibration job.", _ref("schemas", "Calibration"))
+    refused = {"409": _ref("responses", "Conflict"), "503": _ref("responses", "Unavailable")}
+    return {
+        "/api/calibration": {
+            "get": _operation("The latest calibration job: its phase, progress, ground-truth "
+                              "curves and result.",
+                              {"200": _answer("The job, or phase none.",
+                                              _ref("schemas", "LatestCalibration"))},
+                              changes=False),
+            "post": _operation(
+                "Start a guided calibration of the bundle the box reads: collect the stacks "
+                "(waiting for POST /api/calibration/next between them), then fine-tune and "
+                "compare in a child process. 409 while anything runs or another calibration "
+                "does; 503 without TensorFlow.",
+                {"202": _answer("Started: the job.", _ref("schemas", "Calibration")), **refused},
+                changes=True, body={
+                    "type": "object", "additionalProperties": False, "properties": {
+                        "stacks": {"type": "integer", "minimum": cal.MIN_STACKS,
+                                   "maximum": cal.MAX_STACKS, "default": cal.DEFAULT_STACKS,
+                                   "description": "one field each; the last is held out"},
+                        "range_um": {"type": "number", "exclusiveMinimum": 0,
+                                     "maximum": cal.MAX_RANGE_UM,
+                                     "default": cal.DEFAULT_RANGE_UM,
+                                     "description": "planes from -range_um to +range_um "
+                                                    "around the drive's z"},
+                        "step_um": {"type": "number", "exclusiveMinimum": 0,
+                                    "maximum": cal.MAX_STEP_UM, "default": cal.DEFAULT_STEP_UM,
+                                    "description": f"plane spacing; {cal.MIN_PLANES} to "
+                                                   f"{cal.MAX_PLANES} planes a stack"},
+                        "max_epochs": {"type": "integer", "minimum": 1,
+                                       "maximum": cal.MAX_EPOCHS,
+                                       "description": "fine-tuning epochs at most (default: "
+                                                      "focuslock calibrate's)"}}})},
+        "/api/calibration/next": {"post": _operation(
+            "The user has moved to a new field (the twin: its next sample): collect the next "
+            "stack. 409 unless the job waits for it.", {"200": job, **refused}, changes=True)},
+        "/api/calibration/cancel": {"post": _operation(
+            "End the calibration with nothing installed: LEDs off and the drive back where "
+            "it started, or the fine-tuning's process killed.", {"200": job, **refused},
+            changes=True)},
+        "/api/calibration/install": {"post": _operation(
+            "Install the fine-tuned bundle (the previous one kept for POST "
+            "/api/model/rollback) and read with it. 409 unless the job is ready, while "
+            "something runs, or when the bundle reads the held-out stack no better and "
+            "force is not set.", {"200": job, **refused}, changes=True,
+            body={"type": "object", "additionalProperties": False, "properties": {
+                "force": {"type": "boolean", "default": False,
+                          "description": "install a bundle that reads no better"}}})},
+        "/api/calibration/figure.png": {"get": _operation(
+            "The held-out stack read by the base and by the fine-tuned bundle, predicted "
+            "against true defocus, side by side.",
+            {"200": _answer("The figure.", {"type": "string"}, "image/png"),
+             "409": _error("No comparison yet.")}, changes=False)},
     }
 
 
@@ -366,4 +429,33 @@ _SCHEMAS: dict[str, Schema] = {
         "explained": {**_NUMBER, "description": "fraction of the spectrum the circles explain"},
         "contrast": {**_NUMBER, "description": "log power step into the circles"},
         "frames": _COUNT}),
+    "NoCalibration": _closed({"phase": {"const": "none"}, "message": {"type": "string"}}),
+    "LatestCalibration": {"oneOf": [_ref("schemas", "Calibration"),
+                                    _ref("schemas", "NoCalibration")]},
+    "Calibration": _closed({
+        "phase": {"enum": [phase.value for phase in cal.Phase]},
+        "message": {"type": "string", "description": "where it is, in a sentence"},
+        "folder": {"type": "string", "description": "its files, as focuslock calibrate's"},
+        "base": {"type": "string", "description": "the bundle it fine-tunes"},
+        "stacks": _COUNT, "range_um": _NUMBER, "step_um": _NUMBER, "planes": _COUNT,
+        "stack": {**_COUNT, "description": "the stack collected now, from 1"},
+        "plane": {**_COUNT, "description": "its planes taken"},
+        "planes_done": _COUNT, "planes_total": _COUNT,
+        "time_left_s": {**_nullable(_NUMBER),
+                        "description": "collecting's, from the planes taken so far"},
+        "curves": {"type": "array", "items": _ref("schemas", "GroundTruthCurve")},
+        "result": {"oneOf": [_ref("schemas", "CalibrationResult"), {"type": "null"}]},
+        "installed": {"type": ["string", "null"],
+                      "description": "the installed bundle's folder"}}),
+    "GroundTruthCurve": _closed({
+        "file": {"type": "string"}, "z_um": {"type": "array", "items": _NUMBER},
+        "sharpness": {"type": "array", "items": _NUMBER},
+        "focus_z_um": {**_nullable(_NUMBER), "description": "null: no peak (error says why)"},
+        "error": {"type": "string"}}),
+    "CalibrationResult": _closed({
+        "before_rmse_um": _nullable(_NUMBER), "after_rmse_um": _nullable(_NUMBER),
+        "improved": {"type": "boolean"},
+        "held_out": {"type": "array", "items": {"type": "string"}},
+        "bundle": {"type": "string", "description": "the fine-tuned bundle's folder"},
+        "seconds": {**_NUMBER, "description": "how long fine-tuning and comparing took"}}),
 }

@@ -27,14 +27,19 @@ class ServiceMode(StrEnum):
         idle ──focus now accepted (any thread)──► focus ──focus now ended (worker)──► idle
         focus ──stop requested (any thread)──► stopping ──focus now ended (worker)──► idle
         idle ──lock started (worker)──► lock ──lock stopped or ended (worker)──► idle
+        idle ──calibration started (worker)──► calibrate ──stacks collected, cancelled,
+                                                           stopped or failed (worker)──► idle
 
     While in ``focus`` every other command but a stop is refused, so focus now never waits
-    behind one; in ``stopping`` the worker ends focus now before its next reading or move."""
+    behind one; in ``stopping`` the worker ends focus now before its next reading or move. In
+    ``calibrate`` the worker collects a guided calibration's stacks (calibration.py); the lock,
+    focus now and the drive commands are refused meanwhile."""
 
     IDLE = "idle"
     LOCK = "lock"
     FOCUS = "focus"
     STOPPING = "stopping"  # focus now, asked to stop
+    CALIBRATE = "calibrate"  # collecting a calibration's stacks
 
     @property
     def running(self) -> str:

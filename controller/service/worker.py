@@ -38,6 +38,8 @@ from controller.loop import FocusLoop, FocusReport, LoopState
 from controller.move_guard import MoveGuard, MoveRefused
 from controller.runlog import RunLog, StepRecord, timestamped_dir
 from controller.sensing import NetworkSensor, ParallaxSensor
+from controller.service.calibration import CalibrationJob, CalibrationRequest
+from controller.service.calibration_collect import FieldCollection
 from controller.service.errors import Conflict, InvalidRequest, ServiceError, Unavailable
 from controller.service.hardware import (
     Hardware,
@@ -98,9 +100,12 @@ class LoopWorker:
                  board: StatusBoard, history: StepHistory, notifier: Notifier,
                  metrics: ServiceMetrics,
                  load_model: Callable[[Rig], Hardware] | None = None,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+                 on_change: Callable[[], None] = lambda: None,
+                 on_calibration: Callable[[dict[str, Any]], None] = lambda job: None) -> None:
         """``on_change`` is called (in this thread, never blocking) when the state, the mode,
-        a fault or a setting changes: the live events' ``state``."""
+        a fault or a setting changes: the live events' ``state``; ``on_calibration`` (in this
+        thread or the fine-tuning's watcher, never blocking) when a calibration job changes:
+        their ``calibration``."""
         self.config = config  # the config in force: set_offset changes its lock.offset_um
         self._open_hardware = open_hardware
         self._load_model = load_model or (lambda rig: read_by_model(self.config, rig))
@@ -109,6 +114,7 @@ class LoopWorker:
         self._notifier = notifier
         self._metrics = metrics
         self._on_change = on_change
+        self._on_calibration = on_calibration
         self._run_log = _open_run_log(config)
         self._commands: queue.Queue[_Command | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="focuslock-loop", daemon=True)
@@ -118,6 +124,8 @@ class LoopWorker:
         self._clock = MonotonicClock()  # the service paces in real time, whatever the rig's
         self._open: _OpenRig | None = None
         self._runner: LockRunner | None = None  # while the lock runs
+        self._job: CalibrationJob | None = None  # the latest calibration (read by any thread)
+        self._collection: FieldCollection | None = None  # while its stacks are collected
         self._fault = ""  # a fault outside the loop (open failed, unexpected error)
         self._last_ping = -math.inf
         self._told_systemd = ""
@@ -153,6 +161,10 @@ class LoopWorker:
         opened = self._open
         return opened.sighting() if opened is not None else None
 
+    def calibration(self) -> CalibrationJob | None:
+        """The latest calibration job (None: none since the service started)."""
+        return self._job
+
     def submit(self, action: Callable[[], T]) -> Future[T]:
         """Queue ``action`` for the thread; the future has its result or its exception."""
         if not self._thread.is_alive():
@@ -169,6 +181,9 @@ class LoopWorker:
             raise Conflict("the lock is already running")
         if mode in (ServiceMode.FOCUS, ServiceMode.STOPPING):  # accepted after this was queued
             raise Conflict(f"focus now is {mode.running}")
+        if mode is ServiceMode.CALIBRATE:
+            raise Conflict("a calibration is collecting its stacks; cancel it first "
+                           "(POST /api/calibration/cancel)")
         loop = self._ensure_open().loop
         self._fault = ""
         runner = LockRunner(loop, clock=self._clock)
@@ -182,7 +197,9 @@ class LoopWorker:
         return self._publish()
 
     def stop_lock(self) -> WorkerStatus:
-        """End the lock if it runs; LEDs off in any case."""
+        """End the lock, or a calibration's collecting, if it runs; LEDs off in any case."""
+        if self._collection is not None:
+            self._end_collection("stopped by request")
         self._end_lock()
         if self._open is not None:
             self._open.loop.stop()
@@ -229,6 +246,75 @@ class LoopWorker:
         log.info("model reloaded: %s (was %s)", hardware.model.id, opened.hardware.model.id)
         return self._publish()
 
+    def start_calibration(self, request: CalibrationRequest, base: Path) -> CalibrationJob:
+        """Start collecting a guided calibration's stacks of ``base``'s reading, from the
+        drive's z now; only while nothing runs and no other calibration does."""
+        if self._job is not None and self._job.phase.active:
+            raise Conflict(f"a calibration is {self._job.phase} already; cancel it first "
+                           f"(POST /api/calibration/cancel)")
+        self._require_idle("calibrating")
+        opened = self._ensure_open()
+        rig = dataclasses.replace(opened.hardware.rig, illuminator=opened.leds,
+                                  camera=opened.camera)  # the status and the views see it
+        job = CalibrationJob(request, timestamped_dir(Path(self.config.log_dir), "calibrate"),
+                             base, simulated=rig.scope is not None,
+                             on_change=self._on_calibration)
+        self._collection = FieldCollection(job, rig, self.config)
+        self._job = job
+        self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.CALIBRATE))
+        log.info("calibration started: %d stacks of %d planes into %s", request.stacks,
+                 request.planes, job.folder)
+        return job
+
+    def next_calibration_field(self) -> CalibrationJob:
+        """The user has moved to a new field: collect the next stack."""
+        if self._collection is None or self._job is None:
+            raise Conflict("no calibration is collecting stacks")
+        self._collection.next_field()
+        return self._job
+
+    def cancel_calibration(self) -> CalibrationJob:
+        """End the calibration with nothing installed: collecting stops with the drive back
+        where it started, fine-tuning's process is killed."""
+        job = self._job
+        if job is None:
+            raise Conflict("no calibration to cancel")
+        if self._collection is not None:
+            self._end_collection("cancelled")
+        else:
+            job.cancel("cancelled")
+        return job
+
+    def install_calibrated(self, force: bool) -> CalibrationJob:
+        """Install the fine-tuned bundle (the previous one kept) and read with it; only while
+        nothing runs, so no run mixes two models."""
+        from controller.installed_models import install, reads_store
+
+        self._require_idle("installing a model")
+        job = self._job
+        if job is None:
+            raise Conflict("no calibration has run: nothing to install")
+        bundle, note = job.installable(force)
+        try:
+            installed = install(self.config, bundle, note=note)
+        except FocuslockError as exc:
+            raise Conflict(f"not installed: {exc}") from None
+        job.installed(installed.name, reads_store(self.config))
+        if reads_store(self.config):
+            self.reload_model()
+        return job
+
+    def rollback_model(self) -> WorkerStatus:
+        """Make the previous installed bundle current again and read with it."""
+        from controller.installed_models import reads_store, rollback
+
+        self._require_idle("rolling the model back")
+        try:
+            rollback(self.config)
+        except FocuslockError as exc:
+            raise Conflict(f"not rolled back: {exc}") from None
+        return self.reload_model() if reads_store(self.config) else self._publish()
+
     def home_drive(self) -> WorkerStatus:
         return self._drive_command("home", lambda drive: drive.home())
 
@@ -267,6 +353,8 @@ class LoopWorker:
                     self._execute(command)
                 if self._runner is not None and self._runner.due_in() == 0:
                     self._guarded(self._lock_step)
+                if self._collection is not None and self._collection.due:
+                    self._guarded(self._calibration_step)
                 self._beat()
         finally:
             self._started.set()
@@ -278,6 +366,8 @@ class LoopWorker:
             tick = min(tick, self._notifier.watchdog_s / 4)
         if self._runner is not None:
             tick = min(tick, self._runner.due_in())
+        if self._collection is not None and self._collection.due:
+            tick = 0.0
         return tick
 
     def _execute(self, command: _Command) -> None:
@@ -331,12 +421,18 @@ class LoopWorker:
                                  camera=camera, record_sink=self._on_record)
         return _OpenRig(hardware, leds, camera, loop)
 
+    def _require_idle(self, what: str) -> None:
+        mode = self._board.read().mode
+        if mode is ServiceMode.CALIBRATE:
+            raise Conflict(f"a calibration is collecting its stacks; cancel it (POST "
+                           f"/api/calibration/cancel) before {what}")
+        if mode is not ServiceMode.IDLE:
+            raise Conflict(f"the {mode} is running; stop it before {what}")
+
     def _drive_command(self, what: str, action: Callable[[ReferencedDrive], object], *,
                        check: Callable[[tuple[float, float]], None] | None = None
                        ) -> WorkerStatus:
-        mode = self._board.read().mode
-        if mode is not ServiceMode.IDLE:
-            raise Conflict(f"the {mode} is running; stop it before asking the drive to {what}")
+        self._require_idle(f"asking the drive to {what}")
         drive = self._ensure_open().hardware.rig.drive
         if not isinstance(drive, ReferencedDrive):
             raise Conflict(f"the {self.config.board.backend} focus drive cannot {what}: it "
@@ -356,6 +452,39 @@ class LoopWorker:
         if not runner.running:
             self._end_lock()
             log.warning("lock ended: %s", runner.loop.reason)
+
+    def _calibration_step(self) -> None:
+        """One plane of the calibration's stacks; after the last one its fine-tuning starts
+        (in a child process) and the rig is free again. A device that fails ends the job."""
+        collection = self._collection
+        assert collection is not None  # stepped only while collecting
+        try:
+            finished = collection.step()
+        except FocuslockError as exc:
+            self._end_collection(f"collecting failed: {exc}", failed=True)
+            return
+        if finished:
+            self._collection = None
+            self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.IDLE))
+            try:
+                collection.job.start_fine_tuning()
+            except OSError as exc:
+                collection.job.fail(f"the fine-tuning could not start: {exc}")
+
+    def _end_collection(self, why: str, *, failed: bool = False) -> None:
+        """Stop collecting: LEDs off, the drive back where the calibration started, mode idle;
+        the job says ``why``."""
+        collection, self._collection = self._collection, None
+        if collection is None:
+            return
+        where = collection.abandon()
+        self._board.change(lambda s: dataclasses.replace(s, mode=ServiceMode.IDLE)
+                           if s.mode is ServiceMode.CALIBRATE else s)
+        if failed:
+            collection.job.fail(f"{why}; {where}")
+        else:
+            collection.job.cancel(f"{why}; {where}")
+        log.info("calibration ended: %s; %s", why, where)
 
     def _end_lock(self) -> None:
         self._runner = None
@@ -379,6 +508,7 @@ class LoopWorker:
         """After an unexpected error: stop the drive and the LEDs as far as they still obey."""
         self._fault = reason
         self._end_lock()
+        self._end_collection(reason, failed=True)
         if self._open is None:
             return
         for action in (self._open.hardware.rig.drive.stop, self._open.leds.off):
@@ -388,8 +518,12 @@ class LoopWorker:
                 self._fault += f"; {action.__qualname__} also failed ({exc})"
 
     def _shut_down(self) -> None:
-        """Leave the hardware safe and closed; remember what was done for the caller."""
+        """Leave the hardware safe and closed (a calibration cancelled, its fine-tuning
+        killed); remember what was done for the caller."""
         done: list[str] = []
+        self._end_collection("the service stopped")
+        if self._job is not None and self._job.phase.active:
+            self._job.cancel("the service stopped")
         opened, self._open = self._open, None
         if opened is not None:
             rig = opened.hardware.rig

@@ -55,7 +55,8 @@ def twin_hardware(config: Config, workdir: Path, twins: list[DigitalTwin]
     """A hardware factory for the digital twin (the firmware under MicroPython behind the real
     board driver), read by the truth-reading model; each twin made lands in ``twins``."""
     def make() -> Hardware:
-        twin = open_twin(preset("paper"), config.sim, frame_shape=(128, 128), workdir=workdir)
+        size = config.sim.frame_size
+        twin = open_twin(preset("paper"), config.sim, frame_shape=(size, size), workdir=workdir)
         twins.append(twin)
         sensor = NetworkSensor(OraclePredictor(twin.scope), twin.rig.preset.autofocus)
         return Hardware(twin.rig, sensor, ModelInfo("oracle@twin"))
