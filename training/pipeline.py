@@ -10,6 +10,7 @@ made.
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import replace
@@ -40,6 +41,7 @@ from training.export import (
     DEFAULT_MIN_CONFIDENCE,
     FAMILIARITY_COMPONENTS,
     FINE_FILE,
+    amend_record,
     load_float_weights,
     representative_positions,
     run_tflite,
@@ -255,11 +257,21 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
         record["metrics"]["bundle_vs_simulated_truth"] = _truth_metrics(frames.truth,
                                                                         frames.predicted)
         write_bundle(staging, int8_model, weights_to_arrays(model), record, fine_model)
+        if finetune is not None and base is not None and base.get("pair") is not None:
+            record = carry_pair(finetune, base, staging)
         write_report(staging / "report", frames.label, frames.predicted,
                      f"{folder_name(out)}: validation, int8" + (" coarse + fine" if fine else ""),
                      {"bundle": folder_name(out), "data": folder_name(data_dir)},
                      (history.train_rmse_um, history.val_rmse_um), list(frames.stack))
     return record
+
+
+def carry_pair(base_bundle: Path, base: dict[str, Any], staging: Path) -> dict[str, Any]:
+    """A fine-tuned bundle keeps its base's probe pair network: fine-tuning keeps the features
+    it reads, and what it learned across families is what a new sample needs most."""
+    name = str(base["pair"]["file"])
+    shutil.copyfile(base_bundle / name, staging / name)
+    return amend_record(staging, "pair", base["pair"])
 
 
 def _label_pred(frames: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

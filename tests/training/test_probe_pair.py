@@ -103,3 +103,14 @@ def test_the_benchmark_reads_each_family_with_a_pair_that_never_saw_it(bundle, t
         assert record["pair"]["data"]["held_out_kinds"] == [family]
         assert row["frames"] > 0 and 0 <= row["pair_wrong_sign"] <= 1
     assert "| sparse-cells |" in (work / "pair-lofo.md").read_text()
+
+
+def test_a_fine_tuned_bundle_keeps_its_bases_pair(paired, train_dir, tmp_path):
+    out = tmp_path / "tuned"
+    assert main(["train", str(train_dir), "--out", str(out), "--finetune", str(paired),
+                 "--max-epochs", "2", "--validation-fraction", "0.25"]) == 0
+    base = json.loads((paired / "record.json").read_text())["pair"]
+    tuned = FocusModel.load(out)
+    assert tuned.pair is not None
+    assert json.loads((out / "record.json").read_text())["pair"]["sha256"] == base["sha256"]
+    assert (out / base["file"]).read_bytes() == (paired / base["file"]).read_bytes()
