@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.commands.arguments import bounded_float, bounded_int, finite_float, yes_no
-from training import calibrate_command, design_illumination
+from training import calibrate_command, design_illumination_command
 from training.experiments import command as experiment_command
 
 DEFAULT_KINDS = "sparse-cells,dense-cells"
@@ -191,7 +191,7 @@ def register(subparsers: Any) -> None:
     _register_dataset(subparsers)
     calibrate_command.register(subparsers)
     experiment_command.register(subparsers)
-    design_illumination.register(subparsers)
+    design_illumination_command.register(subparsers)
 
 
 def _register_dataset(subparsers: Any) -> None:

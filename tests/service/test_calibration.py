@@ -23,7 +23,6 @@ from tests.service.conftest import Client, Running, oracle_hardware, service_con
 from tests.service.test_events import Stream
 from tests.service.test_looking import fetch
 from tests.service.test_openapi import Documented
-from tests.training.conftest import bundle, train_dir  # noqa: F401 (the tiny bundle fixtures)
 
 TIMEOUT_S = 60.0  # generous: the machine is shared
 TRAINING_TIMEOUT_S = 600.0
@@ -224,7 +223,7 @@ def calibration_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
 
 @pytest.mark.slow
 @pytest.mark.training
-def test_a_calibration_completes_installs_and_rolls_back(start_service, bundle,  # noqa: F811
+def test_a_calibration_completes_installs_and_rolls_back(start_service, bundle,
                                                          tmp_path):
     config = calibration_config(tmp_path)
     base = install(config, bundle)

@@ -12,7 +12,6 @@ from controller.sim.twin import DigitalTwin
 from tests.service.cdp import CHROMIUM, Browser
 from tests.service.conftest import Running, twin_hardware
 from tests.service.test_calibration import calibration_config
-from tests.training.conftest import bundle, train_dir  # noqa: F401 (the tiny bundle fixtures)
 
 pytestmark = [
     pytest.mark.slow,
@@ -67,7 +66,7 @@ def test_the_frame_spectrum_and_alignment_sentence_render(twin_service, tmp_path
 
 
 @pytest.mark.training
-def test_a_calibration_runs_from_the_page_on_a_phone(twin_service, bundle, tmp_path):  # noqa: F811
+def test_a_calibration_runs_from_the_page_on_a_phone(twin_service, bundle, tmp_path):
     config = twin_service.service.config
     base = install(config, bundle)
     client = twin_service.client

@@ -15,11 +15,10 @@ from controller.cli import build_parser, main
 from controller.features import Standardizer
 from controller.optics import preset
 from tests.cli_run import run_cli
+from tests.conftest import TINY
 from training.batches import Batches
 from training.dataset import FeaturesInMemory, assemble_rows
 from training.network import HyperParams, TrainingError, build, fit
-
-from .conftest import TINY
 
 pytestmark = [pytest.mark.training]
 

@@ -11,9 +11,8 @@ from controller.optics import Led, Pattern, preset
 from controller.sim.imaging import Imager
 from controller.sim.samples import make_sample
 from controller.stackio import FocalStack, read_stack, write_stack
+from tests.conftest import sim_stack
 from training.dataset import DatasetError, featurize_stack, load_dataset, mirror_symmetric
-
-from .conftest import sim_stack
 
 SPEC = FeatureSpec(patch=256)
 

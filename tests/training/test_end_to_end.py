@@ -17,8 +17,7 @@ from controller.groundtruth import find_focus
 from controller.model import FocusModel
 from controller.optics import preset
 from controller.stackio import write_stack
-
-from .conftest import sim_stack
+from tests.conftest import sim_stack
 
 pytestmark = [pytest.mark.training, pytest.mark.slow]
 

@@ -5,8 +5,7 @@ import pytest
 
 from controller.groundtruth import GroundTruthError, find_focus
 from controller.stackio import FocalStack
-
-from .conftest import sim_stack
+from tests.conftest import sim_stack
 
 
 @pytest.mark.slow
