@@ -46,6 +46,20 @@ def _add_feature_options(p: argparse.ArgumentParser) -> None:
                        help=f"feature spec (default: the store's, else {value})")
 
 
+def _add_hyperparameter_options(p: argparse.ArgumentParser, defaults: Any) -> None:
+    """--depth, --width, ...: one option per field of the network's HyperParams."""
+    for name, value in defaults.to_dict().items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=_parser_of(value), default=value,
+                       help=f"hyper-parameter (default {value})")
+
+
+def _add_bundle_and_data(p: argparse.ArgumentParser) -> None:
+    """BUNDLE and DATA, for a command that writes into a bundle what it fits on data."""
+    p.add_argument("bundle", type=Path, metavar="BUNDLE")
+    p.add_argument("data", type=Path, metavar="DATA",
+                   help="a dataset store (OUT.zarr) or a folder of focal stacks")
+
+
 def _feature_spec(args: argparse.Namespace, data: Path) -> Any:
     """The FeatureSpec the --feature-* options ask for, on top of the store's or the default."""
     from controller.features import FeatureSpec
@@ -102,9 +116,7 @@ def register(subparsers: Any) -> None:
                    help="processes featurising stacks (a folder of stacks)")
     p.add_argument("--cache", type=Path, metavar="DIR",
                    help="feature cache of a folder of stacks (default DATA/.features)")
-    for name, value in hp.to_dict().items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=_parser_of(value), default=value,
-                       help=f"hyper-parameter (default {value})")
+    _add_hyperparameter_options(p, hp)
     _add_feature_options(p)
     p.set_defaults(func=run_train)
 
@@ -141,9 +153,7 @@ def register(subparsers: Any) -> None:
                     "bundle's training data was) and write it into BUNDLE's record, so that its "
                     "unfamiliarity gate can refuse samples unlike what it learned. Bundles "
                     "trained now carry it already; this is for older ones.")
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
-    p.add_argument("data", type=Path, metavar="DATA",
-                   help="a dataset store (OUT.zarr) or a folder of focal stacks")
+    _add_bundle_and_data(p)
     p.set_defaults(func=run_familiarity)
 
     p = subparsers.add_parser(
@@ -153,9 +163,7 @@ def register(subparsers: Any) -> None:
                     "spectrum) on every pair of planes of DATA, and write it into BUNDLE; the "
                     "loop reads it after a sign probe of that length. DATA should hold many "
                     "sample families.")
-    p.add_argument("bundle", type=Path, metavar="BUNDLE")
-    p.add_argument("data", type=Path, metavar="DATA",
-                   help="a dataset store (OUT.zarr) or a folder of focal stacks")
+    _add_bundle_and_data(p)
     p.add_argument("--probe-um", type=bounded_float(0, 100, open_low=True), default=3.0,
                    metavar="PROBE", help="the probe move (µm), as the config's focus.probe_um "
                                          "and lock.probe_um (default 3)")
@@ -163,9 +171,7 @@ def register(subparsers: Any) -> None:
                    help="sample kinds to leave out (to test on a family it never saw)")
     p.add_argument("--mirror", action="store_true",
                    help="also learn from every pair's x-mirror (a store built with --mirror)")
-    for name, value in dataclasses.replace(hp, patience=10).to_dict().items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=_parser_of(value), default=value,
-                       help=f"hyper-parameter (default {value})")
+    _add_hyperparameter_options(p, dataclasses.replace(hp, patience=10))
     p.set_defaults(func=run_pair_probe)
 
     p = subparsers.add_parser(
