@@ -7,7 +7,7 @@ from controller.config import Config, FocusSettings, SimSettings
 from controller.loop import FocusLoop
 from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.optics import preset
-from controller.runlog import RunLog
+from controller.runlog import RunLog, StepRecord
 from controller.sensing import NetworkSensor
 from controller.sim.demo import TRUTH_COLUMNS, run_scenario_lock, score_run
 from controller.sim.rigs import virtual_rig
@@ -23,30 +23,51 @@ def test_focus_now_from_far_away_with_the_bundled_model():
     assert rig.scope is not None
     model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
                             pattern=rig.preset.autofocus)
-    sensor = NetworkSensor(model, rig.preset.autofocus)
+    sensor = NetworkSensor(model, rig.preset.autofocus, model.pair)
     report = FocusLoop.for_rig(rig, sensor, Config()).focus_now(FocusSettings())
-    assert report.success and report.moves <= 4
+    assert report.success and report.moves <= 4  # the pair's probe counts
     assert abs(rig.scope.defocus_um()) <= 0.5
 
 
-def test_focus_now_on_a_family_the_bundled_model_never_saw_refuses_to_move():
-    """The bundled model learned cells; beads it would read with the wrong sign (benchmarks:
-    every move it made on them worsened the focus). Its unfamiliarity gate refuses them: no
-    move, and a reason that says what to do."""
-    record = FocusModel.load(DEFAULT_BUNDLE).record
-    assert "beads" not in record["data"]["train"]["stacks_by_sample"]
-    rig = virtual_rig(preset("paper"), SimSettings(sample="beads", start_z_um=18.0, seed=3),
+def worst_move_um(kind: str, seed: int, start_um: float, *, pair: bool
+                  ) -> tuple[float, list[StepRecord]]:
+    """Focus now with the bundled model (with its probe pair, or the network alone): how much
+    its worst move made the focus worse (µm), and the step records."""
+    rig = virtual_rig(preset("paper"), SimSettings(sample=kind, start_z_um=start_um, seed=seed),
                       frame_shape=FRAME)
     assert rig.scope is not None
     model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
                             pattern=rig.preset.autofocus)
-    start = rig.drive.position_um()
-    report = FocusLoop.for_rig(rig, NetworkSensor(model, rig.preset.autofocus),
-                               Config()).focus_now(FocusSettings())
-    assert not report.success and report.moves == 0
-    assert rig.drive.position_um() == start
-    assert "unlike the model's training data" in report.reason
-    assert "focuslock calibrate" in report.reason
+    assert model.pair is not None
+    records: list[StepRecord] = []
+    sensor = NetworkSensor(model, rig.preset.autofocus, model.pair if pair else None)
+    FocusLoop.for_rig(rig, sensor, Config(), record_sink=records.append).focus_now(
+        FocusSettings())
+    focal = rig.scope.focal_plane.z_um()
+    worst = max(abs(r.z_um + r.move_um - focal) - abs(r.z_um - focal)
+                for r in records if r.z_um is not None)
+    return worst, records
+
+
+# tissue fields (seed, start) on which the cell network alone reads the sign backwards
+BACKWARDS = ((0, -20.0), (0, 20.0), (1, -20.0))
+
+
+@pytest.mark.parametrize("seed, start_um", BACKWARDS)
+def test_on_a_family_the_cell_network_never_learned_the_probe_pair_keeps_every_move_safe(
+        seed, start_um):
+    """Tissue passes the cell network's unfamiliarity gate, yet on these fields the network
+    alone reads its sign backwards and drives the focus away by 10-24 µm. With the bundled
+    model's probe pair it probes, the pair decides the side, and no move makes the focus worse
+    than the probe."""
+    assert "tissue" not in FocusModel.load(DEFAULT_BUNDLE).record["data"]["train"][
+        "stacks_by_sample"]
+    probe = Config().focus.probe_um
+    alone, _ = worst_move_um("tissue", seed, start_um, pair=False)
+    assert alone > probe  # the defect the pair is for
+    worst, records = worst_move_um("tissue", seed, start_um, pair=True)
+    assert records[0].probe_um and "probe pair" in records[1].reason
+    assert worst <= probe + 1e-6
 
 
 @pytest.mark.firmware
