@@ -144,13 +144,19 @@ def test_bad_numbers_exit_2_with_one_line_naming_them_and_nothing_moves(sim, cap
     assert sim.motor_steps() == 500 and sim.lit_leds() == LitLeds()
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_board_sim_serves_until_ctrl_c_and_leaves_no_folder_behind(tmp_path):
     """``focuslock board sim`` (a board to try the commands on): its temporary folder goes when it
     ends, so repeated tries do not pile up in the temporary directory."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
+    # Ctrl-C as a terminal gives it: a suite started in the background (``./dev test &``) has
+    # SIGINT ignored, which a child inherits, and Python then installs no handler for it
     with subprocess.Popen([sys.executable, "-m", "controller.cli", "board", "sim"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env) as process:
+                          env=env, preexec_fn=default_sigint) as process:
         try:
             assert process.stdout is not None and process.stderr is not None
             line = process.stdout.readline()

@@ -140,9 +140,13 @@ def test_a_bad_reply_faults_turns_the_leds_off_and_sends_nothing_more(fake, knob
     array = open_array(fake)
     array.show(PAPER.autofocus)
     setattr(fake, knob, True)
+    before = len(fake.commands)
     with pytest.raises(IlluminateError, match=f"{message}.*LEDs commanded off"):
         array.show(PAPER.ground_truth)
-    assert eventually(lambda: fake.lit == {})
+    # the pattern's own clear, whose reply is spoilt, then the fault's off: waiting for the LEDs
+    # to be dark alone would pass on the first, before the second has arrived
+    assert eventually(lambda: fake.commands[before:] == ["x", "x"])
+    assert fake.lit == {}
     sent = len(fake.commands)
     with pytest.raises(IlluminateError, match=r"stopped after a fault.*reopen"):
         array.show(PAPER.autofocus)
