@@ -37,13 +37,25 @@ def check_environment(config: Config) -> None:
 
 def check_model_bundle(config: Config) -> None:
     """The bundle the config names (or the bundled default) loads and fits the optics and the
-    frames it will see (the simulated camera's frame where it is simulated)."""
+    frames it will see (the simulated camera's frame where it is simulated); where it has a probe
+    pair network, the probes are its length (any other leaves the pair unread, and the sign on
+    a sample the network never learned to the distances alone)."""
     from controller.sensing import load_network
 
     try:
-        load_network(config, configured_system(config))
+        model = load_network(config, configured_system(config))
     except FocuslockError as exc:
         raise ConfigError(f"model.bundle: {exc}") from None
+    pair = None if model is None else model.pair
+    if pair is None:
+        return
+    for key, probe_um in (("focus.probe_um", config.focus.probe_um),
+                          ("lock.probe_um", config.lock.probe_um)):
+        if not pair.matches(probe_um):
+            raise ConfigError(f"{key}: {probe_um:g} µm, but the model's probe pair network reads "
+                              f"probes of {pair.probe_um:g} µm: set {key} = "
+                              f"{pair.probe_um:g}, or retrain it with focuslock pair-probe "
+                              f"--probe-um {probe_um:g}")
 
 
 def configured_system(config: Config) -> Preset:
