@@ -34,7 +34,7 @@ from controller.features import Standardizer
 # a probe this close to the pair network's probe_um counts as that probe (the drive's step)
 PROBE_MATCH_UM = 0.05
 
-Network = Callable[[np.ndarray], np.ndarray]  # standardised rows in, (rows, 2) µm out
+Forward = Callable[[np.ndarray], np.ndarray]  # standardised rows in, (rows, 2) µm out
 
 
 def pair_input(low: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ class PairReading:
 class PairNetwork:
     """The bundle's pair network: its probe length, standardisation and int8 weights."""
 
-    def __init__(self, probe_um: float, standardizer: Standardizer, network: Network) -> None:
+    def __init__(self, probe_um: float, standardizer: Standardizer, network: Forward) -> None:
         if not (math.isfinite(probe_um) and probe_um > 0):
             raise ValueError(f"probe_um must be a positive number of µm, got {probe_um}")
         self.probe_um = probe_um
@@ -73,7 +73,7 @@ class PairNetwork:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], bundle: Path, n_features: int,
-                    load: Callable[[Path, int, int], Network]) -> PairNetwork:
+                    load: Callable[[Path, int, int], Forward]) -> PairNetwork:
         """From a bundle record's ``pair`` entry (its file checked by the bundle's loader);
         ``load(path, inputs, outputs)`` opens an int8 network."""
         standardizer = Standardizer.from_dict(record["standardizer"])
