@@ -10,9 +10,12 @@ the threshold of the cue that decided it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from controller.probe_pair import PairNetwork
 
 Network = Literal["main", "fine"]  # which of a bundle's networks answered
 Cue = Literal["network", "parallax"]  # which cue's reading a prediction is
@@ -59,6 +62,11 @@ class Predictor(Protocol):
     @property
     def min_confidence(self) -> float:
         """Predictions less confident than this are not trusted (calibrated with the model)."""
+        ...
+
+    @property
+    def pair(self) -> PairNetwork | None:
+        """The network that reads a sign probe's two frames together (None: none)."""
         ...
 
     def predict(self, image: np.ndarray) -> Prediction: ...

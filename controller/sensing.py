@@ -63,7 +63,6 @@ class NetworkSensor:
 
     predictor: Predictor
     pattern: Pattern
-    pair: PairNetwork | None = None  # the bundle's probe pair network, where it has one
 
     @property
     def patterns(self) -> tuple[Pattern, ...]:
@@ -72,6 +71,10 @@ class NetworkSensor:
     @property
     def min_confidence(self) -> float:
         return self.predictor.min_confidence
+
+    @property
+    def pair(self) -> PairNetwork | None:
+        return self.predictor.pair
 
     def read(self, images: Sequence[np.ndarray]) -> Prediction:
         _expect(images, 1)
@@ -135,7 +138,7 @@ def open_sensor(config: Config, system: Preset) -> tuple[FocusSensor, FocusModel
     """The sensor the config asks for on ``system`` (its optics as the camera delivers them),
     and the model bundle it reads with (None: the parallax cue alone)."""
     model = load_network(config, system)
-    network = None if model is None else NetworkSensor(model, system.autofocus, model.pair)
+    network = None if model is None else NetworkSensor(model, system.autofocus)
     if not config.reads_parallax or system.parallax is None:
         assert network is not None  # the config refuses "none" without parallax views
         return network, model

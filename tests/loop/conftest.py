@@ -12,7 +12,6 @@ from controller.hardware.rig import Rig
 from controller.lock_runner import LockReport, LockRunner
 from controller.loop import FocusLoop
 from controller.optics import preset
-from controller.probe_pair import PairNetwork
 from controller.sensing import NetworkSensor
 from controller.sim.rigs import virtual_rig
 from tests.loop.doubles import OraclePredictor
@@ -34,15 +33,14 @@ def rig(make_rig) -> Rig:
 
 
 def make_loop(rig: Rig, predictor=None, *, records=None, gates: GateSettings | None = None,
-              pair: PairNetwork | None = None, **lock: object) -> FocusLoop:
+              **lock: object) -> FocusLoop:
     """The loop on ``rig`` with the default config but for ``gates`` and the ``lock`` settings
-    given; the truth-reading model unless another is given, with ``pair`` as its probe pair
-    network; records appended to ``records``."""
+    given; the truth-reading model unless another is given; records appended to ``records``."""
     assert rig.scope is not None
     config = dataclasses.replace(
         Config(), lock=dataclasses.replace(LockSettings(), **lock),  # type: ignore[arg-type]
         gates=gates or GateSettings())
-    sensor = NetworkSensor(predictor or OraclePredictor(rig.scope), rig.preset.autofocus, pair)
+    sensor = NetworkSensor(predictor or OraclePredictor(rig.scope), rig.preset.autofocus)
     return FocusLoop.for_rig(rig, sensor, config,
                              record_sink=None if records is None else records.append)
 

@@ -36,8 +36,10 @@ class OraclePredictor:
                  confidence: float = 0.9, min_confidence: float = 0.4,
                  trained_range_um: float = 30.0, seed: int = 0,
                  sign_blind: SignBlind | None = None,
-                 expected_error_um: float | None = None) -> None:
+                 expected_error_um: float | None = None,
+                 pair: PairNetwork | None = None) -> None:
         self.scope = scope
+        self.pair = pair  # a probe pair network: oracle_pair's reads this model's frames
         self.scale = scale
         self.noise_um = noise_um
         self.bias_um = bias_um

@@ -23,7 +23,7 @@ def test_focus_now_from_far_away_with_the_bundled_model():
     assert rig.scope is not None
     model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
                             pattern=rig.preset.autofocus)
-    sensor = NetworkSensor(model, rig.preset.autofocus, model.pair)
+    sensor = NetworkSensor(model, rig.preset.autofocus)
     report = FocusLoop.for_rig(rig, sensor, Config()).focus_now(FocusSettings())
     assert report.success and report.moves <= 4  # the pair's probe counts
     assert abs(rig.scope.defocus_um()) <= 0.5
@@ -39,8 +39,10 @@ def worst_move_um(kind: str, seed: int, start_um: float, *, pair: bool
     model = FocusModel.load(DEFAULT_BUNDLE, optics=rig.preset.optics,
                             pattern=rig.preset.autofocus)
     assert model.pair is not None
+    if not pair:
+        model.pair = None  # the network alone, as a bundle without a pair reads
     records: list[StepRecord] = []
-    sensor = NetworkSensor(model, rig.preset.autofocus, model.pair if pair else None)
+    sensor = NetworkSensor(model, rig.preset.autofocus)
     FocusLoop.for_rig(rig, sensor, Config(), record_sink=records.append).focus_now(
         FocusSettings())
     focal = rig.scope.focal_plane.z_um()

@@ -36,8 +36,8 @@ def test_where_the_pair_agrees_the_networks_own_finer_reading_is_acted_on(make_r
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
     coarse = oracle_pair(PROBE, bias_um=1.0)  # the pair is the coarser of the two
-    report = make_loop(rig, OraclePredictor(rig.scope), records=records,
-                       pair=coarse).focus_now(FocusSettings())
+    report = make_loop(rig, OraclePredictor(rig.scope, pair=coarse),
+                       records=records).focus_now(FocusSettings())
     assert records[0].probe_um == -PROBE  # towards focus, as the network's sign points
     assert records[1].error_um == -5.0 and "confirmed -5.00 µm" in records[1].reason
     assert report.success and abs(rig.scope.defocus_um()) <= 0.5
@@ -103,7 +103,9 @@ def test_a_new_run_forgets_the_sign_relation(make_rig):
     assert worsened(records) == [2.0]  # a new sample may read either way: nothing carried over
 
 
-def make_loop_with(rig, predictor, records: list[StepRecord], *, pair: bool):
+def make_loop_with(rig, predictor: OraclePredictor, records: list[StepRecord], *, pair: bool):
+    """The loop with ``predictor``, given the oracle's probe pair network or none."""
     from tests.loop.conftest import make_loop
 
-    return make_loop(rig, predictor, records=records, pair=oracle_pair(PROBE) if pair else None)
+    predictor.pair = oracle_pair(PROBE) if pair else None
+    return make_loop(rig, predictor, records=records)

@@ -76,6 +76,10 @@ class HangingModel:
     def min_confidence(self) -> float:
         return self.oracle.min_confidence
 
+    @property
+    def pair(self):
+        return self.oracle.pair
+
     def predict(self, image):
         if not self.free.is_set():
             self.stuck.set()

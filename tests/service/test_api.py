@@ -277,6 +277,7 @@ def test_hardware_that_cannot_open_is_a_fault_and_is_retried(start_service, tmp_
 
 class BrokenModel:
     min_confidence = 0.4
+    pair = None
 
     def predict(self, image):
         raise ZeroDivisionError("a bug in the model code")
