@@ -35,6 +35,7 @@ from controller.model import FocusModel
 from training.dataset import load_training_data
 from training.network import HyperParams
 from training.probe_pair import pair_dataset, pair_frames, train_pair
+from training.readings import frame_groups
 from training.report import SIGN_MARGIN_UM
 
 NEAR_UM = 5.0
@@ -74,9 +75,7 @@ def family_result(store: Path, base: Path, work: Path, family: str, *, probe_um:
     frames = pair_frames(pairs, model.pair)
     lower = pairs.features[:, :model.spec.n_features]
     single = model.predict_features(lower)[:, 0]
-    order = np.argsort(pairs.plane, kind="stable")
-    _, starts = np.unique(pairs.plane[order], return_index=True)
-    single_frames = np.array([np.median(single[g]) for g in np.split(order, starts[1:])])
+    single_frames = np.array([np.median(single[g]) for g in frame_groups(pairs)])
     label = frames["label"]
     pair = _figures(label, frames["predicted"])
     one = _figures(label, single_frames)

@@ -21,11 +21,12 @@ import numpy as np
 
 from controller.model import FocusModel, sha256_of
 from controller.probe_pair import PairNetwork, pair_input
-from training.batches import Batches, fit_standardizer
+from training.batches import Batches, fit_standardizer, stack_runs
 from training.dataset import Dataset, DatasetError, FeaturesInMemory, load_training_data
 from training.export import amend_record
 from training.network import HyperParams, build, fit
 from training.pipeline import export_network, folder_name
+from training.readings import frame_groups
 from training.report import metrics
 
 PAIR_TOLERANCE_UM = 0.3  # a plane this close to z + probe_um is the probe's second frame
@@ -39,9 +40,9 @@ def pair_dataset(data: Dataset, probe_um: float) -> Dataset:
     features = data.features
     low_rows: list[np.ndarray] = []
     upper_rows: list[np.ndarray] = []
-    for stack in data.present():
+    for start, end in zip(*stack_runs(data), strict=True):
         for mirrored in (False, True):
-            rows = np.flatnonzero((data.stack == stack) & (data.mirrored == mirrored))
+            rows = start + np.flatnonzero(data.mirrored[start:end] == mirrored)
             if rows.size == 0:
                 continue
             planes, first = np.unique(data.plane[rows], return_index=True)
@@ -73,9 +74,7 @@ def pair_frames(pairs: Dataset, network: PairNetwork) -> dict[str, np.ndarray]:
     """Each lower frame's reading by ``network`` (median over its patches), with its label and
     sample family: what the report and the benchmark judge."""
     out = network.read_rows(pairs.features)
-    order = np.argsort(pairs.plane, kind="stable")
-    _, starts = np.unique(pairs.plane[order], return_index=True)
-    groups = np.split(order, starts[1:])
+    groups = frame_groups(pairs)
     return {"predicted": np.array([np.median(out[g, 0]) for g in groups]),
             "distance": np.array([np.median(out[g, 1]) for g in groups]),
             "label": np.array([pairs.defocus_um[g[0]] for g in groups], np.float64),
