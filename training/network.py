@@ -197,8 +197,16 @@ def weights_to_arrays(model: Any) -> dict[str, np.ndarray]:
 
 
 def weights_from_arrays(model: Any, arrays: Mapping[str, np.ndarray]) -> None:
-    expected = [np.shape(w) for w in model.get_weights()]
-    given = [arrays[k] for k in sorted(arrays)]
+    """Start ``model`` from a bundle's float weights. A bundle from before the distance head
+    (issue 12; the shipped default is one) has one output column: it gives the signed head, and
+    the distance head keeps this model's own initialisation, for the fine-tuning to learn."""
+    current = model.get_weights()
+    expected = [np.shape(w) for w in current]
+    given = [np.asarray(arrays[k]) for k in sorted(arrays)]
+    if (len(given) == len(current) and [w.shape for w in given[:-2]] == expected[:-2]
+            and given[-2].shape == (expected[-2][0], 1) and given[-1].shape == (1,)):
+        given[-2] = np.concatenate([given[-2], current[-2][:, 1:]], axis=1)
+        given[-1] = np.concatenate([given[-1], current[-1][1:]])
     if [w.shape for w in given] != expected:
         raise TrainingError("the bundle's float weights do not fit this network "
                             "(different depth, width or number of features)")

@@ -14,10 +14,11 @@ from PIL import Image
 from controller.cli import main
 from controller.features import featurize
 from controller.groundtruth import find_focus
-from controller.model import FocusModel
+from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.optics import preset
 from controller.stackio import write_stack
 from tests.conftest import sim_stack
+from training.network import TrainingError
 
 pytestmark = [pytest.mark.training, pytest.mark.slow]
 
@@ -169,3 +170,41 @@ def test_a_two_headed_bundle_reads_distance_ambiguity_and_unfamiliarity(bundle, 
     unfamiliar = model.predict(np.full_like(frames[0], 30000)).unfamiliarity
     assert unfamiliar is not None
     assert np.median([p.unfamiliarity for p in readings]) < 3.0 < unfamiliar
+
+
+def test_the_shipped_default_fine_tunes_and_gains_the_distance_head(tmp_path):
+    """The shipped default has one output column (it predates the distance head): fine-tuning it,
+    as `focuslock calibrate` does on every new box, starts its signed head from the base's and
+    gives it a distance head."""
+    data = tmp_path / "tissue"
+    data.mkdir()
+    for seed in (1, 2, 3):
+        write_stack(data / f"tissue-{seed:03d}.ome.tif",
+                    sim_stack("tissue", seed, size=512, half_range=6))
+    tuned = tmp_path / "tuned"
+    assert main(["train", str(data), "--out", str(tuned), "--finetune", str(DEFAULT_BUNDLE),
+                 "--max-epochs", "2", "--validation-fraction", "0.34"]) == 0
+    record = json.loads((tuned / "record.json").read_text())
+    assert record["outputs"] == ["defocus_um", "distance_um"]
+    assert record["fine_tuned_from"]["bundle"] == DEFAULT_BUNDLE.name
+    assert FocusModel.load(tuned).has_distance
+
+
+def test_a_one_headed_bundles_weights_give_the_signed_head_and_keep_a_fresh_distance_head():
+    from training.network import HyperParams, build, weights_from_arrays
+
+    hp = HyperParams(depth=2, width=8)
+    model = build(5, hp)
+    fresh = model.get_weights()
+    rng = np.random.default_rng(0)
+    one_headed = [rng.normal(size=(*w.shape[:-1], 1) if i >= len(fresh) - 2 else w.shape)
+                  .astype(np.float32) for i, w in enumerate(fresh)]
+    weights_from_arrays(model, {f"w{i:02d}": w for i, w in enumerate(one_headed)})
+    loaded = model.get_weights()
+    for got, base in zip(loaded[:-2], one_headed[:-2], strict=True):
+        np.testing.assert_array_equal(got, base)
+    np.testing.assert_array_equal(loaded[-2][:, :1], one_headed[-2])
+    np.testing.assert_array_equal(loaded[-2][:, 1:], fresh[-2][:, 1:])
+    np.testing.assert_array_equal(loaded[-1], [one_headed[-1][0], fresh[-1][1]])
+    with pytest.raises(TrainingError, match="do not fit"):
+        weights_from_arrays(model, {"w00": one_headed[0]})
