@@ -71,6 +71,10 @@ def test_calibrate_collects_fine_tunes_and_installs_a_better_bundle(twin, capsys
     installed = root / "models" / current
     assert read_record(installed) == read_record(run / "calibrated")
     assert read_record(installed)["fine_tuned_from"]["bundle"] == base
+    # as the base was made: the paper's pattern is symmetric under x -> -x, so mirrors are
+    # trained on too; the tiny base has no near-focus network, so neither has its calibration
+    assert read_record(installed)["data"]["mirror_augmentation"] is True
+    assert read_record(installed)["fine"] is None
     note = json.loads((installed / "installed.json").read_text())["note"]
     assert note.startswith("calibrate: held-out RMSE") and "position-005" in note
     for report in ("before", "after"):
@@ -122,3 +126,15 @@ def test_bad_requests_are_refused_before_anything_is_collected(twin, args, messa
     assert main(["calibrate", "--config", str(config), "--out", str(out), *given]) == 2
     assert message in capsys.readouterr().err
     assert links(root) == kept and not out.exists()
+
+
+def test_calibration_fine_tunes_as_the_base_was_made():
+    from controller.model import DEFAULT_BUNDLE
+    from controller.optics import Led, Pattern
+    from training.calibrate import recipe_of
+
+    shipped = read_record(DEFAULT_BUNDLE)
+    assert recipe_of(shipped) == {"mirror": True, "fine_range_um": 6.0}
+    one_side = Pattern("autofocus", (Led(0.2, 0.1),)).to_dict()  # a retrofit's LED off the y axis
+    assert recipe_of({**shipped, "illumination": one_side, "fine": None}) == {
+        "mirror": False, "fine_range_um": None}
