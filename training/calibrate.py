@@ -101,12 +101,44 @@ def check_split(stacks: int, hold_out: int) -> None:
             f"held out, {MIN_TRAINING_STACKS} to fine-tune and validate on), got {stacks}")
 
 
+def judging_problem(path: Path) -> str | None:
+    """Why a stack cannot judge a calibration (an unreadable file, or no focus found inside it),
+    if so."""
+    from controller.groundtruth import find_focus
+    from controller.stackio import read_stack
+
+    try:
+        find_focus(read_stack(path))
+    except FocuslockError as exc:
+        return str(exc)
+    return None
+
+
 def split_stacks(stacks: Sequence[Path], hold_out: int, folder: Path) -> tuple[Path, Path]:
     """Folders ``train/`` and ``held-out/`` in ``folder`` with links to the stacks: the last
-    ``hold_out`` (in name order) held out, the others to fine-tune on."""
+    ``hold_out`` (in name order) whose focus can be found held out, the others to fine-tune on.
+    A stack passed over for having no focus inside it (a sample that was far from focus when
+    it was collected) is left out with a line saying why: the stacks before it still serve."""
     ordered = sorted(stacks, key=lambda p: p.name)
     check_split(len(ordered), hold_out)
-    parts = {"train": ordered[:-hold_out], "held-out": ordered[-hold_out:]}
+    held: list[Path] = []
+    passed_over: list[Path] = []
+    for path in reversed(ordered):
+        if len(held) == hold_out:
+            break
+        problem = judging_problem(path)
+        if problem is None:
+            held.insert(0, path)
+        else:
+            passed_over.append(path)
+            print(f"left out {path.name}: {problem}")
+    train = [p for p in ordered if p not in held and p not in passed_over]
+    if len(held) < hold_out:
+        raise CalibrationError(f"a focus was found in only {len(held)} of the {len(ordered)} "
+                               f"stacks, fewer than the {hold_out} to hold out: collect them "
+                               f"again nearer focus")
+    check_split(len(train) + hold_out, hold_out)
+    parts = {"train": train, "held-out": held}
     for name, files in parts.items():
         (folder / name).mkdir()
         for path in files:

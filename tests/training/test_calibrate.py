@@ -17,6 +17,8 @@ import pytest
 from controller.cli import main
 from controller.installed_models import CURRENT, PREVIOUS
 from controller.model import read_record
+from controller.stackio import write_stack
+from tests.conftest import sim_stack
 
 pytestmark = [pytest.mark.training, pytest.mark.slow, pytest.mark.firmware]
 
@@ -95,6 +97,34 @@ def test_a_worse_bundle_is_not_installed_unless_forced(twin, capsys):
     assert main([*worse, "--out", str(root / "forced"), "--force"]) == 0
     summary = json.loads((root / "forced" / "calibration.json").read_text())
     assert not summary["improved"] and links(root) == (summary["installed"], kept[0])
+
+
+def test_a_stack_without_a_focus_inside_it_is_never_held_out(bundle, train_dir, tmp_path,
+                                                              capsys):
+    """The last stack (in name order) lies wholly above its focus: the one before it is held
+    out instead, and the run goes on; with no other stack to hold out it is refused."""
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    for name in sorted(p.name for p in train_dir.glob("*.ome.tif"))[:4]:
+        (stacks / name).symlink_to(train_dir / name)
+    write_stack(stacks / "zz-far.ome.tif", sim_stack("beads", 3, half_range=4, focus_um=9.0))
+    code = main(["calibrate", "--from", str(stacks), "--base", str(bundle), "--no-install",
+                 "--out", str(tmp_path / "run"), "--max-epochs", "2"])
+    assert code in (0, 1)  # better or not: what matters is what was compared
+    out = capsys.readouterr().out
+    assert "left out zz-far.ome.tif: the sharpest plane" in out
+    summary = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    assert summary["held_out"] == [sorted(p.name for p in train_dir.glob("*.ome.tif"))[3]]
+    assert sorted(p.name for p in (tmp_path / "run" / "train").glob("*.ome.tif")) == sorted(
+        p.name for p in train_dir.glob("*.ome.tif"))[:3]
+
+    lonely = tmp_path / "lonely"
+    lonely.mkdir()
+    for name in ("a", "b", "c"):
+        (lonely / f"{name}.ome.tif").symlink_to(stacks / "zz-far.ome.tif")
+    assert main(["calibrate", "--from", str(lonely), "--base", str(bundle), "--no-install",
+                 "--out", str(tmp_path / "run2")]) == 2
+    assert "a focus was found in only 0 of the 3 stacks" in capsys.readouterr().err
 
 
 def test_collect_only_stops_after_collecting_and_says_how_to_go_on(bundle, tmp_path, capsys):
