@@ -363,8 +363,10 @@ class FocusModel:
     def _scale(self, network: str) -> float:
         """Patch disagreement at which confidence is 1/e: the network's per-patch validation
         RMSE (at least a quarter of a depth of field, so a perfect fit does not make it
-        brittle)."""
+        brittle, and for a fine-tuned bundle at least its base's, training/pipeline.py's
+        ``patch_rmse_floor``)."""
         metrics = self.record.get("metrics", {}) if network == "main" else \
             self.record.get("fine", {}).get("metrics", {})
         rmse = float(metrics.get("patch_rmse_um", 0.0))
-        return max(rmse, 0.25 * self.optics.depth_of_field_um)
+        floor = (self.record.get("fine_tuned_from") or {}).get("patch_rmse_um", {})
+        return max(rmse, float(floor.get(network, 0.0)), 0.25 * self.optics.depth_of_field_um)

@@ -168,7 +168,8 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
         base = read_record(finetune)
         fine_tuned_from = {"bundle": folder_name(finetune),
                            "weights_sha256": base.get("weights_sha256"),
-                           "data": base.get("data", {}).get("folder")}
+                           "data": base.get("data", {}).get("folder"),
+                           "patch_rmse_um": patch_rmse_floor(base)}
         if min_confidence is None:
             threshold = float(base["min_confidence"])
         spec = FeatureSpec.from_dict(base["feature_spec"])  # fine-tuning keeps the features ...
@@ -264,6 +265,21 @@ def train(data_dir: Path, out: Path, *, spec: FeatureSpec, hp: HyperParams, forc
                      {"bundle": folder_name(out), "data": folder_name(data_dir)},
                      (history.train_rmse_um, history.val_rmse_um), list(frames.stack))
     return record
+
+
+def patch_rmse_floor(base: dict[str, Any]) -> dict[str, float]:
+    """The per-patch error below which a bundle fine-tuned from ``base`` never sets its
+    confidence scale (controller/model.py), by network: the base's own, measured on many stacks,
+    or the floor the base itself had. A calibration validates on one stack, too few fields to
+    say how far a new field's patches may disagree: a red-cell calibration validated at 1.0 µm
+    and refused most of the twin's good readings (within 0.5 µm from 10 % of starts; with the
+    base's 3.2 µm, 50 %)."""
+    inherited = (base.get("fine_tuned_from") or {}).get("patch_rmse_um", {})
+    floor = {"main": max(float(base["metrics"]["patch_rmse_um"]), inherited.get("main", 0.0))}
+    if base.get("fine") is not None:
+        floor["fine"] = max(float(base["fine"]["metrics"]["patch_rmse_um"]),
+                            inherited.get("fine", 0.0))
+    return floor
 
 
 def carry_pair(base_bundle: Path, base: dict[str, Any], staging: Path) -> dict[str, Any]:

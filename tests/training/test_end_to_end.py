@@ -6,6 +6,7 @@ documented ``focuslock train`` command (docs/training.md), not a test.
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -119,7 +120,8 @@ def test_finetune_keeps_features_and_normalisation_and_adds_a_fine_network(
     assert tuned["feature_spec"] == base["feature_spec"]
     assert tuned["hyperparameters"]["depth"] == 3
     assert tuned["fine_tuned_from"] == {"bundle": "tiny", "weights_sha256": base["weights_sha256"],
-                                        "data": base["data"]["folder"]}
+                                        "data": base["data"]["folder"],
+                                        "patch_rmse_um": {"main": base["metrics"]["patch_rmse_um"]}}
     assert tuned["min_confidence"] == base["min_confidence"]  # not given: the base's threshold
     # the near-focus network answers only where the main one puts the frame within ±3 µm, by
     # its distance head (the signed one hedges towards 0 where the sign is unsure)
@@ -208,3 +210,17 @@ def test_a_one_headed_bundles_weights_give_the_signed_head_and_keep_a_fresh_dist
     np.testing.assert_array_equal(loaded[-1], [one_headed[-1][0], fresh[-1][1]])
     with pytest.raises(TrainingError, match="do not fit"):
         weights_from_arrays(model, {"w00": one_headed[0]})
+
+
+def test_a_fine_tuned_bundles_patches_may_disagree_as_much_as_its_bases(tuned_bundle, tmp_path):
+    """However well a few calibration stacks validated, confidence falls no sooner than the
+    base's did: the floor the record carries sets the scale when it is the larger."""
+    copy = tmp_path / "tuned"
+    shutil.copytree(tuned_bundle, copy)
+    record = json.loads((copy / "record.json").read_text())
+    readings = np.array([[-1.0, 1.0], [1.0, 1.0], [-1.0, 1.0], [1.0, 1.0]])  # spread 1.4826 µm
+    own = FocusModel.load(copy).combine(readings).confidence
+    record["fine_tuned_from"]["patch_rmse_um"]["main"] = 50.0
+    (copy / "record.json").write_text(json.dumps(record))
+    floored = FocusModel.load(copy).combine(readings).confidence
+    assert floored == pytest.approx(math.exp(-1.4826 / 50.0)) and floored > own
