@@ -122,7 +122,7 @@ def split_stacks(stacks: Sequence[Path], hold_out: int, folder: Path) -> tuple[P
     ordered = sorted(stacks, key=lambda p: p.name)
     check_split(len(ordered), hold_out)
     held: list[Path] = []
-    passed_over: list[Path] = []
+    passed_over: dict[Path, str] = {}
     for path in reversed(ordered):
         if len(held) == hold_out:
             break
@@ -130,13 +130,14 @@ def split_stacks(stacks: Sequence[Path], hold_out: int, folder: Path) -> tuple[P
         if problem is None:
             held.insert(0, path)
         else:
-            passed_over.append(path)
+            passed_over[path] = problem
             print(f"left out {path.name}: {problem}")
     train = [p for p in ordered if p not in held and p not in passed_over]
     if len(held) < hold_out:
+        last, problem = next(iter(passed_over.items()))
         raise CalibrationError(f"a focus was found in only {len(held)} of the {len(ordered)} "
-                               f"stacks, fewer than the {hold_out} to hold out: collect them "
-                               f"again nearer focus")
+                               f"stacks, fewer than the {hold_out} to hold out (the last, "
+                               f"{last.name}: {problem}): collect them again nearer focus")
     check_split(len(train) + hold_out, hold_out)
     parts = {"train": train, "held-out": held}
     for name, files in parts.items():
