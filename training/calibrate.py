@@ -175,7 +175,7 @@ def calibrate(config: Config, folder: Path, stacks: Sequence[Path], *, base: Pat
     held = tuple(sorted(p.name for p in held_dir.iterdir() if not p.name.startswith(".")))
     print(f"held out: {', '.join(held)}; measuring the base bundle {folder_name(base)} on them")
     before = evaluate(base, held_dir, folder / "before")
-    print(f"fine-tuning {folder_name(base)} on {len(stacks) - hold_out} stacks "
+    print(f"fine-tuning {folder_name(base)} on {len(list(train_dir.iterdir()))} stacks "
           f"(at most {hp.max_epochs} epochs)")
     bundle = folder / "calibrated"
     train(train_dir, bundle, spec=FeatureSpec(), hp=hp, finetune=base,

@@ -113,6 +113,7 @@ def test_a_stack_without_a_focus_inside_it_is_never_held_out(bundle, train_dir, 
     assert code in (0, 1)  # better or not: what matters is what was compared
     out = capsys.readouterr().out
     assert "left out zz-far.ome.tif: the sharpest plane" in out
+    assert "on 3 stacks" in out  # the four before it: one held out, three to fine-tune on
     summary = json.loads((tmp_path / "run" / "calibration.json").read_text())
     assert summary["held_out"] == [sorted(p.name for p in train_dir.glob("*.ome.tif"))[3]]
     assert sorted(p.name for p in (tmp_path / "run" / "train").glob("*.ome.tif")) == sorted(
