@@ -224,3 +224,39 @@ def test_a_fine_tuned_bundles_patches_may_disagree_as_much_as_its_bases(tuned_bu
     (copy / "record.json").write_text(json.dumps(record))
     floored = FocusModel.load(copy).combine(readings).confidence
     assert floored == pytest.approx(math.exp(-1.4826 / 50.0)) and floored > own
+
+
+def test_a_fine_tuned_bundle_passes_new_fields_of_its_own_sample(bundle, tmp_path):
+    """Its unfamiliarity limit is at least the 99th percentile of its validation frames, as
+    the controller scores them: a familiarity fitted to a few stacks would refuse new fields
+    of the very sample it learned (here, as on the twin, most of them score above 1)."""
+    from controller.stackio import read_stack
+
+    data = tmp_path / "beads"
+    data.mkdir()
+    for seed in range(4):
+        write_stack(data / f"beads-{seed:03d}.ome.tif", sim_stack("beads", seed, half_range=6))
+    out = tmp_path / "tuned"
+    assert main(["train", str(data), "--out", str(out), "--finetune", str(bundle),
+                 "--max-epochs", "2", "--validation-fraction", "0.25"]) == 0
+    tuned = json.loads((out / "record.json").read_text())
+    model = FocusModel.load(out)
+    scores = [model.predict(frame).unfamiliarity
+              for name in tuned["data"]["validation"]["stacks"]
+              for frame in read_stack(data / name).channel("autofocus")]
+    edge = float(np.percentile(scores, 99))
+    assert edge > json.loads((bundle / "record.json").read_text())["confidence"][
+        "max_unfamiliarity"]
+    assert tuned["confidence"]["max_unfamiliarity"] == pytest.approx(edge, rel=1e-4)
+
+
+def test_the_unfamiliarity_limit_is_raised_to_the_validation_edge_never_lowered():
+    from controller.confidence import Calibration
+    from training.pipeline import familiar_to_its_own_sample
+
+    limits = Calibration(None, 1.0, None, "defaults")
+    scores = np.linspace(0.5, 2.0, 101)
+    raised = familiar_to_its_own_sample(limits, np.append(scores, np.nan))
+    assert raised.max_unfamiliarity == pytest.approx(np.percentile(scores, 99))
+    assert "99th percentile of the fine-tuning's validation frames" in raised.calibrated_on
+    assert familiar_to_its_own_sample(limits, np.full(5, 0.3)) is limits
