@@ -37,7 +37,9 @@ from training.network import HyperParams
 if TYPE_CHECKING:
     from controller.installed_models import InstalledBundle
 
-STACKS = 8  # collected by default: one held out, seven to fine-tune on (one of them validates)
+# collected by default: one held out, nine to fine-tune on (one of them validates); the number
+# benchmarks/bench_finetune.py measured (docs/training.md, "A new sample type")
+STACKS = 10
 HOLD_OUT = 1
 # Short fine-tuning: the base already reads defocus, and a few stacks make short epochs. At a
 # rate of 3e-4 the bundled model fine-tuned on six 1024² bead stacks read a seventh worse (20.4

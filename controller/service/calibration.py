@@ -42,7 +42,7 @@ from controller.stackio import FocalStack
 # checked here before minutes of collecting (tests/service/test_calibration.py holds them equal)
 MIN_STACKS = 3
 MAX_STACKS = 50
-DEFAULT_STACKS = 8
+DEFAULT_STACKS = 10  # training/calibrate.py STACKS (the test holds them equal)
 DEFAULT_RANGE_UM = 30.0  # focuslock calibrate's defaults
 DEFAULT_STEP_UM = 1.0
 MAX_RANGE_UM = 200.0

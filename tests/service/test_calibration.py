@@ -60,6 +60,16 @@ def test_the_service_refuses_fewer_stacks_than_calibrate_does():
     assert MIN_STACKS == HOLD_OUT + MIN_TRAINING_STACKS
 
 
+def test_the_service_and_the_page_collect_as_many_stacks_as_calibrate_does():
+    from controller.service.calibration import DEFAULT_STACKS
+    from training.calibrate import STACKS
+
+    page = (Path(__file__).parents[2] / "controller" / "service" / "dashboard.html").read_text()
+    assert DEFAULT_STACKS == STACKS
+    assert f'id="cal-stacks" type="number" min="{MIN_STACKS}" max="50"\n        step="1" ' \
+           f'value="{STACKS}"' in page
+
+
 @pytest.mark.parametrize(("body", "message"), [
     ({"stacks": 2}, "stacks: must be an integer in [3, 50], got 2"),
     ({"stacks": 4.5}, "stacks: must be an integer"),
