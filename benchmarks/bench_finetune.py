@@ -29,13 +29,13 @@ import numpy as np
 from controller.cli import main as focuslock
 from controller.model import DEFAULT_BUNDLE
 from controller.optics import preset
-from controller.sim import make_sample, render_stack
 from controller.sim.instrument import Instrument, InstrumentVariation
 from controller.stackio import write_stack
-from training.datagen import stack_name
+from training.datagen import simulated_stack, stack_name
 
 TRAIN_SEED, TEST_SEED = 600_000, 700_000
 Z_UM = np.arange(-30.0, 30.5, 1.0)
+FOCUS_JITTER_UM = 2.0  # the focus within ±this of the middle: a user focuses roughly first
 # every family but the cells the shipped default learned
 NEW_FAMILIES = ("tissue", "red-cells", "spread-cells", "elongated-cells", "cell-clusters",
                 "bacteria", "thick-cells", "pollen", "diatoms", "beads", "tissue-section")
@@ -44,18 +44,12 @@ NEW_FAMILIES = ("tissue", "red-cells", "spread-cells", "elongated-cells", "cell-
 def render(family: str, seeds: range, size: int, instrument: Instrument | None,
            folder: Path) -> None:
     """The stacks of ``family`` with these seeds, on ``instrument`` (None: the ideal one)."""
-    system = preset("paper")
     folder.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         path = folder / stack_name(family, seed)
-        if path.exists():
-            continue
-        focus = float(np.random.default_rng([seed, 7]).uniform(-2.0, 2.0))
-        sample = make_sample(family, (size, size), system.optics.pixel_um, seed)
-        stack = render_stack(sample, Z_UM, preset=system, focus_z_um=focus, seed=seed,
-                             instrument=instrument)
-        stack.metadata["name"] = path.name
-        write_stack(path, stack)
+        if not path.exists():
+            write_stack(path, simulated_stack(family, seed, size, preset("paper"), Z_UM,
+                                              FOCUS_JITTER_UM, instrument=instrument))
 
 
 def read(bundle: Path, stacks: Path, report: Path) -> dict[str, float]:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from controller.errors import FocuslockError
 from controller.files import require_writable_dir
 from controller.optics import Pattern, Preset, preset
-from controller.sim.instrument import InstrumentVariation
+from controller.sim.instrument import Instrument, InstrumentVariation
 from controller.sim.samples import SAMPLE_KINDS, make_sample
 from controller.sim.stacks import render_stack, require_render_memory, resolve_patterns
 from controller.stackio import AUTOFOCUS_CHANNEL, FocalStack, write_stack
@@ -79,13 +79,18 @@ def with_autofocus(system: Preset, autofocus: Pattern | None) -> Preset:
 
 def simulated_stack(kind: str, sample_seed: int, size: int, system: Preset, z_um: np.ndarray,
                     focus_jitter_um: float = FOCUS_JITTER_UM,
-                    variation: InstrumentVariation | None = None) -> FocalStack:
+                    variation: InstrumentVariation | None = None,
+                    instrument: Instrument | None = None) -> FocalStack:
     """The stack of sample kind ``kind`` and seed ``sample_seed``, named as its file is; taken
-    on the preset's ideal instrument, or on one drawn from ``variation`` by the same seed."""
+    on the preset's ideal instrument, on one drawn from ``variation`` by the same seed, or on
+    ``instrument`` (one microscope for every stack, as a box calibrates)."""
+    if variation is not None and instrument is not None:
+        raise ValueError("a stack is taken on a drawn instrument or on a given one, not both")
     rng = np.random.default_rng([sample_seed, 7])
     focus = float(rng.uniform(-focus_jitter_um, focus_jitter_um))
     sample = make_sample(kind, (size, size), system.optics.pixel_um, sample_seed)
-    instrument = None if variation is None else variation.draw(sample_seed)
+    if variation is not None:
+        instrument = variation.draw(sample_seed)
     stack = render_stack(sample, z_um, preset=system, focus_z_um=focus, seed=sample_seed,
                          instrument=instrument)
     stack.metadata["name"] = stack_name(kind, sample_seed)

@@ -128,3 +128,19 @@ def test_mirror_is_refused_for_an_asymmetric_pattern(tmp_path):
     assert p.autofocus.name == "autofocus"
     with pytest.raises(DatasetError, match="not symmetric under x -> -x"):
         load_dataset(tmp_path, SPEC, mirror=True, progress=False)
+
+
+def test_a_simulated_stack_on_a_given_instrument_is_the_one_its_seed_would_draw():
+    """One microscope for every stack (a box's calibration) renders as the drawn instrument of
+    the same seed does; asking for both is refused."""
+    from controller.sim.instrument import InstrumentVariation
+    from training.datagen import simulated_stack
+
+    system, z, variation = preset("paper"), np.arange(-2.0, 3.0), InstrumentVariation()
+    drawn = simulated_stack("beads", 5, 64, system, z, variation=variation)
+    given = simulated_stack("beads", 5, 64, system, z, instrument=variation.draw(5))
+    np.testing.assert_array_equal(given.images, drawn.images)
+    assert given.metadata["instrument"] == drawn.metadata["instrument"]
+    with pytest.raises(ValueError, match="not both"):
+        simulated_stack("beads", 5, 64, system, z, variation=variation,
+                        instrument=variation.draw(5))
