@@ -12,8 +12,8 @@ never saw (docs/training.md, "Confidence").
   (the squared residual), each divided by its 99th percentile on the training rows and the larger
   taken: 1 is the edge of what the network was trained on. A sample, optics or fault it never saw
   scores above.
-- **Expected error** (``ExpectedError``): the 95th percentile of |error| of the readings the gates
-  pass, by predicted distance, measured on families left out of training.
+- **Expected error** (a ``DistanceTable``): the 95th percentile of |error| of the readings the
+  gates pass, by predicted distance, measured on families left out of training.
 
 ``Calibration`` holds the limits the gates and the loop apply, from the record's ``confidence``.
 Only numpy: this runs on the box.
@@ -103,30 +103,33 @@ class Familiarity:
 
 
 @dataclass(frozen=True)
-class ExpectedError:
-    """95th percentile of |error| by predicted distance: bin i holds distances in
-    [edges[i], edges[i+1]) (the last bin is open above)."""
+class DistanceTable:
+    """A number by predicted distance (the expected error, or the unfamiliarity limit): bin i
+    holds distances in [edges[i], edges[i+1]) (the last bin is open above)."""
 
     edges_um: tuple[float, ...]
-    error_um: tuple[float, ...]
+    values: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        if len(self.edges_um) != len(self.error_um) or not self.edges_um \
+        if len(self.edges_um) != len(self.values) or not self.edges_um \
                 or list(self.edges_um) != sorted(self.edges_um) \
-                or not all(e > 0 and math.isfinite(e) for e in self.error_um):
-            raise ValueError("expected error: one positive error per ascending distance edge")
+                or not all(v > 0 and math.isfinite(v) for v in self.values):
+            raise ValueError("distance table: one positive value per ascending distance edge")
 
     def at(self, distance_um: float) -> float:
         i = int(np.searchsorted(np.asarray(self.edges_um), distance_um, side="right")) - 1
-        return self.error_um[max(i, 0)]
+        return self.values[max(i, 0)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"distance_edges_um": list(self.edges_um), "error_um": list(self.error_um)}
+        return {"distance_edges_um": list(self.edges_um), "values": list(self.values)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ExpectedError:
+    def from_dict(cls, d: dict[str, Any]) -> DistanceTable:
+        # a bundle calibrated before the table held anything but the expected error names its
+        # values "error_um"
+        values = d["values"] if "values" in d else d["error_um"]
         return cls(tuple(float(v) for v in d["distance_edges_um"]),
-                   tuple(float(v) for v in d["error_um"]))
+                   tuple(float(v) for v in values))
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,19 @@ class Calibration:
     # beyond it the loop probes for the sign; None: the network's sign is never trusted (no
     # limit kept its wrong signs rare enough on the families it never saw)
     max_sign_ambiguity: float | None
-    max_unfamiliarity: float  # beyond it the reading is rejected ('unfamiliar' gate)
-    expected_error: ExpectedError | None  # None: not yet calibrated on unseen families
+    # beyond it the reading is rejected ('unfamiliar' gate), at any distance the table below
+    # does not set a limit for
+    max_unfamiliarity: float
+    expected_error: DistanceTable | None  # None: not yet calibrated on unseen families
     calibrated_on: str = ""  # which readings set these numbers
+    # the unfamiliarity limit by predicted distance, where it was measured so (a calibration on
+    # the user's sample: near focus its new fields score far above its far ones)
+    unfamiliarity_by_distance: DistanceTable | None = None
+
+    def unfamiliarity_limit(self, distance_um: float) -> float:
+        """Beyond this unfamiliarity a reading of this distance is rejected."""
+        table = self.unfamiliarity_by_distance
+        return self.max_unfamiliarity if table is None else table.at(distance_um)
 
     def sign_is_ambiguous(self, ambiguity: float) -> bool:
         """Whether a reading of this ambiguity must have its sign found by a probe rather than
@@ -150,15 +163,19 @@ class Calibration:
                 "max_unfamiliarity": self.max_unfamiliarity,
                 "expected_error": None if self.expected_error is None
                 else self.expected_error.to_dict(),
-                "calibrated_on": self.calibrated_on}
+                "calibrated_on": self.calibrated_on,
+                "unfamiliarity_by_distance": None if self.unfamiliarity_by_distance is None
+                else self.unfamiliarity_by_distance.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         table = d.get("expected_error")
+        by_distance = d.get("unfamiliarity_by_distance")
         limit = d["max_sign_ambiguity"]
         calibration = cls(None if limit is None else float(limit), float(d["max_unfamiliarity"]),
-                          None if table is None else ExpectedError.from_dict(table),
-                          str(d.get("calibrated_on", "")))
+                          None if table is None else DistanceTable.from_dict(table),
+                          str(d.get("calibrated_on", "")),
+                          None if by_distance is None else DistanceTable.from_dict(by_distance))
         limit = calibration.max_sign_ambiguity
         if not ((limit is None or 0.0 <= limit <= 1.0) and calibration.max_unfamiliarity > 0):
             raise ValueError("confidence: max_sign_ambiguity must be in [0, 1] (or null) and "

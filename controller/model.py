@@ -356,7 +356,8 @@ class FocusModel:
         table = calibration.expected_error
         return replace(
             prediction, unfamiliarity=unfamiliarity,
-            max_unfamiliarity=None if unfamiliarity is None else calibration.max_unfamiliarity,
+            max_unfamiliarity=None if unfamiliarity is None
+            else calibration.unfamiliarity_limit(prediction.distance),
             sign_ambiguous=ambiguity is not None and calibration.sign_is_ambiguous(ambiguity),
             expected_error_um=None if table is None else table.at(prediction.distance))
 

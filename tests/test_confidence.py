@@ -9,7 +9,7 @@ import pytest
 from controller.confidence import (
     SIGN_FREE_UM,
     Calibration,
-    ExpectedError,
+    DistanceTable,
     Familiarity,
     sign_ambiguity,
 )
@@ -52,18 +52,26 @@ def test_a_familiarity_whose_parts_do_not_fit_is_refused():
         Familiarity.from_dict({**good, "components": [[1.0, 0.0]]})
 
 
-def test_expected_error_is_looked_up_by_distance():
-    table = ExpectedError((0.0, 2.0, 10.0), (0.3, 0.8, 3.0))
+def test_a_distance_table_is_looked_up_by_distance():
+    table = DistanceTable((0.0, 2.0, 10.0), (0.3, 0.8, 3.0))
     assert [table.at(d) for d in (0.0, 1.9, 2.0, 9.9, 10.0, 50.0)] == \
         [0.3, 0.3, 0.8, 0.8, 3.0, 3.0]
-    assert ExpectedError.from_dict(table.to_dict()) == table
+    assert DistanceTable.from_dict(table.to_dict()) == table
     with pytest.raises(ValueError, match="ascending"):
-        ExpectedError((0.0, 5.0, 2.0), (0.3, 0.8, 3.0))
+        DistanceTable((0.0, 5.0, 2.0), (0.3, 0.8, 3.0))
+    # an expected-error table as bundles calibrated before the table held anything else wrote it
+    assert DistanceTable.from_dict({"distance_edges_um": [0.0, 2.0, 10.0],
+                                    "error_um": [0.3, 0.8, 3.0]}) == table
 
 
 def test_calibration_round_trips_and_refuses_impossible_limits():
-    calibration = Calibration(0.4, 2.5, ExpectedError((0.0,), (1.0,)), "test")
+    calibration = Calibration(0.4, 2.5, DistanceTable((0.0,), (1.0,)), "test")
     assert Calibration.from_dict(calibration.to_dict()) == calibration
+    by_distance = Calibration(0.4, 2.5, None, "test", DistanceTable((0.0, 5.0), (3.0, 1.5)))
+    assert Calibration.from_dict(by_distance.to_dict()) == by_distance
+    assert [by_distance.unfamiliarity_limit(d) for d in (0.0, 4.9, 5.0, 30.0)] == \
+        [3.0, 3.0, 1.5, 1.5]
+    assert calibration.unfamiliarity_limit(0.0) == calibration.unfamiliarity_limit(30.0) == 2.5
     assert not calibration.sign_is_ambiguous(0.4) and calibration.sign_is_ambiguous(0.45)
     never = Calibration(None, 2.5, None, "a network whose sign is never right enough")
     assert Calibration.from_dict(never.to_dict()) == never

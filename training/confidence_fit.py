@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from controller.confidence import (
     EXPECTED_ERROR_QUANTILE,
     Calibration,
-    ExpectedError,
+    DistanceTable,
     Familiarity,
 )
 from controller.model import FocusModel
@@ -70,7 +70,8 @@ def judged(readings: Readings, limits: Calibration, *, passed_only: bool = True)
     """The readings as a bundle with these limits would have judged them (only those the gates
     pass, unless not ``passed_only``)."""
     ambiguous = np.array([limits.sign_is_ambiguous(float(a)) for a in readings.ambiguity], bool)
-    passed = readings.trusted & ~(readings.unfamiliarity > limits.max_unfamiliarity)
+    limit = np.array([limits.unfamiliarity_limit(d) for d in _distance(readings)])
+    passed = readings.trusted & ~(readings.unfamiliarity > limit)
     result = Readings(**{**readings.__dict__, "sign_ambiguous": ambiguous, "passed": passed})
     table = limits.expected_error
     if table is not None:
@@ -82,19 +83,27 @@ def _distance(r: Readings) -> np.ndarray:
     return np.where(np.isfinite(r.distance), r.distance, np.abs(r.predicted))
 
 
-def _table(passed: Readings) -> ExpectedError:
-    error = passed.acted_error
-    distance = _distance(passed)
-    def bound(errors: np.ndarray) -> float:  # "higher": at least 95 % of them within
-        return float(np.percentile(errors, EXPECTED_ERROR_QUANTILE, method="higher"))
+def _table(passed: Readings) -> DistanceTable:
+    # "higher": at least 95 % of the errors within
+    return percentile_table(passed.acted_error, _distance(passed), EXPECTED_ERROR_QUANTILE,
+                            method="higher", empty=1.0, floor=1e-3)
 
-    overall = bound(error) if error.size else 1.0
+
+def percentile_table(values: np.ndarray, distance_um: np.ndarray, quantile: float, *,
+                     method: Literal["linear", "higher"] = "linear", empty: float,
+                     floor: float) -> DistanceTable:
+    """The ``quantile`` of ``values`` in each bin of ``DISTANCE_EDGES_UM`` (a bin with fewer than
+    ``MIN_BIN_READINGS`` takes the overall one; none at all, ``empty``), at least ``floor``."""
+    def at(inside: np.ndarray) -> float:
+        return float(np.percentile(inside, quantile, method=method))
+
+    overall = at(values) if values.size else empty
     edges = (*DISTANCE_EDGES_UM, np.inf)
     bounds = []
     for low, high in itertools.pairwise(edges):
-        inside = error[(distance >= low) & (distance < high)]
-        bounds.append(bound(inside) if inside.size >= MIN_BIN_READINGS else overall)
-    return ExpectedError(DISTANCE_EDGES_UM, tuple(max(b, 1e-3) for b in bounds))
+        inside = values[(distance_um >= low) & (distance_um < high)]
+        bounds.append(at(inside) if inside.size >= MIN_BIN_READINGS else overall)
+    return DistanceTable(DISTANCE_EDGES_UM, tuple(max(b, floor) for b in bounds))
 
 
 def cross_checked(readings: Readings) -> dict[str, Any]:
