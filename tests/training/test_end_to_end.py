@@ -7,13 +7,14 @@ documented ``focuslock train`` command (docs/training.md), not a test.
 import json
 import math
 import shutil
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from controller.cli import main
-from controller.features import featurize
+from controller.features import Standardizer, featurize
 from controller.groundtruth import find_focus
 from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.optics import preset
@@ -253,13 +254,61 @@ def test_a_fine_tuned_bundle_passes_new_fields_of_its_own_sample(bundle, tmp_pat
     assert tuned["confidence"]["max_unfamiliarity"] == pytest.approx(edge, rel=1e-4)
 
 
-def test_the_unfamiliarity_limit_is_raised_to_the_validation_edge_never_lowered():
+def test_the_unfamiliarity_limits_are_raised_to_the_new_field_edge_never_lowered():
+    """Overall and by distance: near focus, where new fields score highest, the limit is theirs;
+    far from it, where they score low, it stays tighter."""
     from controller.confidence import Calibration
     from training.pipeline import familiar_to_its_own_sample
 
     limits = Calibration(None, 1.0, None, "defaults")
-    scores = np.linspace(0.5, 2.0, 101)
-    raised = familiar_to_its_own_sample(limits, np.append(scores, np.nan))
+    distance = np.linspace(0.0, 30.0, 301)
+    scores = np.where(distance < 2.0, 3.0, 1.5) + 0.001 * np.arange(301)
+    raised = familiar_to_its_own_sample(limits, np.append(scores, np.nan),
+                                        np.append(distance, 0.0))
     assert raised.max_unfamiliarity == pytest.approx(np.percentile(scores, 99))
-    assert "99th percentile of the fine-tuning's validation frames" in raised.calibrated_on
-    assert familiar_to_its_own_sample(limits, np.full(5, 0.3)) is limits
+    near, far = distance < 2.0, distance >= 20.0
+    assert raised.unfamiliarity_limit(0.5) == pytest.approx(np.percentile(scores[near], 99))
+    assert raised.unfamiliarity_limit(25.0) == pytest.approx(np.percentile(scores[far], 99))
+    assert 1.0 < raised.unfamiliarity_limit(25.0) < raised.unfamiliarity_limit(0.5)
+    assert "99th percentile of new fields of the fine-tuning's sample" in raised.calibrated_on
+    assert familiar_to_its_own_sample(limits, np.full(5, 0.3), np.zeros(5)) is limits
+    strict = Calibration(None, 1.0, None, "far: stricter than the fine-tuning wants to be")
+    again = familiar_to_its_own_sample(strict, np.full(301, 0.3), distance)
+    assert again is strict  # nothing above the inherited limit: unchanged
+
+
+def test_new_fields_are_scored_by_a_familiarity_that_never_saw_them():
+    """Every field of a sample sits off the others (here a field's own offset of the features):
+    a familiarity fitted to some fields puts most frames of another beyond its edge, and the
+    leave-one-stack-out scores cover them. Too few rows to describe the features: no scores."""
+    from training.dataset import FeaturesInMemory, assemble_rows
+    from training.pipeline import familiarity_of, new_field_scores
+
+    rng = np.random.default_rng(3)
+    n_features, frames, patches = 24, 30, 4
+    fields = [rng.normal(size=n_features) * 1.5 for _ in range(8)]  # the 8th is a new field
+    x = np.concatenate([field + rng.normal(size=(frames * patches, n_features))
+                        for field in fields]).astype(np.float32)
+    paper = preset("paper")
+    labels = np.linspace(-10, 10, frames)
+
+    def dataset(n_stacks: int, rows: np.ndarray) -> Any:
+        return assemble_rows([(labels, labels, np.zeros(frames, bool))] * n_stacks, patches,
+                             [f"s{i}" for i in range(n_stacks)], ["beads"] * n_stacks,
+                             paper.optics, paper.autofocus, FeaturesInMemory(rows), [])
+
+    identity = Standardizer(np.zeros(n_features, np.float32), np.ones(n_features, np.float32))
+    train_set = dataset(7, x[:7 * frames * patches])
+    own = familiarity_of(train_set, identity, seed=0)
+    new_field = x[7 * frames * patches:].reshape(frames, patches, n_features)
+    new = np.array([np.median(own.score(frame)) for frame in new_field])
+    scores, distance = new_field_scores(train_set, identity, seed=0)
+    assert scores.shape == (7 * frames,)
+    np.testing.assert_allclose(distance, np.tile(np.abs(labels), 7), atol=1e-5)
+    assert np.mean(new > 1.0) > 0.5  # the edge of the training rows refuses most of a new field
+    assert np.mean(new > np.percentile(scores, 99)) <= 0.1
+    two = dataset(2, x[:2 * frames * patches])
+    assert new_field_scores(two, identity, seed=0)[0].size == 2 * frames
+    assert new_field_scores(dataset(1, x[:frames * patches]), identity, seed=0)[0].size == 0
+    few = two.rows_where(two.plane % 10 == 0)  # 12 rows a stack for 24 features
+    assert new_field_scores(few, identity, seed=0)[0].size == 0
