@@ -115,8 +115,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     assert base is not None
     result = calibrate(config, folder, files, base=base, hold_out=args.hold_out, hp=hp,
                        force=args.force, install=not args.no_install)
-    print(f"held-out RMSE ({', '.join(result.held_out)}): base {result.before_rmse_um:.2f} µm, "
-          f"fine-tuned {result.after_rmse_um:.2f} µm; reports in {folder}")
+    print(f"held-out RMSE ({', '.join(result.held_out)}): base {result.before_rmse_um:.2f} µm "
+          f"({_refused(result.before_refused)}), fine-tuned {result.after_rmse_um:.2f} µm "
+          f"({_refused(result.after_refused)}); reports in {folder}")
     if result.installed is not None:
         announce(config, "installed", result.installed, reload=not args.no_reload)
         return 0
@@ -124,8 +125,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print(f"not installed (--no-install); to install it: focuslock model install "
               f"{result.bundle}")
     else:
-        print(f"not installed: the fine-tuned bundle reads the held-out stacks no better; it "
-              f"stays in {result.bundle} (--force installs such a bundle anyway)")
+        print(f"not installed: {result.verdict}; it stays in {result.bundle} (--force installs "
+              f"such a bundle anyway)")
     return 0 if result.improved else 1
 
 
@@ -153,3 +154,7 @@ def _print_desktop_route(folder: Path, base: Path | None, config: Path | None) -
           f"  focuslock calibrate --from stacks --base BASE --no-install --out calibration\n"
           f"then copy calibration/bundle back to the box and install it:\n"
           f"  focuslock model install bundle{on_box}")
+
+
+def _refused(share: float | None) -> str:
+    return "no frame read" if share is None else f"its gates refuse {share:.0%} of the frames"

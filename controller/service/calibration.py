@@ -296,19 +296,26 @@ class CalibrationJob:
         try:
             result = json.loads((self.tune_dir / SUMMARY).read_text())
             before, after = (_finite(result[which]["rmse_um"]) for which in ("before", "after"))
+            refused = {which: _finite(result[which].get("refused"))
+                       for which in ("before", "after")}
+            verdict = str(result["verdict"])
         except (OSError, ValueError, KeyError, TypeError):
             self._change(Phase.FAILED, f"fine-tuning failed (exit status {code}): "
                                        f"{_last_line(self.folder / LOG)}")
             return
         with self._lock:
             self._result = {"before_rmse_um": before, "after_rmse_um": after,
-                            "improved": result["improved"], "held_out": result["held_out"],
+                            "before_refused": refused["before"],
+                            "after_refused": refused["after"],
+                            "no_move_rmse_um": _finite(result.get("no_move_rmse_um")),
+                            "improved": result["improved"], "verdict": verdict,
+                            "held_out": result["held_out"],
                             "bundle": result["bundle"], "seconds": round(
                                 time.monotonic() - started, 1)}
-        verdict = ("reads it better: install it" if result["improved"] else
-                   "reads it no better: installing it is not advised")
+        advice = "install it" if result["improved"] else "installing it is not advised"
         self._change(Phase.READY, f"held-out RMSE {_um(before)} before, {_um(after)} after; "
-                                  f"the fine-tuned bundle {verdict}")
+                                  f"{verdict}: {advice}"
+                                  f"{_refusing(refused['after'])}")
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -320,8 +327,8 @@ class CalibrationJob:
         if phase is not Phase.READY or result is None:
             raise Conflict(f"nothing to install: the calibration is {phase}")
         if not result["improved"] and not force:
-            raise Conflict("the fine-tuned bundle reads the held-out stack no better than the "
-                           "base; send {\"force\": true} to install it anyway")
+            raise Conflict(f"{result['verdict']}; send {{\"force\": true}} to install it "
+                           f"anyway")
         note = (f"calibrate (service): held-out RMSE {_um(result['before_rmse_um'])} -> "
                 f"{_um(result['after_rmse_um'])} ({', '.join(result['held_out'])})")
         return Path(result["bundle"]), note
@@ -374,8 +381,14 @@ def _last_line(path: Path) -> str:
 
 
 def _finite(value: float | None) -> float | None:
-    """An RMSE as JSON carries it: None for a bundle that read no frame (NaN)."""
+    """An RMSE or a share as JSON carries it: None for a bundle that read no frame (NaN)."""
     return value if value is not None and math.isfinite(value) else None
+
+
+def _refusing(share: float | None) -> str:
+    """What the fine-tuned bundle's gates make of the held-out frames: a bundle that reads a
+    new field well but refuses it does not lock on it either."""
+    return "" if share is None else f"; its gates refuse {share:.0%} of the held-out frames"
 
 
 def _um(value: float | None) -> str:

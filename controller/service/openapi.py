@@ -454,7 +454,17 @@ _SCHEMAS: dict[str, Schema] = {
         "error": {"type": "string"}}),
     "CalibrationResult": _closed({
         "before_rmse_um": _nullable(_NUMBER), "after_rmse_um": _nullable(_NUMBER),
-        "improved": {"type": "boolean"},
+        "before_refused": {**_nullable(_NUMBER),
+                           "description": "share of the held-out frames the base's gates "
+                                          "refuse (null: none read)"},
+        "after_refused": {**_nullable(_NUMBER),
+                          "description": "the same for the fine-tuned bundle"},
+        "no_move_rmse_um": {**_nullable(_NUMBER),
+                            "description": "the held-out frames' RMS distance from focus: what "
+                                           "not moving at all would leave"},
+        "improved": {"type": "boolean",
+                     "description": "better than both the base and not moving"},
+        "verdict": {"type": "string", "description": "the comparison, in words"},
         "held_out": {"type": "array", "items": {"type": "string"}},
         "bundle": {"type": "string", "description": "the fine-tuned bundle's folder"},
         "seconds": {**_NUMBER, "description": "how long fine-tuning and comparing took"}}),

@@ -255,6 +255,11 @@ def test_a_calibration_completes_installs_and_rolls_back(start_service, bundle,
     result = job["result"]
     assert result["held_out"] == ["position-004.ome.tif"]
     assert result["before_rmse_um"] > 0 and result["after_rmse_um"] > 0
+    summary = json.loads((Path(job["folder"]) / "tune" / "calibration.json").read_text())
+    assert result["after_refused"] == summary["after"]["refused"] is not None
+    assert result["before_refused"] == summary["before"]["refused"] is not None
+    assert f"its gates refuse {result['after_refused']:.0%} of the held-out frames" in \
+        job["message"]
     code, kind, figure = fetch(client.port, "/api/calibration/figure.png")
     assert code == 200 and kind == "image/png"
     assert Image.open(io.BytesIO(figure)).size == (640, 320)  # two panels, side by side

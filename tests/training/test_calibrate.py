@@ -68,6 +68,10 @@ def test_calibrate_collects_fine_tunes_and_installs_a_better_bundle(twin, capsys
     summary = json.loads((run / "calibration.json").read_text())
     assert summary["held_out"] == ["position-005.ome.tif"] and summary["frames"] == 21
     assert summary["after"]["rmse_um"] < summary["before"]["rmse_um"] and summary["improved"]
+    for which in ("before", "after"):  # what each bundle's gates made of the held-out frames
+        evaluation = json.loads((run / which / "metrics.json").read_text())
+        share = evaluation["by_family"]["all"]["rejected"]
+        assert summary[which]["refused"] == share and 0.0 <= share <= 1.0
     current, previous = links(root)
     assert previous == base and current == summary["installed"] != base
     installed = root / "models" / current
@@ -89,9 +93,14 @@ def test_a_worse_bundle_is_not_installed_unless_forced(twin, capsys):
     worse = ["calibrate", "--config", str(config), "--from", str(root / "run" / "stacks"),
              "--learning-rate", "1", "--max-epochs", "1", "--no-reload"]
     assert main([*worse, "--out", str(root / "worse")]) == 1
-    assert "not installed: the fine-tuned bundle reads the held-out stacks no better" in \
-        capsys.readouterr().out
+    out = capsys.readouterr().out
     summary = json.loads((root / "worse" / "calibration.json").read_text())
+    assert f"not installed: {summary['verdict']}" in out
+    assert "no better than the base" in summary["verdict"] or \
+        "worse than not moving at all" in summary["verdict"]
+    for which, name in (("before", "base"), ("after", "fine-tuned")):
+        assert f"{name} {summary[which]['rmse_um']:.2f} µm (its gates refuse " \
+               f"{summary[which]['refused']:.0%} of the frames)" in out
     assert not summary["improved"] and summary["installed"] is None
     assert links(root) == kept
     assert main([*worse, "--out", str(root / "forced"), "--force"]) == 0
@@ -169,3 +178,33 @@ def test_calibration_fine_tunes_as_the_base_was_made():
     one_side = Pattern("autofocus", (Led(0.2, 0.1),)).to_dict()  # a retrofit's LED off the y axis
     assert recipe_of({**shipped, "illumination": one_side, "fine": None}) == {
         "mirror": False, "fine_range_um": None}
+
+
+def test_a_bundle_worse_than_not_moving_is_no_improvement(tmp_path):
+    """Better than a poor base is not enough: a bundle whose held-out error exceeds the frames'
+    own distance from focus would drive the focus away on average (eight twin bead stacks read
+    26.3 -> 23.3 µm, where not moving leaves 19.3 µm)."""
+    import math
+
+    from training.calibrate import CalibrationRun, no_move_rmse
+
+    report = tmp_path / "after"
+    report.mkdir()
+    (report / "predictions.csv").write_text(
+        "stack,true_defocus_um,predicted_defocus_um\n"
+        "a.ome.tif,3.0,1.0\na.ome.tif,-4.0,-2.0\n")
+    assert no_move_rmse(report) == pytest.approx(math.sqrt((9 + 16) / 2))
+
+    def run(before: float, after: float, no_move: float) -> CalibrationRun:
+        return CalibrationRun(tmp_path, tmp_path / "base", tmp_path / "calibrated", ("a",),
+                              before, after, None, no_move_rmse_um=no_move)
+
+    worse_than_still = run(26.3, 23.3, 19.3)
+    assert not worse_than_still.improved
+    assert "worse than not moving at all would leave them (19.30 µm" in \
+        worse_than_still.verdict
+    assert run(13.2, 1.1, 17.0).improved and "better (1.10 µm)" in run(13.2, 1.1, 17.0).verdict
+    assert not run(1.0, 1.2, 17.0).improved and "no better than the base (1.00 µm)" in \
+        run(1.0, 1.2, 17.0).verdict
+    assert not run(1.0, math.nan, 17.0).improved
+    assert run(13.2, 1.1, math.nan).improved  # no frame to say what standing still leaves
