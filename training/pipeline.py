@@ -280,10 +280,11 @@ def familiar_to_its_own_sample(calibration: Calibration, unfamiliarity: np.ndarr
     new fields of its own sample get (``new_field_scores`` and the validation frames, at their
     distances from focus), overall and by distance (``percentile_table``), never below the
     limits it inherited. Its familiarity is fitted to a few stacks, and a new field of the very
-    sample it was fine-tuned on scores beyond their edge, near focus most of all: six new
-    red-cell stacks were refused at 24 % of their frames, 50 % within 5 µm of focus, where the
-    lock works. By distance, because near focus a new field scores twice what it does far from
-    it: one limit for all would wave through, far from focus, samples stranger still."""
+    sample it was fine-tuned on scores beyond their edge, near focus most of all: the edge of
+    one validation stack refused six new red-cell fields at 13 % of their frames, 47 % within
+    5 µm of focus, where the lock works. By distance, because near focus a new field scores
+    twice what it does far from it: one limit for all would wave through, far from focus,
+    samples stranger still."""
     known = np.isfinite(unfamiliarity)
     scores, distance = unfamiliarity[known], distance_um[known]
     if not scores.size:
