@@ -30,10 +30,10 @@ from controller.service.api import ApiServer
 from controller.service.daemon import FocusService
 from controller.sim.twin import DigitalTwin
 from controller.stackio import write_stack
+from tests.conftest import TINY, sim_stack
 from tests.service.cdp import Browser
 from tests.service.conftest import service_config, twin_hardware
 from tests.service.test_calibration import calibration_config
-from tests.training.conftest import TINY, sim_stack
 
 DESKTOP = {"width": 1100, "height": 900, "deviceScaleFactor": 1, "mobile": False}
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
