@@ -35,6 +35,8 @@ from controller.features import FeatureSpec
 from training.network import HyperParams
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from controller.installed_models import InstalledBundle
 
 # collected by default: one held out, nine to fine-tune on (one of them validates); the number
@@ -77,12 +79,16 @@ class CalibrationRun:
     def improved(self) -> bool:
         """Whether the fine-tuned bundle reads the held-out stacks better than both its base
         and not moving at all."""
-        return math.isfinite(self.after_rmse_um) and self.after_rmse_um < self.before_rmse_um \
-            and not self.after_rmse_um >= self.no_move_rmse_um
+        return self._shortfall() is None
 
     @property
     def verdict(self) -> str:
         """What the held-out stacks say of the fine-tuned bundle, in words."""
+        return self._shortfall() or (f"the fine-tuned bundle reads the held-out stacks better "
+                                     f"({self.after_rmse_um:.2f} µm)")
+
+    def _shortfall(self) -> str | None:
+        """Why the fine-tuned bundle is no improvement (None: it is one)."""
         after = f"{self.after_rmse_um:.2f} µm"
         if not math.isfinite(self.after_rmse_um):
             return "the fine-tuned bundle read no held-out frame"
@@ -93,7 +99,7 @@ class CalibrationRun:
         if not self.after_rmse_um < self.before_rmse_um:
             return (f"the fine-tuned bundle ({after}) reads the held-out stacks no better than "
                     f"the base ({self.before_rmse_um:.2f} µm)")
-        return f"the fine-tuned bundle reads the held-out stacks better ({after})"
+        return None
 
 
 def collect_stacks(config: Config, folder: Path, *, stacks: int, range_um: float,
@@ -235,8 +241,7 @@ def write_figure(result: CalibrationRun) -> Path:
     panels = (("before", "base", result.before_rmse_um),
               ("after", "fine-tuned", result.after_rmse_um))
     for ax, (report, name, rmse) in zip(axes, panels, strict=True):
-        table = np.genfromtxt(result.folder / report / "predictions.csv", delimiter=",",
-                              skip_header=1, usecols=(1, 2), ndmin=2)
+        table = read_predictions(result.folder / report)
         limit = float(np.max(np.abs(table[:, 0]))) * 1.1 if table.size else 1.0
         ax.plot(table[:, 0], table[:, 1], "o", ms=4, alpha=0.7)
         ax.plot([-limit, limit], [-limit, limit], "k-", lw=0.8)
@@ -250,14 +255,20 @@ def write_figure(result: CalibrationRun) -> Path:
     return path
 
 
-def no_move_rmse(report: Path) -> float:
-    """The RMS distance from focus of the frames an evaluation report read (its
-    predictions.csv): the error of a bundle that never moves; NaN when it read none."""
+def read_predictions(report: Path) -> np.ndarray:
+    """An evaluation report's frames (its predictions.csv): a row each, the true defocus and
+    the bundle's prediction (µm); no rows when it read none."""
     import numpy as np
 
-    true = np.genfromtxt(report / "predictions.csv", delimiter=",", skip_header=1, usecols=(1,),
-                         ndmin=1)
-    return float(np.sqrt(np.mean(true**2))) if true.size else math.nan
+    return np.genfromtxt(report / "predictions.csv", delimiter=",", skip_header=1,
+                         usecols=(1, 2), ndmin=2)
+
+
+def no_move_rmse(report: Path) -> float:
+    """The RMS distance from focus of the frames an evaluation report read: the error of a
+    bundle that never moves; NaN when it read none."""
+    table = read_predictions(report)
+    return float(math.sqrt((table[:, 0] ** 2).mean())) if table.size else math.nan
 
 
 def refused(evaluation: dict[str, Any]) -> float | None:
