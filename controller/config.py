@@ -291,6 +291,14 @@ class FocusSettings(_Table):
         80.0, Within(0, 2 * TRAVEL_BOUND_UM, "µm", open_low=True),
         doc="never leaves ± half of this around where it started (a little more than the "
             "model's ±30 µm range); at most the travel")
+    sharpness_finish_um: float = _setting(
+        0.0, Within(0, 10, "µm"),
+        doc="once the model puts focus within this, finish on the sharpness peak of the "
+            "half-annulus pattern, the ground truth's focus (two or three more moves; 0: off; "
+            "docs/loop.md); with sharpness_step_um at most probe_um")
+    sharpness_step_um: float = _setting(
+        1.5, Within(0, 10, "µm", open_low=True),
+        doc="the finish measures the sharpness this far either side of the model's focus")
 
 
 @dataclass(frozen=True)
@@ -433,6 +441,13 @@ class Config(_Table):
                 raise ConfigError(f"{table.key('probe_um')}: must be at most "
                                   f"{table.key('max_step_um')} ({table.max_step_um:g}), "
                                   f"got {table.probe_um:g}")
+        focus = self.focus
+        if (focus.sharpness_finish_um > 0
+                and focus.sharpness_finish_um + focus.sharpness_step_um > focus.probe_um):
+            raise ConfigError(f"focus.sharpness_step_um: with focus.sharpness_finish_um it must "
+                              f"add up to at most focus.probe_um ({focus.probe_um:g}), so no "
+                              f"finishing move can worsen the focus by more than a probe; got "
+                              f"{focus.sharpness_finish_um:g} + {focus.sharpness_step_um:g}")
         limit = offset_limit_um(self.lock)
         if not abs(self.lock.offset_um) <= limit:
             raise ConfigError(f"lock.offset_um: must be within ±{limit:g} µm (half of "

@@ -23,7 +23,8 @@ contrast.
 A colour camera's frame is its raw Bayer mosaic, whose filter pattern would put every plane's
 low frequencies into the high band: its sharpness is measured on the sites of the channel's
 colour (controller/mosaic.py), a half-resolution image. Training uses this module for its labels;
-the box uses it to calibrate the parallax cue (controller/parallax.py).
+the box uses it to calibrate the parallax cue (controller/parallax.py) and to finish focus now on
+the sharpness peak (controller/sharpness_finish.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import scipy.fft
 
 from controller.errors import FocuslockError
 from controller.mosaic import sites
-from controller.optics import PARALLAX_PATTERN
+from controller.optics import PARALLAX_PATTERN, Optics, Pattern
 from controller.stackio import AUTOFOCUS_CHANNEL, FocalStack
 
 CROP = 1024  # the paper's crop; smaller frames are used whole
@@ -109,15 +110,21 @@ def sharpness_curve(stack: FocalStack) -> tuple[np.ndarray, np.ndarray]:
     if np.any(np.diff(z) <= 0):
         raise GroundTruthError("stack has repeated z positions")
     channel = ground_truth_channel(stack)
-    planes = stack.images[channel][order]
-    optics = stack.optics
-    light = stack.channels[channel].leds[0].wavelength_um or optics.wavelength_um
+    return z, pattern_sharpness(stack.images[channel][order], stack.optics,
+                                stack.channels[channel])
+
+
+def pattern_sharpness(planes: np.ndarray, optics: Optics, pattern: Pattern) -> np.ndarray:
+    """``sharpness`` of frames taken through ``optics`` under the incoherent ``pattern``: a colour
+    camera's on its sites of the pattern's colour, the band's top at the optics' incoherent
+    cutoff where the camera samples finer than that."""
+    light = pattern.leds[0].wavelength_um or optics.wavelength_um
     pixel_um = optics.pixel_um
     if optics.colour_filter != "mono":
         planes = sites(planes, optics.colour_filter, light)
         pixel_um *= 2
     cutoff = 2.0 * optics.na / light  # incoherent cutoff, cycles/µm
-    return z, sharpness(planes, top=min(1.0, cutoff * 2.0 * pixel_um))
+    return sharpness(planes, top=min(1.0, cutoff * 2.0 * pixel_um))
 
 
 def find_focus(stack: FocalStack) -> GroundTruth:

@@ -35,6 +35,8 @@ States (the same for focus now and the lock; documented for users in docs/loop.m
     probing ──sign decided (or read), in or out of tolerance──► focusing or locked (corrects)
     probing ──sign undecided──► probing (a second probe)
     probing ──reading rejected, or sign undecided after 2 probes──► focusing (no move)
+    focusing, probing ──focus now, trusted within focus.sharpness_finish_um──► finishing
+    finishing ──three sharpness frames, a move to their peak──► idle (focus now ends)
     focusing, holding, probing ──N consecutive rejections──► lost (no moves, says why)
     lost ──trusted reading, if recover_from_lost──► focusing (or probing)
     lost ──run ends, if not recover_from_lost
@@ -65,6 +67,7 @@ from controller.move_guard import MoveGuard
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
 from controller.sensing import FocusSensor
+from controller.sharpness_finish import SharpnessMeter, finish_stops, sharpness_peak
 from controller.sign_probe import SignProbe, SignVerdict, judge_sign
 
 if TYPE_CHECKING:
@@ -80,6 +83,7 @@ class LoopState(StrEnum):
     IDLE = "idle"
     FOCUSING = "focusing"
     PROBING = "probing"  # a probe move made; the next reading decides the sign
+    FINISHING = "finishing"  # focus now measures the sharpness around the model's focus
     LOCKED = "locked"
     HOLDING = "holding"
     LOST = "lost"
@@ -138,6 +142,16 @@ class _Plan:
     rejections: list[Rejection]
 
 
+@dataclass(frozen=True)
+class _Finished:
+    """What focus now's finish did: its moves, whether it found a sharpness peak and moved
+    there, whether ``should_stop()`` ended it."""
+
+    moves: int
+    found: bool
+    stopped: bool
+
+
 class FocusLoop:
     """Runs focus now or the lock on one camera, focus drive, illuminator and sensor (what a
     reading lights and how its frames become a prediction: controller/sensing.py)."""
@@ -146,7 +160,8 @@ class FocusLoop:
                  sensor: FocusSensor, *, lock: LockSettings,
                  gates: GateSettings, full_scale: int, camera_timeout_s: float = 2.0,
                  clock: Clock | None = None,
-                 record_sink: Callable[[StepRecord], None] | None = None) -> None:
+                 record_sink: Callable[[StepRecord], None] | None = None,
+                 sharpness: SharpnessMeter | None = None) -> None:
         self.camera = camera
         self.drive = drive
         self.illuminator = illuminator
@@ -157,6 +172,7 @@ class FocusLoop:
         self.camera_timeout_s = camera_timeout_s
         self.clock: Clock = clock or MonotonicClock()
         self.record_sink = record_sink
+        self.sharpness = sharpness  # how focus now finishes (None: on the model alone)
         self.state = LoopState.IDLE
         self.reason = ""
         self._step = 0
@@ -176,7 +192,8 @@ class FocusLoop:
         return cls(camera or rig.camera, rig.drive, illuminator or rig.illuminator, sensor,
                    lock=config.lock, gates=config.gates,
                    full_scale=rig.full_scale, camera_timeout_s=config.camera.timeout_s,
-                   clock=rig.clock, record_sink=record_sink)
+                   clock=rig.clock, record_sink=record_sink,
+                   sharpness=SharpnessMeter(rig.preset.ground_truth, rig.preset.optics))
 
     # -- the lock ---------------------------------------------------------------------------
 
@@ -245,6 +262,7 @@ class FocusLoop:
         moves = steps = 0
         error: float | None = None
         z: float | None = None
+        landed_um: float | None = None
         try:
             self.illuminator.show(self.sensor.patterns[0])
             guard = MoveGuard.around(self.drive.position_um(), settings.search_window_um,
@@ -280,13 +298,37 @@ class FocusLoop:
                               lambda wanted, z_um: control_move(
                                   wanted, z_um, gain=settings.gain, dead_band_um=0.0,
                                   guard=guard))
-            if plan.rejections or prediction is None:
+            refused = bool(plan.rejections) or prediction is None
+            finish = self._finish_around(reading, plan, guard, settings, moves, landed_um)
+            if finish is not None:
+                focus_um, self.reason = finish
+                if not refused:
+                    error = plan.error_um
+                self._rejections = 0
+                self.state = LoopState.FINISHING
+                self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason, plan.sign)
+                finished = self._finish(guard, settings, focus_um, should_stop)
+                moves += finished.moves
+                if self.state is LoopState.FAULT:
+                    return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+                if finished.stopped:
+                    self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
+                    self._lights_off()
+                    return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+                z = self.drive.position_um()
+                in_tolerance = (not refused and error is not None
+                                and abs(error) <= settings.tolerance_um)
+                return end(finished.found or in_tolerance, LoopState.IDLE,
+                           f"{self.reason}, after {moves} moves", self.clock.now(), None,
+                           SignVerdict())
+            if refused:
                 self._on_rejected(plan.rejections)
                 self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason)
                 if self.state is LoopState.LOST:
                     self._lights_off()
                     return FocusReport(False, moves, steps, z, error, self.state, self.reason)
                 continue
+            assert prediction is not None
             error = plan.error_um
             if error is not None and abs(error) <= settings.tolerance_um:
                 return end(True, LoopState.IDLE,
@@ -314,7 +356,111 @@ class FocusLoop:
                 self._record(t, z, prediction, [], 0.0, plan.limited, reason, plan.sign)
                 return FocusReport(False, moves, steps, z, error, self.state, reason)
             moves += 1
+            # where a trusted correction put focus, for a finish if the next reading is refused
+            landed_um = (None if error is None or plan.limited
+                         else z + error - self.lock_settings.offset_um)
             self._record(t, z, prediction, [], move, plan.limited, self.reason, plan.sign)
+
+    def _finish_around(self, reading: _Reading, plan: _Plan, guard: MoveGuard,
+                       settings: FocusSettings, moves: int,
+                       landed_um: float | None) -> tuple[float, str] | None:
+        """The model's focus that focus now finishes around on the sharpness, and why; None
+        where the finish is off, fewer than its three moves are left, its bracket would leave
+        the search window, or the model does not put focus within ``sharpness_finish_um``.
+        A reading whose sign is undecided is bracketed around where the drive stands (focus,
+        within the bracket's half width on either side, is inside it: no sign is guessed). A
+        refused reading right after a trusted correction (``landed_um``: where that put focus)
+        is bracketed around that: near focus a model refuses the samples it knows least."""
+        within = settings.sharpness_finish_um
+        prediction = reading.prediction
+        step = settings.sharpness_step_um
+        if self.sharpness is None or within <= 0 or moves + 3 > settings.max_steps:
+            return None
+        if plan.rejections or prediction is None:
+            if landed_um is None:
+                return None
+            focus = landed_um
+            refusal = "; ".join(r.reason for r in plan.rejections)
+            why = f"the model's reading is refused ({refusal}) where it put focus"
+        elif plan.error_um is not None:
+            if abs(plan.error_um) > within:
+                return None
+            focus = reading.z_um + plan.error_um - self.lock_settings.offset_um
+            why = f"the model puts focus {focus - reading.z_um:+.2f} µm away"
+        elif prediction.distance <= min(within, step):
+            focus = reading.z_um
+            why = (f"the model puts focus {prediction.distance:.2f} µm away on a side it "
+                   f"cannot tell")
+        else:
+            return None
+        for end in (focus - step, focus + step):
+            if guard.clip(reading.z_um, end - reading.z_um)[1]:
+                return None
+        return focus, f"{why}: finishing on the sharpness"
+
+    def _finish(self, guard: MoveGuard, settings: FocusSettings, focus_um: float,
+                should_stop: Callable[[], bool] | None) -> _Finished:
+        """Measure the sharpness where the drive stands and ``sharpness_step_um`` either side
+        of the model's ``focus_um``, then move to the peak (controller/sharpness_finish.py).
+        A frame a gate refuses ends the measuring, and the finish moves to the model's focus.
+        A device failure is a fault; ``should_stop()`` is asked before every frame and every
+        move."""
+        meter = self.sharpness
+        assert meter is not None
+        step = settings.sharpness_step_um
+        offset = self.lock_settings.offset_um
+        moves = 0
+        measured_z: list[float] = []
+        measured: list[float] = []
+        found = False
+        try:
+            self.illuminator.show(meter.pattern)
+            here = self.drive.position_um()
+            stops = finish_stops(here, focus_um, step)
+            for i in range(3):
+                if should_stop is not None and should_stop():
+                    return _Finished(moves, found=False, stopped=True)
+                t = self.clock.now()
+                not_before = max(self.drive.settled_at, t)
+                frame = self.camera.capture(not_before=not_before,
+                                            timeout_s=self.camera_timeout_s)
+                z = self.drive.position_um()
+                rejections = check_frame(frame, settled_at=not_before, now=self.clock.now(),
+                                         full_scale=self.full_scale,
+                                         settings=self.gate_settings)
+                value = None
+                if rejections:
+                    target = focus_um + offset
+                    self.reason = (f"kept the model's focus: a sharpness frame was refused "
+                                   f"({'; '.join(r.reason for r in rejections)})")
+                else:
+                    value = meter.measure(frame.image)
+                    measured_z.append(z)
+                    measured.append(value)
+                    if i < 2:
+                        target = stops[i]
+                        self.reason = f"sharpness {value:.3f} at {z:.2f} µm"
+                    else:
+                        peak = sharpness_peak(measured_z, measured, focus_um, step)
+                        target, found, self.reason = peak.z_um + offset, peak.found, peak.reason
+                        if abs(target - z) < settings.tolerance_um / 2:
+                            target = z  # already there: the model's focus was the peak
+                move, limited = guard.clip(z, target - z)
+                if should_stop is not None and should_stop():
+                    return _Finished(moves, found=False, stopped=True)
+                if abs(move) >= NO_MOVE_UM:
+                    self.drive.move_by(move)
+                    moves += 1
+                else:
+                    move = 0.0
+                self._step += 1
+                self._record(t, z, None, rejections, move, limited, self.reason,
+                             sharpness=value)
+                if rejections:
+                    break
+        except FocuslockError as exc:
+            self._enter_fault(exc)
+        return _Finished(moves, found, stopped=False)
 
     def stop(self) -> None:
         """End any run: LEDs off, state idle (a fault stays a fault until the next start)."""
@@ -461,7 +607,8 @@ class FocusLoop:
 
     def _record(self, t: float, z_um: float | None, prediction: Prediction | None,
                 rejections: list[Rejection], move_um: float, limited: str,
-                reason: str, sign: SignVerdict | None = None) -> StepRecord:
+                reason: str, sign: SignVerdict | None = None,
+                sharpness: float | None = None) -> StepRecord:
         """Hand the step to the record sink; ``error_um`` is the correction acted on (the
         reading's own sign, or the one a probe decided)."""
         sign = sign or SignVerdict()
@@ -481,7 +628,8 @@ class FocusLoop:
             parallax_confidence=None if prediction is None else prediction.parallax_confidence,
             distance_um=None if prediction is None else prediction.distance_um,
             sign_ambiguous=prediction is not None and prediction.sign_ambiguous,
-            probe_um=move_um if sign.probe_um else 0.0, probed_sign=sign.probed_sign)
+            probe_um=move_um if sign.probe_um else 0.0, probed_sign=sign.probed_sign,
+            sharpness=sharpness)
         if self.record_sink is not None:
             self.record_sink(record)
         return record

@@ -48,6 +48,7 @@ class StepRecord:
     sign_ambiguous: bool = False
     probe_um: float = 0.0
     probed_sign: int = 0
+    sharpness: float | None = None  # the incoherent pattern's, in focus now's finishing steps
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
