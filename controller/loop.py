@@ -67,7 +67,13 @@ from controller.move_guard import MoveGuard
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
 from controller.sensing import FocusSensor
-from controller.sharpness_finish import SharpnessMeter, finish_stops, sharpness_peak
+from controller.sharpness_finish import (
+    SHARPNESS_RANGE_UM,
+    Landing,
+    SharpnessMeter,
+    finish_stops,
+    sharpness_peak,
+)
 from controller.sign_probe import SignProbe, SignVerdict, judge_sign
 
 if TYPE_CHECKING:
@@ -144,12 +150,11 @@ class _Plan:
 
 @dataclass(frozen=True)
 class _Finished:
-    """What focus now's finish did: its moves, whether it found a sharpness peak and moved
-    there, whether ``should_stop()`` ended it."""
+    """What focus now's finish did: its moves, what it moved to (None: nothing, it was stopped
+    or a device failed)."""
 
     moves: int
-    found: bool
-    stopped: bool
+    landing: Landing | None
 
 
 class FocusLoop:
@@ -311,14 +316,16 @@ class FocusLoop:
                 moves += finished.moves
                 if self.state is LoopState.FAULT:
                     return FocusReport(False, moves, steps, z, error, self.state, self.reason)
-                if finished.stopped:
+                if finished.landing is None:
                     self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
                     self._lights_off()
                     return FocusReport(False, moves, steps, z, error, self.state, self.reason)
                 z = self.drive.position_um()
-                in_tolerance = (not refused and error is not None
-                                and abs(error) <= settings.tolerance_um)
-                return end(finished.found or in_tolerance, LoopState.IDLE,
+                # in focus at the sharpness peak, or by the model where the sharpness cannot
+                # say and the model's reading was trusted
+                in_focus = finished.landing is Landing.PEAK or (
+                    finished.landing is Landing.MODEL and not refused)
+                return end(in_focus, LoopState.IDLE,
                            f"{self.reason}, after {moves} moves", self.clock.now(), None,
                            SignVerdict())
             if refused:
@@ -347,8 +354,12 @@ class FocusLoop:
                 self._on_probe(plan.sign)
             else:
                 self._on_trusted(False, plan.sign)
-                self.reason = "; ".join(filter(None, (plan.sign.reason,
-                                                      f"moved {move:+.2f} µm")))
+                short = self._short_of_focus(plan, settings, moves)
+                move -= math.copysign(short, move)
+                self.reason = "; ".join(filter(None, (
+                    plan.sign.reason, f"moved {move:+.2f} µm",
+                    f"{short:.2f} µm short of the model's focus, to finish there" if short
+                    else "")))
             try:
                 self.drive.move_by(move)
             except FocuslockError as exc:
@@ -361,6 +372,21 @@ class FocusLoop:
                          else z + error - self.lock_settings.offset_um)
             self._record(t, z, prediction, [], move, plan.limited, self.reason, plan.sign)
 
+    def _short_of_focus(self, plan: _Plan, settings: FocusSettings, moves: int) -> float:
+        """How far short of the model's focus a correction stops (0: it does not), so that the
+        finish that follows starts half a step or more off the model's focus, measures the
+        model's focus last, and, where the model was right, needs two moves, not three: three
+        quarters of a step, the middle of that range, for a correction farther than the finish
+        starts from, not cut by the guard, with the finish's three moves left after it."""
+        step = settings.sharpness_step_um
+        short = 0.75 * step
+        if (self.sharpness is None or settings.sharpness_finish_um <= 0
+                or plan.error_um is None or abs(plan.error_um) <= settings.sharpness_finish_um
+                or plan.limited or abs(plan.move_um) <= short
+                or moves + 1 + 3 > settings.max_steps):
+            return 0.0
+        return short
+
     def _finish_around(self, reading: _Reading, plan: _Plan, guard: MoveGuard,
                        settings: FocusSettings, moves: int,
                        landed_um: float | None) -> tuple[float, str] | None:
@@ -368,9 +394,12 @@ class FocusLoop:
         where the finish is off, fewer than its three moves are left, its bracket would leave
         the search window, or the model does not put focus within ``sharpness_finish_um``.
         A reading whose sign is undecided is bracketed around where the drive stands (focus,
-        within the bracket's half width on either side, is inside it: no sign is guessed). A
-        refused reading right after a trusted correction (``landed_um``: where that put focus)
-        is bracketed around that: near focus a model refuses the samples it knows least."""
+        within the bracket's half width on either side, is inside it: no sign is guessed). The
+        first reading after a trusted correction (``landed_um``: where that put focus), if
+        refused or of an undecided sign within the sharpness's range, is bracketed around that
+        focus: near focus a model refuses the samples it knows least, and its sign-free
+        distance reads them worst (a calibrated tissue bundle: 3.2 µm at 0.6 µm), so a probe
+        there would spend the moves the finish needs."""
         within = settings.sharpness_finish_um
         prediction = reading.prediction
         step = settings.sharpness_step_um
@@ -391,6 +420,10 @@ class FocusLoop:
             focus = reading.z_um
             why = (f"the model puts focus {prediction.distance:.2f} µm away on a side it "
                    f"cannot tell")
+        elif landed_um is not None and prediction.distance <= SHARPNESS_RANGE_UM:
+            focus = landed_um
+            why = (f"the model reads {prediction.distance:.2f} µm on a side it cannot tell "
+                   f"where it put focus")
         else:
             return None
         for end in (focus - step, focus + step):
@@ -412,14 +445,14 @@ class FocusLoop:
         moves = 0
         measured_z: list[float] = []
         measured: list[float] = []
-        found = False
+        landing: Landing | None = None
         try:
             self.illuminator.show(meter.pattern)
             here = self.drive.position_um()
             stops = finish_stops(here, focus_um, step)
             for i in range(3):
                 if should_stop is not None and should_stop():
-                    return _Finished(moves, found=False, stopped=True)
+                    return _Finished(moves, None)
                 t = self.clock.now()
                 not_before = max(self.drive.settled_at, t)
                 frame = self.camera.capture(not_before=not_before,
@@ -430,7 +463,7 @@ class FocusLoop:
                                          settings=self.gate_settings)
                 value = None
                 if rejections:
-                    target = focus_um + offset
+                    target, landing = focus_um + offset, Landing.MODEL
                     self.reason = (f"kept the model's focus: a sharpness frame was refused "
                                    f"({'; '.join(r.reason for r in rejections)})")
                 else:
@@ -442,12 +475,13 @@ class FocusLoop:
                         self.reason = f"sharpness {value:.3f} at {z:.2f} µm"
                     else:
                         peak = sharpness_peak(measured_z, measured, focus_um, step)
-                        target, found, self.reason = peak.z_um + offset, peak.found, peak.reason
+                        target, landing, self.reason = (peak.z_um + offset, peak.landing,
+                                                        peak.reason)
                         if abs(target - z) < settings.tolerance_um / 2:
                             target = z  # already there: the model's focus was the peak
                 move, limited = guard.clip(z, target - z)
                 if should_stop is not None and should_stop():
-                    return _Finished(moves, found=False, stopped=True)
+                    return _Finished(moves, None)
                 if abs(move) >= NO_MOVE_UM:
                     self.drive.move_by(move)
                     moves += 1
@@ -460,7 +494,7 @@ class FocusLoop:
                     break
         except FocuslockError as exc:
             self._enter_fault(exc)
-        return _Finished(moves, found, stopped=False)
+        return _Finished(moves, landing)
 
     def stop(self) -> None:
         """End any run: LEDs off, state idle (a fault stays a fault until the next start)."""

@@ -26,12 +26,15 @@ model far from focus, nor decide the sign there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from controller.groundtruth import pattern_sharpness
 from controller.optics import Optics, Pattern
 
+# How far from focus the sharpness still changes: beyond, its band's power is gone (the twin)
+SHARPNESS_RANGE_UM = 4.0
 # The smallest rise of the sharpness across the bracket that counts as a peak, in the measure's
 # units (mean log power): ten times the frame-to-frame noise of the twin's camera (standard
 # deviation 0.0002-0.0026 over 39 fields); a thin sample's curve rises 0.03-0.4 over 1.5 µm.
@@ -51,13 +54,20 @@ class SharpnessMeter:
         return float(pattern_sharpness(image[np.newaxis], self.optics, self.pattern)[0])
 
 
+class Landing(StrEnum):
+    """What the finish moves to."""
+
+    PEAK = "peak"  # the sharpness peak: focus
+    MODEL = "model"  # the model's focus: the sharpness cannot say (too flat, a refused frame)
+    SEARCHED = "searched"  # the best the bracket holds: the sharpness says focus lies beyond
+
+
 @dataclass(frozen=True)
 class Peak:
-    """Where the finish moves: the parabola's peak, or the model's focus (``found`` False) with
-    the reason."""
+    """Where the finish moves, what that is, and why."""
 
     z_um: float
-    found: bool
+    landing: Landing
     reason: str
 
 
@@ -74,9 +84,9 @@ def finish_stops(here_um: float, focus_um: float, step_um: float) -> tuple[float
 
 def sharpness_peak(z_um: list[float], sharpness: list[float], focus_um: float,
                    step_um: float) -> Peak:
-    """The peak of the parabola through the three measurements (found); where it lies beyond
-    the bracket ``focus_um ± step_um``, the bracket's end; where they hardly rise, the model's
-    ``focus_um``; where they rise without a peak, the sharpest of them."""
+    """The peak of the parabola through the three measurements; where they hardly rise, the
+    model's ``focus_um``; where they rise without a peak, the sharpest of them, and where the
+    peak lies beyond the bracket ``focus_um ± step_um``, the bracket's end."""
     if len(z_um) != 3 or len(sharpness) != 3:
         raise ValueError(f"a parabola needs three measurements, got {len(z_um)}")
     z = np.asarray(z_um, dtype=float) - focus_um
@@ -85,21 +95,24 @@ def sharpness_peak(z_um: list[float], sharpness: list[float], focus_um: float,
         raise ValueError(f"the measurements must lie apart, got {z_um}")
     rise = float(s.max() - s.min())
     if rise < MIN_RISE:
-        return Peak(focus_um, False, f"kept the model's focus: the sharpness rises only "
-                                     f"{rise:.3f} across the bracket (a peak needs {MIN_RISE})")
+        return Peak(focus_um, Landing.MODEL, f"kept the model's focus: the sharpness rises "
+                                             f"only {rise:.3f} across the bracket (a peak needs "
+                                             f"{MIN_RISE})")
     # the parabola s = a z² + b z + c through three points (Lagrange's divided differences)
     d01 = (s[1] - s[0]) / (z[1] - z[0])
     d12 = (s[2] - s[1]) / (z[2] - z[1])
     a = (d12 - d01) / (z[2] - z[0])
     if a >= 0:
         sharpest = float(z_um[int(np.argmax(s))])
-        return Peak(sharpest, False, "the sharpness does not peak inside the bracket (is focus "
-                                     "beyond it?): moved to the sharpest of the three")
+        return Peak(sharpest, Landing.SEARCHED, "the sharpness does not peak inside the "
+                                                "bracket (is focus beyond it?): moved to the "
+                                                "sharpest of the three")
     b = d01 - a * (z[0] + z[1])
     vertex = float(-b / (2 * a))
     if abs(vertex) > step_um:
         end = float(np.copysign(step_um, vertex))
-        return Peak(focus_um + end, False, f"the sharpness peaks beyond the bracket ({vertex:+.2f} "
-                                           f"µm from the model's focus): moved to its end")
-    return Peak(focus_um + vertex, True, f"focused on the sharpness peak, {vertex:+.2f} µm from "
-                                         f"the model's focus")
+        return Peak(focus_um + end, Landing.SEARCHED,
+                    f"the sharpness peaks beyond the bracket ({vertex:+.2f} µm from the "
+                    f"model's focus): moved to its end")
+    return Peak(focus_um + vertex, Landing.PEAK,
+                f"focused on the sharpness peak, {vertex:+.2f} µm from the model's focus")

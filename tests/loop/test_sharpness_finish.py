@@ -16,7 +16,13 @@ from controller.config import Config, ConfigError, FocusSettings, SimSettings
 from controller.optics import preset
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
-from controller.sharpness_finish import MIN_RISE, SharpnessMeter, finish_stops, sharpness_peak
+from controller.sharpness_finish import (
+    MIN_RISE,
+    Landing,
+    SharpnessMeter,
+    finish_stops,
+    sharpness_peak,
+)
 from controller.sim.rigs import virtual_rig
 from tests.loop.conftest import FRAME, make_loop
 from tests.loop.doubles import OraclePredictor
@@ -55,6 +61,18 @@ def test_where_the_model_was_right_the_finish_ends_at_its_focus_in_two_moves(mak
     assert report.reason.startswith("focused on the sharpness peak, -0.12 µm")
     assert report.success and report.moves == 2 and rig.drive.moves == 2  # no third move
     assert abs(rig.scope.defocus_um()) <= 0.05
+
+
+def test_a_long_correction_stops_short_so_that_a_right_model_finishes_in_two_moves(make_rig):
+    rig = make_rig(start_z_um=8.0, seed=1)  # the field of the test above
+    records: list[StepRecord] = []
+    report = make_loop(rig, records=records).focus_now(FINISH)
+    correction = records[0]
+    assert correction.move_um == pytest.approx(-8.0 + 0.75 * 1.5, abs=0.01)
+    assert "1.12 µm short of the model's focus, to finish there" in correction.reason
+    measured = [r.z_um for r in records if r.sharpness is not None]
+    assert measured == pytest.approx([1.125, -1.5, 0.0], abs=0.05)
+    assert report.success and report.moves == 3 and abs(rig.scope.defocus_um()) <= 0.05
 
 
 def test_without_the_finish_the_same_model_ends_off_focus(make_rig):
@@ -130,6 +148,28 @@ def test_without_the_finish_such_a_model_ends_lost_near_focus(make_rig):
     assert (report.success, report.state.value) == (False, "lost")
 
 
+class DistanceBlindNearFocus(OraclePredictor):
+    """A model whose sign-free distance misreads the field near focus: within 3 µm it reads
+    3.2 µm and cannot tell the side (a calibrated tissue bundle read 3.2 µm at 0.6 µm)."""
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        prediction = super().predict(image)
+        if abs(self.scope.last_defocus_um) < 3.0:
+            return dataclasses.replace(prediction, defocus_um=3.2, distance_um=3.2,
+                                       sign_ambiguous=True, patch_defocus_um=(3.2,))
+        return prediction
+
+
+def test_an_undecided_reading_where_a_correction_put_focus_is_finished_not_probed(make_rig):
+    rig = make_rig(start_z_um=8.0, seed=1)
+    records: list[StepRecord] = []
+    report = make_loop(rig, DistanceBlindNearFocus(rig.scope), records=records).focus_now(FINISH)
+    start = next(r for r in records if r.state == "finishing")
+    assert "reads 3.20 µm on a side it cannot tell where it put focus" in start.reason
+    assert not any(r.probe_um for r in records)
+    assert report.success and abs(rig.scope.defocus_um()) <= 0.3
+
+
 def test_a_refusal_after_a_probe_is_not_finished():
     # 1 µm below the travel's end, the probe goes down, towards focus, and lands 1 µm from it,
     # where the model refuses to read: a probe is not where the model put focus
@@ -164,7 +204,8 @@ def test_a_flat_sharpness_keeps_the_models_focus(make_rig):
     loop = make_loop(rig, OraclePredictor(rig.scope, bias_um=BIAS))
     loop.sharpness = FlatMeter(rig.preset.ground_truth, rig.preset.optics)
     report = loop.focus_now(FINISH)
-    assert report.success and report.moves == 4  # the model reads itself in focus there
+    # the correction (short of the model's focus), the bracket's far end, the model's focus
+    assert report.success and report.moves == 3  # the model reads itself in focus there
     assert "kept the model's focus: the sharpness rises only 0.000" in report.reason
     assert rig.scope.defocus_um() == pytest.approx(-BIAS, abs=0.05)
 
@@ -177,7 +218,7 @@ def test_a_refused_sharpness_frame_ends_the_finish_at_the_models_focus(make_rig)
         dataclasses.replace(led, brightness=0.0) for led in rig.preset.ground_truth.leds)),
         rig.preset.optics)  # its LEDs give no light: every frame is dark
     report = loop.focus_now(FINISH)
-    assert report.success and report.moves == 1  # the model's move; the finish stays there
+    assert report.success and report.moves == 2  # the correction, then to the model's focus
     assert "kept the model's focus: a sharpness frame was refused (too dark" in report.reason
     assert [r.rejected for r in records if r.state == "finishing"][-1] == "dark"
     assert rig.scope.defocus_um() == pytest.approx(-BIAS, abs=0.05)
@@ -199,13 +240,13 @@ def test_three_points_on_a_parabola_find_its_peak(peak, here, height):
     if max(curve) - min(curve) < MIN_RISE:
         return
     found = sharpness_peak(z, curve, 0.0, 1.5)
-    assert found.found and found.z_um == pytest.approx(peak, abs=1e-6)
+    assert found.landing is Landing.PEAK and found.z_um == pytest.approx(peak, abs=1e-6)
 
 
 def test_a_peak_beyond_the_bracket_stops_at_its_end():
     z = [-1.5, 0.0, 1.5]
     beyond = sharpness_peak(z, [-(x - 4.0) ** 2 for x in z], 0.0, 1.5)
-    assert (beyond.found, beyond.z_um) == (False, 1.5)  # not focus: the end of the search
+    assert (beyond.landing, beyond.z_um) == (Landing.SEARCHED, 1.5)  # not focus: the search's end
     assert "peaks beyond the bracket (+4.00 µm" in beyond.reason
 
 
@@ -213,7 +254,8 @@ def test_no_rise_keeps_the_models_focus_and_no_peak_the_sharpest_point():
     z = [-1.5, 0.0, 1.5]
     assert sharpness_peak(z, [1.0, 1.0 + MIN_RISE / 2, 1.0], 0.2, 1.5).z_um == 0.2
     rising = sharpness_peak(z, [1.0, 1.5, 3.0], 0.2, 1.5)  # a tail: the curve flattens away
-    assert (rising.found, rising.z_um) == (False, 1.5) and "sharpest of the three" in rising.reason
+    assert (rising.landing, rising.z_um) == (Landing.SEARCHED, 1.5)
+    assert "sharpest of the three" in rising.reason
 
 
 def test_the_stops_spread_over_the_bracket():
