@@ -62,12 +62,13 @@ from controller.clock import Clock, MonotonicClock
 from controller.config import Config, FocusSettings, GateSettings, LockSettings
 from controller.errors import FocuslockError
 from controller.gates import Rejection, check_frame, check_prediction
-from controller.hardware.interfaces import Camera, FocusDrive, Illuminator
+from controller.hardware.interfaces import Camera, FocusDrive, Frame, Illuminator
 from controller.move_guard import MoveGuard
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
 from controller.sensing import FocusSensor
 from controller.sharpness_finish import (
+    FINISH_MOVES,
     SHARPNESS_RANGE_UM,
     Landing,
     SharpnessMeter,
@@ -380,12 +381,16 @@ class FocusLoop:
         starts from, not cut by the guard, with the finish's three moves left after it."""
         step = settings.sharpness_step_um
         short = 0.75 * step
-        if (self.sharpness is None or settings.sharpness_finish_um <= 0
+        if (not self._can_finish(settings, moves + 1)
                 or plan.error_um is None or abs(plan.error_um) <= settings.sharpness_finish_um
-                or plan.limited or abs(plan.move_um) <= short
-                or moves + 1 + 3 > settings.max_steps):
+                or plan.limited or abs(plan.move_um) <= short):
             return 0.0
         return short
+
+    def _can_finish(self, settings: FocusSettings, moves: int) -> bool:
+        """The finish is on, and its moves fit in what focus now has left after ``moves``."""
+        return (self.sharpness is not None and settings.sharpness_finish_um > 0
+                and moves + FINISH_MOVES <= settings.max_steps)
 
     def _finish_around(self, reading: _Reading, plan: _Plan, guard: MoveGuard,
                        settings: FocusSettings, moves: int,
@@ -403,7 +408,7 @@ class FocusLoop:
         within = settings.sharpness_finish_um
         prediction = reading.prediction
         step = settings.sharpness_step_um
-        if self.sharpness is None or within <= 0 or moves + 3 > settings.max_steps:
+        if not self._can_finish(settings, moves):
             return None
         if plan.rejections or prediction is None:
             if landed_um is None:
@@ -455,12 +460,8 @@ class FocusLoop:
                     return _Finished(moves, None)
                 t = self.clock.now()
                 not_before = max(self.drive.settled_at, t)
-                frame = self.camera.capture(not_before=not_before,
-                                            timeout_s=self.camera_timeout_s)
+                frame, rejections = self._checked_frame(not_before)
                 z = self.drive.position_um()
-                rejections = check_frame(frame, settled_at=not_before, now=self.clock.now(),
-                                         full_scale=self.full_scale,
-                                         settings=self.gate_settings)
                 value = None
                 if rejections:
                     target, landing = focus_um + offset, Landing.MODEL
@@ -526,11 +527,9 @@ class FocusLoop:
             if len(patterns) > 1:
                 self.illuminator.show(pattern)
                 not_before = max(settled_at, self.clock.now())
-            frame = self.camera.capture(not_before=not_before, timeout_s=self.camera_timeout_s)
+            frame, rejections = self._checked_frame(not_before)
             if z is None:
                 z = self.drive.position_um()
-            rejections = check_frame(frame, settled_at=not_before, now=self.clock.now(),
-                                     full_scale=self.full_scale, settings=self.gate_settings)
             if rejections:  # a bad frame is not worth a prediction, and may not survive one
                 if len(patterns) > 1:
                     rejections = [Rejection(r.gate, f"{pattern.name}: {r.reason}")
@@ -540,6 +539,12 @@ class FocusLoop:
         assert z is not None  # a sensor lights at least one pattern
         prediction = self.sensor.read(images)
         return _Reading(z, prediction, check_prediction(prediction, self.sensor.min_confidence))
+
+    def _checked_frame(self, not_before: float) -> tuple[Frame, list[Rejection]]:
+        """A frame exposed at or after ``not_before``, and what the frame gates make of it."""
+        frame = self.camera.capture(not_before=not_before, timeout_s=self.camera_timeout_s)
+        return frame, check_frame(frame, settled_at=not_before, now=self.clock.now(),
+                                  full_scale=self.full_scale, settings=self.gate_settings)
 
     def _plan(self, reading: _Reading, guard: MoveGuard, tolerance_um: float, probe_um: float,
               law: Callable[[float, float], tuple[float, str]]) -> _Plan:

@@ -33,6 +33,8 @@ import numpy as np
 from controller.groundtruth import pattern_sharpness
 from controller.optics import Optics, Pattern
 
+# The most moves a finish makes: to two points of the bracket, then to the peak
+FINISH_MOVES = 3
 # How far from focus the sharpness still changes: beyond, its band's power is gone (the twin)
 SHARPNESS_RANGE_UM = 4.0
 # The smallest rise of the sharpness across the bracket that counts as a peak, in the measure's
