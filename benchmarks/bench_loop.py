@@ -18,10 +18,15 @@
   lock       a lock in simulated time under 1 µm/min drift plus noise, with the demo's knock,
              empty field, dark and saturated intervals. Goals: locked RMS error ≤ 0.25 µm, no
              move on a bad frame, back within tolerance ≤ 3 steps after the knock.
+             --focus-first focuses now first (as ``focuslock lock --focus-first``), so the lock
+             holds the model's reading where focus now found the sharpness peak.
+  hold       which plane a quiet lock holds on each of --starts new fields, starting within
+             ±5 µm of focus: the lock alone (the model's own focus), and after focus now
+             finishing on the sharpness (the sharpness peak, through the model's bias).
 
-Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|all]
+Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|hold|all]
           [--bundle PATH] [--starts 40] [--duration 180] [--sample KIND] [--seed 0]
-          [--preset paper|paper-pair] [--size 2048] [--sharpness-finish UM]
+          [--preset paper|paper-pair] [--size 2048] [--sharpness-finish UM] [--focus-first]
 """
 
 from __future__ import annotations
@@ -39,17 +44,21 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from controller.config import Config, SimSettings  # noqa: E402
+from controller.lock_runner import LockRunner  # noqa: E402
 from controller.model import DEFAULT_BUNDLE, FocusModel  # noqa: E402
 from controller.optics import preset  # noqa: E402
 from controller.sensing import NetworkSensor  # noqa: E402
-from controller.sim.samples import SAMPLE_KINDS  # noqa: E402
+
+if TYPE_CHECKING:
+    from controller.sim.devices import VirtualScope
 
 FRAME = (2048, 2048)
+HOLD_STEPS = 20  # hold: the length of each quiet lock
 PAPER_PATCH, PAPER_ROWS, PAPER_COLS = 1024, 307, 51
 
 
@@ -143,7 +152,6 @@ def memory_child(bundle: Path, what: str, steps: int) -> None:
             model.predict(image)
         assert "controller.sim" not in sys.modules
     else:
-        from controller.lock_runner import LockRunner
         from controller.loop import FocusLoop
         from controller.sim.rigs import virtual_rig
 
@@ -249,30 +257,106 @@ def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
             print(f"    ended otherwise: {failed}")
 
 
-def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int) -> None:
+def held_errors(runner: LockRunner, scope: VirtualScope) -> list[float]:
+    """|z - z_focus| after each step of a quiet lock of HOLD_STEPS steps."""
+    errors: list[float] = []
+    runner.run(max_steps=HOLD_STEPS, on_step=lambda record: errors.append(
+        abs(scope.defocus_um())))
+    return errors
+
+
+def bench_hold(bundle: Path, starts: int, samples: list[str], seed: int, size: int,
+               sharpness_finish_um: float | None) -> None:
+    """Which plane the lock holds on a sample: from a start within ±5 µm of focus on a new
+    field each time, a quiet lock of HOLD_STEPS steps alone, and after focus now (finishing on
+    the sharpness, so the lock holds the model's bias it measured); the held error is
+    |z - z_focus| over the lock's last half."""
+    from controller.config import ModelSettings
+    from controller.loop import FocusLoop
+    from controller.sensing import open_sensor
+    from controller.sim import make_sample
+    from controller.sim.rigs import virtual_rig
+
+    config = dataclasses.replace(Config(), model=ModelSettings(bundle=str(bundle)))
+    if sharpness_finish_um is not None:
+        config = dataclasses.replace(config, focus=dataclasses.replace(
+            config.focus, sharpness_finish_um=sharpness_finish_um))
+    frame = (size, size)
+    print(f"the plane the lock holds with {bundle.name}, {starts} starts per kind within ±5 µm "
+          f"of focus, a new field each, {size}² frames, {HOLD_STEPS}-step quiet locks; focus "
+          f"now finishing on the sharpness within {config.focus.sharpness_finish_um:g} µm")
+    for kind in samples:
+        rig = virtual_rig(preset("paper"), SimSettings(sample=kind), frame_shape=frame)
+        scope = rig.scope
+        assert scope is not None
+        sensor, _ = open_sensor(config, rig.preset)
+        alone = FocusLoop.for_rig(rig, sensor, config)  # never focuses now: no bias
+        first = FocusLoop.for_rig(rig, sensor, config)
+        rng = np.random.default_rng(2024)
+        held: dict[str, list[float]] = {"alone": [], "first": []}
+        focused, biases = 0, []
+        for i in range(starts):
+            scope.replace_sample(make_sample(kind, frame, rig.preset.optics.pixel_um,
+                                             seed=seed + 100 + i))
+            start = scope.focal_plane.z_um() + rng.uniform(-5.0, 5.0)
+            for name, loop in (("alone", alone), ("first", first)):
+                rig.drive.move_to(start)
+                if loop is first:
+                    report = loop.focus_now(config.focus)
+                    focused += report.success
+                    if report.model_bias_um:
+                        biases.append(report.model_bias_um)
+                errors = held_errors(LockRunner(loop), scope)
+                held[name].append(float(np.median(errors[HOLD_STEPS // 2:])))
+
+        def summary(values: list[float]) -> str:
+            a = np.array(values)
+            return (f"median {np.median(a):.2f} µm, within 0.5 µm {np.mean(a <= 0.5):.0%}, "
+                    f"within 0.25 µm {np.mean(a <= 0.25):.0%}")
+
+        print(f"  {kind:<15} lock alone: {summary(held['alone'])}; after focus now: "
+              f"{summary(held['first'])} (in focus {focused}/{starts}, bias measured "
+              f"{len(biases)}/{starts}, median {np.median(biases) if biases else 0:+.2f} µm)",
+              flush=True)
+
+
+def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int, size: int,
+               sharpness_finish_um: float | None, focus_first: bool) -> None:
+    """The lock under the demo's scenario, with the sensor the config builds for the bundle;
+    ``focus_first``: focus now first (finishing on the sharpness where the config or
+    ``sharpness_finish_um`` says so), and the lock holds what it found."""
     import tempfile
 
+    from controller.config import ModelSettings
     from controller.runlog import RunLog
+    from controller.sensing import open_sensor
     from controller.sim.demo import TRUTH_COLUMNS, run_scenario_lock, score_run, summary_lines
     from controller.sim.rigs import virtual_rig
     from controller.sim.scenario import demo_scenario
 
-    config = Config()
+    config = dataclasses.replace(Config(), model=ModelSettings(bundle=str(bundle)))
+    if sharpness_finish_um is not None:
+        config = dataclasses.replace(config, focus=dataclasses.replace(
+            config.focus, sharpness_finish_um=sharpness_finish_um))
     settings = dataclasses.replace(SimSettings(), drift_um_per_min=1.0,
                                    random_walk_um_per_sqrt_s=0.01, start_z_um=8.0,
                                    sample=sample, seed=seed)
-    rig = virtual_rig(preset("paper"), settings, frame_shape=FRAME)
-    model = FocusModel.load(bundle, optics=rig.preset.optics, pattern=rig.preset.autofocus)
+    rig = virtual_rig(preset("paper"), settings, frame_shape=(size, size))
+    sensor, _ = open_sensor(config, rig.preset)
     with tempfile.TemporaryDirectory() as folder:
         log = RunLog(Path(folder) / "run.jsonl", extra_columns=TRUTH_COLUMNS)
-        run = run_scenario_lock(rig, NetworkSensor(model, rig.preset.autofocus), config,
-                                duration_s=duration_s,
-                                events=demo_scenario(duration_s), log=log)
+        run = run_scenario_lock(rig, sensor, config, duration_s=duration_s,
+                                events=demo_scenario(duration_s), log=log,
+                                focus_first=focus_first)
         log.close()
     score = score_run(run, config.lock.tolerance_um)
     print(f"lock, {duration_s:.0f} s simulated at {config.lock.rate_hz} Hz, 1 µm/min drift + "
-          f"0.01 µm/√s random walk, knock, empty field, dark, saturated (2048², {sample} "
+          f"0.01 µm/√s random walk, knock, empty field, dark, saturated ({size}², {sample} "
           f"seed {seed}):")
+    if run.focus is not None:
+        print(f"  focus now first (finish within {config.focus.sharpness_finish_um:g} µm): "
+              f"{'in focus' if run.focus.success else 'FAILED'}, {run.focus.reason}; the "
+              f"lock holds the model's reading {run.focus.model_bias_um:+.2f} µm")
     for line in summary_lines(score, tolerance_um=config.lock.tolerance_um):
         print("  " + line)
 
@@ -281,7 +365,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["compute", "memory", "focus-now", "lock", "all",
+                        choices=["compute", "memory", "focus-now", "lock", "hold", "all",
                                  "memory-child"])
     parser.add_argument("child", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE)
@@ -296,16 +380,21 @@ def main() -> int:
                         help="the sample's seed (focus now: its fields of view are seeds "
                              "SEED+100, SEED+105, ...)")
     parser.add_argument("--size", type=int, default=FRAME[0],
-                        help="focus now's square frames (default 2048, the paper's)")
+                        help="focus now's and the lock's square frames (default 2048, the "
+                             "paper's)")
     parser.add_argument("--sharpness-finish", type=float, metavar="UM",
                         help="focus now finishes on the sharpness once the model puts focus "
                              "within UM (default: the config's focus.sharpness_finish_um)")
+    parser.add_argument("--focus-first", action="store_true",
+                        help="lock: focus now first, and lock on what it found")
     parser.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.what == "memory-child":
         memory_child(args.bundle, args.child, args.steps)
         return 0
     print(f"model bundle: {args.bundle}")
+    from controller.sim.samples import SAMPLE_KINDS  # not before: the memory child runs no sim
+
     if args.what in ("compute", "all"):
         bench_compute(args.bundle)
     if args.what in ("memory", "all"):
@@ -314,8 +403,12 @@ def main() -> int:
         kinds = [args.sample] if args.sample else sorted(SAMPLE_KINDS)
         bench_focus_now(args.bundle, args.starts, kinds, args.seed, args.preset, args.size,
                         args.sharpness_finish)
+    if args.what == "hold":
+        bench_hold(args.bundle, args.starts, [args.sample] if args.sample
+                   else sorted(SAMPLE_KINDS), args.seed, args.size, args.sharpness_finish)
     if args.what in ("lock", "all"):
-        bench_lock(args.bundle, args.duration, args.sample or "sparse-cells", args.seed)
+        bench_lock(args.bundle, args.duration, args.sample or "sparse-cells", args.seed,
+                   args.size, args.sharpness_finish, args.focus_first)
     return 0
 
 

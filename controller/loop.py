@@ -4,7 +4,12 @@ A step: light the autofocus pattern, capture a frame exposed after the drive set
 (``not_before=drive.settled_at``), check the frame, predict the correction
 (``defocus_um = z_focus - z``), check the prediction, then move by the control law and let the
 drive settle. Any failed gate means no move (docs/conventions.md, Safety). The lock holds
-``z = z_focus + offset_um``, so the correction it wants is ``error_um = defocus_um + offset_um``.
+``z = z_focus + offset_um``, so the correction it wants is ``error_um = defocus_um + offset_um
+- model_bias_um``. The model's bias is what it reads at the sharpest plane on this sample: focus
+now measures it when it ends on the sharpness peak (three readings there, their median), and the
+lock that follows holds that reading, not the model's own zero, so it keeps the plane the
+sharpness found (a model reads a sample it never saw 0.3-1.5 µm off near focus). It is 0 until
+then, and each focus now measures it afresh.
 
 Control law (lock): no move when ``|error| <= dead_band``; else ``gain * error`` (a gain below 1
 averages the model's noise while locked) or, for errors beyond ``capture_beyond_um``,
@@ -36,7 +41,8 @@ States (the same for focus now and the lock; documented for users in docs/loop.m
     probing ──sign undecided──► probing (a second probe)
     probing ──reading rejected, or sign undecided after 2 probes──► focusing (no move)
     focusing, probing ──focus now, trusted within focus.sharpness_finish_um──► finishing
-    finishing ──three sharpness frames, a move to their peak──► idle (focus now ends)
+    finishing ──three sharpness frames, a move to their peak (at the peak: three readings of
+                the model there, its bias)──► idle (focus now ends)
     focusing, holding, probing ──N consecutive rejections──► lost (no moves, says why)
     lost ──trusted reading, if recover_from_lost──► focusing (or probing)
     lost ──run ends, if not recover_from_lost
@@ -53,6 +59,7 @@ lock and ending its run are the runner's job (controller/lock_runner.py).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -81,9 +88,13 @@ if TYPE_CHECKING:
     from controller.hardware.rig import Rig
 
 NO_MOVE_UM = 1e-6  # a clipped correction smaller than this is no correction
+# a correction that hands over to the finish stops this share of a step short of the model's
+# focus: the middle of half a step to a step, from where the finish measures that focus last
+FINISH_SHORT = 0.75
 TRAVEL_WINDOW = "travel_window"  # the lock's guard (step records' ``limited``)
 SEARCH_WINDOW = "search_window"  # focus now's guard
 STOPPED_BY_REQUEST = "stopped by request"
+BIAS_READINGS = 3  # readings of the model at the sharpness peak; their median is its bias
 
 
 class LoopState(StrEnum):
@@ -127,6 +138,7 @@ class FocusReport:
     error_um: float | None  # the last trusted reading's remaining correction
     state: LoopState
     reason: str
+    model_bias_um: float = 0.0  # what the model reads where focus now ended on the sharpness
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,8 @@ class FocusLoop:
         self._probe: SignProbe | None = None  # the probe in flight (state probing)
         self._sign_relation = 0  # the network's sign on this run's sample, as a pair measured it
         self._lock_guard: MoveGuard | None = None  # set by start_lock
+        # what the model reads at the sharpest plane of this sample (module docstring)
+        self.model_bias_um = 0.0
 
     @classmethod
     def for_rig(cls, rig: Rig, sensor: FocusSensor, config: Config, *,
@@ -208,6 +222,9 @@ class FocusLoop:
         self._reset(LoopState.FOCUSING)
         self._lock_guard = None
         settings = self.lock_settings
+        if self.model_bias_um:
+            self.reason = (f"holding the model's reading {self.model_bias_um:+.2f} µm as focus: "
+                           f"what it read where focus now found the sharpness peak")
         try:
             self.illuminator.show(self.sensor.patterns[0])
             self._lock_guard = MoveGuard.around(
@@ -265,6 +282,7 @@ class FocusLoop:
         ``rejections_before_lost`` consecutive rejections, or (idle) when ``should_stop()``
         says so: it is asked before every reading and every move, from this thread."""
         self._reset(LoopState.FOCUSING)
+        self.model_bias_um = 0.0  # this run measures it afresh, on whatever sample is there now
         moves = steps = 0
         error: float | None = None
         z: float | None = None
@@ -282,13 +300,17 @@ class FocusLoop:
             self.state, self.reason = state, reason
             self._record(t, z, prediction, [], 0.0, "", reason, sign)
             self._lights_off()
-            return FocusReport(success, moves, steps, z, error, self.state, self.reason)
+            return FocusReport(success, moves, steps, z, error, self.state, self.reason,
+                               self.model_bias_um)
+
+        def stopped() -> FocusReport:
+            self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
+            self._lights_off()
+            return FocusReport(False, moves, steps, z, error, self.state, self.reason)
 
         while True:
             if should_stop is not None and should_stop():
-                self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
-                self._lights_off()
-                return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+                return stopped()
             t = self.clock.now()
             steps += 1
             self._step += 1
@@ -318,16 +340,19 @@ class FocusLoop:
                 if self.state is LoopState.FAULT:
                     return FocusReport(False, moves, steps, z, error, self.state, self.reason)
                 if finished.landing is None:
-                    self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
-                    self._lights_off()
-                    return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+                    return stopped()
                 z = self.drive.position_um()
                 # in focus at the sharpness peak, or by the model where the sharpness cannot
                 # say and the model's reading was trusted
                 in_focus = finished.landing is Landing.PEAK or (
                     finished.landing is Landing.MODEL and not refused)
-                return end(in_focus, LoopState.IDLE,
-                           f"{self.reason}, after {moves} moves", self.clock.now(), None,
+                reason = f"{self.reason}, after {moves} moves"
+                if finished.landing is Landing.PEAK:
+                    reason = f"{reason}; {self._measure_bias(guard, settings, should_stop)}"
+                    if self.state is LoopState.FAULT:
+                        return FocusReport(False, moves, steps, z, error, self.state,
+                                           self.reason)
+                return end(in_focus, LoopState.IDLE, reason, self.clock.now(), None,
                            SignVerdict())
             if refused:
                 self._on_rejected(plan.rejections)
@@ -355,12 +380,13 @@ class FocusLoop:
                 self._on_probe(plan.sign)
             else:
                 self._on_trusted(False, plan.sign)
-                short = self._short_of_focus(plan, settings, moves)
-                move -= math.copysign(short, move)
+                handover = self._toward_finish(plan, guard, z, settings, moves)
+                if handover is not None:
+                    move = handover
                 self.reason = "; ".join(filter(None, (
                     plan.sign.reason, f"moved {move:+.2f} µm",
-                    f"{short:.2f} µm short of the model's focus, to finish there" if short
-                    else "")))
+                    f"{FINISH_SHORT * settings.sharpness_step_um:.2f} µm short of the model's "
+                    f"focus, to finish there" if handover is not None else "")))
             try:
                 self.drive.move_by(move)
             except FocuslockError as exc:
@@ -370,22 +396,26 @@ class FocusLoop:
             moves += 1
             # where a trusted correction put focus, for a finish if the next reading is refused
             landed_um = (None if error is None or plan.limited
-                         else z + error - self.lock_settings.offset_um)
+                         else z + error - self._held_offset_um)
             self._record(t, z, prediction, [], move, plan.limited, self.reason, plan.sign)
 
-    def _short_of_focus(self, plan: _Plan, settings: FocusSettings, moves: int) -> float:
-        """How far short of the model's focus a correction stops (0: it does not), so that the
-        finish that follows starts half a step or more off the model's focus, measures the
-        model's focus last, and, where the model was right, needs two moves, not three: three
-        quarters of a step, the middle of that range, for a correction farther than the finish
-        starts from, not cut by the guard, with the finish's three moves left after it."""
-        step = settings.sharpness_step_um
-        short = 0.75 * step
-        if (not self._can_finish(settings, moves + 1)
-                or plan.error_um is None or abs(plan.error_um) <= settings.sharpness_finish_um
-                or plan.limited or abs(plan.move_um) <= short):
-            return 0.0
-        return short
+    def _toward_finish(self, plan: _Plan, guard: MoveGuard, z_um: float,
+                       settings: FocusSettings, moves: int) -> float | None:
+        """The correction that hands over to the finish, made in full: to ``FINISH_SHORT`` of
+        a step short of the model's focus, not of the offset's target (the finish measures
+        around the focus and adds the offset last), so that the finish starts half a step or
+        more off that focus, measures it last and, where the model was right, needs two moves,
+        not three. None (the law's move) unless the finish is on with its three moves left
+        after this one, the model puts focus farther than the finish starts from, and neither
+        the law's move nor this one is cut by the guard."""
+        if plan.error_um is None or plan.limited or not self._can_finish(settings, moves + 1):
+            return None
+        to_focus = plan.error_um - self._held_offset_um
+        short = FINISH_SHORT * settings.sharpness_step_um
+        if abs(to_focus) <= max(settings.sharpness_finish_um, short):
+            return None
+        move, limited = guard.clip(z_um, to_focus - math.copysign(short, to_focus))
+        return None if limited else move
 
     def _can_finish(self, settings: FocusSettings, moves: int) -> bool:
         """The finish is on, and its moves fit in what focus now has left after ``moves``."""
@@ -417,9 +447,9 @@ class FocusLoop:
             refusal = "; ".join(r.reason for r in plan.rejections)
             why = f"the model's reading is refused ({refusal}) where it put focus"
         elif plan.error_um is not None:
-            if abs(plan.error_um) > within:
+            focus = reading.z_um + plan.error_um - self._held_offset_um
+            if abs(focus - reading.z_um) > within:
                 return None
-            focus = reading.z_um + plan.error_um - self.lock_settings.offset_um
             why = f"the model puts focus {focus - reading.z_um:+.2f} µm away"
         elif prediction.distance <= min(within, step):
             focus = reading.z_um
@@ -446,7 +476,7 @@ class FocusLoop:
         meter = self.sharpness
         assert meter is not None
         step = settings.sharpness_step_um
-        offset = self.lock_settings.offset_um
+        offset = self._held_offset_um
         moves = 0
         measured_z: list[float] = []
         measured: list[float] = []
@@ -497,6 +527,50 @@ class FocusLoop:
             self._enter_fault(exc)
         return _Finished(moves, landing)
 
+    def _measure_bias(self, guard: MoveGuard, settings: FocusSettings,
+                      should_stop: Callable[[], bool] | None) -> str:
+        """Read the model ``BIAS_READINGS`` times where the finish landed (the sharpness peak
+        plus the offset), and keep the median of the corrections they ask for (signed defocus
+        plus offset: there, what the model reads at the peak) as its bias on this sample: if at
+        least two were trusted with a sign, they agree within the tolerance, and the median is
+        no farther than the finish moves from the model's reading (``sharpness_finish_um +
+        sharpness_step_um``, which the config keeps within a probe, so the lock's plane moves
+        by no more than that). Returns what it found, for the report. A device failure is a
+        fault; ``should_stop()`` is asked before every reading."""
+        self._probe = None  # a probe's first reading is not this plane's
+        readings: list[float] = []
+        try:
+            self.illuminator.show(self.sensor.patterns[0])
+            for _ in range(BIAS_READINGS):
+                if should_stop is not None and should_stop():
+                    return f"the model's bias was not measured: {STOPPED_BY_REQUEST}"
+                t = self.clock.now()
+                self._step += 1
+                reading = self._read()
+                plan = self._plan(reading, guard, settings.tolerance_um, settings.probe_um,
+                                  lambda error_um, z_um: (0.0, ""))
+                if not plan.rejections and plan.error_um is not None:
+                    readings.append(plan.error_um)
+                self._record(t, reading.z_um, reading.prediction, plan.rejections, 0.0, "",
+                             "reading the model at the sharpness peak", plan.sign)
+        except FocuslockError as exc:
+            return self._enter_fault(exc)
+        keeps = "the lock holds the model's own focus"
+        if len(readings) < 2:
+            return (f"the model's bias is unknown ({len(readings)} of {BIAS_READINGS} "
+                    f"readings at the peak trusted with a sign): {keeps}")
+        spread = max(readings) - min(readings)
+        if spread > settings.tolerance_um:
+            return (f"the model's readings at the peak spread {spread:.2f} µm, more than the "
+                    f"tolerance: {keeps}")
+        bias = statistics.median(readings)
+        limit = settings.sharpness_finish_um + settings.sharpness_step_um
+        if abs(bias) > limit:
+            return (f"the model reads {bias:+.2f} µm at the peak, farther than the finish "
+                    f"moves ({limit:g} µm): {keeps}")
+        self.model_bias_um = bias
+        return f"the model reads {bias:+.2f} µm here: the lock holds that reading"
+
     def stop(self) -> None:
         """End any run: LEDs off, state idle (a fault stays a fault until the next start)."""
         self._lights_off()
@@ -504,6 +578,12 @@ class FocusLoop:
             self.state = LoopState.IDLE
 
     # -- internals ----------------------------------------------------------------------------
+
+    @property
+    def _held_offset_um(self) -> float:
+        """What a reading's signed defocus is shifted by to give the correction: the lock's
+        offset, less the model's bias on this sample."""
+        return self.lock_settings.offset_um - self.model_bias_um
 
     def _reset(self, state: LoopState) -> None:
         self.state = state
@@ -562,7 +642,7 @@ class FocusLoop:
             return _Plan(sign, None, 0.0, "", [sign.rejection])
         if sign.defocus_um is None:
             return _Plan(sign, None, sign.probe_um, sign.limited, [])
-        error = sign.defocus_um + self.lock_settings.offset_um
+        error = sign.defocus_um + self._held_offset_um
         # a probed sign is corrected in full: a gain below 1 would leave a residual on a side
         # the next reading, as blind to it, would have to probe anew
         move, limited = (guard.clip(reading.z_um, error) if sign.probed_sign
@@ -655,7 +735,7 @@ class FocusLoop:
         defocus = sign.defocus_um if sign.defocus_um is not None else (
             None if prediction is None else prediction.defocus_um)
         if defocus is not None and math.isfinite(defocus):
-            error = defocus + self.lock_settings.offset_um
+            error = defocus + self._held_offset_um
         record = StepRecord(
             t=t, step=self._step, state=self.state.value, z_um=z_um,
             defocus_um=None if prediction is None else float(prediction.defocus_um),

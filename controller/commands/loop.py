@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.config import Config, load_config
+from controller.config import Config, FocusSettings, load_config
 
 DEMO_RANDOM_WALK = 0.01  # µm/√s on top of the drift: 0.08 µm rms per minute
 DEMO_START_OUT_UM = 8.0  # the demo starts this far from focus
 
 if TYPE_CHECKING:
     from controller.hardware.rig import Rig
+    from controller.loop import FocusLoop, FocusReport
     from controller.runlog import RunLog, StepRecord
     from controller.sensing import FocusSensor
 
@@ -36,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _config_option(lock)
     lock.add_argument("--duration", type=float, metavar="S",
                       help="stop after S seconds (default: until Ctrl-C)")
+    lock.add_argument("--focus-first", action="store_true",
+                      help="focus now first and lock only if it ends in focus; where it "
+                           "finishes on the sharpness, the lock holds the plane it found "
+                           "(docs/loop.md)")
     lock.set_defaults(func=run_lock)
 
     collect = subparsers.add_parser(
@@ -131,14 +136,21 @@ def run_focus(args: argparse.Namespace) -> int:
     try:
         with _run_log(config, "focus") as log:
             loop = FocusLoop.for_rig(rig, sensor, config, record_sink=log.write)
-            with stop_on_ctrl_c("focus now") as should_stop:
-                report = loop.focus_now(settings, should_stop)
-            print(f"focus now: {'in focus' if report.success else 'FAILED'} after "
-                  f"{report.moves} moves ({report.steps} readings), ended {report.state.value}: "
-                  f"{report.reason}; log: {log.jsonl_path}")
+            report = _focus_now(loop, settings)
+            print(f"log: {log.jsonl_path}")
     finally:
         rig.close()
     return 0 if report.success else 1
+
+
+def _focus_now(loop: FocusLoop, settings: FocusSettings) -> FocusReport:
+    """Focus now until it ends or Ctrl-C, and say how it ended."""
+    with stop_on_ctrl_c("focus now") as should_stop:
+        report = loop.focus_now(settings, should_stop)
+    print(f"focus now: {'in focus' if report.success else 'FAILED'} after "
+          f"{report.moves} moves ({report.steps} readings), ended {report.state.value}: "
+          f"{report.reason}")
+    return report
 
 
 def run_lock(args: argparse.Namespace) -> int:
@@ -149,7 +161,12 @@ def run_lock(args: argparse.Namespace) -> int:
     rig, sensor = _open(config)
     try:
         with _run_log(config, "lock") as log:
-            runner = LockRunner(FocusLoop.for_rig(rig, sensor, config, record_sink=log.write))
+            loop = FocusLoop.for_rig(rig, sensor, config, record_sink=log.write)
+            if args.focus_first and not _focus_now(loop, config.focus).success:
+                print(f"lock: not started, focus now did not end in focus; log: "
+                      f"{log.jsonl_path}", file=sys.stderr)
+                return 1
+            runner = LockRunner(loop)
 
             def show(record: StepRecord) -> None:
                 reading = "--" if record.error_um is None else f"{record.error_um:+.2f} µm"

@@ -210,7 +210,7 @@ def _json(value: Any, status: HTTPStatus = HTTPStatus.OK) -> Reply:
 def _focus_report_json(report: FocusReport) -> dict[str, Any]:
     return {"success": report.success, "moves": report.moves, "steps": report.steps,
             "z_um": report.z_um, "error_um": report.error_um, "state": report.state.value,
-            "reason": report.reason}
+            "reason": report.reason, "model_bias_um": report.model_bias_um}
 
 
 def _status(request: _Request) -> Reply:

@@ -85,7 +85,11 @@ class _StatusCollector(Collector):
                      worker.offset_um)
         yield _gauge("defocus_um", "last prediction of z_focus - z in micrometres",
                      last.get("defocus_um"))
-        yield _gauge("error_um", "last correction wanted (defocus_um + offset_um)",
+        yield _gauge("model_bias_um", "what the model reads at the sharpest plane focus now "
+                                      "found; the lock holds that reading (0: not measured)",
+                     worker.model_bias_um)
+        yield _gauge("error_um", "last correction wanted (defocus_um + offset_um - "
+                                 "model_bias_um)",
                      last.get("error_um"))
         yield _gauge("confidence", "last prediction's confidence (0..1)", last.get("confidence"))
         yield _gauge("uptime_seconds", "seconds since the service started", status.uptime_s)

@@ -371,6 +371,9 @@ def _closed(properties: dict[str, Schema]) -> Schema:
 
 _NUMBER = {"type": "number"}
 _COUNT = {"type": "integer", "minimum": 0}
+_BIAS = {"type": "number", "description": "what the model reads at the sharpest plane focus now "
+                                        "found (µm); the lock holds that reading, 0 until "
+                                        "measured (docs/loop.md)"}
 _PAIR = {"type": "array", "items": _NUMBER, "minItems": 2, "maxItems": 2}
 _STATE = {"enum": [state.value for state in LoopState]}
 _COUNTS_BY = {"type": "object", "additionalProperties": _COUNT}
@@ -384,14 +387,15 @@ _SCHEMAS: dict[str, Schema] = {
                         "last_seq": _COUNT, "missed": _COUNT, "more": {"type": "boolean"}}),
     "FocusReport": _closed({"success": {"type": "boolean"}, "moves": _COUNT, "steps": _COUNT,
                             "z_um": _nullable(_NUMBER), "error_um": _nullable(_NUMBER),
-                            "state": _STATE, "reason": {"type": "string"}}),
+                            "state": _STATE, "reason": {"type": "string"},
+                            "model_bias_um": _BIAS}),
     "Counters": _closed({"steps": _COUNT, "moves": _COUNT, "locked_steps": _COUNT,
                          "rejected": _COUNTS_BY, "decided": _COUNTS_BY, "faults": _COUNT,
                          "lock_starts": _COUNT, "focus_runs": _COUNT, "link_retries": _COUNT}),
     "Status": _closed({
         "state": _STATE, "reason": {"type": "string"}, "z_um": _nullable(_NUMBER),
-        "offset_um": _NUMBER, "offset_limit_um": _NUMBER, "tolerance_um": _NUMBER,
-        "rate_hz": _NUMBER,
+        "offset_um": _NUMBER, "model_bias_um": _BIAS, "offset_limit_um": _NUMBER,
+        "tolerance_um": _NUMBER, "rate_hz": _NUMBER,
         "travel_um": {"type": ["array", "null"], "prefixItems": [_NUMBER, _NUMBER],
                       "items": False, "minItems": 2},
         "leds": {"type": "string", "description": "a pattern's name, off or unknown"},

@@ -83,6 +83,7 @@ class WorkerStatus:
     reason: str
     z_um: float | None  # None: no drive open, or it cannot say
     offset_um: float
+    model_bias_um: float  # what the model reads at the sharpest plane focus now found (0: none)
     offset_limit_um: float
     tolerance_um: float
     rate_hz: float
@@ -99,6 +100,7 @@ class WorkerStatus:
         """The status before the worker has opened anything."""
         lock = config.lock
         return cls(state=LoopState.IDLE, reason="", z_um=None, offset_um=lock.offset_um,
+                   model_bias_um=0.0,
                    offset_limit_um=offset_limit_um(lock), tolerance_um=lock.tolerance_um,
                    rate_hz=lock.rate_hz, travel_um=None, leds="off", model=None,
                    hardware=Backends(config.camera.backend, config.board.backend),
@@ -126,6 +128,7 @@ class StatusSnapshot:
             "reason": w.reason,
             "z_um": w.z_um,
             "offset_um": w.offset_um,
+            "model_bias_um": w.model_bias_um,
             "offset_limit_um": w.offset_limit_um,
             "tolerance_um": w.tolerance_um,
             "rate_hz": w.rate_hz,

@@ -576,6 +576,7 @@ class LoopWorker:
             became_fault = state is LoopState.FAULT and status.state is not LoopState.FAULT
             return dataclasses.replace(
                 status, state=state, reason=reason, z_um=z_um, offset_um=lock.offset_um,
+                model_bias_um=loop.model_bias_um if loop is not None else 0.0,
                 tolerance_um=lock.tolerance_um, rate_hz=lock.rate_hz, travel_um=travel,
                 leds=opened.leds.showing if opened is not None else "off",
                 model=opened.hardware.model if opened is not None else None,
@@ -589,6 +590,7 @@ class LoopWorker:
             self._notifier.status(told)
             self._told_systemd = told
         announced = (published.state, published.mode, self._fault, published.offset_um,
+                     published.model_bias_um,
                      published.leds, published.model, published.travel_um)
         if announced != self._announced:  # not the per-step fields: those are step events
             self._announced = announced

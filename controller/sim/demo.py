@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from controller.config import Config
 from controller.hardware.rig import Rig
 from controller.lock_runner import LockReport, LockRunner
-from controller.loop import FocusLoop, LoopState
+from controller.loop import FocusLoop, FocusReport, LoopState
 from controller.runlog import RunLog, StepRecord
 from controller.sensing import FocusSensor
 from controller.sim.devices import VirtualScope
@@ -43,6 +43,7 @@ class ScenarioRun:
 
     rows: list[dict[str, Any]]
     report: LockReport
+    focus: FocusReport | None = None  # focus now's, where it ran before the lock
 
 
 @dataclass
@@ -141,14 +142,18 @@ class LiveView:
 
 def run_scenario_lock(rig: Rig, sensor: FocusSensor, config: Config, *,
                       duration_s: float, events: list[Event], log: RunLog,
-                      view: LiveView | None = None) -> ScenarioRun:
+                      view: LiveView | None = None, focus_first: bool = False) -> ScenarioRun:
     """Lock on simulated hardware (the twin, or the in-process virtual rig) for ``duration_s``
-    while playing ``events``; every row is logged with the truth."""
+    while playing ``events``; every row is logged with the truth. ``focus_first``: focus now
+    (``config.focus``) before the lock, on the same loop, as ``focuslock lock --focus-first``
+    does; the lock runs whatever focus now's report says."""
     scope = rig.scope
     if scope is None:
         raise ValueError("a scenario needs simulated hardware (a rig with a scope)")  # a bug
     scenario = Scenario(events)
-    runner = LockRunner(FocusLoop.for_rig(rig, sensor, config))
+    loop = FocusLoop.for_rig(rig, sensor, config)
+    focus = loop.focus_now(config.focus) if focus_first else None
+    runner = LockRunner(loop)
     rows: list[dict[str, Any]] = []
     start = rig.clock.now()
     offset = config.lock.offset_um
@@ -169,7 +174,7 @@ def run_scenario_lock(rig: Rig, sensor: FocusSensor, config: Config, *,
     report = runner.run(duration_s=duration_s, on_step=on_step)
     if view is not None:
         view.close()
-    return ScenarioRun(rows, report)
+    return ScenarioRun(rows, report, focus)
 
 
 def _truth(scope: VirtualScope, offset_um: float, condition: str) -> dict[str, Any]:

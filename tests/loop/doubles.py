@@ -7,6 +7,7 @@ of how good a trained model is; the end-to-end tests use the real bundled model 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import numpy as np
@@ -83,3 +84,14 @@ def oracle_pair(probe_um: float = 3.0, bias_um: float = 0.0) -> PairNetwork:
 
     return PairNetwork(probe_um, Standardizer(np.zeros(2, np.float32), np.ones(2, np.float32)),
                        network)
+
+
+class RefusesNearFocus(OraclePredictor):
+    """A model that knows the sample far from focus and not near it: its readings within 3 µm
+    of focus have too little confidence to pass the gate (bacteria, to a calibrated bundle)."""
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        prediction = super().predict(image)
+        if abs(self.scope.last_defocus_um) < 3.0:
+            return dataclasses.replace(prediction, confidence=0.1)
+        return prediction

@@ -26,3 +26,26 @@ def test_a_bad_config_is_one_clear_line(tmp_path, capsys):
     assert main(["lock", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"focuslock lock: error: {config}: lock.gain: must be in (0, 1], got 3"
+
+
+def test_lock_focus_first_locks_where_focus_now_ended(tmp_path, capsys):
+    # the bundled model on the virtual microscope's own sample, finishing on the sharpness
+    config = tmp_path / "c.toml"
+    config.write_text(f'log_dir = "{tmp_path / "logs"}"\n'
+                      '[sim]\nstart_z_um = 6.0\nframe_size = 1024\n'
+                      '[focus]\nsharpness_finish_um = 1.5\n')
+    assert main(["lock", "--config", str(config), "--focus-first", "--duration", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "focus now: in focus after" in out and "focused on the sharpness peak" in out
+    assert "lock ended locked" in out
+
+
+def test_lock_focus_first_does_not_lock_where_focus_now_failed(tmp_path, capsys):
+    config = tmp_path / "c.toml"  # on 512² frames the bundled model's patches disagree
+    config.write_text(f'log_dir = "{tmp_path / "logs"}"\n'
+                      '[sim]\nstart_z_um = 6.0\nframe_size = 512\n')
+    assert main(["lock", "--config", str(config), "--focus-first", "--duration", "2"]) == 1
+    captured = capsys.readouterr()
+    assert "focus now: FAILED after 0 moves" in captured.out
+    assert "lock: not started, focus now did not end in focus" in captured.err
+    assert "step " not in captured.out  # no lock step was made

@@ -25,7 +25,7 @@ from controller.sharpness_finish import (
 )
 from controller.sim.rigs import virtual_rig
 from tests.loop.conftest import FRAME, make_loop
-from tests.loop.doubles import OraclePredictor
+from tests.loop.doubles import OraclePredictor, RefusesNearFocus
 
 FINISH = FocusSettings(sharpness_finish_um=1.5, sharpness_step_um=1.5)
 BIAS = 1.0  # the model reads focus 1 µm below where it is
@@ -116,17 +116,6 @@ def test_a_stop_request_ends_the_finish_between_two_moves(make_rig):
     assert (report.success, report.state.value) == (False, "idle")
     assert (report.reason, report.moves) == ("stopped by request", 2)
     assert rig.drive.moves == 2 and rig.illuminator.pattern is None
-
-
-class RefusesNearFocus(OraclePredictor):
-    """A model that knows the sample far from focus and not near it: its readings within 3 µm
-    of focus have too little confidence to pass the gate (bacteria, to a calibrated bundle)."""
-
-    def predict(self, image: np.ndarray) -> Prediction:
-        prediction = super().predict(image)
-        if abs(self.scope.last_defocus_um) < 3.0:
-            return dataclasses.replace(prediction, confidence=0.1)
-        return prediction
 
 
 def test_a_reading_refused_where_the_model_put_focus_is_finished_on_the_sharpness(make_rig):

@@ -26,7 +26,8 @@ def locked(status) -> bool:
 def test_status_before_anything_runs(running):
     code, status = running.client.get("/api/status")
     assert code == 200
-    assert list(status) == ["state", "reason", "z_um", "offset_um", "offset_limit_um",
+    assert list(status) == ["state", "reason", "z_um", "offset_um", "model_bias_um",
+                            "offset_limit_um",
                             "tolerance_um", "rate_hz", "travel_um", "leds", "model", "hardware",
                             "mode", "counters", "last_step", "uptime_s", "healthy", "health"]
     assert status["counters"] == {"steps": 0, "moves": 0, "locked_steps": 0, "rejected": {},
@@ -71,6 +72,26 @@ def test_focus_now_reports_and_leaves_the_sample_in_focus(running):
     assert abs(scope.defocus_um()) <= 0.5
     _, status = running.client.get("/api/status")
     assert status["leds"] == "off" and status["counters"]["focus_runs"] == 1
+
+
+def test_focus_now_on_a_biased_model_hands_its_bias_to_the_lock(start_service, tmp_path):
+    # the model reads focus 1 µm off, as on a sample it never saw; focus now finishes on the
+    # sharpness, reads the model there, and the lock started after it holds that plane
+    config = service_config(tmp_path, focus={"sharpness_finish_um": 1.5})
+    running = start_service(config, hardware=lambda: oracle_hardware(config, bias_um=1.0))
+    client = running.client
+    code, report = client.post("/api/focus", {"timeout_s": 30})
+    assert code == 200 and report["success"] is True
+    scope = running.hardware[-1].rig.scope
+    landed = scope.defocus_um()  # defocus = z_focus - z: the model reads 1 µm + this here
+    assert abs(landed) <= 0.3
+    assert report["model_bias_um"] == pytest.approx(1.0 + landed, abs=0.05)
+    _, status = client.get("/api/status")
+    assert status["model_bias_um"] == report["model_bias_um"]
+    client.post("/api/lock/start")
+    client.wait_for(locked, what="locked")
+    assert abs(scope.defocus_um()) <= 0.3  # the model's own focus is 1 µm away
+    client.post("/api/lock/stop")
 
 
 def test_focus_now_that_outlasts_its_timeout_is_504_and_holds_off_other_commands(

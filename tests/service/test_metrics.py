@@ -20,7 +20,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 FAMILIES = {
     "focuslock_up": "gauge", "focuslock_state": "gauge", "focuslock_lock_running": "gauge",
-    "focuslock_z_um": "gauge", "focuslock_offset_um": "gauge", "focuslock_defocus_um": "gauge",
+    "focuslock_z_um": "gauge", "focuslock_offset_um": "gauge",
+    "focuslock_model_bias_um": "gauge", "focuslock_defocus_um": "gauge",
     "focuslock_error_um": "gauge", "focuslock_confidence": "gauge",
     "focuslock_uptime_seconds": "gauge", "focuslock_steps": "counter",
     "focuslock_moves": "counter", "focuslock_locked_steps": "counter",
