@@ -133,7 +133,7 @@ class FocusReport:
 
     success: bool
     moves: int
-    steps: int
+    steps: int  # step records written: readings, the finish's frames, the report's own
     z_um: float | None  # where the drive ended
     error_um: float | None  # the last trusted reading's remaining correction
     state: LoopState
@@ -168,6 +168,17 @@ class _Finished:
 
     moves: int
     landing: Landing | None
+
+
+@dataclass(frozen=True)
+class _BiasReadings:
+    """What reading the model at the sharpness peak found (for the report), the last trusted
+    correction read there (None: none), and the last reading with its time and plan, whose
+    record is focus now's report (None: none was taken, or a stop request ended them)."""
+
+    said: str
+    error_um: float | None
+    last: tuple[float, _Reading, _Plan] | None
 
 
 class FocusLoop:
@@ -283,7 +294,7 @@ class FocusLoop:
         says so: it is asked before every reading and every move, from this thread."""
         self._reset(LoopState.FOCUSING)
         self.model_bias_um = 0.0  # this run measures it afresh, on whatever sample is there now
-        moves = steps = 0
+        moves = 0
         error: float | None = None
         z: float | None = None
         landed_um: float | None = None
@@ -296,30 +307,30 @@ class FocusLoop:
             return FocusReport(False, 0, 0, None, None, self.state, self._enter_fault(exc))
 
         def end(success: bool, state: LoopState, reason: str, t: float,
-                prediction: Prediction | None, sign: SignVerdict) -> FocusReport:
+                prediction: Prediction | None, sign: SignVerdict,
+                rejections: tuple[Rejection, ...] = ()) -> FocusReport:
             self.state, self.reason = state, reason
-            self._record(t, z, prediction, [], 0.0, "", reason, sign)
+            self._record(t, z, prediction, list(rejections), 0.0, "", reason, sign)
             self._lights_off()
-            return FocusReport(success, moves, steps, z, error, self.state, self.reason,
+            return FocusReport(success, moves, self._step, z, error, self.state, self.reason,
                                self.model_bias_um)
 
         def stopped() -> FocusReport:
             self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
             self._lights_off()
-            return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+            return FocusReport(False, moves, self._step, z, error, self.state, self.reason)
 
         while True:
             if should_stop is not None and should_stop():
                 return stopped()
             t = self.clock.now()
-            steps += 1
             self._step += 1
             try:
                 reading = self._read()
             except FocuslockError as exc:
                 reason = self._enter_fault(exc)
                 self._record(t, z, None, [], 0.0, "", reason)
-                return FocusReport(False, moves, steps, z, error, self.state, reason)
+                return FocusReport(False, moves, self._step, z, error, self.state, reason)
             z = reading.z_um
             prediction = reading.prediction
             plan = self._plan(reading, guard, settings.tolerance_um, settings.probe_um,
@@ -338,7 +349,7 @@ class FocusLoop:
                 finished = self._finish(guard, settings, focus_um, should_stop)
                 moves += finished.moves
                 if self.state is LoopState.FAULT:
-                    return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+                    return FocusReport(False, moves, self._step, z, error, self.state, self.reason)
                 if finished.landing is None:
                     return stopped()
                 z = self.drive.position_um()
@@ -348,10 +359,18 @@ class FocusLoop:
                     finished.landing is Landing.MODEL and not refused)
                 reason = f"{self.reason}, after {moves} moves"
                 if finished.landing is Landing.PEAK:
-                    reason = f"{reason}; {self._measure_bias(guard, settings, should_stop)}"
+                    bias = self._measure_bias(guard, settings, should_stop)
                     if self.state is LoopState.FAULT:
-                        return FocusReport(False, moves, steps, z, error, self.state,
+                        return FocusReport(False, moves, self._step, z, error, self.state,
                                            self.reason)
+                    reason = f"{reason}; {bias.said}"
+                    if bias.error_um is not None:
+                        error = bias.error_um - self.model_bias_um
+                    if bias.last is not None:  # the report's record is the last reading's
+                        t, reading, plan = bias.last
+                        return end(in_focus, LoopState.IDLE, reason, t, reading.prediction,
+                                   plan.sign, tuple(plan.rejections))
+                self._step += 1  # the report's own record, after the finish's
                 return end(in_focus, LoopState.IDLE, reason, self.clock.now(), None,
                            SignVerdict())
             if refused:
@@ -359,7 +378,7 @@ class FocusLoop:
                 self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason)
                 if self.state is LoopState.LOST:
                     self._lights_off()
-                    return FocusReport(False, moves, steps, z, error, self.state, self.reason)
+                    return FocusReport(False, moves, self._step, z, error, self.state, self.reason)
                 continue
             assert prediction is not None
             error = plan.error_um
@@ -392,7 +411,7 @@ class FocusLoop:
             except FocuslockError as exc:
                 reason = self._enter_fault(exc)
                 self._record(t, z, prediction, [], 0.0, plan.limited, reason, plan.sign)
-                return FocusReport(False, moves, steps, z, error, self.state, reason)
+                return FocusReport(False, moves, self._step, z, error, self.state, reason)
             moves += 1
             # where a trusted correction put focus, for a finish if the next reading is refused
             landed_um = (None if error is None or plan.limited
@@ -528,22 +547,29 @@ class FocusLoop:
         return _Finished(moves, landing)
 
     def _measure_bias(self, guard: MoveGuard, settings: FocusSettings,
-                      should_stop: Callable[[], bool] | None) -> str:
+                      should_stop: Callable[[], bool] | None) -> _BiasReadings:
         """Read the model ``BIAS_READINGS`` times where the finish landed (the sharpness peak
         plus the offset), and keep the median of the corrections they ask for (signed defocus
         plus offset: there, what the model reads at the peak) as its bias on this sample: if at
         least two were trusted with a sign, they agree within the tolerance, and the median is
         no farther than the finish moves from the model's reading (``sharpness_finish_um +
         sharpness_step_um``, which the config keeps within a probe, so the lock's plane moves
-        by no more than that). Returns what it found, for the report. A device failure is a
-        fault; ``should_stop()`` is asked before every reading."""
+        by no more than that). The last reading's record is left to focus now's report. A
+        device failure is a fault; ``should_stop()`` is asked before every reading."""
         self._probe = None  # a probe's first reading is not this plane's
         readings: list[float] = []
+        last: tuple[float, _Reading, _Plan] | None = None
         try:
             self.illuminator.show(self.sensor.patterns[0])
             for _ in range(BIAS_READINGS):
+                if last is not None:
+                    t, reading, plan = last
+                    self._record(t, reading.z_um, reading.prediction, plan.rejections, 0.0,
+                                 "", "reading the model at the sharpness peak", plan.sign)
+                    last = None
                 if should_stop is not None and should_stop():
-                    return f"the model's bias was not measured: {STOPPED_BY_REQUEST}"
+                    return _BiasReadings(f"the model's bias was not measured: "
+                                         f"{STOPPED_BY_REQUEST}", None, None)
                 t = self.clock.now()
                 self._step += 1
                 reading = self._read()
@@ -551,10 +577,15 @@ class FocusLoop:
                                   lambda error_um, z_um: (0.0, ""))
                 if not plan.rejections and plan.error_um is not None:
                     readings.append(plan.error_um)
-                self._record(t, reading.z_um, reading.prediction, plan.rejections, 0.0, "",
-                             "reading the model at the sharpness peak", plan.sign)
+                last = t, reading, plan
         except FocuslockError as exc:
-            return self._enter_fault(exc)
+            return _BiasReadings(self._enter_fault(exc), None, None)
+        said = self._keep_bias(readings, settings)
+        return _BiasReadings(said, readings[-1] if readings else None, last)
+
+    def _keep_bias(self, readings: list[float], settings: FocusSettings) -> str:
+        """Keep the median of the corrections read at the peak as the model's bias, if they
+        pass the rules of ``_measure_bias``; what was found, for the report."""
         keeps = "the lock holds the model's own focus"
         if len(readings) < 2:
             return (f"the model's bias is unknown ({len(readings)} of {BIAS_READINGS} "

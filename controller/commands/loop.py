@@ -148,7 +148,7 @@ def _focus_now(loop: FocusLoop, settings: FocusSettings) -> FocusReport:
     with stop_on_ctrl_c("focus now") as should_stop:
         report = loop.focus_now(settings, should_stop)
     print(f"focus now: {'in focus' if report.success else 'FAILED'} after "
-          f"{report.moves} moves ({report.steps} readings), ended {report.state.value}: "
+          f"{report.moves} moves ({report.steps} steps), ended {report.state.value}: "
           f"{report.reason}")
     return report
 

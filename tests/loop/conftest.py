@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.config import Config, GateSettings, LockSettings, SimSettings
+from controller.config import Config, FocusSettings, GateSettings, LockSettings, SimSettings
 from controller.hardware.rig import Rig
 from controller.lock_runner import LockReport, LockRunner
 from controller.loop import FocusLoop
@@ -17,6 +17,12 @@ from controller.sim.rigs import virtual_rig
 from tests.loop.doubles import OraclePredictor
 
 FRAME = (128, 128)  # small frames: the gates and the state machine do not need 2048²
+
+
+def model_alone(**focus: Any) -> FocusSettings:
+    """Focus now's settings, on the model alone: no finish on the sharpness (on by default;
+    tests/loop/test_sharpness_finish.py), for the tests of the model's own moves."""
+    return FocusSettings(sharpness_finish_um=0.0, **focus)
 
 
 @pytest.fixture

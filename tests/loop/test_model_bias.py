@@ -16,7 +16,7 @@ from controller.loop import BIAS_READINGS, FocusLoop, LoopState
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
 from controller.sim.twin import VirtualScope
-from tests.loop.conftest import make_loop, run_lock
+from tests.loop.conftest import make_loop, model_alone, run_lock
 from tests.loop.doubles import OraclePredictor, RefusesNearFocus
 
 FINISH = FocusSettings(sharpness_finish_um=1.5, sharpness_step_um=1.5)
@@ -58,12 +58,20 @@ def test_the_bias_is_measured_by_three_readings_at_the_peak_that_move_nothing(ma
     records: list[StepRecord] = []
     loop = make_loop(rig, OraclePredictor(rig.scope, bias_um=BIAS), records=records)
     report = loop.focus_now(FINISH)
-    readings = [r for r in records if r.reason == "reading the model at the sharpness peak"]
-    assert len(readings) == BIAS_READINGS and report.moves == 4  # no move for them
+    # the last reading's record is the report's: it ends the run
+    *readings, last = [r for r in records if r.reason == "reading the model at the sharpness "
+                                                          "peak"] + [records[-1]]
+    assert len(readings) + 1 == BIAS_READINGS and report.moves == 4  # no move for them
     assert all(r.move_um == 0.0 and r.state == "finishing" for r in readings)
-    z = {r.z_um for r in readings}
-    assert len(z) == 1 and z == {records[-1].z_um}  # where the finish ended
-    assert report.model_bias_um == pytest.approx(np.median([r.error_um for r in readings]))
+    assert (last.state, last.move_um, last.reason) == ("idle", 0.0, report.reason)
+    assert last.defocus_um is not None and last.step == report.steps == len(records)
+    assert {r.z_um for r in [*readings, last]} == {report.z_um}  # where the finish ended
+    # no offset: the corrections read are the readings
+    corrections = [r.defocus_um for r in [*readings, last] if r.defocus_um is not None]
+    assert len(corrections) == BIAS_READINGS
+    assert report.model_bias_um == pytest.approx(np.median(corrections))
+    assert report.error_um == pytest.approx(corrections[-1] - report.model_bias_um)
+    assert last.error_um == pytest.approx(report.error_um)  # what the lock would correct
     assert rig.illuminator.pattern is None  # LEDs off at the end
 
 
@@ -83,7 +91,7 @@ def test_each_focus_now_measures_the_bias_afresh(make_rig):
     loop = make_loop(rig, OraclePredictor(rig.scope, bias_um=BIAS))
     assert loop.focus_now(FINISH).model_bias_um == pytest.approx(BIAS, abs=0.3)
     rig.drive.move_by(5.0)
-    report = loop.focus_now(FocusSettings())  # the model alone: no peak, no bias
+    report = loop.focus_now(model_alone())  # the model alone: no peak, no bias
     assert report.success and report.model_bias_um == 0.0 and loop.model_bias_um == 0.0
 
 

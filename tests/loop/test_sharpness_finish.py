@@ -24,7 +24,7 @@ from controller.sharpness_finish import (
     sharpness_peak,
 )
 from controller.sim.rigs import virtual_rig
-from tests.loop.conftest import FRAME, make_loop
+from tests.loop.conftest import FRAME, make_loop, model_alone
 from tests.loop.doubles import OraclePredictor, RefusesNearFocus
 
 FINISH = FocusSettings(sharpness_finish_um=1.5, sharpness_step_um=1.5)
@@ -77,7 +77,7 @@ def test_a_long_correction_stops_short_so_that_a_right_model_finishes_in_two_mov
 
 def test_without_the_finish_the_same_model_ends_off_focus(make_rig):
     rig = make_rig(start_z_um=8.0)
-    report = make_loop(rig, OraclePredictor(rig.scope, bias_um=BIAS)).focus_now(FocusSettings())
+    report = make_loop(rig, OraclePredictor(rig.scope, bias_um=BIAS)).focus_now(model_alone())
     assert report.success and abs(rig.scope.defocus_um()) > 0.5
 
 
@@ -133,7 +133,7 @@ def test_a_reading_refused_where_the_model_put_focus_is_finished_on_the_sharpnes
 def test_without_the_finish_such_a_model_ends_lost_near_focus(make_rig):
     rig = make_rig(start_z_um=8.0)
     loop = make_loop(rig, RefusesNearFocus(rig.scope, bias_um=BIAS))
-    report = loop.focus_now(FocusSettings())
+    report = loop.focus_now(model_alone())
     assert (report.success, report.state.value) == (False, "lost")
 
 
