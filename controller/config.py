@@ -292,10 +292,11 @@ class FocusSettings(_Table):
         doc="never leaves ± half of this around where it started (a little more than the "
             "model's ±30 µm range); at most the travel")
     sharpness_finish_um: float = _setting(
-        0.0, Within(0, 10, "µm"),
+        1.5, Within(0, 10, "µm"),
         doc="once the model puts focus within this, finish on the sharpness peak of the "
-            "half-annulus pattern, the ground truth's focus (two or three more moves; 0: off; "
-            "docs/loop.md); with sharpness_step_um at most probe_um")
+            "half-annulus pattern, the ground truth's focus (two or three more moves; a lock "
+            "started after it holds that plane; 0: off; docs/loop.md); with sharpness_step_um "
+            "at most probe_um")
     sharpness_step_um: float = _setting(
         1.5, Within(0, 10, "µm", open_low=True),
         doc="the finish measures the sharpness this far either side of the model's focus")

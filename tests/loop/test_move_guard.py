@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.config import Config, FocusSettings, LockSettings, SimSettings
+from controller.config import Config, LockSettings, SimSettings
 from controller.loop import SEARCH_WINDOW, TRAVEL_WINDOW, FocusLoop, LoopState
 from controller.model import DEFAULT_BUNDLE, FocusModel
 from controller.move_guard import MAX_STEP, MoveGuard, MoveRefused
@@ -17,7 +17,7 @@ from controller.optics import preset
 from controller.runlog import StepRecord
 from controller.sensing import NetworkSensor
 from controller.sim.rigs import virtual_rig
-from tests.loop.conftest import make_loop, run_lock
+from tests.loop.conftest import make_loop, model_alone, run_lock
 from tests.loop.doubles import OraclePredictor
 
 START_Z_UM = 8.0  # the virtual microscope's start: 8 µm from focus (at 0)
@@ -124,7 +124,7 @@ def end_positions(records: list[StepRecord]) -> list[float]:
 def test_focus_now_on_a_misread_sample_never_leaves_its_search_window(rig, offset_um):
     records: list[StepRecord] = []
     report = make_loop(rig, misread(rig), records=records,
-                       offset_um=offset_um).focus_now(FocusSettings())
+                       offset_um=offset_um).focus_now(model_alone())
     positions = end_positions(records)  # focus.search_window_um = 80: [-32, 48] µm
     assert min(positions) >= START_Z_UM - 40.0 and max(positions) == START_Z_UM + 40.0
     assert report.state is LoopState.LOST and not report.success  # frames that far are
@@ -134,7 +134,7 @@ def test_focus_now_on_a_misread_sample_never_leaves_its_search_window(rig, offse
 def test_focus_now_stops_at_its_search_window_edge_then_gives_up(rig):
     records: list[StepRecord] = []
     loop = make_loop(rig, misread(rig), records=records)
-    report = loop.focus_now(FocusSettings(search_window_um=10.0))
+    report = loop.focus_now(model_alone(search_window_um=10.0))
     assert [(r.move_um, r.limited) for r in records[:2]] == [(5.0, SEARCH_WINDOW), (0.0, "")]
     assert [r.rejected for r in records[1:]] == ["window"] * 5
     assert report.state is LoopState.LOST and report.moves == 1
@@ -147,7 +147,7 @@ def test_without_its_window_focus_now_would_have_run_away(rig):
     misread sample drives it twice as far."""
     records: list[StepRecord] = []
     make_loop(rig, misread(rig), records=records).focus_now(
-        FocusSettings(search_window_um=1000.0))
+        model_alone(search_window_um=1000.0))
     assert max(end_positions(records)) == pytest.approx(START_Z_UM + 56.0)  # 8 → 16 → 32 → 64
 
 

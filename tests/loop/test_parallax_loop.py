@@ -10,7 +10,6 @@ import pytest
 
 from controller.config import (
     Config,
-    FocusSettings,
     LockSettings,
     ModelSettings,
     OpticsSettings,
@@ -25,6 +24,7 @@ from controller.parallax import ParallaxCue
 from controller.runlog import StepRecord
 from controller.sensing import NetworkSensor, ParallaxSensor, open_sensor
 from controller.sim.rigs import virtual_rig
+from tests.loop.conftest import model_alone
 from tests.loop.doubles import OraclePredictor
 
 FRAME = (512, 512)  # one patch of the cue's grid
@@ -69,7 +69,7 @@ def test_a_reading_lights_the_networks_led_then_the_mirrored_one():
     spy = ShownPatterns(rig.illuminator)
     records: list[StepRecord] = []
     loop = FocusLoop.for_rig(rig, sensor, Config(), illuminator=spy, record_sink=records.append)
-    report = loop.focus_now(FocusSettings())
+    report = loop.focus_now(model_alone())
     assert report.success
     # the run lights the first pattern, then every reading lights both in turn
     readings = report.steps
@@ -86,7 +86,7 @@ def test_parallax_overrules_a_network_that_reads_the_sign_backwards(start_z_um):
     assert alone.scope is not None
     backwards = OraclePredictor(alone.scope, scale=-1.0)
     report = FocusLoop.for_rig(alone, NetworkSensor(backwards, alone.preset.autofocus),
-                               Config()).focus_now(FocusSettings())
+                               Config()).focus_now(model_alone())
     assert not report.success and abs(alone.scope.defocus_um()) > abs(start_z_um)
 
     rig = pair_rig(start_z_um)
@@ -94,7 +94,7 @@ def test_parallax_overrules_a_network_that_reads_the_sign_backwards(start_z_um):
     records: list[StepRecord] = []
     loop = FocusLoop.for_rig(rig, fused(rig, OraclePredictor(rig.scope, scale=-1.0)), Config(),
                              record_sink=records.append)
-    report = loop.focus_now(FocusSettings())
+    report = loop.focus_now(model_alone())
     assert report.success and report.moves <= 3
     assert abs(rig.scope.defocus_um()) <= 0.5
     first = records[0]

@@ -5,8 +5,8 @@ tests/training/test_probe_pair.py. The focal plane sits at z = 0."""
 
 from __future__ import annotations
 
-from controller.config import FocusSettings
 from controller.runlog import StepRecord
+from tests.loop.conftest import model_alone
 from tests.loop.doubles import OraclePredictor, oracle_pair
 from tests.loop.test_probing import PROBE, rig_with_travel
 
@@ -21,7 +21,7 @@ def test_a_confidently_wrong_sign_is_probed_and_the_pair_reads_the_side(make_rig
     rig = make_rig(start_z_um=8.0)  # the truth: -8 µm; the model says +8 µm and is sure of it
     records: list[StepRecord] = []
     report = make_loop_with(rig, OraclePredictor(rig.scope, scale=-1.0), records,
-                            pair=True).focus_now(FocusSettings())
+                            pair=True).focus_now(model_alone())
     probe, decided, done = records
     assert (probe.state, probe.probe_um) == ("probing", PROBE)  # the way the wrong sign points
     assert (decided.probed_sign, decided.state) == (-1, "focusing")
@@ -31,13 +31,13 @@ def test_a_confidently_wrong_sign_is_probed_and_the_pair_reads_the_side(make_rig
 
 
 def test_where_the_pair_agrees_the_networks_own_finer_reading_is_acted_on(make_rig):
-    from tests.loop.conftest import make_loop
+    from tests.loop.conftest import make_loop, model_alone
 
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
     coarse = oracle_pair(PROBE, bias_um=1.0)  # the pair is the coarser of the two
     report = make_loop(rig, OraclePredictor(rig.scope, pair=coarse),
-                       records=records).focus_now(FocusSettings())
+                       records=records).focus_now(model_alone())
     assert records[0].probe_um == -PROBE  # towards focus, as the network's sign points
     assert records[1].error_um == -5.0 and "confirmed -5.00 µm" in records[1].reason
     assert report.success and abs(rig.scope.defocus_um()) <= 0.5
@@ -47,7 +47,7 @@ def test_without_the_pair_the_same_model_drives_away_from_focus(make_rig):
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
     make_loop_with(rig, OraclePredictor(rig.scope, scale=-1.0), records,
-                   pair=False).focus_now(FocusSettings(max_steps=1))
+                   pair=False).focus_now(model_alone(max_steps=1))
     assert worsened(records) == [8.0]  # what the pair prevents
 
 
@@ -55,7 +55,7 @@ def test_a_probe_downwards_reads_the_pair_the_other_way_round():
     rig = rig_with_travel(8.0, (-500.0, 9.0))  # no room above for the probe the sign points to
     records: list[StepRecord] = []
     report = make_loop_with(rig, OraclePredictor(rig.scope, scale=-1.0), records,
-                            pair=True).focus_now(FocusSettings())
+                            pair=True).focus_now(model_alone())
     assert records[0].probe_um == -PROBE
     assert records[1].error_um == -5.0 and "probe pair" in records[1].reason
     assert report.success and report.moves == 2
@@ -65,7 +65,7 @@ def test_a_probe_the_guard_cut_to_another_length_falls_back_to_the_distances(mak
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
     blind = OraclePredictor(rig.scope, sign_blind="wrong")
-    make_loop_with(rig, blind, records, pair=True).focus_now(FocusSettings(max_step_um=2.0))
+    make_loop_with(rig, blind, records, pair=True).focus_now(model_alone(max_step_um=2.0))
     assert (records[0].probe_um, records[0].limited) == (2.0, "max_step")
     assert "the probe decided the sign" in records[1].reason  # not the pair: it reads 3 µm
     assert records[1].probed_sign == -1 and records[1].move_um == -2.0
@@ -75,7 +75,7 @@ def test_within_the_pairs_probe_a_trusted_sign_is_acted_on_at_once(make_rig):
     rig = make_rig(start_z_um=2.0)
     records: list[StepRecord] = []
     report = make_loop_with(rig, OraclePredictor(rig.scope), records,
-                            pair=True).focus_now(FocusSettings())
+                            pair=True).focus_now(model_alone())
     assert report.success and report.moves == 1
     assert "probing" not in {r.state for r in records}
 
@@ -96,10 +96,10 @@ def test_a_new_run_forgets_the_sign_relation(make_rig):
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
     loop = make_loop_with(rig, OraclePredictor(rig.scope, scale=-1.0), records, pair=True)
-    assert loop.focus_now(FocusSettings()).success
+    assert loop.focus_now(model_alone()).success
     rig.drive.move_by(2.0)  # within the probe: the network's own sign would be acted on
     records.clear()
-    loop.focus_now(FocusSettings(max_steps=1))
+    loop.focus_now(model_alone(max_steps=1))
     assert worsened(records) == [2.0]  # a new sample may read either way: nothing carried over
 
 

@@ -19,7 +19,7 @@ from controller.optics import preset
 from controller.runlog import StepRecord
 from controller.sign_probe import SignProbe, decide_side
 from controller.sim.rigs import virtual_rig
-from tests.loop.conftest import FRAME, make_loop
+from tests.loop.conftest import FRAME, make_loop, model_alone
 from tests.loop.doubles import OraclePredictor
 
 PROBE = 3.0  # focus.probe_um and lock.probe_um by default
@@ -42,7 +42,7 @@ def true_distances(rig, records: list[StepRecord]) -> list[float]:
 def test_an_ambiguous_far_reading_probes_then_corrects_with_the_decided_sign(make_rig):
     rig = make_rig(start_z_um=8.0)  # the truth: -8 µm; the model says +8 µm, sign ambiguous
     records: list[StepRecord] = []
-    report = make_loop(rig, blind(rig), records=records).focus_now(FocusSettings())
+    report = make_loop(rig, blind(rig), records=records).focus_now(model_alone())
     probe, decided, done = records
     assert (done.state, done.move_um) == ("idle", 0.0)
     assert (probe.state, probe.sign_ambiguous, probe.distance_um) == ("probing", True, 8.0)
@@ -55,7 +55,7 @@ def test_an_ambiguous_far_reading_probes_then_corrects_with_the_decided_sign(mak
 
 def test_a_probe_counts_as_a_move_of_focus_now(make_rig):
     rig = make_rig(start_z_um=8.0)
-    report = make_loop(rig, blind(rig)).focus_now(FocusSettings(max_steps=1))
+    report = make_loop(rig, blind(rig)).focus_now(model_alone(max_steps=1))
     assert (report.success, report.moves, rig.drive.moves) == (False, 1, 1)
     assert report.reason == "still -11.00 µm from focus after 1 moves (limit 1)"
 
@@ -63,17 +63,17 @@ def test_a_probe_counts_as_a_move_of_focus_now(make_rig):
 def test_a_known_sign_and_a_distance_within_tolerance_are_not_probed(make_rig):
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
-    assert make_loop(rig, records=records).focus_now(FocusSettings()).moves == 1
+    assert make_loop(rig, records=records).focus_now(model_alone()).moves == 1
     assert "probing" not in {r.state for r in records} and not any(r.probe_um for r in records)
     near = make_rig(start_z_um=0.3)
-    report = make_loop(near, blind(near)).focus_now(FocusSettings())
+    report = make_loop(near, blind(near)).focus_now(model_alone())
     assert report.success and report.moves == 0 and near.drive.moves == 0
 
 
 def test_at_the_windows_edge_it_probes_the_other_way():
     rig = rig_with_travel(8.0, (-500.0, 9.0))  # 1 µm above: no room for the guessed way
     records: list[StepRecord] = []
-    report = make_loop(rig, blind(rig), records=records).focus_now(FocusSettings())
+    report = make_loop(rig, blind(rig), records=records).focus_now(model_alone())
     assert records[0].probe_um == -PROBE and records[0].limited == ""
     assert report.success and report.moves == 2
 
@@ -94,30 +94,38 @@ def test_a_probe_is_cut_to_the_window_and_never_made_without_room_for_half_of_it
 
 def test_the_largest_step_bounds_the_probe(make_rig):
     with pytest.raises(ConfigError, match=r"focus.probe_um: must be at most focus.max_step_um"):
-        Config(focus=FocusSettings(max_step_um=2.0))
+        Config(focus=model_alone(max_step_um=2.0))
     # made past the config's rule, the guard still cuts it
     rig = make_rig(start_z_um=8.0)
     records: list[StepRecord] = []
-    make_loop(rig, blind(rig), records=records).focus_now(FocusSettings(max_step_um=2.0))
+    make_loop(rig, blind(rig), records=records).focus_now(model_alone(max_step_um=2.0))
     assert (records[0].probe_um, records[0].limited) == (2.0, "max_step")
     assert all(abs(r.move_um) <= 2.0 for r in records)
 
 
+@pytest.mark.parametrize("finish", [False, True], ids=["model alone", "finishing"])
 @pytest.mark.parametrize("seed", range(12))
-def test_focus_now_from_random_starts_ends_in_focus_in_four_moves_never_worse_than_a_probe(
-        make_rig, seed):
+def test_focus_now_from_random_starts_ends_in_focus_never_worse_than_a_probe(
+        make_rig, seed, finish):
+    """The model alone in at most four moves; finishing on the sharpness (the default) in at
+    most focus now's five."""
     rng = np.random.default_rng(seed)
     rig = make_rig(start_z_um=round(float(rng.uniform(-30.0, 30.0)), 1))
     # a model that reads a little beyond where focus now starts (30 µm and a probe)
     model = blind(rig, "wrong" if seed % 2 else "random", noise_um=0.15, seed=seed,
                   expected_error_um=0.6, trained_range_um=35.0)
     records: list[StepRecord] = []
-    report = make_loop(rig, model, records=records).focus_now(FocusSettings())
-    assert report.success and report.moves <= 4 and abs(rig.scope.defocus_um()) <= 0.5
+    settings = FocusSettings() if finish else model_alone()
+    report = make_loop(rig, model, records=records).focus_now(settings)
+    assert report.success and report.moves <= (settings.max_steps if finish else 4)
+    assert abs(rig.scope.defocus_um()) <= 0.5
     truth = [*true_distances(rig, records), abs(rig.scope.defocus_um())]
     worsened = [after - before for before, after in itertools.pairwise(truth)]
     assert max(worsened) <= PROBE + 1e-9
-    assert any(r.state == "probing" for r in records) or abs(truth[0]) <= 0.5
+    # the sign is never guessed: probed, or the start was within the tolerance (or within
+    # the finish's bracket, which holds focus on either side)
+    unprobed_um = min(settings.sharpness_finish_um, settings.sharpness_step_um) if finish else 0.5
+    assert any(r.state == "probing" for r in records) or abs(truth[0]) <= unprobed_um
 
 
 def test_a_probe_whose_next_reading_is_rejected_makes_no_further_move(make_rig):
@@ -131,7 +139,7 @@ def test_a_probe_whose_next_reading_is_rejected_makes_no_further_move(make_rig):
     records: list[StepRecord] = []
     loop = make_loop(rig, blind(rig))
     loop.record_sink = record
-    report = loop.focus_now(FocusSettings())
+    report = loop.focus_now(model_alone())
     assert report.moves == rig.drive.moves == 1 and report.state is LoopState.LOST
     assert records[1].state == "focusing" and records[1].rejected == "empty"
     assert all(r.move_um == 0.0 and r.probed_sign == 0 for r in records[1:])
@@ -139,7 +147,7 @@ def test_a_probe_whose_next_reading_is_rejected_makes_no_further_move(make_rig):
 
 def test_a_probe_out_of_the_models_range_is_a_rejected_reading_not_a_guess(make_rig):
     rig = make_rig(start_z_um=28.0)  # the wrong sign sends the probe away: 31 µm, out of range
-    report = make_loop(rig, blind(rig)).focus_now(FocusSettings())
+    report = make_loop(rig, blind(rig)).focus_now(model_alone())
     assert report.moves == 1 and report.state is LoopState.LOST and "trained range" in report.reason
 
 

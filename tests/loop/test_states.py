@@ -6,10 +6,9 @@ import itertools
 
 import pytest
 
-from controller.config import FocusSettings
 from controller.loop import LoopState
 from controller.runlog import RunLog, StepRecord, read_run
-from tests.loop.conftest import make_loop, run_lock
+from tests.loop.conftest import make_loop, model_alone, run_lock
 from tests.loop.doubles import OraclePredictor
 
 
@@ -174,7 +173,7 @@ def test_drive_fault_mid_lock_is_a_safe_stop(rig):
 
 def test_focus_now_gets_within_tolerance(make_rig):
     rig = make_rig(start_z_um=-27.0)
-    report = make_loop(rig).focus_now(FocusSettings())
+    report = make_loop(rig).focus_now(model_alone())
     assert report.success and report.state is LoopState.IDLE
     assert report.moves <= 2
     assert abs(rig.scope.defocus_um()) <= 0.5
@@ -182,21 +181,21 @@ def test_focus_now_gets_within_tolerance(make_rig):
 
 
 def test_focus_now_reports_failure_after_max_steps(rig):
-    report = make_loop(rig).focus_now(FocusSettings(max_steps=2, gain=0.3))
+    report = make_loop(rig).focus_now(model_alone(max_steps=2, gain=0.3))
     assert not report.success and report.moves == 2
     assert "after 2 moves" in report.reason
 
 
 def test_focus_now_gives_up_on_untrusted_frames(rig):
     rig.scope.light_scale = 0.0
-    report = make_loop(rig).focus_now(FocusSettings())
+    report = make_loop(rig).focus_now(model_alone())
     assert not report.success and report.state is LoopState.LOST and report.moves == 0
     assert "too dark" in report.reason
 
 
 def test_focus_now_asked_to_stop_before_it_starts_neither_reads_nor_moves(rig):
     records: list[StepRecord] = []
-    report = make_loop(rig, records=records).focus_now(FocusSettings(), lambda: True)
+    report = make_loop(rig, records=records).focus_now(model_alone(), lambda: True)
     assert (report.success, report.state, report.reason) == (False, LoopState.IDLE,
                                                              "stopped by request")
     assert (report.moves, report.steps, records, rig.drive.moves) == (0, 0, [], 0)
@@ -206,7 +205,7 @@ def test_focus_now_asked_to_stop_before_it_starts_neither_reads_nor_moves(rig):
 def test_focus_now_stops_between_moves_when_asked(rig):
     records: list[StepRecord] = []
     loop = make_loop(rig, records=records)
-    report = loop.focus_now(FocusSettings(gain=0.3), should_stop=lambda: rig.drive.moves >= 2)
+    report = loop.focus_now(model_alone(gain=0.3), should_stop=lambda: rig.drive.moves >= 2)
     assert report.state is LoopState.IDLE and report.reason == "stopped by request"
     assert report.moves == rig.drive.moves == 2 and not report.success
     assert report.steps == len(records) == 2  # asked before the third reading: not taken

@@ -75,17 +75,20 @@ def test_metrics_parse_and_count_a_focus_now_once(running):
     assert abs(samples["focuslock_z_um", ()] - FOCUS_Z_UM) <= status["tolerance_um"]
     assert samples["focuslock_board_link_retries_total", ()] == 0  # no board: a virtual rig
     assert samples["focuslock_faults_total", ()] == 0
-    assert samples["focuslock_readings_total", (("cue", "network"),)] == steps
+    # the trusted readings: focus now's finish adds steps that read the sharpness, not the model
+    _, page = client.get(f"/api/log?since=0&limit={steps}")
+    trusted = sum(1 for r in page["records"] if r["defocus_um"] is not None and not r["rejected"])
+    assert samples["focuslock_readings_total", (("cue", "network"),)] == trusted >= 2
 
     # each step observed once: its duration on the loop's clock, and a trusted reading's size
     assert samples["focuslock_step_seconds_count", ()] == steps
     assert samples["focuslock_step_seconds_bucket", (("le", "+Inf"),)] == steps
     assert samples["focuslock_step_seconds_sum", ()] > 0
-    assert samples["focuslock_abs_defocus_um_count", ()] == steps
+    assert samples["focuslock_abs_defocus_um_count", ()] == trusted
     largest = abs(status["last_step"]["defocus_um"])
     assert samples["focuslock_abs_defocus_um_sum", ()] >= largest
     assert samples["focuslock_abs_defocus_um_bucket", (("le", "0.5"),)] >= 1  # the last one
-    assert samples["focuslock_abs_defocus_um_bucket", (("le", "5.0"),)] < steps  # the first
+    assert samples["focuslock_abs_defocus_um_bucket", (("le", "5.0"),)] < trusted  # the first
     buckets = [value for (name, _), value in samples.items() if name.endswith("_bucket")
                and name.startswith("focuslock_step_seconds")]
     assert buckets == sorted(buckets)  # cumulative
