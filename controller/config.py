@@ -448,7 +448,9 @@ class Config(_Table):
             raise ConfigError(f"focus.sharpness_step_um: with focus.sharpness_finish_um it must "
                               f"add up to at most focus.probe_um ({focus.probe_um:g}), so no "
                               f"finishing move can worsen the focus by more than a probe; got "
-                              f"{focus.sharpness_finish_um:g} + {focus.sharpness_step_um:g}")
+                              f"{focus.sharpness_finish_um:g} + {focus.sharpness_step_um:g} "
+                              f"(lower both, or focus.sharpness_finish_um = 0 turns the finish "
+                              f"off)")
         limit = offset_limit_um(self.lock)
         if not abs(self.lock.offset_um) <= limit:
             raise ConfigError(f"lock.offset_um: must be within ±{limit:g} µm (half of "

@@ -45,10 +45,13 @@ def test_a_config_the_machine_can_serve_passes_and_leaves_nothing_behind(tmp_pat
      "an optics preset with parallax views"),
     ('[optics]\npreset = "paper-pair"\n[parallax]\ncalibration = "/no/such/file.json"\n',
      "parallax.calibration: "),
-    ('[focus]\nprobe_um = 2\n',  # the bundled model's probe pair reads 3 µm probes
+    # the bundled model's probe pair reads 3 µm probes (the finish fitted into the probe)
+    ('[focus]\nprobe_um = 2\nsharpness_finish_um = 1\nsharpness_step_um = 1\n',
      "focus.probe_um: 2 µm, but the model's probe pair network reads probes of 3 µm: set "
      "focus.probe_um = 3"),
     ('[lock]\nprobe_um = 4\n', "lock.probe_um: 4 µm, but the model's probe pair network"),
+    ('[focus]\nprobe_um = 2\n', "focus.sharpness_step_um: with focus.sharpness_finish_um it "
+                                 "must add up to at most focus.probe_um (2)"),
 ])
 def test_what_would_fail_at_start_fails_at_check(tmp_path, capsys, text, message):
     code, out = check(tmp_path, text, capsys)
