@@ -26,7 +26,8 @@
 
 Run:  .venv/bin/python benchmarks/bench_loop.py [compute|memory|focus-now|lock|hold|all]
           [--bundle PATH] [--starts 40] [--duration 180] [--sample KIND] [--seed 0]
-          [--preset paper|paper-pair] [--size 2048] [--sharpness-finish UM] [--focus-first]
+          [--preset paper|paper-pair] [--size 2048] [--sharpness-finish UM] [--max-steps N]
+          [--focus-first]
 """
 
 from __future__ import annotations
@@ -194,31 +195,36 @@ class MoveEffects:
         self.last = now
 
 
+def bench_config(bundle: Path, focus: dict[str, float], preset_name: str = "paper") -> Config:
+    """The default config reading with ``bundle`` on ``preset_name``, with the focus settings
+    the command line gave (``focus``: only those it gave)."""
+    from controller.config import ModelSettings, OpticsSettings
+
+    config = dataclasses.replace(Config(), optics=OpticsSettings(preset=preset_name),
+                                 model=ModelSettings(bundle=str(bundle)))
+    return dataclasses.replace(config, focus=dataclasses.replace(config.focus, **focus))
+
+
 def bench_focus_now(bundle: Path, starts: int, samples: list[str], seed: int,
-                    preset_name: str, size: int, sharpness_finish_um: float | None) -> None:
+                    preset_name: str, size: int, focus: dict[str, float]) -> None:
     """Focus now from random starts, per sample kind, with the sensor the config builds for the
     preset (the network alone on ``paper``; fused with the parallax cue on ``paper-pair``).
     Every move's effect on the true focus error is watched: a probe may worsen it by at most
-    the probe; any other move that worsens it by more than the probe is counted.
-    ``sharpness_finish_um`` overrides the config's ``focus.sharpness_finish_um``."""
-    from controller.config import ModelSettings, OpticsSettings
+    the probe; any other move that worsens it by more than the probe is counted."""
     from controller.loop import FocusLoop
     from controller.sensing import open_sensor
     from controller.sim import make_sample
     from controller.sim.rigs import virtual_rig
 
-    config = dataclasses.replace(Config(), optics=OpticsSettings(preset=preset_name),
-                                 model=ModelSettings(bundle=str(bundle)))
-    if sharpness_finish_um is not None:
-        config = dataclasses.replace(config, focus=dataclasses.replace(
-            config.focus, sharpness_finish_um=sharpness_finish_um))
+    config = bench_config(bundle, focus, preset_name)
     probe_um = config.focus.probe_um
     frame = (size, size)
     print(f"focus now with {bundle.name}, {starts} starts per kind uniform in ±30 µm, "
           f"{preset_name}, {size}² frames, a new field of view every five starts (goal: 90 % "
           f"within 0.5 µm in ≤ 4 moves, a probe counting as a move; no move worsening the "
           f"focus by more than the {probe_um:g} µm probe); finishing on the sharpness within "
-          f"{config.focus.sharpness_finish_um:g} µm (0: off)")
+          f"{config.focus.sharpness_finish_um:g} µm (0: off), at most "
+          f"{config.focus.max_steps} moves")
     for kind in samples:
         rig = virtual_rig(preset(preset_name), SimSettings(sample=kind), frame_shape=frame)
         scope = rig.scope
@@ -266,21 +272,17 @@ def held_errors(runner: LockRunner, scope: VirtualScope) -> list[float]:
 
 
 def bench_hold(bundle: Path, starts: int, samples: list[str], seed: int, size: int,
-               sharpness_finish_um: float | None) -> None:
+               focus: dict[str, float]) -> None:
     """Which plane the lock holds on a sample: from a start within ±5 µm of focus on a new
     field each time, a quiet lock of HOLD_STEPS steps alone, and after focus now (finishing on
     the sharpness, so the lock holds the model's bias it measured); the held error is
     |z - z_focus| over the lock's last half."""
-    from controller.config import ModelSettings
     from controller.loop import FocusLoop
     from controller.sensing import open_sensor
     from controller.sim import make_sample
     from controller.sim.rigs import virtual_rig
 
-    config = dataclasses.replace(Config(), model=ModelSettings(bundle=str(bundle)))
-    if sharpness_finish_um is not None:
-        config = dataclasses.replace(config, focus=dataclasses.replace(
-            config.focus, sharpness_finish_um=sharpness_finish_um))
+    config = bench_config(bundle, focus)
     frame = (size, size)
     print(f"the plane the lock holds with {bundle.name}, {starts} starts per kind within ±5 µm "
           f"of focus, a new field each, {size}² frames, {HOLD_STEPS}-step quiet locks; focus "
@@ -321,23 +323,19 @@ def bench_hold(bundle: Path, starts: int, samples: list[str], seed: int, size: i
 
 
 def bench_lock(bundle: Path, duration_s: float, sample: str, seed: int, size: int,
-               sharpness_finish_um: float | None, focus_first: bool) -> None:
+               focus: dict[str, float], focus_first: bool) -> None:
     """The lock under the demo's scenario, with the sensor the config builds for the bundle;
-    ``focus_first``: focus now first (finishing on the sharpness where the config or
-    ``sharpness_finish_um`` says so), and the lock holds what it found."""
+    ``focus_first``: focus now first (with the ``focus`` settings given), and the lock holds
+    what it found."""
     import tempfile
 
-    from controller.config import ModelSettings
     from controller.runlog import RunLog
     from controller.sensing import open_sensor
     from controller.sim.demo import TRUTH_COLUMNS, run_scenario_lock, score_run, summary_lines
     from controller.sim.rigs import virtual_rig
     from controller.sim.scenario import demo_scenario
 
-    config = dataclasses.replace(Config(), model=ModelSettings(bundle=str(bundle)))
-    if sharpness_finish_um is not None:
-        config = dataclasses.replace(config, focus=dataclasses.replace(
-            config.focus, sharpness_finish_um=sharpness_finish_um))
+    config = bench_config(bundle, focus)
     settings = dataclasses.replace(SimSettings(), drift_um_per_min=1.0,
                                    random_walk_um_per_sqrt_s=0.01, start_z_um=8.0,
                                    sample=sample, seed=seed)
@@ -385,6 +383,9 @@ def main() -> int:
     parser.add_argument("--sharpness-finish", type=float, metavar="UM",
                         help="focus now finishes on the sharpness once the model puts focus "
                              "within UM (default: the config's focus.sharpness_finish_um)")
+    parser.add_argument("--max-steps", type=int, metavar="N",
+                        help="focus now's moves at most (default: the config's "
+                             "focus.max_steps)")
     parser.add_argument("--focus-first", action="store_true",
                         help="lock: focus now first, and lock on what it found")
     parser.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
@@ -395,6 +396,9 @@ def main() -> int:
     print(f"model bundle: {args.bundle}")
     from controller.sim.samples import SAMPLE_KINDS  # not before: the memory child runs no sim
 
+    focus = {name: value for name, value in (("sharpness_finish_um", args.sharpness_finish),
+                                             ("max_steps", args.max_steps)) if value is not None}
+
     if args.what in ("compute", "all"):
         bench_compute(args.bundle)
     if args.what in ("memory", "all"):
@@ -402,13 +406,13 @@ def main() -> int:
     if args.what in ("focus-now", "all"):
         kinds = [args.sample] if args.sample else sorted(SAMPLE_KINDS)
         bench_focus_now(args.bundle, args.starts, kinds, args.seed, args.preset, args.size,
-                        args.sharpness_finish)
+                        focus)
     if args.what == "hold":
         bench_hold(args.bundle, args.starts, [args.sample] if args.sample
-                   else sorted(SAMPLE_KINDS), args.seed, args.size, args.sharpness_finish)
+                   else sorted(SAMPLE_KINDS), args.seed, args.size, focus)
     if args.what in ("lock", "all"):
         bench_lock(args.bundle, args.duration, args.sample or "sparse-cells", args.seed,
-                   args.size, args.sharpness_finish, args.focus_first)
+                   args.size, focus, args.focus_first)
     return 0
 
 
