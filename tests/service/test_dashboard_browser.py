@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from tests.service.cdp import CHROMIUM, HEADLESS, Browser
+from tests.service.conftest import oracle_hardware, service_config
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,6 +40,18 @@ def test_the_page_shows_the_running_lock(running, tmp_path):
     assert text_of(dom, "gates") == "all passed"
     readings = re.match(r"(\d+) readings in the last", text_of(dom, "points"))
     assert readings and int(readings.group(1)) >= 4  # the plot has the run's readings
+
+
+def test_the_page_shows_the_models_bias_focus_now_measured(start_service, tmp_path):
+    config = service_config(tmp_path)  # the finish on, as by default
+    running = start_service(config, hardware=lambda: oracle_hardware(config, bias_um=1.0))
+    code, report = running.client.post("/api/focus", {"timeout_s": 30})
+    assert code == 200 and report["model_bias_um"] > 0.5
+    dom = subprocess.run(
+        [str(CHROMIUM), *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=2000", "--dump-dom", running.server.url],
+        capture_output=True, text=True, timeout=60, check=True).stdout
+    assert text_of(dom, "bias") == f"{report['model_bias_um']:+.2f}"
 
 
 def test_the_buttons_start_the_lock_set_the_offset_and_stop(running, tmp_path):
