@@ -32,7 +32,8 @@ class StepRecord:
     z_um: float | None  # drive position at capture (None: not known, e.g. a fault)
     defocus_um: float | None  # the model's prediction, z_focus - z
     confidence: float | None
-    error_um: float | None  # correction wanted: defocus_um (or probed_sign × distance_um) + offset
+    # correction wanted: defocus_um (or probed_sign × distance_um) + offset - the model's bias
+    error_um: float | None
     rejected: str  # failed gate names joined by '+', '' when trusted
     move_um: float  # the move made (0 when none)
     limited: str  # '', 'max_step', 'travel_window' (lock), 'search_window' (focus now)
