@@ -59,7 +59,6 @@ lock and ending its run are the runner's job (controller/lock_runner.py).
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,11 +74,15 @@ from controller.prediction import Prediction
 from controller.runlog import StepRecord
 from controller.sensing import FocusSensor
 from controller.sharpness_finish import (
+    BIAS_READINGS,
     FINISH_MOVES,
-    SHARPNESS_RANGE_UM,
+    FINISH_SHORT,
     Landing,
     SharpnessMeter,
+    bias_of,
+    finish_centre,
     finish_stops,
+    handover_move,
     sharpness_peak,
 )
 from controller.sign_probe import SignProbe, SignVerdict, judge_sign
@@ -88,13 +91,9 @@ if TYPE_CHECKING:
     from controller.hardware.rig import Rig
 
 NO_MOVE_UM = 1e-6  # a clipped correction smaller than this is no correction
-# a correction that hands over to the finish stops this share of a step short of the model's
-# focus: the middle of half a step to a step, from where the finish measures that focus last
-FINISH_SHORT = 0.75
 TRAVEL_WINDOW = "travel_window"  # the lock's guard (step records' ``limited``)
 SEARCH_WINDOW = "search_window"  # focus now's guard
 STOPPED_BY_REQUEST = "stopped by request"
-BIAS_READINGS = 3  # readings of the model at the sharpness peak; their median is its bias
 
 
 class LoopState(StrEnum):
@@ -420,21 +419,12 @@ class FocusLoop:
 
     def _toward_finish(self, plan: _Plan, guard: MoveGuard, z_um: float,
                        settings: FocusSettings, moves: int) -> float | None:
-        """The correction that hands over to the finish, made in full: to ``FINISH_SHORT`` of
-        a step short of the model's focus, not of the offset's target (the finish measures
-        around the focus and adds the offset last), so that the finish starts half a step or
-        more off that focus, measures it last and, where the model was right, needs two moves,
-        not three. None (the law's move) unless the finish is on with its three moves left
-        after this one, the model puts focus farther than the finish starts from, and neither
-        the law's move nor this one is cut by the guard."""
+        """The correction that hands over to the finish (``handover_move``), where the finish
+        is on with its three moves left after this one and the law's move was not cut; None:
+        the law's move."""
         if plan.error_um is None or plan.limited or not self._can_finish(settings, moves + 1):
             return None
-        to_focus = plan.error_um - self._held_offset_um
-        short = FINISH_SHORT * settings.sharpness_step_um
-        if abs(to_focus) <= max(settings.sharpness_finish_um, short):
-            return None
-        move, limited = guard.clip(z_um, to_focus - math.copysign(short, to_focus))
-        return None if limited else move
+        return handover_move(z_um, plan.error_um - self._held_offset_um, settings, guard)
 
     def _can_finish(self, settings: FocusSettings, moves: int) -> bool:
         """The finish is on, and its moves fit in what focus now has left after ``moves``."""
@@ -444,46 +434,20 @@ class FocusLoop:
     def _finish_around(self, reading: _Reading, plan: _Plan, guard: MoveGuard,
                        settings: FocusSettings, moves: int,
                        landed_um: float | None) -> tuple[float, str] | None:
-        """The model's focus that focus now finishes around on the sharpness, and why; None
-        where the finish is off, fewer than its three moves are left, its bracket would leave
-        the search window, or the model does not put focus within ``sharpness_finish_um``.
-        A reading whose sign is undecided is bracketed around where the drive stands (focus,
-        within the bracket's half width on either side, is inside it: no sign is guessed). The
-        first reading after a trusted correction (``landed_um``: where that put focus), if
-        refused or of an undecided sign within the sharpness's range, is bracketed around that
-        focus: near focus a model refuses the samples it knows least, and its sign-free
-        distance reads them worst (a calibrated tissue bundle: 3.2 µm at 0.6 µm), so a probe
-        there would spend the moves the finish needs."""
-        within = settings.sharpness_finish_um
-        prediction = reading.prediction
-        step = settings.sharpness_step_um
+        """Where focus now finishes on the sharpness after this reading, and why
+        (``finish_centre``); None where the finish is off or fewer than its three moves are
+        left."""
         if not self._can_finish(settings, moves):
             return None
-        if plan.rejections or prediction is None:
-            if landed_um is None:
-                return None
-            focus = landed_um
-            refusal = "; ".join(r.reason for r in plan.rejections)
-            why = f"the model's reading is refused ({refusal}) where it put focus"
-        elif plan.error_um is not None:
-            focus = reading.z_um + plan.error_um - self._held_offset_um
-            if abs(focus - reading.z_um) > within:
-                return None
-            why = f"the model puts focus {focus - reading.z_um:+.2f} µm away"
-        elif prediction.distance <= min(within, step):
-            focus = reading.z_um
-            why = (f"the model puts focus {prediction.distance:.2f} µm away on a side it "
-                   f"cannot tell")
-        elif landed_um is not None and prediction.distance <= SHARPNESS_RANGE_UM:
-            focus = landed_um
-            why = (f"the model reads {prediction.distance:.2f} µm on a side it cannot tell "
-                   f"where it put focus")
-        else:
-            return None
-        for end in (focus - step, focus + step):
-            if guard.clip(reading.z_um, end - reading.z_um)[1]:
-                return None
-        return focus, f"{why}: finishing on the sharpness"
+        prediction = reading.prediction
+        refused = bool(plan.rejections) or prediction is None
+        return finish_centre(
+            reading.z_um, settings, guard,
+            to_focus_um=(None if refused or plan.error_um is None
+                         else plan.error_um - self._held_offset_um),
+            refusal="; ".join(r.reason for r in plan.rejections) if refused else None,
+            distance_um=math.inf if prediction is None else prediction.distance,
+            landed_um=landed_um)
 
     def _finish(self, guard: MoveGuard, settings: FocusSettings, focus_um: float,
                 should_stop: Callable[[], bool] | None) -> _Finished:
@@ -549,12 +513,8 @@ class FocusLoop:
     def _measure_bias(self, guard: MoveGuard, settings: FocusSettings,
                       should_stop: Callable[[], bool] | None) -> _BiasReadings:
         """Read the model ``BIAS_READINGS`` times where the finish landed (the sharpness peak
-        plus the offset), and keep the median of the corrections they ask for (signed defocus
-        plus offset: there, what the model reads at the peak) as its bias on this sample: if at
-        least two were trusted with a sign, they agree within the tolerance, and the median is
-        no farther than the finish moves from the model's reading (``sharpness_finish_um +
-        sharpness_step_um``, which the config keeps within a probe, so the lock's plane moves
-        by no more than that). The last reading's record is left to focus now's report. A
+        plus the offset) and keep its bias there (``bias_of``: the median of the corrections
+        asked for, with rules). The last reading's record is left to focus now's report. A
         device failure is a fault; ``should_stop()`` is asked before every reading."""
         self._probe = None  # a probe's first reading is not this plane's
         readings: list[float] = []
@@ -580,27 +540,10 @@ class FocusLoop:
                 last = t, reading, plan
         except FocuslockError as exc:
             return _BiasReadings(self._enter_fault(exc), None, None)
-        said = self._keep_bias(readings, settings)
+        bias, said = bias_of(readings, settings)
+        if bias is not None:
+            self.model_bias_um = bias
         return _BiasReadings(said, readings[-1] if readings else None, last)
-
-    def _keep_bias(self, readings: list[float], settings: FocusSettings) -> str:
-        """Keep the median of the corrections read at the peak as the model's bias, if they
-        pass the rules of ``_measure_bias``; what was found, for the report."""
-        keeps = "the lock holds the model's own focus"
-        if len(readings) < 2:
-            return (f"the model's bias is unknown ({len(readings)} of {BIAS_READINGS} "
-                    f"readings at the peak trusted with a sign): {keeps}")
-        spread = max(readings) - min(readings)
-        if spread > settings.tolerance_um:
-            return (f"the model's readings at the peak spread {spread:.2f} µm, more than the "
-                    f"tolerance: {keeps}")
-        bias = statistics.median(readings)
-        limit = settings.sharpness_finish_um + settings.sharpness_step_um
-        if abs(bias) > limit:
-            return (f"the model reads {bias:+.2f} µm at the peak, farther than the finish "
-                    f"moves ({limit:g} µm): {keeps}")
-        self.model_bias_um = bias
-        return f"the model reads {bias:+.2f} µm here: the lock holds that reading"
 
     def stop(self) -> None:
         """End any run: LEDs off, state idle (a fault stays a fault until the next start)."""

@@ -8,7 +8,7 @@ incoherent half annulus (controller/groundtruth.py) has no such bias: its peak i
 put focus, and near focus its curve has one shape whatever the sample (measured on the twin: the
 drop from the peak at ±1 µm and ±2 µm keeps the same proportions across eleven families, only its
 scale changes). So once the model brings focus within ``focus.sharpness_finish_um`` (or its
-first reading after a correction is refused: FocusLoop._finish_around), focus now measures the
+first reading after a correction is refused: ``finish_centre``), focus now measures the
 sharpness where it stands and at two more points of the bracket ``step_um`` either side of the
 model's focus, fits a parabola through the three, and moves to its peak, never outside that
 bracket: two or three more moves (``finish_stops``).
@@ -21,22 +21,36 @@ call that a success.
 
 Beyond about 4 µm the curve is flat (the band's power is gone), so sharpness cannot replace the
 model far from focus, nor decide the sign there.
+
+At the peak the model is read three more times: what it reads there is its bias on this sample
+(``bias_of``), which the lock then holds (controller/loop.py). This module holds the finish's
+rules (where it centres, the correction that hands over to it, its stops, its peak, whether a
+bias is kept); the loop makes the moves and takes the frames.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 
+from controller.config import FocusSettings
 from controller.groundtruth import pattern_sharpness
+from controller.move_guard import MoveGuard
 from controller.optics import Optics, Pattern
 
 # The most moves a finish makes: to two points of the bracket, then to the peak
 FINISH_MOVES = 3
 # How far from focus the sharpness still changes: beyond, its band's power is gone (the twin)
 SHARPNESS_RANGE_UM = 4.0
+# A correction that hands over to the finish stops this share of a step short of the model's
+# focus: the middle of half a step to a step, from where the finish measures that focus last
+FINISH_SHORT = 0.75
+# Readings of the model at the sharpness peak; their median is its bias on the sample
+BIAS_READINGS = 3
 # The smallest rise of the sharpness across the bracket that counts as a peak, in the measure's
 # units (mean log power): ten times the frame-to-frame noise of the twin's camera (standard
 # deviation 0.0002-0.0026 over 39 fields); a thin sample's curve rises 0.03-0.4 over 1.5 µm.
@@ -118,3 +132,81 @@ def sharpness_peak(z_um: list[float], sharpness: list[float], focus_um: float,
                     f"model's focus): moved to its end")
     return Peak(focus_um + vertex, Landing.PEAK,
                 f"focused on the sharpness peak, {vertex:+.2f} µm from the model's focus")
+
+
+def finish_centre(z_um: float, settings: FocusSettings, guard: MoveGuard, *,
+                  to_focus_um: float | None, refusal: str | None, distance_um: float,
+                  landed_um: float | None) -> tuple[float, str] | None:
+    """Where focus now finishes around on the sharpness, and why; None where the model does
+    not put focus within ``sharpness_finish_um`` or the bracket would leave ``guard``. The
+    reading at ``z_um`` was refused (``refusal``: why), or trusted with a sign
+    (``to_focus_um``: the move to the model's focus), or trusted without one (``distance_um``:
+    its sign-free distance). A reading whose sign is undecided is bracketed around the drive
+    (focus, within the bracket's half width on either side, is inside it: no sign is guessed).
+    The first reading after a trusted correction (``landed_um``: where that put focus), if
+    refused or of an undecided sign within the sharpness's range, is bracketed around that
+    focus: near focus a model refuses the samples it knows least, and its sign-free distance
+    reads them worst (a calibrated tissue bundle: 3.2 µm at 0.6 µm), so a probe there would
+    spend the moves the finish needs."""
+    within = settings.sharpness_finish_um
+    step = settings.sharpness_step_um
+    if refusal is not None:
+        if landed_um is None:
+            return None
+        focus = landed_um
+        why = f"the model's reading is refused ({refusal}) where it put focus"
+    elif to_focus_um is not None:
+        if abs(to_focus_um) > within:
+            return None
+        focus = z_um + to_focus_um
+        why = f"the model puts focus {to_focus_um:+.2f} µm away"
+    elif distance_um <= min(within, step):
+        focus = z_um
+        why = f"the model puts focus {distance_um:.2f} µm away on a side it cannot tell"
+    elif landed_um is not None and distance_um <= SHARPNESS_RANGE_UM:
+        focus = landed_um
+        why = (f"the model reads {distance_um:.2f} µm on a side it cannot tell where it put "
+               f"focus")
+    else:
+        return None
+    for end in (focus - step, focus + step):
+        if guard.clip(z_um, end - z_um)[1]:
+            return None
+    return focus, f"{why}: finishing on the sharpness"
+
+
+def handover_move(z_um: float, to_focus_um: float, settings: FocusSettings,
+                  guard: MoveGuard) -> float | None:
+    """The correction that hands over to the finish, made in full: to ``FINISH_SHORT`` of a
+    step short of the model's focus (``to_focus_um`` away), not of a lock offset's target (the
+    finish measures around the focus and adds the offset last), so that the finish starts
+    half a step or more off that focus, measures it last and, where the model was right, needs
+    two moves, not three. None where the model puts focus no farther than the finish starts
+    from, or ``guard`` would cut the move."""
+    short = FINISH_SHORT * settings.sharpness_step_um
+    if abs(to_focus_um) <= max(settings.sharpness_finish_um, short):
+        return None
+    move, limited = guard.clip(z_um, to_focus_um - math.copysign(short, to_focus_um))
+    return None if limited else move
+
+
+def bias_of(corrections_um: list[float], settings: FocusSettings) -> tuple[float | None, str]:
+    """The model's bias on a sample from the corrections it asked for at the sharpness peak
+    (trusted readings with a sign; the peak plus any offset is where they were read), and what
+    was found: their median, if at least two agree within the tolerance and it is no farther
+    than the finish moves (``sharpness_finish_um + sharpness_step_um``, which the config keeps
+    within a probe, so the lock's plane moves by no more than that); else None and why."""
+    keeps = "the lock holds the model's own focus"
+    if len(corrections_um) < 2:
+        return None, (f"the model's bias is unknown ({len(corrections_um)} of {BIAS_READINGS} "
+                      f"readings at the peak trusted with a sign): {keeps}")
+    spread = max(corrections_um) - min(corrections_um)
+    if spread > settings.tolerance_um:
+        return None, (f"the model's readings at the peak spread {spread:.2f} µm, more than the "
+                      f"tolerance: {keeps}")
+    bias = statistics.median(corrections_um)
+    limit = settings.sharpness_finish_um + settings.sharpness_step_um
+    if abs(bias) > limit:
+        return None, (f"the model reads {bias:+.2f} µm at the peak, farther than the finish "
+                      f"moves ({limit:g} µm): {keeps}")
+    return bias, f"the model reads {bias:+.2f} µm here: the lock holds that reading"

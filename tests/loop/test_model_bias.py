@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from controller.config import FocusSettings
-from controller.loop import BIAS_READINGS, FocusLoop, LoopState
+from controller.loop import FocusLoop, LoopState
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
+from controller.sharpness_finish import BIAS_READINGS
 from controller.sim.twin import VirtualScope
 from tests.loop.conftest import make_loop, model_alone, run_lock
 from tests.loop.doubles import OraclePredictor, RefusesNearFocus

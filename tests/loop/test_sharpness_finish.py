@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.config import Config, ConfigError, FocusSettings, SimSettings
+from controller.move_guard import MoveGuard
 from controller.optics import preset
 from controller.prediction import Prediction
 from controller.runlog import StepRecord
@@ -20,7 +21,9 @@ from controller.sharpness_finish import (
     MIN_RISE,
     Landing,
     SharpnessMeter,
+    bias_of,
     finish_stops,
+    handover_move,
     sharpness_peak,
 )
 from controller.sim.rigs import virtual_rig
@@ -254,3 +257,22 @@ def test_the_stops_spread_over_the_bracket():
     assert finish_stops(-0.75, 0.0, 1.5) == (1.5, 0.0)
     with pytest.raises(ValueError, match="must lie apart"):
         sharpness_peak([0.0, 0.1, 1.5], [1.0, 2.0, 1.0], 0.0, 1.5)
+
+
+# -- the rules the loop asks ---------------------------------------------------------------------
+
+def test_a_bias_is_the_median_of_agreeing_corrections_no_larger_than_the_finish_moves():
+    assert bias_of([0.6, 0.8, 0.7], FINISH) == (0.7, "the model reads +0.70 µm here: the lock "
+                                                     "holds that reading")
+    assert bias_of([0.6, 0.8], FINISH)[0] == pytest.approx(0.7)
+    assert bias_of([0.6], FINISH)[0] is None  # one reading is no agreement
+    assert bias_of([0.1, 0.7], FINISH)[0] is None  # 0.6 µm apart: beyond the tolerance
+    assert bias_of([3.1, 3.2, 3.2], FINISH)[0] is None  # beyond the 3 µm the finish moves
+
+
+def test_the_handover_stops_three_quarters_of_a_step_short_of_the_models_focus():
+    guard = MoveGuard.around(0.0, 80.0, (-1000.0, 1000.0), max_step_um=40.0, name="search")
+    assert handover_move(0.0, 8.0, FINISH, guard) == pytest.approx(8.0 - 1.125)
+    assert handover_move(0.0, -8.0, FINISH, guard) == pytest.approx(-8.0 + 1.125)
+    assert handover_move(0.0, 1.4, FINISH, guard) is None  # near enough to finish from here
+    assert handover_move(0.0, 45.0, FINISH, guard) is None  # cut by the largest step
