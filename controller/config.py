@@ -280,7 +280,10 @@ class FocusSettings(_Table):
     """Focus now: iterate until within tolerance, at most max_steps moves."""
 
     SECTION = "focus"
-    max_steps: int = _setting(5, Within(1, 100), doc="moves at most")
+    max_steps: int = _setting(
+        7, Within(1, 100),
+        doc="moves at most: room for a probe, two corrections and the finish's three, and one "
+            "more (with 5 the finish was skipped after a third approach move: docs/loop.md)")
     tolerance_um: float = _setting(0.5, Within(0, 100, "µm", open_low=True),
                                    doc="done once a reading is within this")
     gain: float = _setting(1.0, UNIT_INTERVAL, doc="fraction of the error corrected per move")
