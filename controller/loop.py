@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -84,6 +84,7 @@ from controller.sharpness_finish import (
     finish_stops,
     handover_move,
     sharpness_peak,
+    step_beyond,
 )
 from controller.sign_probe import SignProbe, SignVerdict, judge_sign
 
@@ -345,7 +346,8 @@ class FocusLoop:
                 self._rejections = 0
                 self.state = LoopState.FINISHING
                 self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason, plan.sign)
-                finished = self._finish(guard, settings, focus_um, should_stop)
+                finished = self._finish(guard, settings, focus_um, should_stop,
+                                        settings.max_steps - moves)
                 moves += finished.moves
                 if self.state is LoopState.FAULT:
                     return FocusReport(False, moves, self._step, z, error, self.state, self.reason)
@@ -450,12 +452,13 @@ class FocusLoop:
             landed_um=landed_um)
 
     def _finish(self, guard: MoveGuard, settings: FocusSettings, focus_um: float,
-                should_stop: Callable[[], bool] | None) -> _Finished:
+                should_stop: Callable[[], bool] | None, moves_left: int) -> _Finished:
         """Measure the sharpness where the drive stands and ``sharpness_step_um`` either side
         of the model's ``focus_um``, then move to the peak (controller/sharpness_finish.py).
-        A frame a gate refuses ends the measuring, and the finish moves to the model's focus.
-        A device failure is a fault; ``should_stop()`` is asked before every frame and every
-        move."""
+        Where the peak lies beyond that bracket and two of ``moves_left`` remain, measure a
+        step past its sharpest end first (``_finish_target``). A frame a gate refuses ends the
+        measuring, and the finish moves to the model's focus. A device failure is a fault;
+        ``should_stop()`` is asked before every frame and every move."""
         meter = self.sharpness
         assert meter is not None
         step = settings.sharpness_step_um
@@ -466,14 +469,12 @@ class FocusLoop:
         landing: Landing | None = None
         try:
             self.illuminator.show(meter.pattern)
-            here = self.drive.position_um()
-            stops = finish_stops(here, focus_um, step)
-            for i in range(3):
+            stops = list(finish_stops(self.drive.position_um(), focus_um, step))
+            while landing is None:
                 if should_stop is not None and should_stop():
                     return _Finished(moves, None)
                 t = self.clock.now()
-                not_before = max(self.drive.settled_at, t)
-                frame, rejections = self._checked_frame(not_before)
+                frame, rejections = self._checked_frame(max(self.drive.settled_at, t))
                 z = self.drive.position_um()
                 value = None
                 if rejections:
@@ -484,15 +485,17 @@ class FocusLoop:
                     value = meter.measure(frame.image)
                     measured_z.append(z)
                     measured.append(value)
-                    if i < 2:
-                        target = stops[i]
+                    if stops:
+                        target = stops.pop(0)
                         self.reason = f"sharpness {value:.3f} at {z:.2f} µm"
                     else:
-                        peak = sharpness_peak(measured_z, measured, focus_um, step)
-                        target, landing, self.reason = (peak.z_um + offset, peak.landing,
-                                                        peak.reason)
-                        if abs(target - z) < settings.tolerance_um / 2:
-                            target = z  # already there: the model's focus was the peak
+                        target, landing = self._finish_target(
+                            measured_z, measured, focus_um, step, guard,
+                            extend=moves + 2 <= moves_left, probe_um=settings.probe_um)
+                        if landing is not None:
+                            target += offset
+                            if abs(target - z) < settings.tolerance_um / 2:
+                                target = z  # already there: the model's focus was the peak
                 move, limited = guard.clip(z, target - z)
                 if should_stop is not None and should_stop():
                     return _Finished(moves, None)
@@ -504,11 +507,39 @@ class FocusLoop:
                 self._step += 1
                 self._record(t, z, None, rejections, move, limited, self.reason,
                              sharpness=value)
-                if rejections:
-                    break
         except FocuslockError as exc:
             self._enter_fault(exc)
+            landing = None
         return _Finished(moves, landing)
+
+    def _finish_target(self, z_um: list[float], sharpness: list[float], focus_um: float,
+                       step_um: float, guard: MoveGuard, *, extend: bool,
+                       probe_um: float) -> tuple[float, Landing | None]:
+        """Where the finish goes after its measurements and what that is (None: a stop to
+        measure at first), with the reason set: the peak of the three around ``focus_um``
+        (``sharpness_peak``); where it lies beyond the bracket and the finish may ``extend``,
+        a step past the sharpest end (``step_beyond``), if ``guard`` lets the drive get there
+        in one move no longer than a probe (so it cannot worsen the focus by more); after that
+        step, the peak of the parabola through it, the sharpest end and that end's
+        neighbour."""
+        here = z_um[-1]
+        if len(z_um) == 3:
+            peak = sharpness_peak(z_um, sharpness, focus_um, step_um)
+            if peak.landing is Landing.SEARCHED and extend:
+                beyond = step_beyond(z_um, sharpness, step_um)[2]
+                if abs(beyond - here) <= probe_um and not guard.clip(here, beyond - here)[1]:
+                    self.reason = (f"{peak.reason.split(':')[0]}: measuring a step further, "
+                                   f"at {beyond:.2f} µm")
+                    return beyond, None
+        else:
+            neighbour, sharpest, _ = step_beyond(z_um[:3], sharpness[:3], step_um)
+            near = [neighbour, sharpest, here]
+            peak = sharpness_peak(near, [sharpness[z_um.index(z)] for z in near], sharpest,
+                                  step_um, centre="the bracket's end")
+            if peak.landing is Landing.MODEL:  # flat past the end: not the model's focus
+                peak = replace(peak, landing=Landing.SEARCHED)
+        self.reason = peak.reason
+        return peak.z_um, peak.landing
 
     def _measure_bias(self, guard: MoveGuard, settings: FocusSettings,
                       should_stop: Callable[[], bool] | None) -> _BiasReadings:

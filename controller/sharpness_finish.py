@@ -99,10 +99,11 @@ def finish_stops(here_um: float, focus_um: float, step_um: float) -> tuple[float
 
 
 def sharpness_peak(z_um: list[float], sharpness: list[float], focus_um: float,
-                   step_um: float) -> Peak:
+                   step_um: float, centre: str = "the model's focus") -> Peak:
     """The peak of the parabola through the three measurements; where they hardly rise, the
-    model's ``focus_um``; where they rise without a peak, the sharpest of them, and where the
-    peak lies beyond the bracket ``focus_um ± step_um``, the bracket's end."""
+    bracket's centre ``focus_um`` (``centre`` names it); where they rise without a peak, the
+    sharpest of them, and where the peak lies beyond the bracket ``focus_um ± step_um``, the
+    bracket's end."""
     if len(z_um) != 3 or len(sharpness) != 3:
         raise ValueError(f"a parabola needs three measurements, got {len(z_um)}")
     z = np.asarray(z_um, dtype=float) - focus_um
@@ -111,7 +112,7 @@ def sharpness_peak(z_um: list[float], sharpness: list[float], focus_um: float,
         raise ValueError(f"the measurements must lie apart, got {z_um}")
     rise = float(s.max() - s.min())
     if rise < MIN_RISE:
-        return Peak(focus_um, Landing.MODEL, f"kept the model's focus: the sharpness rises "
+        return Peak(focus_um, Landing.MODEL, f"kept {centre}: the sharpness rises "
                                              f"only {rise:.3f} across the bracket (a peak needs "
                                              f"{MIN_RISE})")
     # the parabola s = a z² + b z + c through three points (Lagrange's divided differences)
@@ -128,10 +129,24 @@ def sharpness_peak(z_um: list[float], sharpness: list[float], focus_um: float,
     if abs(vertex) > step_um:
         end = float(np.copysign(step_um, vertex))
         return Peak(focus_um + end, Landing.SEARCHED,
-                    f"the sharpness peaks beyond the bracket ({vertex:+.2f} µm from the "
-                    f"model's focus): moved to its end")
+                    f"the sharpness peaks beyond the bracket ({vertex:+.2f} µm from "
+                    f"{centre}): moved to its end")
     return Peak(focus_um + vertex, Landing.PEAK,
-                f"focused on the sharpness peak, {vertex:+.2f} µm from the model's focus")
+                f"focused on the sharpness peak, {vertex:+.2f} µm from {centre}")
+
+
+def step_beyond(z_um: list[float], sharpness: list[float],
+                step_um: float) -> tuple[float, float, float]:
+    """Where a finish whose three measurements peak beyond its bracket measures next: a step
+    past the sharpest of them (then one of the outer two), away from the others. Returns the
+    measurement nearest the sharpest, the sharpest, and that stop: the three points the next
+    parabola goes through."""
+    best = int(np.argmax(sharpness))
+    sharpest = z_um[best]
+    others = [z for i, z in enumerate(z_um) if i != best]
+    side = 1.0 if sharpest > max(others) else -1.0
+    neighbour = min(others, key=lambda z: abs(z - sharpest))
+    return neighbour, sharpest, sharpest + side * step_um
 
 
 def finish_centre(z_um: float, settings: FocusSettings, guard: MoveGuard, *,

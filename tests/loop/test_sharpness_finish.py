@@ -25,6 +25,7 @@ from controller.sharpness_finish import (
     finish_stops,
     handover_move,
     sharpness_peak,
+    step_beyond,
 )
 from controller.sim.rigs import virtual_rig
 from tests.loop.conftest import FRAME, make_loop, model_alone
@@ -276,3 +277,34 @@ def test_the_handover_stops_three_quarters_of_a_step_short_of_the_models_focus()
     assert handover_move(0.0, -8.0, FINISH, guard) == pytest.approx(-8.0 + 1.125)
     assert handover_move(0.0, 1.4, FINISH, guard) is None  # near enough to finish from here
     assert handover_move(0.0, 45.0, FINISH, guard) is None  # cut by the largest step
+
+
+# -- a peak beyond the bracket -------------------------------------------------------------------
+
+FAR_BIAS = 2.2  # the model reads focus farther off than the bracket's half width
+
+
+def test_a_peak_beyond_the_bracket_is_found_a_step_further_where_two_moves_are_left(make_rig):
+    rig = make_rig(start_z_um=8.0)
+    records: list[StepRecord] = []
+    loop = make_loop(rig, OraclePredictor(rig.scope, bias_um=FAR_BIAS), records=records)
+    report = loop.focus_now(FocusSettings())  # seven moves: room for the step further
+    finishing = [r for r in records if r.state == "finishing" and r.sharpness is not None]
+    assert len(finishing) == 4 and "measuring a step further" in finishing[2].reason
+    assert all(abs(r.move_um) <= FINISH.probe_um + 1e-9 for r in finishing)
+    assert report.success and abs(rig.scope.defocus_um()) <= 0.3
+    assert "focused on the sharpness peak" in report.reason and "the bracket's end" in \
+        report.reason
+
+
+def test_without_two_moves_left_a_peak_beyond_the_bracket_ends_at_its_end(make_rig):
+    rig = make_rig(start_z_um=8.0)
+    loop = make_loop(rig, OraclePredictor(rig.scope, bias_um=FAR_BIAS))
+    report = loop.focus_now(FocusSettings(max_steps=4))  # the correction and the finish's three
+    assert not report.success and "the sharpness peaks beyond the bracket" in report.reason
+    assert "moved to its end" in report.reason
+
+
+def test_the_step_further_goes_past_the_sharpest_end_away_from_the_others():
+    assert step_beyond([1.0, -1.5, 0.0], [0.2, 0.5, 0.3], 1.5) == (0.0, -1.5, -3.0)
+    assert step_beyond([-1.5, 1.5, 0.0], [0.1, 0.6, 0.3], 1.5) == (0.0, 1.5, 3.0)
