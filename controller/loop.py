@@ -41,8 +41,9 @@ States (the same for focus now and the lock; documented for users in docs/loop.m
     probing ──sign undecided──► probing (a second probe)
     probing ──reading rejected, or sign undecided after 2 probes──► focusing (no move)
     focusing, probing ──focus now, trusted within focus.sharpness_finish_um──► finishing
-    finishing ──three sharpness frames, a move to their peak (at the peak: three readings of
-                the model there, its bias)──► idle (focus now ends)
+    finishing ──three sharpness frames (a fourth a step past the bracket where the peak lies
+                beyond it), a move to their peak (at the peak: three readings of the model
+                there, its bias)──► idle (focus now ends)
     focusing, holding, probing ──N consecutive rejections──► lost (no moves, says why)
     lost ──trusted reading, if recover_from_lost──► focusing (or probing)
     lost ──run ends, if not recover_from_lost

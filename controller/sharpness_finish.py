@@ -16,8 +16,9 @@ bracket: two or three more moves (``finish_stops``).
 Where the three hardly differ (a thick sample whose curve is flat, a field too sparse to rise
 above the noise), the finish keeps the model's focus: it moves there and says why. Where they
 rise without a peak, or peak beyond the bracket (the model's reading was wrong by more than a
-step), it moves to the sharpest of the three or to the bracket's end, and focus now does not
-call that a success.
+step), it measures a step past the sharpest end where two moves are left (``step_beyond``) and
+fits again there; otherwise it moves to the sharpest of the three or to the bracket's end, and
+focus now does not call that a success.
 
 Beyond about 4 µm the curve is flat (the band's power is gone), so sharpness cannot replace the
 model far from focus, nor decide the sign there.
