@@ -289,10 +289,12 @@ class FocusLoop:
 
     def focus_now(self, settings: FocusSettings,
                   should_stop: Callable[[], bool] | None = None) -> FocusReport:
-        """Move until a trusted reading is within tolerance, at most ``settings.max_steps``
-        moves, never out of the search window around where it started; stop early (lost) after
-        ``rejections_before_lost`` consecutive rejections, or (idle) when ``should_stop()``
-        says so: it is asked before every reading and every move, from this thread."""
+        """Move until a trusted reading is within tolerance, or, where the finish is on and
+        the model puts focus near, until the finish ends on the sharpness (``_finish_focus``);
+        at most ``settings.max_steps`` moves, never out of the search window around where it
+        started; stop early (lost) after ``rejections_before_lost`` consecutive rejections, or
+        (idle) when ``should_stop()`` says so: it is asked before every reading and every move,
+        from this thread."""
         self._reset(LoopState.FOCUSING)
         self.model_bias_um = 0.0  # this run measures it afresh, on whatever sample is there now
         moves = 0
@@ -305,33 +307,19 @@ class FocusLoop:
                                      self.drive.travel_um, max_step_um=settings.max_step_um,
                                      name=SEARCH_WINDOW)
         except FocuslockError as exc:
-            return FocusReport(False, 0, 0, None, None, self.state, self._enter_fault(exc))
-
-        def end(success: bool, state: LoopState, reason: str, t: float,
-                prediction: Prediction | None, sign: SignVerdict,
-                rejections: tuple[Rejection, ...] = ()) -> FocusReport:
-            self.state, self.reason = state, reason
-            self._record(t, z, prediction, list(rejections), 0.0, "", reason, sign)
-            self._lights_off()
-            return FocusReport(success, moves, self._step, z, error, self.state, self.reason,
-                               self.model_bias_um)
-
-        def stopped() -> FocusReport:
-            self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
-            self._lights_off()
-            return FocusReport(False, moves, self._step, z, error, self.state, self.reason)
+            self._enter_fault(exc)
+            return self._report(False, 0, None, None)
 
         while True:
             if should_stop is not None and should_stop():
-                return stopped()
+                return self._stopped(moves, z, error)
             t = self.clock.now()
             self._step += 1
             try:
                 reading = self._read()
             except FocuslockError as exc:
-                reason = self._enter_fault(exc)
-                self._record(t, z, None, [], 0.0, "", reason)
-                return FocusReport(False, moves, self._step, z, error, self.state, reason)
+                self._record(t, z, None, [], 0.0, "", self._enter_fault(exc))
+                return self._report(False, moves, z, error)
             z = reading.z_um
             prediction = reading.prediction
             plan = self._plan(reading, guard, settings.tolerance_um, settings.probe_um,
@@ -341,61 +329,30 @@ class FocusLoop:
             refused = bool(plan.rejections) or prediction is None
             finish = self._finish_around(reading, plan, guard, settings, moves, landed_um)
             if finish is not None:
-                focus_um, self.reason = finish
-                if not refused:
-                    error = plan.error_um
-                self._rejections = 0
-                self.state = LoopState.FINISHING
-                self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason, plan.sign)
-                finished = self._finish(guard, settings, focus_um, should_stop,
-                                        settings.max_steps - moves)
-                moves += finished.moves
-                if self.state is LoopState.FAULT:
-                    return FocusReport(False, moves, self._step, z, error, self.state, self.reason)
-                if finished.landing is None:
-                    return stopped()
-                z = self.drive.position_um()
-                # in focus at the sharpness peak, or by the model where the sharpness cannot
-                # say and the model's reading was trusted
-                in_focus = finished.landing is Landing.PEAK or (
-                    finished.landing is Landing.MODEL and not refused)
-                reason = f"{self.reason}, after {moves} moves"
-                if finished.landing is Landing.PEAK:
-                    bias = self._measure_bias(guard, settings, should_stop)
-                    if self.state is LoopState.FAULT:
-                        return FocusReport(False, moves, self._step, z, error, self.state,
-                                           self.reason)
-                    reason = f"{reason}; {bias.said}"
-                    if bias.error_um is not None:
-                        error = bias.error_um - self.model_bias_um
-                    if bias.last is not None:  # the report's record is the last reading's
-                        t, reading, plan = bias.last
-                        return end(in_focus, LoopState.IDLE, reason, t, reading.prediction,
-                                   plan.sign, tuple(plan.rejections))
-                self._step += 1  # the report's own record, after the finish's
-                return end(in_focus, LoopState.IDLE, reason, self.clock.now(), None,
-                           SignVerdict())
+                centre, self.reason = finish
+                return self._finish_focus(t, reading, plan, guard, settings, should_stop,
+                                          centre, moves, error)
             if refused:
                 self._on_rejected(plan.rejections)
                 self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason)
                 if self.state is LoopState.LOST:
                     self._lights_off()
-                    return FocusReport(False, moves, self._step, z, error, self.state, self.reason)
+                    return self._report(False, moves, z, error)
                 continue
             assert prediction is not None
             error = plan.error_um
             if error is not None and abs(error) <= settings.tolerance_um:
-                return end(True, LoopState.IDLE,
-                           f"within {settings.tolerance_um} µm after {moves} moves", t,
-                           prediction, plan.sign)
+                return self._ended(True, f"within {settings.tolerance_um} µm after {moves} "
+                                         f"moves", t, z, moves, error, prediction, plan.sign)
             if moves >= settings.max_steps:
                 still = (f"{error:+.2f} µm" if error is not None else
                          f"{prediction.distance:.2f} µm (sign undecided)")
-                return end(False, LoopState.IDLE, f"still {still} from focus after {moves} "
-                                                  f"moves (limit {settings.max_steps})",
-                           t, prediction, plan.sign)
+                return self._ended(False, f"still {still} from focus after {moves} moves "
+                                          f"(limit {settings.max_steps})", t, z, moves, error,
+                                   prediction, plan.sign)
             if should_stop is not None and should_stop():
-                return end(False, LoopState.IDLE, STOPPED_BY_REQUEST, t, prediction, plan.sign)
+                return self._ended(False, STOPPED_BY_REQUEST, t, z, moves, error, prediction,
+                                   plan.sign)
             move = plan.move_um
             if error is None:
                 self._on_probe(plan.sign)
@@ -411,14 +368,76 @@ class FocusLoop:
             try:
                 self.drive.move_by(move)
             except FocuslockError as exc:
-                reason = self._enter_fault(exc)
-                self._record(t, z, prediction, [], 0.0, plan.limited, reason, plan.sign)
-                return FocusReport(False, moves, self._step, z, error, self.state, reason)
+                self._record(t, z, prediction, [], 0.0, plan.limited, self._enter_fault(exc),
+                             plan.sign)
+                return self._report(False, moves, z, error)
             moves += 1
             # where a trusted correction put focus, for a finish if the next reading is refused
             landed_um = (None if error is None or plan.limited
                          else z + error - self._held_offset_um)
             self._record(t, z, prediction, [], move, plan.limited, self.reason, plan.sign)
+
+    def _finish_focus(self, t: float, reading: _Reading, plan: _Plan, guard: MoveGuard,
+                      settings: FocusSettings, should_stop: Callable[[], bool] | None,
+                      centre_um: float, moves: int, error: float | None) -> FocusReport:
+        """Focus now's last phase, from the reading that started it: the finish around
+        ``centre_um`` on the sharpness, the model's bias read at its peak, and the report."""
+        z: float | None = reading.z_um
+        refused = bool(plan.rejections) or reading.prediction is None
+        if not refused:
+            error = plan.error_um
+        self._rejections = 0
+        self.state = LoopState.FINISHING
+        self._record(t, z, reading.prediction, plan.rejections, 0.0, "", self.reason, plan.sign)
+        finished = self._finish(guard, settings, centre_um, should_stop,
+                                settings.max_steps - moves)
+        moves += finished.moves
+        if self.state is LoopState.FAULT:
+            return self._report(False, moves, z, error)
+        if finished.landing is None:
+            return self._stopped(moves, z, error)
+        z = self.drive.position_um()
+        # in focus at the sharpness peak, or by the model where the sharpness cannot say and
+        # the model's reading was trusted
+        in_focus = finished.landing is Landing.PEAK or (
+            finished.landing is Landing.MODEL and not refused)
+        reason = f"{self.reason}, after {moves} moves"
+        if finished.landing is Landing.PEAK:
+            bias = self._measure_bias(guard, settings, should_stop)
+            if self.state is LoopState.FAULT:
+                return self._report(False, moves, z, error)
+            reason = f"{reason}; {bias.said}"
+            if bias.error_um is not None:
+                error = bias.error_um - self.model_bias_um
+            if bias.last is not None:  # the report's record is the last reading's
+                t, last, last_plan = bias.last
+                return self._ended(in_focus, reason, t, z, moves, error, last.prediction,
+                                   last_plan.sign, last_plan.rejections)
+        self._step += 1  # the report's own record, after the finish's
+        return self._ended(in_focus, reason, self.clock.now(), z, moves, error, None,
+                           SignVerdict())
+
+    def _ended(self, success: bool, reason: str, t: float, z_um: float | None, moves: int,
+               error_um: float | None, prediction: Prediction | None, sign: SignVerdict,
+               rejections: list[Rejection] | None = None) -> FocusReport:
+        """Focus now ends idle: its last record (the reading it ended on, if any), LEDs off,
+        the report."""
+        self.state, self.reason = LoopState.IDLE, reason
+        self._record(t, z_um, prediction, rejections or [], 0.0, "", reason, sign)
+        self._lights_off()
+        return self._report(success, moves, z_um, error_um)
+
+    def _stopped(self, moves: int, z_um: float | None, error_um: float | None) -> FocusReport:
+        """Focus now stopped by request between two moves: LEDs off, idle."""
+        self.state, self.reason = LoopState.IDLE, STOPPED_BY_REQUEST
+        self._lights_off()
+        return self._report(False, moves, z_um, error_um)
+
+    def _report(self, success: bool, moves: int, z_um: float | None,
+                error_um: float | None) -> FocusReport:
+        """Focus now's report as the loop stands: its state, reason, steps and bias."""
+        return FocusReport(success, moves, self._step, z_um, error_um, self.state, self.reason,
+                           self.model_bias_um)
 
     def _toward_finish(self, plan: _Plan, guard: MoveGuard, z_um: float,
                        settings: FocusSettings, moves: int) -> float | None:
