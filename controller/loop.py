@@ -327,11 +327,12 @@ class FocusLoop:
                                   wanted, z_um, gain=settings.gain, dead_band_um=0.0,
                                   guard=guard))
             refused = bool(plan.rejections) or prediction is None
-            finish = self._finish_around(reading, plan, guard, settings, moves, landed_um)
+            finish = self._finish_around(reading, plan, refused, guard, settings, moves,
+                                         landed_um)
             if finish is not None:
                 centre, self.reason = finish
-                return self._finish_focus(t, reading, plan, guard, settings, should_stop,
-                                          centre, moves, error)
+                return self._finish_focus(t, reading, plan, refused, guard, settings,
+                                          should_stop, centre, moves, error)
             if refused:
                 self._on_rejected(plan.rejections)
                 self._record(t, z, prediction, plan.rejections, 0.0, "", self.reason)
@@ -377,13 +378,14 @@ class FocusLoop:
                          else z + error - self._held_offset_um)
             self._record(t, z, prediction, [], move, plan.limited, self.reason, plan.sign)
 
-    def _finish_focus(self, t: float, reading: _Reading, plan: _Plan, guard: MoveGuard,
-                      settings: FocusSettings, should_stop: Callable[[], bool] | None,
-                      centre_um: float, moves: int, error: float | None) -> FocusReport:
-        """Focus now's last phase, from the reading that started it: the finish around
-        ``centre_um`` on the sharpness, the model's bias read at its peak, and the report."""
+    def _finish_focus(self, t: float, reading: _Reading, plan: _Plan, refused: bool,
+                      guard: MoveGuard, settings: FocusSettings,
+                      should_stop: Callable[[], bool] | None, centre_um: float, moves: int,
+                      error: float | None) -> FocusReport:
+        """Focus now's last phase, from the reading that started it (``refused``: by a gate):
+        the finish around ``centre_um`` on the sharpness, the model's bias read at its peak,
+        and the report."""
         z: float | None = reading.z_um
-        refused = bool(plan.rejections) or reading.prediction is None
         if not refused:
             error = plan.error_um
         self._rejections = 0
@@ -453,16 +455,15 @@ class FocusLoop:
         return (self.sharpness is not None and settings.sharpness_finish_um > 0
                 and moves + FINISH_MOVES <= settings.max_steps)
 
-    def _finish_around(self, reading: _Reading, plan: _Plan, guard: MoveGuard,
+    def _finish_around(self, reading: _Reading, plan: _Plan, refused: bool, guard: MoveGuard,
                        settings: FocusSettings, moves: int,
                        landed_um: float | None) -> tuple[float, str] | None:
-        """Where focus now finishes on the sharpness after this reading, and why
-        (``finish_centre``); None where the finish is off or fewer than its three moves are
-        left."""
+        """Where focus now finishes on the sharpness after this reading (``refused``: by a
+        gate), and why (``finish_centre``); None where the finish is off or fewer than its
+        three moves are left."""
         if not self._can_finish(settings, moves):
             return None
         prediction = reading.prediction
-        refused = bool(plan.rejections) or prediction is None
         return finish_centre(
             reading.z_um, settings, guard,
             to_focus_um=(None if refused or plan.error_um is None
@@ -551,11 +552,11 @@ class FocusLoop:
                     self.reason = (f"{peak.reason.split(':')[0]}: measuring a step further, "
                                    f"at {beyond:.2f} µm")
                     return beyond, None
-        else:
-            neighbour, sharpest, _ = step_beyond(z_um[:3], sharpness[:3], step_um)
-            near = [neighbour, sharpest, here]
-            peak = sharpness_peak(near, [sharpness[z_um.index(z)] for z in near], sharpest,
-                                  step_um, centre="the bracket's end")
+        else:  # the same three again, and the step past them
+            neighbour, best, _ = step_beyond(z_um[:3], sharpness[:3], step_um)
+            near = [neighbour, best, 3]
+            peak = sharpness_peak([z_um[i] for i in near], [sharpness[i] for i in near],
+                                  z_um[best], step_um, centre="the bracket's end")
             if peak.landing is Landing.MODEL:  # flat past the end: not the model's focus
                 peak = replace(peak, landing=Landing.SEARCHED)
         self.reason = peak.reason

@@ -137,17 +137,17 @@ def sharpness_peak(z_um: list[float], sharpness: list[float], focus_um: float,
 
 
 def step_beyond(z_um: list[float], sharpness: list[float],
-                step_um: float) -> tuple[float, float, float]:
+                step_um: float) -> tuple[int, int, float]:
     """Where a finish whose three measurements peak beyond its bracket measures next: a step
     past the sharpest of them (then one of the outer two), away from the others. Returns the
-    measurement nearest the sharpest, the sharpest, and that stop: the three points the next
-    parabola goes through."""
+    indices of the measurement nearest the sharpest and of the sharpest, and that stop: the
+    three points the next parabola goes through."""
     best = int(np.argmax(sharpness))
     sharpest = z_um[best]
-    others = [z for i, z in enumerate(z_um) if i != best]
-    side = 1.0 if sharpest > max(others) else -1.0
-    neighbour = min(others, key=lambda z: abs(z - sharpest))
-    return neighbour, sharpest, sharpest + side * step_um
+    others = [i for i in range(len(z_um)) if i != best]
+    side = 1.0 if sharpest > max(z_um[i] for i in others) else -1.0
+    neighbour = min(others, key=lambda i: abs(z_um[i] - sharpest))
+    return neighbour, best, sharpest + side * step_um
 
 
 def finish_centre(z_um: float, settings: FocusSettings, guard: MoveGuard, *,

@@ -306,5 +306,6 @@ def test_without_two_moves_left_a_peak_beyond_the_bracket_ends_at_its_end(make_r
 
 
 def test_the_step_further_goes_past_the_sharpest_end_away_from_the_others():
-    assert step_beyond([1.0, -1.5, 0.0], [0.2, 0.5, 0.3], 1.5) == (0.0, -1.5, -3.0)
-    assert step_beyond([-1.5, 1.5, 0.0], [0.1, 0.6, 0.3], 1.5) == (0.0, 1.5, 3.0)
+    # the measurement nearest the sharpest, the sharpest (their indices), and the stop
+    assert step_beyond([1.0, -1.5, 0.0], [0.2, 0.5, 0.3], 1.5) == (2, 1, -3.0)
+    assert step_beyond([-1.5, 1.5, 0.0], [0.1, 0.6, 0.3], 1.5) == (2, 1, 3.0)
