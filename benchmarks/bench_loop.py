@@ -403,13 +403,12 @@ def main() -> int:
         bench_compute(args.bundle)
     if args.what in ("memory", "all"):
         bench_memory(args.bundle)
+    kinds = [args.sample] if args.sample else sorted(SAMPLE_KINDS)
     if args.what in ("focus-now", "all"):
-        kinds = [args.sample] if args.sample else sorted(SAMPLE_KINDS)
         bench_focus_now(args.bundle, args.starts, kinds, args.seed, args.preset, args.size,
                         focus)
     if args.what == "hold":
-        bench_hold(args.bundle, args.starts, [args.sample] if args.sample
-                   else sorted(SAMPLE_KINDS), args.seed, args.size, focus)
+        bench_hold(args.bundle, args.starts, kinds, args.seed, args.size, focus)
     if args.what in ("lock", "all"):
         bench_lock(args.bundle, args.duration, args.sample or "sparse-cells", args.seed,
                    args.size, focus, args.focus_first)
